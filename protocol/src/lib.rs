@@ -1,0 +1,103 @@
+//! devtel's wire protocol: what a collector sends to the gateway over MQTT, and the topics it
+//! is sent on. Both daemons depend on this crate; nobody else encodes a payload or formats a topic.
+//!
+//! The crate is `#![no_std]` without default features, allocates nothing and performs no I/O:
+//! every string and list is a bounded `heapless` container whose capacity is a named constant
+//! below, so a message has a known maximum size ([`MAX_ENCODED_LEN`]) and decoding untrusted bytes
+//! can fail but never panic.
+//!
+//! # Layout
+//! - [`envelope`]: [`Envelope`], the unit of transmission (format version, collector id, sequence
+//!   number, timestamp, readings) and [`Reading`], one device's poll result.
+//! - [`printer`]: [`PrinterReading`] and its parts (status, marker counters, supplies) with the
+//!   Printer-MIB / HOST-RESOURCES-MIB semantics kept intact (special values are variants, not
+//!   numbers).
+//! - [`code`]: the `code_enum!` pattern for SNMP enumerations that may carry values nobody has seen.
+//! - [`topic`]: the MQTT topic scheme, built and parsed only here.
+//! - [`encode`] / [`decode`]: the postcard codec with explicit versioning; see `WIRE.md` for the
+//!   byte-level specification.
+//!
+//! # Versioning
+//! Postcard is not self-describing: fields are positional and enum variants are varint indexes. So
+//! (a) the first byte of every payload is [`FORMAT_VERSION`] and the major version is also in the
+//! topic (`devtel/v1/...`), (b) enums are append-only, and (c) any change to the bytes of an
+//! existing message bumps [`FORMAT_VERSION`]. [`decode`] rejects other versions and trailing bytes.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod code;
+pub mod envelope;
+mod error;
+pub mod printer;
+pub mod topic;
+
+pub use envelope::{DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
+pub use error::Error;
+pub use printer::{
+    Capacity, Condition, CounterUnit, DeviceStatus, ErrorBits, Health, Level, MarkerCounter,
+    PrinterReading, PrinterState, PrinterStatus, Supply, SupplyClass, SupplyType, SupplyUnit,
+};
+
+/// The format version this crate writes, and the only one it reads. First byte of every payload.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Longest identifier (collector, site, unit, device) in bytes. Identifiers are also topic segments.
+pub const MAX_ID_LEN: usize = 64;
+/// Most readings in one envelope. A collector normally sends one device per envelope.
+pub const MAX_READINGS: usize = 4;
+/// Most marker (page counter) rows kept per printer. Devices with more are truncated, flagged.
+pub const MAX_MARKERS: usize = 4;
+/// Most supply rows kept per printer (a large colour copier has about 15).
+pub const MAX_SUPPLIES: usize = 32;
+/// Longest supply description kept, in bytes (Printer-MIB allows 255; real ones are < 60).
+pub const MAX_DESCRIPTION_LEN: usize = 96;
+/// Longest colorant name kept, in bytes ("black", "light cyan", ...).
+pub const MAX_COLOUR_LEN: usize = 24;
+/// Longest model string and serial number kept, in bytes.
+pub const MAX_MODEL_LEN: usize = 64;
+
+/// An identifier: a collector, site, administrative unit or device. See [`topic::validate_segment`].
+pub type Id = heapless::String<MAX_ID_LEN>;
+
+/// Upper bound of an encoded [`Envelope`], checked by a test against the largest possible message.
+/// A buffer of this size always suffices for [`encode`].
+pub const MAX_ENCODED_LEN: usize = 32 * 1024;
+
+/// Encodes `envelope` into `buf` and returns the written prefix.
+///
+/// # Errors
+/// [`Error::UnsupportedVersion`] when `envelope.version` is not [`FORMAT_VERSION`],
+/// [`Error::InvalidId`] when an identifier is not a valid topic segment, and
+/// [`Error::BufferTooSmall`] when `buf` is too short (never with [`MAX_ENCODED_LEN`] bytes).
+pub fn encode<'a>(envelope: &Envelope, buf: &'a mut [u8]) -> Result<&'a mut [u8], Error> {
+    if envelope.version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(envelope.version));
+    }
+    envelope.validate()?;
+    postcard::to_slice(envelope, buf).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => Error::BufferTooSmall,
+        _ => Error::Encode,
+    })
+}
+
+/// Decodes one envelope from `bytes`. Never panics, whatever the input.
+///
+/// # Errors
+/// [`Error::Empty`], [`Error::UnsupportedVersion`] (first byte is not [`FORMAT_VERSION`]),
+/// [`Error::Malformed`] (postcard could not decode the rest), [`Error::TrailingBytes`],
+/// [`Error::InvalidId`] (an identifier that is not a valid topic segment) and
+/// [`Error::NoReadings`].
+pub fn decode(bytes: &[u8]) -> Result<Envelope, Error> {
+    let first = *bytes.first().ok_or(Error::Empty)?;
+    if first != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(first));
+    }
+    let (envelope, rest): (Envelope, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| Error::Malformed)?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    envelope.validate()?;
+    Ok(envelope)
+}

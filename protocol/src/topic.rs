@@ -1,0 +1,223 @@
+//! The MQTT topic scheme: the one table of topics, built and parsed only here.
+//!
+//! | topic | direction | payload |
+//! |---|---|---|
+//! | `devtel/v1/telemetry/{site}/{unit}/{device}` | collector → gateway | postcard [`crate::Envelope`] |
+//! | `devtel/v1/units/{unit}` | gateway → integrators, retained | JSON unit document |
+//!
+//! Every variable segment is an identifier that [`validate_segment`] accepts: 1 to
+//! [`crate::MAX_ID_LEN`] bytes of ASCII letters, digits, `.`, `_` and `-`. That keeps MQTT wildcards
+//! (`+`, `#`), separators (`/`), `$`-prefixed system topics and non-ASCII out of topics, so a topic
+//! always parses back to exactly the parts it was built from.
+
+use core::fmt::{self, Write};
+
+use heapless::String;
+
+use crate::MAX_ID_LEN;
+
+/// First segment of every devtel topic.
+pub const ROOT: &str = "devtel";
+/// The major protocol version segment; it changes only with an incompatible scheme.
+pub const VERSION: &str = "v1";
+/// Segment of collector → gateway telemetry.
+pub const TELEMETRY: &str = "telemetry";
+/// Segment of the gateway's per-unit documents.
+pub const UNITS: &str = "units";
+
+/// Subscription filter for all telemetry.
+pub const TELEMETRY_FILTER: &str = "devtel/v1/telemetry/#";
+/// Subscription filter for all unit documents.
+pub const UNITS_FILTER: &str = "devtel/v1/units/+";
+
+/// Longest topic this scheme produces, in bytes.
+pub const MAX_TOPIC_LEN: usize = 128 + 3 * MAX_ID_LEN;
+
+/// A built topic.
+pub type TopicString = String<MAX_TOPIC_LEN>;
+
+/// A topic parsed into its typed parts, borrowing from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic<'a> {
+    /// `devtel/v1/telemetry/{site}/{unit}/{device}`.
+    Telemetry {
+        /// The collector's site.
+        site: &'a str,
+        /// The device's administrative unit.
+        unit: &'a str,
+        /// The device id.
+        device: &'a str,
+    },
+    /// `devtel/v1/units/{unit}`.
+    Unit {
+        /// The administrative unit.
+        unit: &'a str,
+    },
+}
+
+/// Why a topic could not be built or parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// A segment is empty.
+    EmptySegment,
+    /// A segment is longer than [`MAX_ID_LEN`].
+    SegmentTooLong,
+    /// A segment contains a byte outside `[A-Za-z0-9._-]`.
+    InvalidCharacter,
+    /// Not a devtel v1 topic, or the wrong number of segments.
+    NotDevtel,
+}
+
+impl fmt::Display for TopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TopicError::EmptySegment => "empty identifier",
+            TopicError::SegmentTooLong => "identifier longer than 64 bytes",
+            TopicError::InvalidCharacter => {
+                "identifier may only contain ASCII letters, digits, '.', '_' and '-'"
+            }
+            TopicError::NotDevtel => "not a devtel/v1 topic",
+        })
+    }
+}
+
+impl core::error::Error for TopicError {}
+
+/// Checks that `segment` can be an identifier and a topic segment.
+///
+/// # Errors
+/// [`TopicError::EmptySegment`], [`TopicError::SegmentTooLong`] or [`TopicError::InvalidCharacter`].
+pub fn validate_segment(segment: &str) -> Result<(), TopicError> {
+    if segment.is_empty() {
+        return Err(TopicError::EmptySegment);
+    }
+    if segment.len() > MAX_ID_LEN {
+        return Err(TopicError::SegmentTooLong);
+    }
+    if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(TopicError::InvalidCharacter);
+    }
+    Ok(())
+}
+
+fn build(parts: &[&str]) -> Result<TopicString, TopicError> {
+    let mut topic = TopicString::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            topic.push('/').map_err(|_| TopicError::SegmentTooLong)?;
+        }
+        topic.write_str(part).map_err(|_| TopicError::SegmentTooLong)?;
+    }
+    Ok(topic)
+}
+
+/// `devtel/v1/telemetry/{site}/{unit}/{device}`.
+///
+/// # Errors
+/// When a part is not a valid segment ([`validate_segment`]).
+pub fn telemetry(site: &str, unit: &str, device: &str) -> Result<TopicString, TopicError> {
+    for part in [site, unit, device] {
+        validate_segment(part)?;
+    }
+    build(&[ROOT, VERSION, TELEMETRY, site, unit, device])
+}
+
+/// `devtel/v1/units/{unit}`.
+///
+/// # Errors
+/// When `unit` is not a valid segment.
+pub fn unit(unit: &str) -> Result<TopicString, TopicError> {
+    validate_segment(unit)?;
+    build(&[ROOT, VERSION, UNITS, unit])
+}
+
+/// Parses a topic of this scheme.
+///
+/// # Errors
+/// [`TopicError::NotDevtel`] for foreign topics, or a segment error.
+pub fn parse(topic: &str) -> Result<Topic<'_>, TopicError> {
+    let mut parts = topic.split('/');
+    let mut next = || parts.next();
+    if next() != Some(ROOT) || next() != Some(VERSION) {
+        return Err(TopicError::NotDevtel);
+    }
+    let kind = next();
+    let parsed = match kind {
+        Some(TELEMETRY) => {
+            let (site, unit, device) = match (next(), next(), next()) {
+                (Some(s), Some(u), Some(d)) => (s, u, d),
+                _ => return Err(TopicError::NotDevtel),
+            };
+            for part in [site, unit, device] {
+                validate_segment(part)?;
+            }
+            Topic::Telemetry { site, unit, device }
+        }
+        Some(UNITS) => {
+            let unit = next().ok_or(TopicError::NotDevtel)?;
+            validate_segment(unit)?;
+            Topic::Unit { unit }
+        }
+        _ => return Err(TopicError::NotDevtel),
+    };
+    if next().is_some() {
+        return Err(TopicError::NotDevtel);
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_topic_round_trips() {
+        let t = telemetry("berlin-mitte", "ba.it.team-2", "copier-3.12").unwrap();
+        assert_eq!(t.as_str(), "devtel/v1/telemetry/berlin-mitte/ba.it.team-2/copier-3.12");
+        assert_eq!(
+            parse(&t).unwrap(),
+            Topic::Telemetry { site: "berlin-mitte", unit: "ba.it.team-2", device: "copier-3.12" }
+        );
+    }
+
+    #[test]
+    fn unit_topic_round_trips() {
+        let t = unit("ba.it").unwrap();
+        assert_eq!(t.as_str(), "devtel/v1/units/ba.it");
+        assert_eq!(parse(&t).unwrap(), Topic::Unit { unit: "ba.it" });
+    }
+
+    #[test]
+    fn wildcards_separators_and_system_topics_are_rejected() {
+        for bad in ["", "a/b", "+", "#", "$SYS", "ü", "a b"] {
+            assert!(telemetry("s", bad, "d").is_err(), "{bad:?} accepted");
+        }
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(validate_segment(&long), Err(TopicError::SegmentTooLong));
+        assert!(validate_segment(&long[..MAX_ID_LEN]).is_ok());
+    }
+
+    #[test]
+    fn foreign_and_malformed_topics_do_not_parse() {
+        for bad in [
+            "devtel/v2/units/a",
+            "devtel/v1/units",
+            "devtel/v1/units/a/b",
+            "devtel/v1/telemetry/s/u",
+            "devtel/v1/telemetry/s/u/d/x",
+            "devtel/v1/telemetry/s//d",
+            "other/v1/units/a",
+            "devtel/v1/unknown/a",
+            "",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn filters_match_the_built_topics() {
+        assert!(TELEMETRY_FILTER.starts_with("devtel/v1/telemetry/"));
+        assert!(UNITS_FILTER.starts_with(unit("x").unwrap().trim_end_matches('x')));
+    }
+}

@@ -1,0 +1,237 @@
+//! Golden-byte tests: they pin the wire format. If one fails, the bytes on the wire changed:
+//! that needs a new FORMAT_VERSION and an update of WIRE.md, never just new expected bytes.
+
+use devtel_protocol::{
+    decode, encode, Capacity, CounterUnit, DeviceKind, DeviceStatus, Envelope, Error, ErrorBits,
+    Level, MarkerCounter, NoResponse, NoResponseCause, PrinterReading, PrinterStatus, Reading,
+    Supply, SupplyClass, SupplyType, SupplyUnit, MAX_ENCODED_LEN,
+};
+
+fn id(s: &str) -> devtel_protocol::Id {
+    s.try_into().unwrap()
+}
+
+/// The worked example of WIRE.md: a small colour printer with one black toner at -3.
+fn example() -> Envelope {
+    let mut env = Envelope::new(id("gw1"), 300, 1_700_000_000_000);
+    let mut printer = PrinterReading {
+        device: id("c1"),
+        unit: id("it"),
+        model: Some("MX".try_into().unwrap()),
+        serial: None,
+        uptime_ticks: Some(150),
+        status: PrinterStatus {
+            device: Some(DeviceStatus::Warning),
+            printer: None,
+            errors: Some(ErrorBits::from_octets(&[0x20])),
+        },
+        markers: Default::default(),
+        supplies: Default::default(),
+        truncated: false,
+    };
+    printer
+        .markers
+        .push(MarkerCounter { index: 1, unit: Some(CounterUnit::Impressions), life_count: 121_104 })
+        .unwrap();
+    printer
+        .supplies
+        .push(Supply {
+            index: 1,
+            kind: Some(SupplyType::Toner),
+            class: Some(SupplyClass::Consumed),
+            unit: Some(SupplyUnit::Percent),
+            colour: Some("black".try_into().unwrap()),
+            description: "K".try_into().unwrap(),
+            max_capacity: Some(Capacity::Value(100)),
+            level: Some(Level::SomeRemaining),
+        })
+        .unwrap();
+    env.readings.push(Reading::Printer(printer)).unwrap();
+    env
+}
+
+#[rustfmt::skip]
+const EXAMPLE_BYTES: &[u8] = &[
+    0x01,                         // version = 1 (u8, raw byte)
+    0x03, b'g', b'w', b'1',       // collector = "gw1" (varint length, UTF-8)
+    0xac, 0x02,                   // seq = 300 (varint: 0x2c|0x80, 0x02)
+    0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, // timestamp_ms = 1_700_000_000_000 (varint u64)
+    0x01,                         // readings: 1 element
+    0x00,                         //   Reading::Printer (variant 0)
+    0x02, b'c', b'1',             //   device = "c1"
+    0x02, b'i', b't',             //   unit = "it"
+    0x01, 0x02, b'M', b'X',       //   model = Some("MX")
+    0x00,                         //   serial = None
+    0x01, 0x96, 0x01,             //   uptime_ticks = Some(150)
+    0x01, 0x03,                   //   status.device = Some(DeviceStatus::Warning) (variant 3)
+    0x00,                         //   status.printer = None
+    0x01, 0x80, 0x40,             //   status.errors = Some(ErrorBits(0x2000)) (varint u16 8192)
+    0x01,                         //   markers: 1 element
+    0x01,                         //     index = 1
+    0x01, 0x05,                   //     unit = Some(CounterUnit::Impressions) (variant 5)
+    0x90, 0xb2, 0x07,             //     life_count = 121104 (varint)
+    0x01,                         //   supplies: 1 element
+    0x01,                         //     index = 1
+    0x01, 0x03,                   //     kind = Some(SupplyType::Toner) (variant 3)
+    0x01, 0x02,                   //     class = Some(SupplyClass::Consumed) (variant 2)
+    0x01, 0x0f,                   //     unit = Some(SupplyUnit::Percent) (variant 15)
+    0x01, 0x05, b'b', b'l', b'a', b'c', b'k', // colour = Some("black")
+    0x01, b'K',                   //     description = "K"
+    0x01, 0x00, 0x64,             //     max_capacity = Some(Capacity::Value(100))
+    0x01, 0x03,                   //     level = Some(Level::SomeRemaining) (variant 3)
+    0x00,                         //   truncated = false
+];
+
+#[test]
+fn worked_example_has_the_documented_bytes() {
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    let bytes = encode(&example(), &mut buf).unwrap();
+    assert_eq!(bytes, EXAMPLE_BYTES, "{:02x?}", bytes);
+    assert_eq!(decode(EXAMPLE_BYTES).unwrap(), example());
+}
+
+#[test]
+fn no_response_has_the_documented_bytes() {
+    let mut env = Envelope::new(id("gw1"), 0, 0);
+    env.readings
+        .push(Reading::NoResponse(NoResponse {
+            device: id("p"),
+            unit: id("u"),
+            kind: DeviceKind::Copier,
+            cause: NoResponseCause::Timeout,
+        }))
+        .unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0x01, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version, collector, seq 0, timestamp 0
+        0x01, 0x01,                               // 1 reading, Reading::NoResponse (variant 1)
+        0x01, b'p', 0x01, b'u',                   // device "p", unit "u"
+        0x00, 0x00,                               // kind Copier (0), cause Timeout (0)
+    ];
+    let mut buf = [0u8; 64];
+    assert_eq!(encode(&env, &mut buf).unwrap(), expected);
+    assert_eq!(decode(expected).unwrap(), env);
+}
+
+#[test]
+fn unknown_codes_and_special_values_survive_the_round_trip() {
+    let mut env = example();
+    let Reading::Printer(p) = &mut env.readings[0] else { unreachable!() };
+    p.status.device = Some(DeviceStatus::from_raw(42));
+    p.supplies[0].level = Some(Level::from_raw(-7));
+    p.supplies[0].max_capacity = Some(Capacity::Unknown);
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    let bytes = encode(&env, &mut buf).unwrap();
+    let back = decode(bytes).unwrap();
+    assert_eq!(back, env);
+    let Reading::Printer(p) = &back.readings[0] else { unreachable!() };
+    assert_eq!(p.status.device.unwrap().raw(), 42);
+    assert_eq!(p.supplies[0].level.unwrap().raw(), -7);
+    assert_eq!(p.supplies[0].max_capacity.unwrap().raw(), -2);
+}
+
+#[test]
+fn other_versions_trailing_bytes_and_truncation_are_errors() {
+    let mut bytes = EXAMPLE_BYTES.to_vec();
+    bytes[0] = 2;
+    assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(decode(&[]), Err(Error::Empty));
+    let mut long = EXAMPLE_BYTES.to_vec();
+    long.push(0);
+    assert_eq!(decode(&long), Err(Error::TrailingBytes(1)));
+    for cut in 1..EXAMPLE_BYTES.len() {
+        assert!(decode(&EXAMPLE_BYTES[..cut]).is_err(), "prefix of {cut} bytes decoded");
+    }
+}
+
+#[test]
+fn invalid_identifiers_are_rejected_both_ways() {
+    let mut env = example();
+    env.collector = id("a/b");
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    assert_eq!(encode(&env, &mut buf), Err(Error::InvalidId));
+    // The same bytes with '/' smuggled in by hand: "gw1" -> "g/1".
+    let mut bytes = EXAMPLE_BYTES.to_vec();
+    bytes[3] = b'/';
+    assert_eq!(decode(&bytes), Err(Error::InvalidId));
+    let empty = Envelope::new(id("gw1"), 1, 1);
+    assert_eq!(encode(&empty, &mut buf), Err(Error::NoReadings));
+}
+
+#[test]
+fn the_largest_envelope_fits_max_encoded_len() {
+    use devtel_protocol::*;
+    let full = |n: usize| "x".repeat(n);
+    let mut env = Envelope::new(full(MAX_ID_LEN).as_str().try_into().unwrap(), u64::MAX, u64::MAX);
+    while !env.readings.is_full() {
+        let mut p = PrinterReading {
+            device: full(MAX_ID_LEN).as_str().try_into().unwrap(),
+            unit: full(MAX_ID_LEN).as_str().try_into().unwrap(),
+            model: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
+            serial: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
+            uptime_ticks: Some(u32::MAX),
+            status: PrinterStatus {
+                device: Some(DeviceStatus::Unrecognised(i32::MIN)),
+                printer: Some(PrinterState::Unrecognised(i32::MIN)),
+                errors: Some(ErrorBits(u16::MAX)),
+            },
+            markers: Default::default(),
+            supplies: Default::default(),
+            truncated: true,
+        };
+        while !p.markers.is_full() {
+            p.markers
+                .push(MarkerCounter {
+                    index: u32::MAX,
+                    unit: Some(CounterUnit::Unrecognised(i32::MIN)),
+                    life_count: u32::MAX,
+                })
+                .unwrap();
+        }
+        while !p.supplies.is_full() {
+            p.supplies
+                .push(Supply {
+                    index: u32::MAX,
+                    kind: Some(SupplyType::Unrecognised(i32::MIN)),
+                    class: Some(SupplyClass::Unrecognised(i32::MIN)),
+                    unit: Some(SupplyUnit::Unrecognised(i32::MIN)),
+                    colour: Some(full(MAX_COLOUR_LEN).as_str().try_into().unwrap()),
+                    description: full(MAX_DESCRIPTION_LEN).as_str().try_into().unwrap(),
+                    max_capacity: Some(Capacity::Invalid(i32::MIN)),
+                    level: Some(Level::Invalid(i32::MIN)),
+                })
+                .unwrap();
+        }
+        env.readings.push(Reading::Printer(p)).unwrap();
+    }
+    let mut buf = vec![0u8; 4 * MAX_ENCODED_LEN];
+    let len = encode(&env, &mut buf).unwrap().len();
+    assert!(len <= MAX_ENCODED_LEN, "worst case {len} > MAX_ENCODED_LEN {MAX_ENCODED_LEN}");
+    // And not absurdly oversized either: the bound should stay meaningful.
+    assert!(len * 2 > MAX_ENCODED_LEN, "worst case {len} is far below MAX_ENCODED_LEN");
+}
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_valid_payloads_never_panic(pos in 0usize..EXAMPLE_BYTES.len(), val in any::<u8>()) {
+            let mut bytes = EXAMPLE_BYTES.to_vec();
+            bytes[pos] = val;
+            if let Ok(env) = decode(&bytes) {
+                // Whatever decodes is a valid envelope that re-encodes and decodes to itself
+                // (bytes may differ: postcard accepts non-canonical varints).
+                let mut buf = [0u8; MAX_ENCODED_LEN];
+                let again = encode(&env, &mut buf).unwrap();
+                prop_assert_eq!(decode(again).unwrap(), env);
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what devtel's tests need on a Debian machine, idempotently:
+#   - Mosquitto (the real MQTT broker the end-to-end tests start),
+#   - net-snmp command-line tools (snmpget/snmpwalk, handy for debugging),
+#   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
+#     serves the recorded device walks in ../shared/corpus/snmprec.
+# Re-running it is cheap: every step checks first and skips what is present.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v snmpget >/dev/null 2>&1 || need_apt+=(snmp)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/snmpsim-command-responder" ]; then
+    echo "setup: creating $VENV with snmpsim and pysmi"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'snmpsim==1.2.*' pysmi
+fi
+
+echo "setup: mosquitto at $(command -v mosquitto || echo /usr/sbin/mosquitto), snmpsim at $VENV/bin/snmpsim-command-responder"

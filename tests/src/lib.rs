@@ -1,0 +1,1 @@
+//! Helpers live in tests/tests/util.rs; this library is intentionally empty.
