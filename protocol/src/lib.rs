@@ -14,6 +14,7 @@
 //!   numbers).
 //! - [`code`]: the `code_enum!` pattern for SNMP enumerations that may carry values nobody has seen.
 //! - [`topic`]: the MQTT topic scheme, built and parsed only here.
+//! - [`broker`]: broker URLs (`mqtt://`, `mqtts://`) as both daemons accept them.
 //! - [`encode`] / [`decode`]: the postcard codec with explicit versioning; see `WIRE.md` for the
 //!   byte-level specification.
 //!
@@ -26,6 +27,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod code;
 pub mod envelope;
 mod error;

@@ -1,0 +1,322 @@
+//! Collector configuration: a strict TOML file ([`RawConfig`]) validated into [`Config`].
+//!
+//! Only the validated [`Config`] travels beyond this module. Every rejection names the key
+//! (`devices[2].unit: ...`), so site IT can fix a file from the one-line error.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use devtel_protocol::{broker, topic, DeviceKind, Id};
+use serde::Deserialize;
+
+use crate::snmp::client::{Options as SnmpOptions, Target, Version};
+
+/// The example configuration, shipped as `collector.example.toml` and printed by
+/// `devtel-collector print-example-config`.
+pub const EXAMPLE: &str = include_str!("../collector.example.toml");
+
+/// The TOML file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Site id: the `{site}` segment of telemetry topics.
+    pub site: String,
+    /// Collector id in envelopes and the MQTT client id; defaults to `site`.
+    pub collector_id: Option<String>,
+    /// Broker URL, `mqtt://host[:port]`.
+    #[serde(default = "default_broker")]
+    pub broker: String,
+    /// Time between the starts of two polls of a device.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// SNMP timing.
+    #[serde(default)]
+    pub snmp: RawSnmp,
+    /// The devices to poll.
+    #[serde(default)]
+    pub devices: Vec<RawDevice>,
+}
+
+/// `[snmp]`: timing and limits for every device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSnmp {
+    /// Time to wait for one response.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Resends after a timeout.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// GetBulk max-repetitions.
+    #[serde(default = "default_max_repetitions")]
+    pub max_repetitions: u32,
+    /// Whole-poll deadline per device: a slow device never delays the others beyond this.
+    #[serde(default = "default_device_deadline", with = "humantime_serde")]
+    pub device_deadline: Duration,
+    /// Devices polled at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for RawSnmp {
+    fn default() -> Self {
+        RawSnmp {
+            timeout: default_timeout(),
+            retries: default_retries(),
+            max_repetitions: default_max_repetitions(),
+            device_deadline: default_device_deadline(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+/// `[[devices]]`: one device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    /// Device id, unique in the deployment (a topic segment).
+    pub id: String,
+    /// `copier` (printers and MFPs).
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Host name or IP address.
+    pub address: String,
+    /// UDP port.
+    #[serde(default = "default_snmp_port")]
+    pub port: u16,
+    /// `1` or `2c`.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// SNMP community.
+    #[serde(default = "default_community")]
+    pub community: String,
+    /// Administrative unit id (a topic segment).
+    pub unit: String,
+}
+
+fn default_broker() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+const fn default_poll_interval() -> Duration {
+    Duration::from_secs(300)
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_retries() -> u32 {
+    1
+}
+const fn default_max_repetitions() -> u32 {
+    25
+}
+const fn default_device_deadline() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_concurrency() -> usize {
+    64
+}
+fn default_kind() -> String {
+    "copier".into()
+}
+const fn default_snmp_port() -> u16 {
+    161
+}
+fn default_version() -> String {
+    "2c".into()
+}
+fn default_community() -> String {
+    "public".into()
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML or has unknown/missing keys.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is invalid.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The offending key, e.g. `devices[2].unit`.
+        key: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Site id.
+    pub site: Id,
+    /// Collector id.
+    pub collector_id: Id,
+    /// Broker host.
+    pub broker_host: String,
+    /// Broker port.
+    pub broker_port: u16,
+    /// Poll interval.
+    pub poll_interval: Duration,
+    /// SNMP request options.
+    pub snmp: SnmpOptions,
+    /// Per-device poll deadline.
+    pub device_deadline: Duration,
+    /// Concurrent device polls.
+    pub concurrency: usize,
+    /// Devices.
+    pub devices: Vec<Device>,
+}
+
+/// One validated device.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Device id.
+    pub id: Id,
+    /// Administrative unit.
+    pub unit: Id,
+    /// Kind.
+    pub kind: DeviceKind,
+    /// SNMP target.
+    pub target: Target,
+}
+
+fn ident(key: &str, value: &str) -> Result<Id, ConfigError> {
+    topic::validate_segment(value).map_err(|e| invalid(key, format!("{value:?}: {e}")))?;
+    Id::try_from(value).map_err(|_| invalid(key, "too long"))
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first offending key.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::try_from(raw)
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let site = ident("site", &raw.site)?;
+        let collector_id = match &raw.collector_id {
+            Some(c) => ident("collector_id", c)?,
+            None => site.clone(),
+        };
+        let url = broker::parse(&raw.broker).map_err(|e| invalid("broker", format!("{:?}: {e}", raw.broker)))?;
+        if url.tls {
+            return Err(invalid("broker", "mqtts:// (TLS) is not supported yet; use mqtt://"));
+        }
+        if raw.poll_interval < Duration::from_secs(1) {
+            return Err(invalid("poll_interval", "must be at least 1s"));
+        }
+        if raw.snmp.timeout.is_zero() {
+            return Err(invalid("snmp.timeout", "must be greater than 0"));
+        }
+        if raw.snmp.max_repetitions == 0 || raw.snmp.max_repetitions > 200 {
+            return Err(invalid("snmp.max_repetitions", "must be between 1 and 200"));
+        }
+        if raw.snmp.concurrency == 0 {
+            return Err(invalid("snmp.concurrency", "must be at least 1"));
+        }
+        if raw.snmp.device_deadline < raw.snmp.timeout {
+            return Err(invalid("snmp.device_deadline", "must not be shorter than snmp.timeout"));
+        }
+        let mut seen = HashSet::new();
+        let mut devices = Vec::with_capacity(raw.devices.len());
+        for (i, d) in raw.devices.iter().enumerate() {
+            let key = |k: &str| format!("devices[{i}].{k}");
+            let id = ident(&key("id"), &d.id)?;
+            if !seen.insert(id.clone()) {
+                return Err(invalid(key("id"), format!("{:?} is used by another device", d.id)));
+            }
+            let unit = ident(&key("unit"), &d.unit)?;
+            let kind = match d.kind.as_str() {
+                "copier" | "printer" => DeviceKind::Copier,
+                "phone" | "dock" => {
+                    return Err(invalid(key("kind"), format!("{:?} is not supported yet; supported: copier", d.kind)))
+                }
+                other => return Err(invalid(key("kind"), format!("unknown kind {other:?}; expected copier"))),
+            };
+            let version = match d.version.as_str() {
+                "1" => Version::V1,
+                "2c" | "2" => Version::V2c,
+                other => return Err(invalid(key("version"), format!("unknown SNMP version {other:?}; expected \"1\" or \"2c\""))),
+            };
+            if d.address.trim().is_empty() {
+                return Err(invalid(key("address"), "must not be empty"));
+            }
+            if d.port == 0 {
+                return Err(invalid(key("port"), "must be between 1 and 65535"));
+            }
+            if d.community.is_empty() {
+                return Err(invalid(key("community"), "must not be empty"));
+            }
+            devices.push(Device {
+                id,
+                unit,
+                kind,
+                target: Target {
+                    host: d.address.trim().to_string(),
+                    port: d.port,
+                    version,
+                    community: d.community.clone(),
+                },
+            });
+        }
+        Ok(Config {
+            site,
+            collector_id,
+            broker_host: url.host.to_string(),
+            broker_port: url.port,
+            poll_interval: raw.poll_interval,
+            snmp: SnmpOptions {
+                timeout: raw.snmp.timeout,
+                retries: raw.snmp.retries,
+                max_repetitions: raw.snmp.max_repetitions,
+                max_rows: 10_000,
+            },
+            device_deadline: raw.snmp.device_deadline,
+            concurrency: raw.snmp.concurrency,
+            devices,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let config = Config::from_toml(EXAMPLE).unwrap();
+        assert!(!config.devices.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "site = \"s\"\n[[devices]]\nid = \"d1\"\naddress = \"10.0.0.1\"\nunit = \"u\"\n";
+        assert!(Config::from_toml(base).is_ok());
+        let cases = [
+            (base.replace("unit = \"u\"", "unit = \"a/b\""), "devices[0].unit"),
+            (base.replace("site = \"s\"", "site = \"\""), "site"),
+            (format!("{base}version = \"3\"\n"), "devices[0].version"),
+            (format!("{base}kind = \"toaster\"\n"), "devices[0].kind"),
+            (format!("broker = \"tcp://x\"\n{base}"), "broker"),
+            (format!("poll_interval = \"0s\"\n{base}"), "poll_interval"),
+            (format!("{base}[[devices]]\nid = \"d1\"\naddress = \"x\"\nunit = \"u\"\n"), "devices[1].id"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{key}: got {err}");
+        }
+        let err = Config::from_toml(&format!("{base}colour = 1\n")).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Polling: executes a device kind's [`Plan`](crate::devices::Plan) against one device within a
+//! deadline and turns the outcome into a [`Reading`] — a mapped reading, or a `NoResponse` that
+//! says why. A poll never fails as a whole: every device yields exactly one reading per round.
+
+use std::time::Duration;
+
+use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
+use tracing::{debug, warn};
+
+use crate::config::Device;
+use crate::devices::{printer, DeviceIdentity, MapError};
+use crate::snmp::client::{Client, Options, SnmpError};
+use crate::snmp::VarbindSet;
+
+/// Polls `device` once: at most `deadline` in all.
+pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading {
+    let id = DeviceIdentity { device: device.id.clone(), unit: device.unit.clone() };
+    let no_response = |cause| {
+        Reading::NoResponse(NoResponse {
+            device: device.id.clone(),
+            unit: device.unit.clone(),
+            kind: device.kind,
+            cause,
+        })
+    };
+    let fetched = tokio::time::timeout(deadline, fetch(device, opts)).await;
+    let varbinds = match fetched {
+        Ok(Ok(vb)) => vb,
+        Ok(Err(error)) => {
+            warn!(device = %device.id, %error, "poll failed");
+            return no_response(cause_of(&error));
+        }
+        Err(_) => {
+            warn!(device = %device.id, ?deadline, "poll exceeded the device deadline");
+            return no_response(NoResponseCause::Timeout);
+        }
+    };
+    match device.kind {
+        DeviceKind::Copier => match printer::map(&id, &varbinds) {
+            Ok(reading) => Reading::Printer(reading),
+            Err(error @ MapError::NotAPrinter) => {
+                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
+                no_response(NoResponseCause::BadResponse)
+            }
+        },
+        // The config only admits kinds that have a mapping.
+        DeviceKind::Phone | DeviceKind::Dock => no_response(NoResponseCause::BadResponse),
+    }
+}
+
+async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> {
+    let plan = match device.kind {
+        DeviceKind::Copier => printer::plan(),
+        DeviceKind::Phone | DeviceKind::Dock => Default::default(),
+    };
+    let mut client = Client::new(device.target.clone(), opts).await?;
+    let mut varbinds = VarbindSet::new();
+    client.get(&plan.get, &mut varbinds).await?;
+    for root in &plan.walk {
+        match client.walk(root, &mut varbinds).await {
+            Ok(n) => debug!(device = %device.id, %root, n, "walked"),
+            // An agent that rejects one subtree (genErr, ...) still answers the others.
+            Err(SnmpError::ErrorStatus { status, index }) => {
+                debug!(device = %device.id, %root, status, index, "subtree rejected")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(varbinds)
+}
+
+fn cause_of(error: &SnmpError) -> NoResponseCause {
+    match error {
+        SnmpError::Timeout { .. } => NoResponseCause::Timeout,
+        SnmpError::Network(_) | SnmpError::Resolve(_) => NoResponseCause::Network,
+        SnmpError::Protocol(snmp2::Error::CommunityMismatch) => NoResponseCause::Auth,
+        SnmpError::Protocol(_) | SnmpError::ErrorStatus { .. } => NoResponseCause::BadResponse,
+    }
+}
