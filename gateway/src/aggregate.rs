@@ -1,0 +1,398 @@
+//! The aggregator: per-device latest state and per-unit rollups, with no I/O and no clock.
+//!
+//! Design constraints:
+//! - State is keyed by device; unit figures are *derived* from the devices currently in the unit,
+//!   never accumulated. So applying the same envelope twice, or envelopes in any order, gives the
+//!   same figures (a redelivered QoS 1 message cannot double count).
+//! - A reading older than the device's current one (by envelope timestamp, then sequence) is
+//!   ignored and counted as stale.
+//! - A device that stops answering keeps its last known counters and supplies; only its status
+//!   becomes `unreachable`.
+//! - Every document is a pure function of the state; the MQTT and HTTP layers only serialize it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use devtel_protocol::{
+    CounterUnit, DeviceKind, Envelope, Health, NoResponseCause, PrinterReading, Reading,
+};
+use serde::Serialize;
+
+/// What happened to one reading offered to [`Aggregator::ingest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied: the device's state changed.
+    Applied,
+    /// The same (collector, seq) was already applied to this device.
+    Duplicate,
+    /// Older than the device's current reading.
+    Stale,
+}
+
+/// Per-device state.
+#[derive(Debug, Clone)]
+struct DeviceState {
+    unit: String,
+    kind: DeviceKind,
+    collector: String,
+    seq: u64,
+    timestamp_ms: u64,
+    /// The last poll's outcome when the device did not answer.
+    no_response: Option<NoResponseCause>,
+    /// The last successful reading (kept while the device is unreachable).
+    last_reading: Option<PrinterReading>,
+}
+
+/// All state of the gateway's figures.
+#[derive(Debug, Default, Clone)]
+pub struct Aggregator {
+    devices: BTreeMap<String, DeviceState>,
+}
+
+impl Aggregator {
+    /// An empty aggregator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies every reading of `envelope`. Returns each reading's outcome and the units whose
+    /// documents changed (sorted, without repeats).
+    pub fn ingest(&mut self, envelope: &Envelope) -> (Vec<Outcome>, Vec<String>) {
+        let mut outcomes = Vec::with_capacity(envelope.readings.len());
+        let mut changed = BTreeSet::new();
+        for reading in &envelope.readings {
+            let device = reading.device().to_string();
+            let key = (envelope.timestamp_ms, envelope.seq);
+            if let Some(current) = self.devices.get(&device) {
+                if current.collector == envelope.collector.as_str() && current.seq == envelope.seq {
+                    outcomes.push(Outcome::Duplicate);
+                    continue;
+                }
+                if key < (current.timestamp_ms, current.seq) {
+                    outcomes.push(Outcome::Stale);
+                    continue;
+                }
+            }
+            let previous = self.devices.remove(&device);
+            if let Some(prev) = &previous {
+                changed.insert(prev.unit.clone());
+            }
+            let (no_response, last_reading) = match reading {
+                Reading::Printer(r) => (None, Some(r.clone())),
+                Reading::NoResponse(n) => (Some(n.cause), previous.and_then(|p| p.last_reading)),
+            };
+            changed.insert(reading.unit().to_string());
+            self.devices.insert(
+                device,
+                DeviceState {
+                    unit: reading.unit().to_string(),
+                    kind: reading.kind(),
+                    collector: envelope.collector.to_string(),
+                    seq: envelope.seq,
+                    timestamp_ms: envelope.timestamp_ms,
+                    no_response,
+                    last_reading,
+                },
+            );
+            outcomes.push(Outcome::Applied);
+        }
+        (outcomes, changed.into_iter().collect())
+    }
+
+    /// Ids of all units that have devices, sorted.
+    pub fn unit_ids(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self.devices.values().map(|d| d.unit.as_str()).collect();
+        set.into_iter().map(str::to_string).collect()
+    }
+
+    /// The document of `unit`, or `None` when no device is in it.
+    pub fn unit(&self, unit: &str) -> Option<UnitDoc> {
+        let devices: Vec<DeviceDoc> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.unit == unit)
+            .map(|(id, d)| device_doc(id, d))
+            .collect();
+        if devices.is_empty() {
+            return None;
+        }
+        let mut status = StatusCounts::default();
+        let mut pages = Pages::default();
+        let mut updated_at_ms = 0;
+        for d in &devices {
+            updated_at_ms = updated_at_ms.max(d.last_seen_ms);
+            match d.status {
+                "ok" => status.ok += 1,
+                "warning" => status.warning += 1,
+                "error" => status.error += 1,
+                "unreachable" => status.unreachable += 1,
+                _ => status.unknown += 1,
+            }
+            if let Some(count) = d.page_count {
+                pages.total += count;
+                let unit = d.page_count_unit.unwrap_or("unspecified");
+                *pages.by_counter_unit.entry(unit).or_default() += count;
+            }
+        }
+        Some(UnitDoc {
+            unit: unit.to_string(),
+            updated_at_ms,
+            devices_total: devices.len(),
+            status,
+            pages,
+            devices,
+        })
+    }
+
+    /// All unit documents.
+    pub fn units(&self) -> Vec<UnitDoc> {
+        self.unit_ids().iter().filter_map(|u| self.unit(u)).collect()
+    }
+
+    /// Number of devices known.
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+}
+
+/// The per-unit document: served at `/api/units/{unit}` and published retained on
+/// `devtel/v1/units/{unit}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnitDoc {
+    /// Unit id.
+    pub unit: String,
+    /// Newest device reading in the unit, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// Devices in the unit.
+    pub devices_total: usize,
+    /// Devices by status.
+    pub status: StatusCounts,
+    /// Lifetime page counters summed over the unit's devices.
+    pub pages: Pages,
+    /// The devices, by id.
+    pub devices: Vec<DeviceDoc>,
+}
+
+/// Devices per status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Running, nothing to do.
+    pub ok: u32,
+    /// Needs attention soon.
+    pub warning: u32,
+    /// Not printing.
+    pub error: u32,
+    /// Did not answer the last poll.
+    pub unreachable: u32,
+    /// Answered without a usable status.
+    pub unknown: u32,
+}
+
+/// Page totals of a unit.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Pages {
+    /// Sum of every device's lifetime counter (prtMarkerLifeCount of the first marker).
+    pub total: u64,
+    /// The same sum split by the counters' unit (impressions count a duplex sheet twice,
+    /// sheets once; `unspecified` when the device does not say).
+    pub by_counter_unit: BTreeMap<&'static str, u64>,
+}
+
+/// One device in a unit document.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceDoc {
+    /// Device id.
+    pub device: String,
+    /// Unit id.
+    pub unit: String,
+    /// `copier`, `phone` or `dock`.
+    pub kind: &'static str,
+    /// `ok`, `warning`, `error`, `unknown` or `unreachable`.
+    pub status: &'static str,
+    /// Why the last poll got no answer (`timeout`, `network`, `auth`, `bad_response`), else null.
+    pub no_response_cause: Option<&'static str>,
+    /// Collector that sent the last reading.
+    pub collector: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// When the device was last polled, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Model string.
+    pub model: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// hrDeviceStatus name.
+    pub device_status: Option<&'static str>,
+    /// hrPrinterStatus name.
+    pub printer_status: Option<&'static str>,
+    /// Set hrPrinterDetectedErrorState conditions.
+    pub conditions: Vec<&'static str>,
+    /// Lifetime page counter (first marker).
+    pub page_count: Option<u64>,
+    /// Its unit (`impressions`, `sheets`, ...).
+    pub page_count_unit: Option<&'static str>,
+    /// Supplies in table order.
+    pub supplies: Vec<SupplyDoc>,
+}
+
+/// One supply in a device document.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SupplyDoc {
+    /// prtMarkerSuppliesIndex.
+    pub index: u32,
+    /// Description.
+    pub description: String,
+    /// prtMarkerSuppliesType name.
+    pub kind: Option<&'static str>,
+    /// Colour, lower case.
+    pub colour: Option<String>,
+    /// Raw prtMarkerSuppliesLevel: -1 other, -2 unknown, -3 some remaining are kept as sent.
+    pub level: Option<i64>,
+    /// Raw prtMarkerSuppliesMaxCapacity: -1 other, -2 unknown kept as sent.
+    pub max_capacity: Option<i64>,
+    /// Percent, only where level >= 0 and max_capacity > 0.
+    pub level_percent: Option<u8>,
+}
+
+fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
+    let r = d.last_reading.as_ref();
+    let status = match (d.no_response, r) {
+        (Some(_), _) => "unreachable",
+        (None, Some(r)) => r.status.health().name(),
+        (None, None) => Health::Unknown.name(),
+    };
+    let life = r.and_then(|r| r.life_count());
+    DeviceDoc {
+        device: id.to_string(),
+        unit: d.unit.clone(),
+        kind: d.kind.name(),
+        status,
+        no_response_cause: d.no_response.map(NoResponseCause::name),
+        collector: d.collector.clone(),
+        seq: d.seq,
+        last_seen_ms: d.timestamp_ms,
+        model: r.and_then(|r| r.model.as_ref()).map(|s| s.to_string()),
+        serial: r.and_then(|r| r.serial.as_ref()).map(|s| s.to_string()),
+        device_status: r.and_then(|r| r.status.device).map(|s| s.name()),
+        printer_status: r.and_then(|r| r.status.printer).map(|s| s.name()),
+        conditions: r
+            .and_then(|r| r.status.errors)
+            .map(|e| e.conditions().map(|c| c.name()).collect())
+            .unwrap_or_default(),
+        page_count: life.map(|m| u64::from(m.life_count)),
+        page_count_unit: life.and_then(|m| m.unit).map(CounterUnit::name),
+        supplies: r
+            .map(|r| {
+                r.supplies
+                    .iter()
+                    .map(|s| SupplyDoc {
+                        index: s.index,
+                        description: s.description.to_string(),
+                        kind: s.kind.map(|k| k.name()),
+                        colour: s.colour.as_ref().map(|c| c.to_string()),
+                        level: s.level.map(|l| l.raw()),
+                        max_capacity: s.max_capacity.map(|c| c.raw()),
+                        level_percent: s.level_percent(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtel_protocol::{
+        Capacity, DeviceStatus, ErrorBits, Level, MarkerCounter, NoResponse, PrinterStatus, Supply,
+    };
+
+    fn printer(device: &str, unit: &str, pages: u32, toner: i32) -> Reading {
+        let mut r = PrinterReading {
+            device: device.try_into().unwrap(),
+            unit: unit.try_into().unwrap(),
+            model: None,
+            serial: None,
+            uptime_ticks: None,
+            status: PrinterStatus { device: Some(DeviceStatus::Running), printer: None, errors: Some(ErrorBits(0)) },
+            markers: Default::default(),
+            supplies: Default::default(),
+            truncated: false,
+        };
+        r.markers.push(MarkerCounter { index: 1, unit: Some(CounterUnit::Impressions), life_count: pages }).unwrap();
+        r.supplies
+            .push(Supply {
+                index: 1,
+                kind: None,
+                class: None,
+                unit: None,
+                colour: None,
+                description: "Black".try_into().unwrap(),
+                max_capacity: Some(Capacity::Value(100)),
+                level: Some(Level::from_raw(toner)),
+            })
+            .unwrap();
+        Reading::Printer(r)
+    }
+
+    fn envelope(collector: &str, seq: u64, ts: u64, reading: Reading) -> Envelope {
+        let mut e = Envelope::new(collector.try_into().unwrap(), seq, ts);
+        e.readings.push(reading).unwrap();
+        e
+    }
+
+    #[test]
+    fn unit_totals_are_derived_from_the_latest_reading_of_each_device() {
+        let mut agg = Aggregator::new();
+        agg.ingest(&envelope("c", 0, 10, printer("a", "u1", 100, 50)));
+        agg.ingest(&envelope("c", 1, 10, printer("b", "u1", 20, -3)));
+        agg.ingest(&envelope("c", 2, 10, printer("x", "u2", 7, 1)));
+        agg.ingest(&envelope("c", 3, 20, printer("a", "u1", 130, 45)));
+        let u1 = agg.unit("u1").unwrap();
+        assert_eq!(u1.pages.total, 150);
+        assert_eq!(u1.pages.by_counter_unit.get("impressions"), Some(&150));
+        assert_eq!(u1.devices_total, 2);
+        assert_eq!(u1.status.ok, 2);
+        assert_eq!(u1.devices[1].supplies[0].level, Some(-3));
+        assert_eq!(u1.devices[1].supplies[0].level_percent, None);
+        assert_eq!(agg.unit("u2").unwrap().pages.total, 7);
+        assert_eq!(agg.unit_ids(), ["u1", "u2"]);
+    }
+
+    #[test]
+    fn redelivered_and_older_envelopes_change_nothing() {
+        let mut agg = Aggregator::new();
+        let e1 = envelope("c", 5, 100, printer("a", "u", 100, 50));
+        assert_eq!(agg.ingest(&e1).0, [Outcome::Applied]);
+        let before = agg.unit("u");
+        assert_eq!(agg.ingest(&e1), (vec![Outcome::Duplicate], vec![]));
+        assert_eq!(agg.ingest(&envelope("c", 4, 90, printer("a", "u", 90, 60))).0, [Outcome::Stale]);
+        assert_eq!(agg.unit("u"), before);
+    }
+
+    #[test]
+    fn an_unreachable_device_keeps_its_counters_but_changes_status() {
+        let mut agg = Aggregator::new();
+        agg.ingest(&envelope("c", 0, 10, printer("a", "u", 100, 50)));
+        let silent = Reading::NoResponse(NoResponse {
+            device: "a".try_into().unwrap(),
+            unit: "u".try_into().unwrap(),
+            kind: DeviceKind::Copier,
+            cause: NoResponseCause::Timeout,
+        });
+        agg.ingest(&envelope("c", 1, 20, silent));
+        let doc = agg.unit("u").unwrap();
+        assert_eq!(doc.status.unreachable, 1);
+        assert_eq!(doc.devices[0].no_response_cause, Some("timeout"));
+        assert_eq!(doc.pages.total, 100);
+    }
+
+    #[test]
+    fn a_device_that_moves_unit_leaves_the_old_one() {
+        let mut agg = Aggregator::new();
+        agg.ingest(&envelope("c", 0, 10, printer("a", "old", 100, 50)));
+        let (_, changed) = agg.ingest(&envelope("c", 1, 20, printer("a", "new", 101, 50)));
+        assert_eq!(changed, ["new", "old"]);
+        assert_eq!(agg.unit("old"), None);
+        assert_eq!(agg.unit("new").unwrap().pages.total, 101);
+    }
+}

@@ -1,0 +1,132 @@
+//! The gateway's MQTT client.
+//!
+//! One task owns the rumqttc event loop and only moves data: it subscribes on every ConnAck
+//! (from a spawned task, so the loop is never blocked) and forwards telemetry messages over a
+//! bounded channel. A second task ingests them and publishes the changed unit documents,
+//! retained, on `devtel/v1/units/{unit}` (an empty retained message clears a unit that no
+//! longer has devices).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devtel_protocol::topic;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::{ingest, Shared};
+
+/// Largest MQTT packet accepted. Larger than any valid envelope, so oversize payloads reach
+/// [`ingest`] and are rejected there with a cause instead of breaking the connection.
+const MAX_PACKET: usize = 1024 * 1024;
+
+/// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to `cap`.
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+    Duration::from_millis(500).checked_mul(factor).map_or(cap, |d| d.min(cap))
+}
+
+/// Runs the MQTT side until `shutdown`.
+pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut options = MqttOptions::new(config.client_id.clone(), config.broker_host.clone(), config.broker_port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let (tx, rx) = mpsc::channel::<(String, bytes::Bytes)>(1024);
+    let processor = tokio::spawn(process(rx, client.clone(), shared.clone()));
+
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    info!("connected to MQTT broker; subscribing to {}", topic::TELEMETRY_FILTER);
+                    failures = 0;
+                    shared.mqtt_connected.store(true, Ordering::Relaxed);
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = client.subscribe(topic::TELEMETRY_FILTER, QoS::AtLeastOnce).await {
+                            warn!(%error, "subscribe request failed");
+                        }
+                    });
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => info!("subscribed"),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send((p.topic, p.payload)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    shared.mqtt_connected.store(false, Ordering::Relaxed);
+                    let delay = backoff(failures, Duration::from_secs(30));
+                    failures = failures.saturating_add(1);
+                    warn!(%error, retry_in = ?delay, "MQTT connection error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+    drop(tx);
+    if let Err(error) = processor.await {
+        warn!(%error, "ingest task ended abnormally");
+    }
+    if client.disconnect().await.is_ok() {
+        let drained = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(event) = eventloop.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            debug!("broker did not take the DISCONNECT in time");
+        }
+    }
+}
+
+async fn process(mut rx: mpsc::Receiver<(String, bytes::Bytes)>, client: AsyncClient, shared: Arc<Shared>) {
+    while let Some((topic_name, payload)) = rx.recv().await {
+        let Ok(changed) = ingest::handle(&shared.aggregator, &shared.stats, &topic_name, &payload) else {
+            continue;
+        };
+        for unit in changed {
+            let doc = match shared.aggregator.lock() {
+                Ok(agg) => agg.unit(&unit),
+                Err(_) => continue,
+            };
+            let body = match doc.map(|d| serde_json::to_vec(&d)).transpose() {
+                Ok(body) => body.unwrap_or_default(),
+                Err(error) => {
+                    warn!(%error, unit, "unit document not serialized");
+                    continue;
+                }
+            };
+            let Ok(t) = topic::unit(&unit) else { continue };
+            if let Err(error) = client.publish(t.as_str(), QoS::AtLeastOnce, true, body).await {
+                warn!(%error, unit, "unit document not published");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(0, cap), Duration::from_millis(500));
+        assert_eq!(backoff(3, cap), Duration::from_secs(4));
+        assert_eq!(backoff(40, cap), cap);
+    }
+}
