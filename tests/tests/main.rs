@@ -1,1 +1,11 @@
-fn main(){}
+//! devtel's end-to-end tests: real Mosquitto, real snmpsim serving recordings of real devices,
+//! and the collector and gateway as real processes. One test binary (see Cargo.toml).
+//!
+//! Prerequisites (installed by `scripts/setup-test-env.sh`, which `scripts/test.sh` runs):
+//! `mosquitto` on PATH or in /usr/sbin, snmpsim in `.venv/`, the binaries built
+//! (`cargo build --workspace --bins`), and `../shared/corpus` beside the project.
+
+mod util;
+
+/// Copier readings flow from snmpsim through collector, Mosquitto and gateway.
+mod pipeline;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): installs what the tests need, builds, runs every test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup-test-env.sh
+if [ ! -d ../shared/corpus ] && [ -z "${DEVTEL_CORPUS:-}" ]; then
+    echo "error: ../shared/corpus not found beside the project (set DEVTEL_CORPUS to its path)" >&2
+    exit 1
+fi
+
+# The protocol crate must build without std.
+cargo build --locked -p devtel-protocol --no-default-features
+# End-to-end tests start the real binaries.
+cargo build --locked --workspace --bins
+cargo test --locked --workspace

@@ -1,0 +1,233 @@
+//! Test harness: temp dirs, free ports, real peer processes that are killed on drop, and small
+//! clients (HTTP, MQTT, SNMP readiness) for assertions.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The project root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared/corpus` (or `$DEVTEL_CORPUS`).
+pub fn corpus() -> PathBuf {
+    std::env::var_os("DEVTEL_CORPUS").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/corpus"))
+}
+
+/// A fresh directory for one test under target/e2e, removed when the test passes and kept
+/// (with the processes' logs) when it fails.
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files and logs kept in {}", self.0.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> TestDir {
+    let dir = root().join("target/e2e").join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    TestDir(dir)
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free TCP port")
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free UDP port")
+}
+
+/// A devtel binary next to the test executable's directory (target/<profile>/).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is killed when dropped; its stderr goes to `<dir>/<name>.log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, command: &mut Command) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = command
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({command:?}): {e}"));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    /// The log so far (for failure messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", self.name, self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit; returns whether it exited with 0.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Mosquitto on a free port with a generated config.
+pub fn mosquitto(dir: &Path) -> (Proc, u16) {
+    let port = free_tcp_port();
+    let conf = dir.join("mosquitto.conf");
+    fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"))
+        .expect("mosquitto.conf");
+    let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mosquitto");
+    let mut proc = Proc::spawn("mosquitto", dir, Command::new(exe).arg("-c").arg(&conf));
+    wait_for("mosquitto to listen", Duration::from_secs(10), || {
+        proc.assert_running();
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    (proc, port)
+}
+
+/// snmpsim serving every recording of the corpus on a free UDP port; communities are the
+/// recording names.
+pub fn snmpsim(dir: &Path) -> (Proc, u16) {
+    let port = free_udp_port();
+    let exe = std::env::var_os("DEVTEL_SNMPSIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/snmpsim-command-responder"));
+    assert!(exe.exists(), "{} not found: run scripts/setup-test-env.sh", exe.display());
+    let cache = dir.join("snmpsim-cache");
+    fs::create_dir_all(&cache).expect("cache dir");
+    let proc = Proc::spawn(
+        "snmpsim",
+        dir,
+        Command::new(exe)
+            .env("SNMPSIM_ALLOW_ROOT", "true")
+            .arg(format!("--data-dir={}", corpus().join("snmprec").display()))
+            .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
+            .arg(format!("--cache-dir={}", cache.display()))
+            .arg("--logging-method=null"),
+    );
+    (proc, port)
+}
+
+/// Waits until the agent answers sysDescr for `community`, using the collector's own client.
+pub async fn wait_for_agent(proc: &mut Proc, port: u16, community: &str) {
+    use devtel_collector::snmp::client::{Client, Options, Target, Version};
+    use devtel_collector::snmp::{oid, VarbindSet};
+    let target = Target { host: "127.0.0.1".into(), port, version: Version::V2c, community: community.into() };
+    let opts = Options { timeout: Duration::from_millis(500), retries: 0, ..Options::default() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        proc.assert_running();
+        let mut client = Client::new(target.clone(), opts).await.expect("client");
+        let mut vb = VarbindSet::new();
+        if client.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb).await.is_ok() && !vb.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "snmpsim did not answer within 60 s:\n{}", proc.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// GET a JSON document with status 200.
+pub fn http_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    match http_get(port, path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// The raw value of `oid` in a recording, by plain text search (independent of devtel's reader).
+pub fn recorded(name: &str, oid: &str) -> Option<String> {
+    let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec"))).ok()?;
+    let prefix = format!("{oid}|");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.split_once('|').map(|(_, v)| v.to_string()))
+}
+
+/// The supply indexes of a recording (prtMarkerSuppliesLevel rows of printer 1).
+pub fn recorded_supply_indexes(name: &str) -> Vec<u64> {
+    let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("1.3.6.1.2.1.43.11.1.1.9.1."))
+        .filter_map(|rest| rest.split('|').next()?.parse().ok())
+        .collect()
+}
