@@ -14,4 +14,5 @@ fi
 cargo build --locked -p devtel-protocol --no-default-features
 # End-to-end tests start the real binaries.
 cargo build --locked --workspace --bins
+cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
