@@ -2,7 +2,7 @@
 //!
 //! - QoS 1 on `devtel/v1/telemetry/{site}/{unit}/{device}`, one envelope per device poll.
 //! - The event loop reconnects by itself when polled again; between attempts we wait a capped
-//!   exponential [`backoff`] so a dead broker is not hammered.
+//!   exponential backoff (`devtel_daemon::backoff`) so a dead broker is not hammered.
 //! - rumqttc keeps unacknowledged QoS 1 publishes and resends them after a reconnect. (A disk
 //!   spool that survives a collector restart is a later step.)
 
@@ -45,14 +45,6 @@ pub enum PublishError {
     /// The MQTT client is gone (shutting down).
     #[error("MQTT client closed")]
     Closed(Box<Envelope>),
-}
-
-/// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s, 1 s, 2 s,
-/// ... up to `cap`.
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let base = Duration::from_millis(500);
-    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-    base.checked_mul(factor).map_or(cap, |d| d.min(cap))
 }
 
 /// A handle to publish envelopes.
@@ -131,7 +123,7 @@ pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown:
                 Ok(_) => {}
                 Err(error) => {
                     stats.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff(failures, Duration::from_secs(30));
+                    let delay = devtel_daemon::backoff(failures, Duration::from_secs(30));
                     failures = failures.saturating_add(1);
                     warn!(%error, retry_in = ?delay, "MQTT connection error");
                     tokio::select! {
@@ -155,17 +147,4 @@ pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown:
         }
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_half_a_second_and_stays_capped() {
-        let cap = Duration::from_secs(30);
-        let got: Vec<_> = (0..8).map(|a| backoff(a, cap).as_millis()).collect();
-        assert_eq!(got, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
-        assert_eq!(backoff(u32::MAX, cap), cap);
-    }
 }

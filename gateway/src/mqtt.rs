@@ -23,12 +23,6 @@ use crate::{ingest, Shared};
 /// [`ingest`] and are rejected there with a cause instead of breaking the connection.
 const MAX_PACKET: usize = 1024 * 1024;
 
-/// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to `cap`.
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-    Duration::from_millis(500).checked_mul(factor).map_or(cap, |d| d.min(cap))
-}
-
 /// Runs the MQTT side until `shutdown`.
 pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut options = MqttOptions::new(config.client_id.clone(), config.broker_host.clone(), config.broker_port);
@@ -63,7 +57,7 @@ pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToke
                 Ok(_) => {}
                 Err(error) => {
                     shared.mqtt_connected.store(false, Ordering::Relaxed);
-                    let delay = backoff(failures, Duration::from_secs(30));
+                    let delay = devtel_daemon::backoff(failures, Duration::from_secs(30));
                     failures = failures.saturating_add(1);
                     warn!(%error, retry_in = ?delay, "MQTT connection error");
                     tokio::select! {
@@ -115,18 +109,5 @@ async fn process(mut rx: mpsc::Receiver<(String, bytes::Bytes)>, client: AsyncCl
                 warn!(%error, unit, "unit document not published");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_capped() {
-        let cap = Duration::from_secs(30);
-        assert_eq!(backoff(0, cap), Duration::from_millis(500));
-        assert_eq!(backoff(3, cap), Duration::from_secs(4));
-        assert_eq!(backoff(40, cap), cap);
     }
 }

@@ -1,0 +1,123 @@
+//! What `devtel-collector` and `devtel-gateway` share at their edges, so each `main.rs` stays a
+//! thin shell: logging setup, the runtime with SIGINT/SIGTERM handling, exit codes, and the
+//! reconnect backoff policy.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration error (distinct from 1, a runtime failure).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Reads and validates a config file; the error says which file (and the parser says which key).
+///
+/// # Errors
+/// When the file cannot be read or `parse` rejects it.
+pub fn load_config<C, E>(path: &std::path::Path, parse: impl FnOnce(&str) -> Result<C, E>) -> anyhow::Result<C>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Prints a config error and returns [`EXIT_CONFIG`].
+pub fn config_error(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Installs the `tracing` subscriber: stderr, `info` by default, `-v` debug, `-vv` trace;
+/// `RUST_LOG` overrides. Colours only on a terminal.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Fails only if a subscriber is already installed, which is then the one to keep.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Builds a multi-threaded runtime and runs `daemon` with a token that SIGINT or SIGTERM
+/// cancels. Maps the outcome to an exit code, printing the error chain on failure.
+pub fn run_until_signal<F, Fut>(daemon: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal.cancel();
+        });
+        daemon(shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (systemd and container runtimes stop services with SIGTERM).
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "SIGTERM handler unavailable; stopping on SIGINT only");
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(%error, "SIGINT handler unavailable too; stopping now");
+            }
+        }
+    }
+    tracing::info!("stop signal received");
+}
+
+/// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s, 1 s, 2 s,
+/// ... up to `cap`. (The MQTT client reconnects as soon as it is polled again; this is the wait
+/// in between, so a dead broker is not hammered.)
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+    Duration::from_millis(500).checked_mul(factor).map_or(cap, |d| d.min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_and_stays_capped() {
+        let cap = Duration::from_secs(30);
+        let got: Vec<_> = (0..8).map(|a| backoff(a, cap).as_millis()).collect();
+        assert_eq!(got, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        assert_eq!(backoff(u32::MAX, cap), cap);
+    }
+}
