@@ -135,7 +135,7 @@ pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown:
         }
     }
     // Let in-flight publishes and the DISCONNECT go out.
-    let _ = tokio::time::timeout(drain, async {
+    let drained = tokio::time::timeout(drain, async {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
@@ -147,4 +147,7 @@ pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown:
         }
     })
     .await;
+    if drained.is_err() {
+        warn!(?drain, "broker did not take the queued messages and DISCONNECT in time");
+    }
 }
