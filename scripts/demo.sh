@@ -3,11 +3,11 @@
 # collector and aggregated per administrative unit by the gateway.
 #
 # Starts (all on 127.0.0.1, stopped again with Ctrl-C):
-#   - snmpsim serving ../shared/corpus/snmprec  (one SNMP agent per recorded device)
-#   - Mosquitto                                (MQTT broker)
+#   - devtel's SNMP simulator serving ../shared/corpus/snmprec (one agent per recorded device)
+#   - Mosquitto                                (MQTT broker; installed with apt-get if missing)
 #   - devtel-gateway                           (HTTP API on http://127.0.0.1:${DEVTEL_HTTP_PORT:-8080})
 #   - devtel-collector                         (polls every 10 s)
-# Installs what it needs first (same script as the tests), and builds devtel in release mode.
+# Builds devtel in release mode first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,13 +16,17 @@ MQTT_PORT="${DEVTEL_MQTT_PORT:-18830}"
 SNMP_PORT="${DEVTEL_SNMP_PORT:-16100}"
 CORPUS="${DEVTEL_CORPUS:-$ROOT/../shared/corpus}"
 
-bash scripts/setup-test-env.sh
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    echo "demo: installing mosquitto"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+fi
 [ -d "$CORPUS/snmprec" ] || { echo "error: $CORPUS/snmprec not found (set DEVTEL_CORPUS)" >&2; exit 1; }
 echo "demo: building devtel (release)"
 cargo build --release --locked --bins -q
 
 RUN="$ROOT/target/demo"
-rm -rf "$RUN"; mkdir -p "$RUN/snmpsim-cache"
+rm -rf "$RUN"; mkdir -p "$RUN"
 pids=()
 cleanup() {
     trap - EXIT INT TERM
@@ -36,9 +40,8 @@ MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$MQTT_PORT" > "$RUN/mosquitto.conf"
 "$MOSQUITTO" -c "$RUN/mosquitto.conf" 2> "$RUN/mosquitto.log" & pids+=($!)
 
-SNMPSIM_ALLOW_ROOT=true .venv/bin/snmpsim-command-responder \
-    --data-dir="$CORPUS/snmprec" --agent-udpv4-endpoint="127.0.0.1:$SNMP_PORT" \
-    --cache-dir="$RUN/snmpsim-cache" --logging-method=null > "$RUN/snmpsim.log" 2>&1 & pids+=($!)
+target/release/devtel-collector simulate --recordings "$CORPUS/snmprec" --listen "127.0.0.1:$SNMP_PORT" \
+    2> "$RUN/simulator.log" & pids+=($!)
 
 cat > "$RUN/gateway.toml" <<TOML
 broker = "mqtt://127.0.0.1:$MQTT_PORT"
@@ -62,12 +65,8 @@ TOML
     done
 } > "$RUN/collector.toml"
 
-# Wait until the broker accepts connections and the simulated devices answer.
+# Wait until the broker accepts connections (the simulator answers as soon as it has started).
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && break; sleep 0.1; done
-for _ in $(seq 60); do
-    snmpget -v2c -c ricoh_mpc3002 -t 0.5 -r 0 "127.0.0.1:$SNMP_PORT" 1.3.6.1.2.1.1.1.0 >/dev/null 2>&1 && break
-    sleep 0.5
-done
 
 target/release/devtel-gateway run --config "$RUN/gateway.toml" 2> "$RUN/gateway.log" & pids+=($!)
 target/release/devtel-collector run --config "$RUN/collector.toml" 2> "$RUN/collector.log" & pids+=($!)

@@ -7,6 +7,7 @@
 //! - [`poller`]: runs a kind's plan against one device within a deadline.
 //! - [`publisher`]: encodes envelopes and publishes them at QoS 1; owns the MQTT event loop.
 //! - [`snmprec`]: reads snmpsim recordings (tests replay real devices through it).
+//! - [`sim`]: an SNMP v1/v2c simulator serving those recordings (demo, tests, load tests).
 //!
 //! [`run`] wires these together: every `poll_interval` it polls all devices (bounded
 //! concurrency, a deadline per device), wraps each reading in an envelope with the next sequence
@@ -16,6 +17,7 @@ pub mod config;
 pub mod devices;
 pub mod poller;
 pub mod publisher;
+pub mod sim;
 pub mod snmp;
 pub mod snmprec;
 

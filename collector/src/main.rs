@@ -36,6 +36,16 @@ enum Command {
     },
     /// Print an example configuration with every key documented.
     PrintExampleConfig,
+    /// Serve recorded SNMP walks (*.snmprec) as simulated devices; the community selects the
+    /// recording (its file name without .snmprec).
+    Simulate {
+        /// Folder with *.snmprec recordings.
+        #[arg(long)]
+        recordings: PathBuf,
+        /// UDP address to answer on.
+        #[arg(long, default_value = "127.0.0.1:16100")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +63,20 @@ fn main() -> ExitCode {
             }
             Err(e) => devtel_daemon::config_error(&e),
         },
+        Command::Simulate { recordings, listen } => {
+            let agents = match devtel_collector::sim::Agents::load(&recordings) {
+                Ok(a) => std::sync::Arc::new(a),
+                Err(e) => return devtel_daemon::config_error(&e.into()),
+            };
+            devtel_daemon::run_until_signal(|shutdown| async move {
+                let socket = tokio::net::UdpSocket::bind(listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+                tracing::info!(%listen, agents = agents.len(), "simulator answering");
+                devtel_collector::sim::serve(socket, agents, shutdown).await;
+                Ok(())
+            })
+        }
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
             Ok(config) => devtel_daemon::run_until_signal(|shutdown| devtel_collector::run(config, shutdown)),
             Err(e) => devtel_daemon::config_error(&e),

@@ -24,10 +24,16 @@ pub fn parse(text: &str) -> (VarbindSet, Vec<LineError>) {
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
+        // Trailing whitespace is not part of a value (snmpsim strips it too).
+        let line = line.trim_end();
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
         match parse_line(line) {
+            // A recording should not repeat an OID; like snmpsim, the first occurrence answers.
+            Ok((oid, _)) if set.get(&oid).is_some() => {
+                errors.push(LineError { line: line_no, reason: format!("duplicate OID {oid}; first occurrence kept") })
+            }
             Ok((oid, value)) => set.insert(oid, value),
             Err(reason) => errors.push(LineError { line: line_no, reason }),
         }
@@ -121,9 +127,10 @@ mod tests {
     #[test]
     fn broken_lines_are_reported_and_skipped() {
         // Line 2 is the corrupt counter recorded from the Oki 9450G.
-        let text = "1.3.6.1.2.1.1.1.0|4|ok\n1.3.6.1.2.1.2.2.1.17.1|65|6git3159\nnonsense\n1.3|99|x\n1.3.6|4x|abc\n";
+        let text = "1.3.6.1.2.1.1.1.0|4|ok\n1.3.6.1.2.1.2.2.1.17.1|65|6git3159\nnonsense\n1.3|99|x\n1.3.6|4x|abc\n1.3.6.1.2.1.1.1.0|4|again\n";
         let (set, errors) = parse(text);
         assert_eq!(set.len(), 1);
-        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(set.get(&crate::snmp::oid("1.3.6.1.2.1.1.1.0")), Some(&Value::OctetString(b"ok".to_vec())));
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3, 4, 5, 6]);
     }
 }

@@ -9,3 +9,6 @@ mod util;
 
 /// Copier readings flow from snmpsim through collector, Mosquitto and gateway.
 mod pipeline;
+
+/// devtel's own SNMP simulator against snmpsim, the reference player of the recordings.
+mod simulator;

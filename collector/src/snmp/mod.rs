@@ -176,7 +176,7 @@ impl Value {
 }
 
 /// The varbinds of one poll (or one recording), ordered by OID.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct VarbindSet(BTreeMap<Oid, Value>);
 
 impl VarbindSet {

@@ -1,0 +1,436 @@
+//! devtel's own SNMP simulator: serves snmpsim recordings (`*.snmprec`) over SNMP v1/v2c.
+//!
+//! One UDP socket answers for every recording; the community selects it (the file name without
+//! `.snmprec`, as with snmpsim). It answers GET, GETNEXT and GETBULK from an in-memory ordered map,
+//! so it needs nothing installed and is fast enough to load-test the poller.
+//!
+//! Design constraints:
+//! - Request handling ([`Agents::respond`]) is a pure function from request bytes to response
+//!   bytes; the socket loop only moves datagrams.
+//! - Malformed requests, unknown communities and unsupported PDU types get no answer (as from a
+//!   real agent) and are counted.
+//! - v1 semantics: a missing object fails the PDU with noSuchName and its index; v2c: per-varbind
+//!   noSuchInstance / endOfMibView. GETBULK responses are capped at [`MAX_BULK_VARBINDS`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use snmp2::{MessageType, Pdu};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::snmp::{Oid, Value, VarbindSet};
+use crate::snmprec;
+
+/// Most varbinds in one GETBULK response.
+pub const MAX_BULK_VARBINDS: usize = 256;
+
+const NO_SUCH_NAME: i64 = 2;
+
+/// The recordings, by community.
+#[derive(Default)]
+pub struct Agents {
+    by_community: HashMap<Vec<u8>, VarbindSet>,
+    /// Requests answered.
+    pub answered: AtomicU64,
+    /// Requests dropped (malformed, unknown community, unsupported type).
+    pub dropped: AtomicU64,
+}
+
+/// Loading recordings failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The folder or a file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No `*.snmprec` file in the folder.
+    #[error("no .snmprec recordings in {0}")]
+    Empty(String),
+}
+
+impl Agents {
+    /// Loads every `*.snmprec` in `dir`. Broken lines are skipped and logged.
+    ///
+    /// # Errors
+    /// When the folder cannot be read or holds no recording.
+    pub fn load(dir: &Path) -> Result<Agents, SimError> {
+        let io = |source| SimError::Io { path: dir.display().to_string(), source };
+        let mut agents = Agents::default();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let (Some(stem), Some("snmprec")) =
+                (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| SimError::Io { path: path.display().to_string(), source })?;
+            let (set, errors) = snmprec::parse(&text);
+            for e in &errors {
+                debug!(file = %path.display(), error = %e, "recording line skipped");
+            }
+            agents.insert(stem, set);
+        }
+        if agents.by_community.is_empty() {
+            return Err(SimError::Empty(dir.display().to_string()));
+        }
+        Ok(agents)
+    }
+
+    /// Adds (or replaces) the agent answering for `community`.
+    pub fn insert(&mut self, community: &str, varbinds: VarbindSet) {
+        self.by_community.insert(community.as_bytes().to_vec(), varbinds);
+    }
+
+    /// Number of agents.
+    pub fn len(&self) -> usize {
+        self.by_community.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_community.is_empty()
+    }
+
+    /// The response to one request datagram, or `None` when it gets no answer.
+    pub fn respond(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let response = self.respond_inner(request);
+        let counter = if response.is_some() { &self.answered } else { &self.dropped };
+        counter.fetch_add(1, Ordering::Relaxed);
+        response
+    }
+
+    fn respond_inner(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let pdu = Pdu::from_bytes(request).ok()?;
+        let version = pdu.version().ok()?;
+        let v1 = match version {
+            snmp2::Version::V1 => true,
+            snmp2::Version::V2C => false,
+            _ => return None,
+        };
+        let agent = self.by_community.get(pdu.community)?;
+        let mut oids = Vec::new();
+        for (name, _) in pdu.varbinds.clone() {
+            let parts: Vec<u32> = name.iter()?.map(|p| u32::try_from(p).ok()).collect::<Option<_>>()?;
+            oids.push(Oid::from(parts));
+        }
+        let mut out: Vec<(Oid, Value)> = Vec::with_capacity(oids.len());
+        let mut error: Option<(i64, i64)> = None;
+        match pdu.message_type {
+            MessageType::GetRequest => {
+                for (i, oid) in oids.iter().enumerate() {
+                    match agent.get(oid) {
+                        Some(v) => out.push((oid.clone(), v.clone())),
+                        None if v1 => {
+                            error = Some((NO_SUCH_NAME, i as i64 + 1));
+                            break;
+                        }
+                        None => out.push((oid.clone(), Value::NoSuchInstance)),
+                    }
+                }
+            }
+            MessageType::GetNextRequest => {
+                for (i, oid) in oids.iter().enumerate() {
+                    match agent.next_after(oid) {
+                        Some((o, v)) => out.push((o.clone(), v.clone())),
+                        None if v1 => {
+                            error = Some((NO_SUCH_NAME, i as i64 + 1));
+                            break;
+                        }
+                        None => out.push((oid.clone(), Value::EndOfMibView)),
+                    }
+                }
+            }
+            MessageType::GetBulkRequest if !v1 => {
+                // For GETBULK, snmp2 reports non-repeaters and max-repetitions in these fields.
+                let non_repeaters = (pdu.error_status as usize).min(oids.len());
+                let max_repetitions = pdu.error_index as usize;
+                for oid in &oids[..non_repeaters] {
+                    out.push(next_or_end(agent, oid));
+                }
+                let mut cursors: Vec<Oid> = oids[non_repeaters..].to_vec();
+                'rows: for _ in 0..max_repetitions {
+                    if cursors.is_empty() {
+                        break;
+                    }
+                    let mut all_ended = true;
+                    for cursor in cursors.iter_mut() {
+                        if out.len() >= MAX_BULK_VARBINDS {
+                            break 'rows;
+                        }
+                        let (oid, value) = next_or_end(agent, cursor);
+                        if value != Value::EndOfMibView {
+                            all_ended = false;
+                        }
+                        *cursor = oid.clone();
+                        out.push((oid, value));
+                    }
+                    if all_ended {
+                        break;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        let (error_status, error_index) = error.unwrap_or((0, 0));
+        if error.is_some() {
+            // v1 error responses echo the request's varbinds.
+            out = oids.iter().map(|o| (o.clone(), Value::Null)).collect();
+        }
+        Some(encode_response(version as i64, pdu.community, pdu.req_id, error_status, error_index, &out))
+    }
+}
+
+fn next_or_end(agent: &VarbindSet, oid: &Oid) -> (Oid, Value) {
+    match agent.next_after(oid) {
+        Some((o, v)) => (o.clone(), v.clone()),
+        None => (oid.clone(), Value::EndOfMibView),
+    }
+}
+
+fn encode_response(
+    version: i64,
+    community: &[u8],
+    req_id: i32,
+    error_status: i64,
+    error_index: i64,
+    varbinds: &[(Oid, Value)],
+) -> Vec<u8> {
+    let mut list = Vec::new();
+    for (oid, value) in varbinds {
+        let mut pair = ber::oid(oid.as_slice());
+        pair.extend(ber::value(value));
+        list.extend(ber::tlv(ber::SEQUENCE, &pair));
+    }
+    let mut pdu = ber::integer(i64::from(req_id));
+    pdu.extend(ber::integer(error_status));
+    pdu.extend(ber::integer(error_index));
+    pdu.extend(ber::tlv(ber::SEQUENCE, &list));
+    let mut message = ber::integer(version);
+    message.extend(ber::tlv(ber::OCTET_STRING, community));
+    message.extend(ber::tlv(ber::RESPONSE, &pdu));
+    ber::tlv(ber::SEQUENCE, &message)
+}
+
+/// The few BER encodings an SNMP response needs (definite lengths, minimal integers).
+mod ber {
+    use crate::snmp::Value;
+
+    pub const SEQUENCE: u8 = 0x30;
+    pub const OCTET_STRING: u8 = 0x04;
+    pub const RESPONSE: u8 = 0xa2;
+
+    pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(content.len() + 6);
+        out.push(tag);
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// Two's complement, shortest form.
+    fn signed(tag: u8, v: i64) -> Vec<u8> {
+        let bytes = v.to_be_bytes();
+        let mut start = 0;
+        while start < 7 {
+            let (b, next) = (bytes[start], bytes[start + 1]);
+            if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+                start += 1;
+            } else {
+                break;
+            }
+        }
+        tlv(tag, &bytes[start..])
+    }
+
+    /// Unsigned, shortest form with a leading zero when the top bit is set.
+    fn unsigned(tag: u8, v: u64) -> Vec<u8> {
+        let bytes = v.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
+        let mut content = Vec::with_capacity(9);
+        if bytes[skip] & 0x80 != 0 {
+            content.push(0);
+        }
+        content.extend_from_slice(&bytes[skip..]);
+        tlv(tag, &content)
+    }
+
+    pub fn integer(v: i64) -> Vec<u8> {
+        signed(0x02, v)
+    }
+
+    pub fn oid(parts: &[u32]) -> Vec<u8> {
+        let mut content = Vec::new();
+        let (first, rest) = match parts {
+            [a, b, rest @ ..] => (a.saturating_mul(40).saturating_add(*b), rest),
+            [a] => (a.saturating_mul(40), &[][..]),
+            [] => (0, &[][..]),
+        };
+        for arc in std::iter::once(first).chain(rest.iter().copied()) {
+            let mut groups = [0u8; 5];
+            let mut n = 0;
+            let mut v = arc;
+            loop {
+                groups[n] = (v & 0x7f) as u8;
+                n += 1;
+                v >>= 7;
+                if v == 0 {
+                    break;
+                }
+            }
+            for i in (0..n).rev() {
+                content.push(groups[i] | if i > 0 { 0x80 } else { 0 });
+            }
+        }
+        tlv(0x06, &content)
+    }
+
+    pub fn value(v: &Value) -> Vec<u8> {
+        match v {
+            Value::Integer(i) => integer(*i),
+            Value::OctetString(b) => tlv(OCTET_STRING, b),
+            Value::ObjectId(o) => oid(o.as_slice()),
+            Value::IpAddress(a) => tlv(0x40, a),
+            Value::Counter32(x) => unsigned(0x41, u64::from(*x)),
+            Value::Gauge32(x) => unsigned(0x42, u64::from(*x)),
+            Value::TimeTicks(x) => unsigned(0x43, u64::from(*x)),
+            Value::Opaque(b) => tlv(0x44, b),
+            Value::Counter64(x) => unsigned(0x46, *x),
+            Value::Null => tlv(0x05, &[]),
+            Value::NoSuchObject => tlv(0x80, &[]),
+            Value::NoSuchInstance => tlv(0x81, &[]),
+            Value::EndOfMibView => tlv(0x82, &[]),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn encodings_match_x690() {
+            assert_eq!(integer(0), [0x02, 0x01, 0x00]);
+            assert_eq!(integer(127), [0x02, 0x01, 0x7f]);
+            assert_eq!(integer(128), [0x02, 0x02, 0x00, 0x80]);
+            assert_eq!(integer(-3), [0x02, 0x01, 0xfd]);
+            assert_eq!(integer(-129), [0x02, 0x02, 0xff, 0x7f]);
+            assert_eq!(value(&Value::Counter32(u32::MAX)), [0x41, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff]);
+            assert_eq!(value(&Value::Gauge32(0)), [0x42, 0x01, 0x00]);
+            assert_eq!(oid(&[1, 3, 6, 1, 4, 1, 367]), [0x06, 0x07, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x6f]);
+            let long = tlv(0x04, &[0u8; 300]);
+            assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        }
+    }
+}
+
+/// Answers requests on `socket` until `shutdown`.
+pub async fn serve(socket: UdpSocket, agents: Arc<Agents>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(error) => {
+                    warn!(%error, "simulator receive failed");
+                    continue;
+                }
+            },
+        };
+        if let Some(response) = agents.respond(&buf[..len]) {
+            if let Err(error) = socket.send_to(&response, peer).await {
+                debug!(%error, %peer, "simulator send failed");
+            }
+        }
+    }
+    info!(
+        answered = agents.answered.load(Ordering::Relaxed),
+        dropped = agents.dropped.load(Ordering::Relaxed),
+        "simulator stopped"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snmp::client::{Client, Options, Target, Version};
+    use crate::snmp::oid;
+
+    fn agents() -> Arc<Agents> {
+        let text = "1.3.6.1.2.1.1.1.0|4|Printer X\n\
+                    1.3.6.1.2.1.1.3.0|67|4200\n\
+                    1.3.6.1.2.1.43.11.1.1.9.1.1|2|-3\n\
+                    1.3.6.1.2.1.43.11.1.1.9.1.2|2|40\n\
+                    1.3.6.1.2.1.43.11.1.1.9.1.10|2|7\n\
+                    1.3.6.1.2.1.43.12.1.1.4.1.1|4|black\n";
+        let mut a = Agents::default();
+        a.insert("rec", snmprec::parse(text).0);
+        Arc::new(a)
+    }
+
+    async fn start(agents: Arc<Agents>) -> (u16, CancellationToken) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let token = CancellationToken::new();
+        tokio::spawn(serve(socket, agents, token.clone()));
+        (port, token)
+    }
+
+    async fn client(port: u16, version: Version, community: &str) -> Client {
+        let target = Target { host: "127.0.0.1".into(), port, version, community: community.into() };
+        let opts = Options { timeout: std::time::Duration::from_millis(300), retries: 0, max_repetitions: 2, max_rows: 100 };
+        Client::new(target, opts).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_collector_walks_and_gets_over_v2c_and_v1() {
+        let (port, stop) = start(agents()).await;
+        for version in [Version::V2c, Version::V1] {
+            let mut c = client(port, version, "rec").await;
+            let mut vb = VarbindSet::new();
+            // Bulk walk with max-repetitions 2 (v2c) or GetNext (v1): several round trips.
+            let n = c.walk(&oid("1.3.6.1.2.1.43.11.1.1.9"), &mut vb).await.unwrap();
+            assert_eq!(n, 3, "{version:?}");
+            assert_eq!(vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.1")), Some(&Value::Integer(-3)));
+            assert_eq!(vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.10")), Some(&Value::Integer(7)));
+            // A GET with one missing object: v2c answers the rest, v1 is retried without it.
+            c.get(&[oid("1.3.6.1.2.1.1.1.0"), oid("1.3.6.1.2.1.1.2.0"), oid("1.3.6.1.2.1.1.3.0")], &mut vb)
+                .await
+                .unwrap();
+            assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.1.0")), Some(&Value::OctetString(b"Printer X".to_vec())));
+            assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.3.0")), Some(&Value::TimeTicks(4200)));
+            assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.2.0")), None);
+        }
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn unknown_communities_and_garbage_get_no_answer() {
+        let agents = agents();
+        let (port, stop) = start(agents.clone()).await;
+        let mut c = client(port, Version::V2c, "nope").await;
+        let err = c.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut VarbindSet::new()).await.unwrap_err();
+        assert!(matches!(err, crate::snmp::client::SnmpError::Timeout { .. }), "{err}");
+        for garbage in [&b""[..], b"\x30\x03\x02\x01", b"\xff\xff\xff", &[0x30, 0x82, 0xff, 0xff, 0x02]] {
+            assert_eq!(agents.respond(garbage), None);
+        }
+        assert_eq!(agents.dropped.load(Ordering::Relaxed), 5);
+        stop.cancel();
+    }
+}
