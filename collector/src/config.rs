@@ -145,7 +145,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The validated configuration.
@@ -209,9 +212,13 @@ impl TryFrom<RawConfig> for Config {
             Some(c) => ident("collector_id", c)?,
             None => site.clone(),
         };
-        let url = broker::parse(&raw.broker).map_err(|e| invalid("broker", format!("{:?}: {e}", raw.broker)))?;
+        let url = broker::parse(&raw.broker)
+            .map_err(|e| invalid("broker", format!("{:?}: {e}", raw.broker)))?;
         if url.tls {
-            return Err(invalid("broker", "mqtts:// (TLS) is not supported yet; use mqtt://"));
+            return Err(invalid(
+                "broker",
+                "mqtts:// (TLS) is not supported yet; use mqtt://",
+            ));
         }
         if raw.poll_interval < Duration::from_secs(1) {
             return Err(invalid("poll_interval", "must be at least 1s"));
@@ -226,7 +233,10 @@ impl TryFrom<RawConfig> for Config {
             return Err(invalid("snmp.concurrency", "must be at least 1"));
         }
         if raw.snmp.device_deadline < raw.snmp.timeout {
-            return Err(invalid("snmp.device_deadline", "must not be shorter than snmp.timeout"));
+            return Err(invalid(
+                "snmp.device_deadline",
+                "must not be shorter than snmp.timeout",
+            ));
         }
         let mut seen = HashSet::new();
         let mut devices = Vec::with_capacity(raw.devices.len());
@@ -234,20 +244,36 @@ impl TryFrom<RawConfig> for Config {
             let key = |k: &str| format!("devices[{i}].{k}");
             let id = ident(&key("id"), &d.id)?;
             if !seen.insert(id.clone()) {
-                return Err(invalid(key("id"), format!("{:?} is used by another device", d.id)));
+                return Err(invalid(
+                    key("id"),
+                    format!("{:?} is used by another device", d.id),
+                ));
             }
             let unit = ident(&key("unit"), &d.unit)?;
             let kind = match d.kind.as_str() {
                 "copier" | "printer" => DeviceKind::Copier,
                 "phone" | "dock" => {
-                    return Err(invalid(key("kind"), format!("{:?} is not supported yet; supported: copier", d.kind)))
+                    return Err(invalid(
+                        key("kind"),
+                        format!("{:?} is not supported yet; supported: copier", d.kind),
+                    ))
                 }
-                other => return Err(invalid(key("kind"), format!("unknown kind {other:?}; expected copier"))),
+                other => {
+                    return Err(invalid(
+                        key("kind"),
+                        format!("unknown kind {other:?}; expected copier"),
+                    ))
+                }
             };
             let version = match d.version.as_str() {
                 "1" => Version::V1,
                 "2c" | "2" => Version::V2c,
-                other => return Err(invalid(key("version"), format!("unknown SNMP version {other:?}; expected \"1\" or \"2c\""))),
+                other => {
+                    return Err(invalid(
+                        key("version"),
+                        format!("unknown SNMP version {other:?}; expected \"1\" or \"2c\""),
+                    ))
+                }
             };
             if d.address.trim().is_empty() {
                 return Err(invalid(key("address"), "must not be empty"));
@@ -304,19 +330,27 @@ mod tests {
         let base = "site = \"s\"\n[[devices]]\nid = \"d1\"\naddress = \"10.0.0.1\"\nunit = \"u\"\n";
         assert!(Config::from_toml(base).is_ok());
         let cases = [
-            (base.replace("unit = \"u\"", "unit = \"a/b\""), "devices[0].unit"),
+            (
+                base.replace("unit = \"u\"", "unit = \"a/b\""),
+                "devices[0].unit",
+            ),
             (base.replace("site = \"s\"", "site = \"\""), "site"),
             (format!("{base}version = \"3\"\n"), "devices[0].version"),
             (format!("{base}kind = \"toaster\"\n"), "devices[0].kind"),
             (format!("broker = \"tcp://x\"\n{base}"), "broker"),
             (format!("poll_interval = \"0s\"\n{base}"), "poll_interval"),
-            (format!("{base}[[devices]]\nid = \"d1\"\naddress = \"x\"\nunit = \"u\"\n"), "devices[1].id"),
+            (
+                format!("{base}[[devices]]\nid = \"d1\"\naddress = \"x\"\nunit = \"u\"\n"),
+                "devices[1].id",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{key}: got {err}");
         }
-        let err = Config::from_toml(&format!("{base}colour = 1\n")).unwrap_err().to_string();
+        let err = Config::from_toml(&format!("{base}colour = 1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("colour"), "{err}");
     }
 }

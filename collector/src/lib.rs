@@ -42,10 +42,20 @@ use crate::publisher::{PublishStats, Publisher};
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let stats = Arc::new(PublishStats::default());
     let client_id = format!("devtel-collector-{}", config.collector_id);
-    let (publisher, eventloop) =
-        Publisher::new(&config.broker_host, config.broker_port, &client_id, config.site.clone(), stats.clone());
+    let (publisher, eventloop) = Publisher::new(
+        &config.broker_host,
+        config.broker_port,
+        &client_id,
+        config.site.clone(),
+        stats.clone(),
+    );
     let loop_shutdown = CancellationToken::new();
-    let driver = tokio::spawn(publisher::drive(eventloop, stats.clone(), loop_shutdown.clone(), Duration::from_secs(5)));
+    let driver = tokio::spawn(publisher::drive(
+        eventloop,
+        stats.clone(),
+        loop_shutdown.clone(),
+        Duration::from_secs(5),
+    ));
 
     info!(
         site = %config.site,
@@ -132,5 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -56,13 +56,15 @@ fn main() -> ExitCode {
             print!("{EXAMPLE}");
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
-            Ok(c) => {
-                println!("{}: ok ({} devices)", config.display(), c.devices.len());
-                ExitCode::SUCCESS
+        Command::CheckConfig { config } => {
+            match devtel_daemon::load_config(&config, Config::from_toml) {
+                Ok(c) => {
+                    println!("{}: ok ({} devices)", config.display(), c.devices.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => devtel_daemon::config_error(&e),
             }
-            Err(e) => devtel_daemon::config_error(&e),
-        },
+        }
         Command::Simulate { recordings, listen } => {
             let agents = match devtel_collector::sim::Agents::load(&recordings) {
                 Ok(a) => std::sync::Arc::new(a),
@@ -78,7 +80,9 @@ fn main() -> ExitCode {
             })
         }
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
-            Ok(config) => devtel_daemon::run_until_signal(|shutdown| devtel_collector::run(config, shutdown)),
+            Ok(config) => {
+                devtel_daemon::run_until_signal(|shutdown| devtel_collector::run(config, shutdown))
+            }
             Err(e) => devtel_daemon::config_error(&e),
         },
     }

@@ -14,7 +14,10 @@ use crate::snmp::VarbindSet;
 
 /// Polls `device` once: at most `deadline` in all.
 pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading {
-    let id = DeviceIdentity { device: device.id.clone(), unit: device.unit.clone() };
+    let id = DeviceIdentity {
+        device: device.id.clone(),
+        unit: device.unit.clone(),
+    };
     let no_response = |cause| {
         Reading::NoResponse(NoResponse {
             device: device.id.clone(),

@@ -68,7 +68,14 @@ impl Publisher {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(MAX_ENCODED_LEN + 1024, MAX_ENCODED_LEN + 1024);
         let (client, eventloop) = AsyncClient::new(options, 256);
-        (Publisher { client, site, stats }, eventloop)
+        (
+            Publisher {
+                client,
+                site,
+                stats,
+            },
+            eventloop,
+        )
     }
 
     /// Encodes `envelope` and publishes it at QoS 1 on its device's topic.
@@ -77,19 +84,30 @@ impl Publisher {
     /// [`PublishError`]; the envelope is handed back when the client is closed.
     pub async fn publish(&self, envelope: Envelope) -> Result<(), PublishError> {
         let Some(first) = envelope.readings.first() else {
-            return Err(PublishError::Encode { seq: envelope.seq, error: devtel_protocol::Error::NoReadings });
+            return Err(PublishError::Encode {
+                seq: envelope.seq,
+                error: devtel_protocol::Error::NoReadings,
+            });
         };
-        let topic = topic::telemetry(&self.site, first.unit(), first.device()).map_err(PublishError::Topic)?;
+        let topic = topic::telemetry(&self.site, first.unit(), first.device())
+            .map_err(PublishError::Topic)?;
         let mut buf = vec![0u8; MAX_ENCODED_LEN];
         let payload = match encode(&envelope, &mut buf) {
             Ok(bytes) => bytes.to_vec(),
             Err(error) => {
                 self.stats.encode_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(PublishError::Encode { seq: envelope.seq, error });
+                return Err(PublishError::Encode {
+                    seq: envelope.seq,
+                    error,
+                });
             }
         };
         debug!(%topic, seq = envelope.seq, bytes = payload.len(), "publishing");
-        match self.client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload).await {
+        match self
+            .client
+            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+            .await
+        {
             Ok(()) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -107,7 +125,12 @@ impl Publisher {
 }
 
 /// Drives the event loop until `shutdown`, then until DISCONNECT went out or `drain` elapsed.
-pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown: CancellationToken, drain: Duration) {
+pub async fn drive(
+    mut eventloop: EventLoop,
+    stats: Arc<PublishStats>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
     let mut failures = 0u32;
     loop {
         tokio::select! {
@@ -148,6 +171,9 @@ pub async fn drive(mut eventloop: EventLoop, stats: Arc<PublishStats>, shutdown:
     })
     .await;
     if drained.is_err() {
-        warn!(?drain, "broker did not take the queued messages and DISCONNECT in time");
+        warn!(
+            ?drain,
+            "broker did not take the queued messages and DISCONNECT in time"
+        );
     }
 }

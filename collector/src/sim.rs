@@ -62,17 +62,23 @@ impl Agents {
     /// # Errors
     /// When the folder cannot be read or holds no recording.
     pub fn load(dir: &Path) -> Result<Agents, SimError> {
-        let io = |source| SimError::Io { path: dir.display().to_string(), source };
+        let io = |source| SimError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
         let mut agents = Agents::default();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
-            let (Some(stem), Some("snmprec")) =
-                (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
-            else {
+            let (Some(stem), Some("snmprec")) = (
+                path.file_stem().and_then(|s| s.to_str()),
+                path.extension().and_then(|e| e.to_str()),
+            ) else {
                 continue;
             };
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| SimError::Io { path: path.display().to_string(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| SimError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
             let (set, errors) = snmprec::parse(&text);
             for e in &errors {
                 debug!(file = %path.display(), error = %e, "recording line skipped");
@@ -87,7 +93,8 @@ impl Agents {
 
     /// Adds (or replaces) the agent answering for `community`.
     pub fn insert(&mut self, community: &str, varbinds: VarbindSet) {
-        self.by_community.insert(community.as_bytes().to_vec(), varbinds);
+        self.by_community
+            .insert(community.as_bytes().to_vec(), varbinds);
     }
 
     /// Number of agents.
@@ -103,7 +110,11 @@ impl Agents {
     /// The response to one request datagram, or `None` when it gets no answer.
     pub fn respond(&self, request: &[u8]) -> Option<Vec<u8>> {
         let response = self.respond_inner(request);
-        let counter = if response.is_some() { &self.answered } else { &self.dropped };
+        let counter = if response.is_some() {
+            &self.answered
+        } else {
+            &self.dropped
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         response
     }
@@ -119,7 +130,10 @@ impl Agents {
         let agent = self.by_community.get(pdu.community)?;
         let mut oids = Vec::new();
         for (name, _) in pdu.varbinds.clone() {
-            let parts: Vec<u32> = name.iter()?.map(|p| u32::try_from(p).ok()).collect::<Option<_>>()?;
+            let parts: Vec<u32> = name
+                .iter()?
+                .map(|p| u32::try_from(p).ok())
+                .collect::<Option<_>>()?;
             oids.push(Oid::from(parts));
         }
         let mut out: Vec<(Oid, Value)> = Vec::with_capacity(oids.len());
@@ -185,7 +199,14 @@ impl Agents {
             // v1 error responses echo the request's varbinds.
             out = oids.iter().map(|o| (o.clone(), Value::Null)).collect();
         }
-        Some(encode_response(version as i64, pdu.community, pdu.req_id, error_status, error_index, &out))
+        Some(encode_response(
+            version as i64,
+            pdu.community,
+            pdu.req_id,
+            error_status,
+            error_index,
+            &out,
+        ))
     }
 }
 
@@ -330,9 +351,15 @@ mod ber {
             assert_eq!(integer(128), [0x02, 0x02, 0x00, 0x80]);
             assert_eq!(integer(-3), [0x02, 0x01, 0xfd]);
             assert_eq!(integer(-129), [0x02, 0x02, 0xff, 0x7f]);
-            assert_eq!(value(&Value::Counter32(u32::MAX)), [0x41, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff]);
+            assert_eq!(
+                value(&Value::Counter32(u32::MAX)),
+                [0x41, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff]
+            );
             assert_eq!(value(&Value::Gauge32(0)), [0x42, 0x01, 0x00]);
-            assert_eq!(oid(&[1, 3, 6, 1, 4, 1, 367]), [0x06, 0x07, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x6f]);
+            assert_eq!(
+                oid(&[1, 3, 6, 1, 4, 1, 367]),
+                [0x06, 0x07, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x6f]
+            );
             let long = tlv(0x04, &[0u8; 300]);
             assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
         }
@@ -393,8 +420,18 @@ mod tests {
     }
 
     async fn client(port: u16, version: Version, community: &str) -> Client {
-        let target = Target { host: "127.0.0.1".into(), port, version, community: community.into() };
-        let opts = Options { timeout: std::time::Duration::from_millis(300), retries: 0, max_repetitions: 2, max_rows: 100 };
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            version,
+            community: community.into(),
+        };
+        let opts = Options {
+            timeout: std::time::Duration::from_millis(300),
+            retries: 0,
+            max_repetitions: 2,
+            max_rows: 100,
+        };
         Client::new(target, opts).await.unwrap()
     }
 
@@ -405,16 +442,38 @@ mod tests {
             let mut c = client(port, version, "rec").await;
             let mut vb = VarbindSet::new();
             // Bulk walk with max-repetitions 2 (v2c) or GetNext (v1): several round trips.
-            let n = c.walk(&oid("1.3.6.1.2.1.43.11.1.1.9"), &mut vb).await.unwrap();
-            assert_eq!(n, 3, "{version:?}");
-            assert_eq!(vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.1")), Some(&Value::Integer(-3)));
-            assert_eq!(vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.10")), Some(&Value::Integer(7)));
-            // A GET with one missing object: v2c answers the rest, v1 is retried without it.
-            c.get(&[oid("1.3.6.1.2.1.1.1.0"), oid("1.3.6.1.2.1.1.2.0"), oid("1.3.6.1.2.1.1.3.0")], &mut vb)
+            let n = c
+                .walk(&oid("1.3.6.1.2.1.43.11.1.1.9"), &mut vb)
                 .await
                 .unwrap();
-            assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.1.0")), Some(&Value::OctetString(b"Printer X".to_vec())));
-            assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.3.0")), Some(&Value::TimeTicks(4200)));
+            assert_eq!(n, 3, "{version:?}");
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.1")),
+                Some(&Value::Integer(-3))
+            );
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.10")),
+                Some(&Value::Integer(7))
+            );
+            // A GET with one missing object: v2c answers the rest, v1 is retried without it.
+            c.get(
+                &[
+                    oid("1.3.6.1.2.1.1.1.0"),
+                    oid("1.3.6.1.2.1.1.2.0"),
+                    oid("1.3.6.1.2.1.1.3.0"),
+                ],
+                &mut vb,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.1.1.0")),
+                Some(&Value::OctetString(b"Printer X".to_vec()))
+            );
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.1.3.0")),
+                Some(&Value::TimeTicks(4200))
+            );
             assert_eq!(vb.get(&oid("1.3.6.1.2.1.1.2.0")), None);
         }
         stop.cancel();
@@ -425,9 +484,20 @@ mod tests {
         let agents = agents();
         let (port, stop) = start(agents.clone()).await;
         let mut c = client(port, Version::V2c, "nope").await;
-        let err = c.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut VarbindSet::new()).await.unwrap_err();
-        assert!(matches!(err, crate::snmp::client::SnmpError::Timeout { .. }), "{err}");
-        for garbage in [&b""[..], b"\x30\x03\x02\x01", b"\xff\xff\xff", &[0x30, 0x82, 0xff, 0xff, 0x02]] {
+        let err = c
+            .get(&[oid("1.3.6.1.2.1.1.1.0")], &mut VarbindSet::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::snmp::client::SnmpError::Timeout { .. }),
+            "{err}"
+        );
+        for garbage in [
+            &b""[..],
+            b"\x30\x03\x02\x01",
+            b"\xff\xff\xff",
+            &[0x30, 0x82, 0xff, 0xff, 0x02],
+        ] {
             assert_eq!(agents.respond(garbage), None);
         }
         assert_eq!(agents.dropped.load(Ordering::Relaxed), 5);

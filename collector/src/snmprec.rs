@@ -31,11 +31,15 @@ pub fn parse(text: &str) -> (VarbindSet, Vec<LineError>) {
         }
         match parse_line(line) {
             // A recording should not repeat an OID; like snmpsim, the first occurrence answers.
-            Ok((oid, _)) if set.get(&oid).is_some() => {
-                errors.push(LineError { line: line_no, reason: format!("duplicate OID {oid}; first occurrence kept") })
-            }
+            Ok((oid, _)) if set.get(&oid).is_some() => errors.push(LineError {
+                line: line_no,
+                reason: format!("duplicate OID {oid}; first occurrence kept"),
+            }),
             Ok((oid, value)) => set.insert(oid, value),
-            Err(reason) => errors.push(LineError { line: line_no, reason }),
+            Err(reason) => errors.push(LineError {
+                line: line_no,
+                reason,
+            }),
         }
     }
     (set, errors)
@@ -60,13 +64,19 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
         }
     };
     let number = |what: &str| -> Result<u64, String> {
-        raw.trim().parse::<u64>().map_err(|_| format!("invalid {what} {raw:?}"))
+        raw.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("invalid {what} {raw:?}"))
     };
     let u32_of = |what: &str| -> Result<u32, String> {
         u32::try_from(number(what)?).map_err(|_| format!("{what} out of range: {raw}"))
     };
     let value = match tag {
-        2 => Value::Integer(raw.trim().parse().map_err(|_| format!("invalid INTEGER {raw:?}"))?),
+        2 => Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("invalid INTEGER {raw:?}"))?,
+        ),
         4 => Value::OctetString(bytes()?),
         5 => Value::Null,
         6 => Value::ObjectId(raw.parse().map_err(|e| format!("{e}"))?),
@@ -74,9 +84,14 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
             let b = if hex {
                 bytes()?
             } else {
-                raw.split('.').map(|p| p.parse::<u8>()).collect::<Result<Vec<_>, _>>().map_err(|_| format!("invalid IpAddress {raw:?}"))?
+                raw.split('.')
+                    .map(|p| p.parse::<u8>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| format!("invalid IpAddress {raw:?}"))?
             };
-            let arr: [u8; 4] = b.try_into().map_err(|_| format!("IpAddress not 4 bytes: {raw:?}"))?;
+            let arr: [u8; 4] = b
+                .try_into()
+                .map_err(|_| format!("IpAddress not 4 bytes: {raw:?}"))?;
             Value::IpAddress(arr)
         }
         65 => Value::Counter32(u32_of("Counter32")?),
@@ -96,7 +111,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect()
 }
 
@@ -116,12 +134,30 @@ mod tests {
                     1.3.6.1.2.1.31.1.1.1.6.1|70|18446744073709551615\n";
         let (set, errors) = parse(text);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.25.3.5.1.2.1")), Some(&Value::OctetString(vec![1, 0])));
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.13")), Some(&Value::Integer(-3)));
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.43.10.2.1.4.1.1")), Some(&Value::Counter32(271_871)));
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.1.3.0")), Some(&Value::TimeTicks(90_117_500)));
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.4.20.1.1.10.0.0.1")), Some(&Value::IpAddress([10, 0, 0, 1])));
-        assert_eq!(set.get(&oid("1.3.6.1.2.1.31.1.1.1.6.1")), Some(&Value::Counter64(u64::MAX)));
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.25.3.5.1.2.1")),
+            Some(&Value::OctetString(vec![1, 0]))
+        );
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.13")),
+            Some(&Value::Integer(-3))
+        );
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.43.10.2.1.4.1.1")),
+            Some(&Value::Counter32(271_871))
+        );
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.1.3.0")),
+            Some(&Value::TimeTicks(90_117_500))
+        );
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.4.20.1.1.10.0.0.1")),
+            Some(&Value::IpAddress([10, 0, 0, 1]))
+        );
+        assert_eq!(
+            set.get(&oid("1.3.6.1.2.1.31.1.1.1.6.1")),
+            Some(&Value::Counter64(u64::MAX))
+        );
     }
 
     #[test]
@@ -130,7 +166,13 @@ mod tests {
         let text = "1.3.6.1.2.1.1.1.0|4|ok\n1.3.6.1.2.1.2.2.1.17.1|65|6git3159\nnonsense\n1.3|99|x\n1.3.6|4x|abc\n1.3.6.1.2.1.1.1.0|4|again\n";
         let (set, errors) = parse(text);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.get(&crate::snmp::oid("1.3.6.1.2.1.1.1.0")), Some(&Value::OctetString(b"ok".to_vec())));
-        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3, 4, 5, 6]);
+        assert_eq!(
+            set.get(&crate::snmp::oid("1.3.6.1.2.1.1.1.0")),
+            Some(&Value::OctetString(b"ok".to_vec()))
+        );
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5, 6]
+        );
     }
 }

@@ -16,12 +16,16 @@ pub const EXIT_CONFIG: u8 = 2;
 ///
 /// # Errors
 /// When the file cannot be read or `parse` rejects it.
-pub fn load_config<C, E>(path: &std::path::Path, parse: impl FnOnce(&str) -> Result<C, E>) -> anyhow::Result<C>
+pub fn load_config<C, E>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> Result<C, E>,
+) -> anyhow::Result<C>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -56,7 +60,10 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -106,7 +113,9 @@ pub async fn wait_for_signal() {
 /// in between, so a dead broker is not hammered.)
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
     let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-    Duration::from_millis(500).checked_mul(factor).map_or(cap, |d| d.min(cap))
+    Duration::from_millis(500)
+        .checked_mul(factor)
+        .map_or(cap, |d| d.min(cap))
 }
 
 #[cfg(test)]

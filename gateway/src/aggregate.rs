@@ -145,7 +145,10 @@ impl Aggregator {
 
     /// All unit documents.
     pub fn units(&self) -> Vec<UnitDoc> {
-        self.unit_ids().iter().filter_map(|u| self.unit(u)).collect()
+        self.unit_ids()
+            .iter()
+            .filter_map(|u| self.unit(u))
+            .collect()
     }
 
     /// Number of devices known.
@@ -313,12 +316,22 @@ mod tests {
             model: None,
             serial: None,
             uptime_ticks: None,
-            status: PrinterStatus { device: Some(DeviceStatus::Running), printer: None, errors: Some(ErrorBits(0)) },
+            status: PrinterStatus {
+                device: Some(DeviceStatus::Running),
+                printer: None,
+                errors: Some(ErrorBits(0)),
+            },
             markers: Default::default(),
             supplies: Default::default(),
             truncated: false,
         };
-        r.markers.push(MarkerCounter { index: 1, unit: Some(CounterUnit::Impressions), life_count: pages }).unwrap();
+        r.markers
+            .push(MarkerCounter {
+                index: 1,
+                unit: Some(CounterUnit::Impressions),
+                life_count: pages,
+            })
+            .unwrap();
         r.supplies
             .push(Supply {
                 index: 1,
@@ -365,7 +378,11 @@ mod tests {
         assert_eq!(agg.ingest(&e1).0, [Outcome::Applied]);
         let before = agg.unit("u");
         assert_eq!(agg.ingest(&e1), (vec![Outcome::Duplicate], vec![]));
-        assert_eq!(agg.ingest(&envelope("c", 4, 90, printer("a", "u", 90, 60))).0, [Outcome::Stale]);
+        assert_eq!(
+            agg.ingest(&envelope("c", 4, 90, printer("a", "u", 90, 60)))
+                .0,
+            [Outcome::Stale]
+        );
         assert_eq!(agg.unit("u"), before);
     }
 

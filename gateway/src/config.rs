@@ -69,19 +69,35 @@ impl Config {
     /// [`ConfigError`] naming the offending key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        let url = broker::parse(&raw.broker)
-            .map_err(|e| ConfigError::Invalid { key: "broker", reason: format!("{:?}: {e}", raw.broker) })?;
+        let url = broker::parse(&raw.broker).map_err(|e| ConfigError::Invalid {
+            key: "broker",
+            reason: format!("{:?}: {e}", raw.broker),
+        })?;
         if url.tls {
-            return Err(ConfigError::Invalid { key: "broker", reason: "mqtts:// (TLS) is not supported yet; use mqtt://".into() });
+            return Err(ConfigError::Invalid {
+                key: "broker",
+                reason: "mqtts:// (TLS) is not supported yet; use mqtt://".into(),
+            });
         }
         if raw.client_id.is_empty() || raw.client_id.len() > 64 {
-            return Err(ConfigError::Invalid { key: "client_id", reason: "must be 1 to 64 characters".into() });
+            return Err(ConfigError::Invalid {
+                key: "client_id",
+                reason: "must be 1 to 64 characters".into(),
+            });
         }
         let http_listen = raw.http_listen.parse().map_err(|_| ConfigError::Invalid {
             key: "http_listen",
-            reason: format!("{:?} is not an address such as 127.0.0.1:8080", raw.http_listen),
+            reason: format!(
+                "{:?} is not an address such as 127.0.0.1:8080",
+                raw.http_listen
+            ),
         })?;
-        Ok(Config { broker_host: url.host.to_string(), broker_port: url.port, client_id: raw.client_id, http_listen })
+        Ok(Config {
+            broker_host: url.host.to_string(),
+            broker_port: url.port,
+            client_id: raw.client_id,
+            http_listen,
+        })
     }
 }
 
@@ -93,11 +109,17 @@ mod tests {
     fn example_parses_and_errors_name_the_key() {
         Config::from_toml(EXAMPLE).unwrap();
         assert!(Config::from_toml("").is_ok(), "every key has a default");
-        let err = Config::from_toml("http_listen = \"localhost\"").unwrap_err().to_string();
+        let err = Config::from_toml("http_listen = \"localhost\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("http_listen:"), "{err}");
-        let err = Config::from_toml("broker = \"http://x\"").unwrap_err().to_string();
+        let err = Config::from_toml("broker = \"http://x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("broker:"), "{err}");
-        let err = Config::from_toml("brokr = \"mqtt://x\"").unwrap_err().to_string();
+        let err = Config::from_toml("brokr = \"mqtt://x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("brokr"), "{err}");
     }
 }

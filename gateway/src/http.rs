@@ -29,7 +29,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let devices = shared.aggregator.lock().map(|a| a.device_count()).unwrap_or(0);
+    let devices = shared
+        .aggregator
+        .lock()
+        .map(|a| a.device_count())
+        .unwrap_or(0);
     Json(json!({
         "status": "ok",
         "mqtt_connected": shared.mqtt_connected.load(Ordering::Relaxed),
@@ -65,12 +69,20 @@ async fn unit(State(shared): State<Arc<Shared>>, Path(unit): Path<String>) -> Re
     };
     match doc {
         Some(doc) => Json(doc).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("unknown unit {unit:?}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("unknown unit {unit:?}")})),
+        )
+            .into_response(),
     }
 }
 
 fn internal() -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "state unavailable"}))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "state unavailable"})),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -83,7 +95,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_json(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
-        let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap())

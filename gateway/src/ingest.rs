@@ -129,7 +129,11 @@ fn check_and_apply(
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
     })?;
-    if envelope.readings.iter().any(|r| r.unit() != unit || r.device() != device) {
+    if envelope
+        .readings
+        .iter()
+        .any(|r| r.unit() != unit || r.device() != device)
+    {
         return Err(Rejection::TopicMismatch);
     }
     let mut agg = aggregator.lock().map_err(|_| Rejection::Undecodable)?;
@@ -161,13 +165,28 @@ mod tests {
         let stats = IngestStats::default();
         let t = "devtel/v1/telemetry/s/u/d";
         assert_eq!(handle(&agg, &stats, t, b""), Err(Rejection::Undecodable));
-        assert_eq!(handle(&agg, &stats, t, &[1, 0xff, 0xff]), Err(Rejection::Undecodable));
+        assert_eq!(
+            handle(&agg, &stats, t, &[1, 0xff, 0xff]),
+            Err(Rejection::Undecodable)
+        );
         assert_eq!(handle(&agg, &stats, t, &[9, 0]), Err(Rejection::Version));
-        assert_eq!(handle(&agg, &stats, "devtel/v1/units/u", &payload("u", "d")), Err(Rejection::Topic));
-        assert_eq!(handle(&agg, &stats, t, &vec![1; MAX_ENCODED_LEN + 1]), Err(Rejection::Oversize));
-        assert_eq!(handle(&agg, &stats, t, &payload("u", "other")), Err(Rejection::TopicMismatch));
+        assert_eq!(
+            handle(&agg, &stats, "devtel/v1/units/u", &payload("u", "d")),
+            Err(Rejection::Topic)
+        );
+        assert_eq!(
+            handle(&agg, &stats, t, &vec![1; MAX_ENCODED_LEN + 1]),
+            Err(Rejection::Oversize)
+        );
+        assert_eq!(
+            handle(&agg, &stats, t, &payload("u", "other")),
+            Err(Rejection::TopicMismatch)
+        );
         assert_eq!(agg.lock().unwrap().device_count(), 0);
-        assert_eq!(handle(&agg, &stats, t, &payload("u", "d")), Ok(vec!["u".to_string()]));
+        assert_eq!(
+            handle(&agg, &stats, t, &payload("u", "d")),
+            Ok(vec!["u".to_string()])
+        );
         let c = stats.snapshot();
         assert_eq!((c.received, c.applied), (7, 1));
         assert_eq!(c.rejected.get("undecodable"), Some(&2));

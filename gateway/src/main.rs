@@ -46,15 +46,19 @@ fn main() -> ExitCode {
             print!("{EXAMPLE}");
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig { config } => {
+            match devtel_daemon::load_config(&config, Config::from_toml) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => devtel_daemon::config_error(&e),
             }
-            Err(e) => devtel_daemon::config_error(&e),
-        },
+        }
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
-            Ok(config) => devtel_daemon::run_until_signal(|shutdown| devtel_gateway::run(config, shutdown)),
+            Ok(config) => {
+                devtel_daemon::run_until_signal(|shutdown| devtel_gateway::run(config, shutdown))
+            }
             Err(e) => devtel_daemon::config_error(&e),
         },
     }

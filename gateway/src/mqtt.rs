@@ -25,7 +25,11 @@ const MAX_PACKET: usize = 1024 * 1024;
 
 /// Runs the MQTT side until `shutdown`.
 pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut options = MqttOptions::new(config.client_id.clone(), config.broker_host.clone(), config.broker_port);
+    let mut options = MqttOptions::new(
+        config.client_id.clone(),
+        config.broker_host.clone(),
+        config.broker_port,
+    );
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     let (client, mut eventloop) = AsyncClient::new(options, 256);
@@ -87,9 +91,14 @@ pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToke
     }
 }
 
-async fn process(mut rx: mpsc::Receiver<(String, bytes::Bytes)>, client: AsyncClient, shared: Arc<Shared>) {
+async fn process(
+    mut rx: mpsc::Receiver<(String, bytes::Bytes)>,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+) {
     while let Some((topic_name, payload)) = rx.recv().await {
-        let Ok(changed) = ingest::handle(&shared.aggregator, &shared.stats, &topic_name, &payload) else {
+        let Ok(changed) = ingest::handle(&shared.aggregator, &shared.stats, &topic_name, &payload)
+        else {
             continue;
         };
         for unit in changed {
@@ -105,7 +114,10 @@ async fn process(mut rx: mpsc::Receiver<(String, bytes::Bytes)>, client: AsyncCl
                 }
             };
             let Ok(t) = topic::unit(&unit) else { continue };
-            if let Err(error) = client.publish(t.as_str(), QoS::AtLeastOnce, true, body).await {
+            if let Err(error) = client
+                .publish(t.as_str(), QoS::AtLeastOnce, true, body)
+                .await
+            {
                 warn!(%error, unit, "unit document not published");
             }
         }

@@ -94,10 +94,38 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_forms() {
-        assert_eq!(parse("mqtt://localhost"), Ok(BrokerUrl { host: "localhost", port: 1883, tls: false }));
-        assert_eq!(parse("mqtts://broker.example:8884"), Ok(BrokerUrl { host: "broker.example", port: 8884, tls: true }));
-        assert_eq!(parse("mqtts://b"), Ok(BrokerUrl { host: "b", port: 8883, tls: true }));
-        assert_eq!(parse("mqtt://[::1]:1884/"), Ok(BrokerUrl { host: "::1", port: 1884, tls: false }));
+        assert_eq!(
+            parse("mqtt://localhost"),
+            Ok(BrokerUrl {
+                host: "localhost",
+                port: 1883,
+                tls: false
+            })
+        );
+        assert_eq!(
+            parse("mqtts://broker.example:8884"),
+            Ok(BrokerUrl {
+                host: "broker.example",
+                port: 8884,
+                tls: true
+            })
+        );
+        assert_eq!(
+            parse("mqtts://b"),
+            Ok(BrokerUrl {
+                host: "b",
+                port: 8883,
+                tls: true
+            })
+        );
+        assert_eq!(
+            parse("mqtt://[::1]:1884/"),
+            Ok(BrokerUrl {
+                host: "::1",
+                port: 1884,
+                tls: false
+            })
+        );
     }
 
     #[test]

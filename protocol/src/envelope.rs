@@ -33,7 +33,13 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope of the current format version with no readings yet.
     pub fn new(collector: Id, seq: u64, timestamp_ms: u64) -> Self {
-        Envelope { version: FORMAT_VERSION, collector, seq, timestamp_ms, readings: Vec::new() }
+        Envelope {
+            version: FORMAT_VERSION,
+            collector,
+            seq,
+            timestamp_ms,
+            readings: Vec::new(),
+        }
     }
 
     /// Checks the invariants the type system cannot: identifiers are topic segments and there

@@ -98,7 +98,9 @@ impl PrinterStatus {
             // No hrDeviceStatus but a printer status that shows it working.
             None if matches!(
                 self.printer,
-                Some(PrinterState::Idle) | Some(PrinterState::Printing) | Some(PrinterState::Warmup)
+                Some(PrinterState::Idle)
+                    | Some(PrinterState::Printing)
+                    | Some(PrinterState::Warmup)
             ) =>
             {
                 Health::Ok
@@ -161,7 +163,9 @@ impl ErrorBits {
 
     /// The conditions that are set, in bit order.
     pub fn conditions(self) -> impl Iterator<Item = Condition> {
-        Condition::ALL.into_iter().filter(move |c| self.contains(*c))
+        Condition::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 
@@ -545,7 +549,10 @@ mod tests {
         assert_eq!(bits.conditions().count(), 1);
         // Konica C250i answers 0x01 0x00: bit 7 = serviceRequested.
         let bits = ErrorBits::from_octets(&[0x01, 0x00]);
-        assert_eq!(bits.conditions().collect::<std::vec::Vec<_>>(), [Condition::ServiceRequested]);
+        assert_eq!(
+            bits.conditions().collect::<std::vec::Vec<_>>(),
+            [Condition::ServiceRequested]
+        );
         // 2nd octet MSB is bit 8 inputTrayMissing; 0x02 of octet 1 is bit 14.
         let bits = ErrorBits::from_octets(&[0x00, 0x82]);
         assert_eq!(

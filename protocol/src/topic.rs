@@ -95,7 +95,10 @@ pub fn validate_segment(segment: &str) -> Result<(), TopicError> {
     if segment.len() > MAX_ID_LEN {
         return Err(TopicError::SegmentTooLong);
     }
-    if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err(TopicError::InvalidCharacter);
     }
     Ok(())
@@ -107,7 +110,9 @@ fn build(parts: &[&str]) -> Result<TopicString, TopicError> {
         if i > 0 {
             topic.push('/').map_err(|_| TopicError::SegmentTooLong)?;
         }
-        topic.write_str(part).map_err(|_| TopicError::SegmentTooLong)?;
+        topic
+            .write_str(part)
+            .map_err(|_| TopicError::SegmentTooLong)?;
     }
     Ok(topic)
 }
@@ -174,10 +179,17 @@ mod tests {
     #[test]
     fn telemetry_topic_round_trips() {
         let t = telemetry("berlin-mitte", "ba.it.team-2", "copier-3.12").unwrap();
-        assert_eq!(t.as_str(), "devtel/v1/telemetry/berlin-mitte/ba.it.team-2/copier-3.12");
+        assert_eq!(
+            t.as_str(),
+            "devtel/v1/telemetry/berlin-mitte/ba.it.team-2/copier-3.12"
+        );
         assert_eq!(
             parse(&t).unwrap(),
-            Topic::Telemetry { site: "berlin-mitte", unit: "ba.it.team-2", device: "copier-3.12" }
+            Topic::Telemetry {
+                site: "berlin-mitte",
+                unit: "ba.it.team-2",
+                device: "copier-3.12"
+            }
         );
     }
 

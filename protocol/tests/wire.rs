@@ -31,7 +31,11 @@ fn example() -> Envelope {
     };
     printer
         .markers
-        .push(MarkerCounter { index: 1, unit: Some(CounterUnit::Impressions), life_count: 121_104 })
+        .push(MarkerCounter {
+            index: 1,
+            unit: Some(CounterUnit::Impressions),
+            life_count: 121_104,
+        })
         .unwrap();
     printer
         .supplies
@@ -116,7 +120,9 @@ fn no_response_has_the_documented_bytes() {
 #[test]
 fn unknown_codes_and_special_values_survive_the_round_trip() {
     let mut env = example();
-    let Reading::Printer(p) = &mut env.readings[0] else { unreachable!() };
+    let Reading::Printer(p) = &mut env.readings[0] else {
+        unreachable!()
+    };
     p.status.device = Some(DeviceStatus::from_raw(42));
     p.supplies[0].level = Some(Level::from_raw(-7));
     p.supplies[0].max_capacity = Some(Capacity::Unknown);
@@ -124,7 +130,9 @@ fn unknown_codes_and_special_values_survive_the_round_trip() {
     let bytes = encode(&env, &mut buf).unwrap();
     let back = decode(bytes).unwrap();
     assert_eq!(back, env);
-    let Reading::Printer(p) = &back.readings[0] else { unreachable!() };
+    let Reading::Printer(p) = &back.readings[0] else {
+        unreachable!()
+    };
     assert_eq!(p.status.device.unwrap().raw(), 42);
     assert_eq!(p.supplies[0].level.unwrap().raw(), -7);
     assert_eq!(p.supplies[0].max_capacity.unwrap().raw(), -2);
@@ -140,7 +148,10 @@ fn other_versions_trailing_bytes_and_truncation_are_errors() {
     long.push(0);
     assert_eq!(decode(&long), Err(Error::TrailingBytes(1)));
     for cut in 1..EXAMPLE_BYTES.len() {
-        assert!(decode(&EXAMPLE_BYTES[..cut]).is_err(), "prefix of {cut} bytes decoded");
+        assert!(
+            decode(&EXAMPLE_BYTES[..cut]).is_err(),
+            "prefix of {cut} bytes decoded"
+        );
     }
 }
 
@@ -162,7 +173,11 @@ fn invalid_identifiers_are_rejected_both_ways() {
 fn the_largest_envelope_fits_max_encoded_len() {
     use devtel_protocol::*;
     let full = |n: usize| "x".repeat(n);
-    let mut env = Envelope::new(full(MAX_ID_LEN).as_str().try_into().unwrap(), u64::MAX, u64::MAX);
+    let mut env = Envelope::new(
+        full(MAX_ID_LEN).as_str().try_into().unwrap(),
+        u64::MAX,
+        u64::MAX,
+    );
     while !env.readings.is_full() {
         let mut p = PrinterReading {
             device: full(MAX_ID_LEN).as_str().try_into().unwrap(),
@@ -206,9 +221,15 @@ fn the_largest_envelope_fits_max_encoded_len() {
     }
     let mut buf = vec![0u8; 4 * MAX_ENCODED_LEN];
     let len = encode(&env, &mut buf).unwrap().len();
-    assert!(len <= MAX_ENCODED_LEN, "worst case {len} > MAX_ENCODED_LEN {MAX_ENCODED_LEN}");
+    assert!(
+        len <= MAX_ENCODED_LEN,
+        "worst case {len} > MAX_ENCODED_LEN {MAX_ENCODED_LEN}"
+    );
     // And not absurdly oversized either: the bound should stay meaningful.
-    assert!(len * 2 > MAX_ENCODED_LEN, "worst case {len} is far below MAX_ENCODED_LEN");
+    assert!(
+        len * 2 > MAX_ENCODED_LEN,
+        "worst case {len} is far below MAX_ENCODED_LEN"
+    );
 }
 
 mod garbage {

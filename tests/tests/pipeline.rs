@@ -23,7 +23,13 @@ fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
         format!("broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n"),
     )
     .unwrap();
-    let mut gw = Proc::spawn("gateway", dir, Command::new(bin("devtel-gateway")).args(["run", "--config"]).arg(&conf));
+    let mut gw = Proc::spawn(
+        "gateway",
+        dir,
+        Command::new(bin("devtel-gateway"))
+            .args(["run", "--config"])
+            .arg(&conf),
+    );
     wait_for("gateway /healthz", Duration::from_secs(20), || {
         gw.assert_running();
         http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true)
@@ -32,13 +38,19 @@ fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
 }
 
 /// Subscribes to every unit document and collects the retained ones.
-fn unit_documents(rt: &tokio::runtime::Runtime, broker: u16) -> std::sync::mpsc::Receiver<(String, Value)> {
+fn unit_documents(
+    rt: &tokio::runtime::Runtime,
+    broker: u16,
+) -> std::sync::mpsc::Receiver<(String, Value)> {
     let (tx, rx) = std::sync::mpsc::channel();
     rt.spawn(async move {
         let mut options = MqttOptions::new("e2e-integrator", "127.0.0.1", broker);
         options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 16);
-        client.subscribe(devtel_protocol::topic::UNITS_FILTER, QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe(devtel_protocol::topic::UNITS_FILTER, QoS::AtLeastOnce)
+            .await
+            .unwrap();
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -60,23 +72,46 @@ fn assert_device_matches_recording(doc: &Value, recording: &str, device: &str) {
         .as_array()
         .and_then(|ds| ds.iter().find(|d| d["device"] == device))
         .unwrap_or_else(|| panic!("{device} missing in {doc}"));
-    let life: u64 = recorded(recording, "1.3.6.1.2.1.43.10.2.1.4.1.1").unwrap().parse().unwrap();
+    let life: u64 = recorded(recording, "1.3.6.1.2.1.43.10.2.1.4.1.1")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(d["page_count"], life, "{device} page count");
     let indexes = recorded_supply_indexes(recording);
     let supplies = d["supplies"].as_array().unwrap();
-    assert_eq!(supplies.iter().map(|s| s["index"].as_u64().unwrap()).collect::<Vec<_>>(), indexes, "{device} supplies");
+    assert_eq!(
+        supplies
+            .iter()
+            .map(|s| s["index"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        indexes,
+        "{device} supplies"
+    );
     for s in supplies {
         let i = s["index"].as_u64().unwrap();
-        let level: i64 = recorded(recording, &format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}")).unwrap().parse().unwrap();
-        let max: i64 = recorded(recording, &format!("1.3.6.1.2.1.43.11.1.1.8.1.{i}")).unwrap().parse().unwrap();
+        let level: i64 = recorded(recording, &format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let max: i64 = recorded(recording, &format!("1.3.6.1.2.1.43.11.1.1.8.1.{i}"))
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(s["level"], level, "{device} supply {i} level");
         assert_eq!(s["max_capacity"], max, "{device} supply {i} max capacity");
         let descr = recorded(recording, &format!("1.3.6.1.2.1.43.11.1.1.6.1.{i}")).unwrap();
         assert_eq!(s["description"], descr, "{device} supply {i} description");
         if level >= 0 && max > 0 {
-            assert_eq!(s["level_percent"], (level * 100 / max).min(100), "{device} supply {i} percent");
+            assert_eq!(
+                s["level_percent"],
+                (level * 100 / max).min(100),
+                "{device} supply {i} percent"
+            );
         } else {
-            assert!(s["level_percent"].is_null(), "{device} supply {i}: no percent for {level}/{max}");
+            assert!(
+                s["level_percent"].is_null(),
+                "{device} supply {i}: no percent for {level}/{max}"
+            );
         }
     }
 }
@@ -101,42 +136,89 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     }
     let conf = dir.join("collector.toml");
     fs::write(&conf, collector_conf).unwrap();
-    let mut collector =
-        Proc::spawn("collector", &dir, Command::new(bin("devtel-collector")).args(["run", "--config"]).arg(&conf));
+    let mut collector = Proc::spawn(
+        "collector",
+        &dir,
+        Command::new(bin("devtel-collector"))
+            .args(["run", "--config"])
+            .arg(&conf),
+    );
 
     // The gateway's HTTP view: both units, every device with readings.
-    let it = wait_for("unit ba.it with both copiers", Duration::from_secs(60), || {
-        collector.assert_running();
-        gateway.assert_running();
-        http_json(http, "/api/units/ba.it").filter(|d| {
-            d["devices_total"] == 2 && d["devices"].as_array().is_some_and(|ds| ds.iter().all(|x| x["page_count"].is_u64()))
-        })
-    });
+    let it = wait_for(
+        "unit ba.it with both copiers",
+        Duration::from_secs(60),
+        || {
+            collector.assert_running();
+            gateway.assert_running();
+            http_json(http, "/api/units/ba.it").filter(|d| {
+                d["devices_total"] == 2
+                    && d["devices"]
+                        .as_array()
+                        .is_some_and(|ds| ds.iter().all(|x| x["page_count"].is_u64()))
+            })
+        },
+    );
     let team = wait_for("unit jugendamt.team-2", Duration::from_secs(30), || {
-        http_json(http, "/api/units/jugendamt.team-2").filter(|d| d["devices"][0]["page_count"].is_u64())
+        http_json(http, "/api/units/jugendamt.team-2")
+            .filter(|d| d["devices"][0]["page_count"].is_u64())
     });
     for (recording, id, unit) in DEVICES {
         let doc = if *unit == "ba.it" { &it } else { &team };
         assert_device_matches_recording(doc, recording, id);
     }
-    let page = |rec: &str| -> u64 { recorded(rec, "1.3.6.1.2.1.43.10.2.1.4.1.1").unwrap().parse().unwrap() };
+    let page = |rec: &str| -> u64 {
+        recorded(rec, "1.3.6.1.2.1.43.10.2.1.4.1.1")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     assert_eq!(it["pages"]["total"], page("ricoh_mpc3002") + page("sharp"));
-    assert_eq!(it["pages"]["total"], 271_871 + 121_104, "the recorded counters themselves");
-    assert_eq!(it["pages"]["by_counter_unit"]["sheets"], 271_871, "Ricoh counts sheets");
-    assert_eq!(it["pages"]["by_counter_unit"]["impressions"], 121_104, "Sharp counts impressions");
+    assert_eq!(
+        it["pages"]["total"],
+        271_871 + 121_104,
+        "the recorded counters themselves"
+    );
+    assert_eq!(
+        it["pages"]["by_counter_unit"]["sheets"], 271_871,
+        "Ricoh counts sheets"
+    );
+    assert_eq!(
+        it["pages"]["by_counter_unit"]["impressions"], 121_104,
+        "Sharp counts impressions"
+    );
     assert_eq!(team["pages"]["total"], page("konica_c250i"));
     // Status from hrDeviceStatus + hrPrinterDetectedErrorState: Ricoh warning(3); Sharp lowToner;
     // Konica serviceRequested.
     assert_eq!(it["status"]["warning"], 2, "{it}");
-    let sharp = it["devices"].as_array().unwrap().iter().find(|d| d["device"] == "sharp-3og").unwrap();
+    let sharp = it["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "sharp-3og")
+        .unwrap();
     assert_eq!(sharp["conditions"], serde_json::json!(["lowToner"]));
-    assert_eq!(team["devices"][0]["conditions"], serde_json::json!(["serviceRequested"]));
-    assert_eq!(team["devices"][0]["serial"], recorded("konica_c250i", "1.3.6.1.2.1.43.5.1.1.17.1").unwrap());
+    assert_eq!(
+        team["devices"][0]["conditions"],
+        serde_json::json!(["serviceRequested"])
+    );
+    assert_eq!(
+        team["devices"][0]["serial"],
+        recorded("konica_c250i", "1.3.6.1.2.1.43.5.1.1.17.1").unwrap()
+    );
 
     let list = http_json(http, "/api/units").unwrap();
-    let ids: Vec<_> = list.as_array().unwrap().iter().map(|u| u["unit"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, ["ba.it", "jugendamt.team-2"]);
-    assert_eq!(http_get(http, "/api/units/unknown-unit").map(|r| r.0), Some(404));
+    assert_eq!(
+        http_get(http, "/api/units/unknown-unit").map(|r| r.0),
+        Some(404)
+    );
 
     // An integrator sees the same figures in the retained unit documents.
     let mut latest: BTreeMap<String, Value> = BTreeMap::new();
@@ -144,8 +226,12 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         while let Ok((topic, doc)) = docs.try_recv() {
             latest.insert(topic, doc);
         }
-        let ok = latest.get("devtel/v1/units/ba.it").is_some_and(|d| d["pages"]["total"] == it["pages"]["total"])
-            && latest.get("devtel/v1/units/jugendamt.team-2").is_some_and(|d| d["pages"]["total"] == team["pages"]["total"]);
+        let ok = latest
+            .get("devtel/v1/units/ba.it")
+            .is_some_and(|d| d["pages"]["total"] == it["pages"]["total"])
+            && latest
+                .get("devtel/v1/units/jugendamt.team-2")
+                .is_some_and(|d| d["pages"]["total"] == team["pages"]["total"]);
         ok.then_some(())
     });
     let retained = &latest["devtel/v1/units/ba.it"];
@@ -155,8 +241,16 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     }
 
     // Both daemons stop cleanly on SIGTERM.
-    assert!(collector.terminate(Duration::from_secs(15)), "collector did not exit 0 on SIGTERM:\n{}", collector.log());
-    assert!(gateway.terminate(Duration::from_secs(15)), "gateway did not exit 0 on SIGTERM:\n{}", gateway.log());
+    assert!(
+        collector.terminate(Duration::from_secs(15)),
+        "collector did not exit 0 on SIGTERM:\n{}",
+        collector.log()
+    );
+    assert!(
+        gateway.terminate(Duration::from_secs(15)),
+        "gateway did not exit 0 on SIGTERM:\n{}",
+        gateway.log()
+    );
     broker.assert_running();
 }
 
@@ -167,11 +261,23 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
     let (_broker, broker_port) = mosquitto(&dir);
     let (mut gateway, http) = start_gateway(&dir, broker_port);
     rt.block_on(async {
-        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("e2e-garbage", "127.0.0.1", broker_port), 16);
+        let (client, mut eventloop) = AsyncClient::new(
+            MqttOptions::new("e2e-garbage", "127.0.0.1", broker_port),
+            16,
+        );
         let t = "devtel/v1/telemetry/s/u/d";
-        client.publish(t, QoS::AtLeastOnce, false, vec![0xde, 0xad, 0xbe, 0xef]).await.unwrap();
-        client.publish(t, QoS::AtLeastOnce, false, vec![7, 1, 2]).await.unwrap();
-        client.publish(t, QoS::AtLeastOnce, false, Vec::new()).await.unwrap();
+        client
+            .publish(t, QoS::AtLeastOnce, false, vec![0xde, 0xad, 0xbe, 0xef])
+            .await
+            .unwrap();
+        client
+            .publish(t, QoS::AtLeastOnce, false, vec![7, 1, 2])
+            .await
+            .unwrap();
+        client
+            .publish(t, QoS::AtLeastOnce, false, Vec::new())
+            .await
+            .unwrap();
         let mut acked = 0;
         while acked < 3 {
             if let Ok(Event::Incoming(Packet::PubAck(_))) = eventloop.poll().await {
@@ -186,5 +292,8 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
     assert_eq!(health["ingest"]["rejected"]["version"], 2, "{health}"); // 0xde and 7 are not version 1
     assert_eq!(health["ingest"]["rejected"]["undecodable"], 1, "{health}"); // empty payload
     assert_eq!(health["devices"], 0);
-    assert_eq!(http_json(http, "/api/units").unwrap(), serde_json::json!([]));
+    assert_eq!(
+        http_json(http, "/api/units").unwrap(),
+        serde_json::json!([])
+    );
 }

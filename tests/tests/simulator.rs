@@ -11,14 +11,29 @@ use crate::util::*;
 
 /// What the collector fetches for a printer, from one agent.
 async fn fetch(port: u16, community: &str, version: Version) -> VarbindSet {
-    let target = Target { host: "127.0.0.1".into(), port, version, community: community.into() };
-    let opts = Options { timeout: Duration::from_secs(2), retries: 1, ..Options::default() };
+    let target = Target {
+        host: "127.0.0.1".into(),
+        port,
+        version,
+        community: community.into(),
+    };
+    let opts = Options {
+        timeout: Duration::from_secs(2),
+        retries: 1,
+        ..Options::default()
+    };
     let mut client = Client::new(target, opts).await.unwrap();
     let plan = printer::plan();
     let mut vb = VarbindSet::new();
-    client.get(&plan.get, &mut vb).await.unwrap_or_else(|e| panic!("{community}: {e}"));
+    client
+        .get(&plan.get, &mut vb)
+        .await
+        .unwrap_or_else(|e| panic!("{community}: {e}"));
     for root in &plan.walk {
-        client.walk(root, &mut vb).await.unwrap_or_else(|e| panic!("{community} {root}: {e}"));
+        client
+            .walk(root, &mut vb)
+            .await
+            .unwrap_or_else(|e| panic!("{community} {root}: {e}"));
     }
     vb
 }
@@ -40,7 +55,13 @@ fn own_simulator_answers_like_snmpsim_for_every_recording() {
 
         let mut names: Vec<String> = std::fs::read_dir(corpus().join("snmprec"))
             .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".snmprec").map(str::to_string))
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".snmprec")
+                    .map(str::to_string)
+            })
             .collect();
         names.sort();
         assert!(names.len() >= 30, "corpus has {} recordings", names.len());

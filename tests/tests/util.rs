@@ -15,7 +15,9 @@ pub fn root() -> PathBuf {
 
 /// `../shared/corpus` (or `$DEVTEL_CORPUS`).
 pub fn corpus() -> PathBuf {
-    std::env::var_os("DEVTEL_CORPUS").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/corpus"))
+    std::env::var_os("DEVTEL_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus"))
 }
 
 /// A fresh directory for one test under target/e2e, removed when the test passes and kept
@@ -40,7 +42,9 @@ impl Drop for TestDir {
 }
 
 pub fn temp_dir(name: &str) -> TestDir {
-    let dir = root().join("target/e2e").join(format!("{name}-{}", std::process::id()));
+    let dir = root()
+        .join("target/e2e")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     TestDir(dir)
@@ -48,18 +52,27 @@ pub fn temp_dir(name: &str) -> TestDir {
 
 /// A TCP port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free TCP port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free TCP port")
 }
 
 /// A UDP port that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("free UDP port")
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
 }
 
 /// A devtel binary next to the test executable's directory (target/<profile>/).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -87,7 +100,11 @@ impl Proc {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name} ({command:?}): {e}"));
-        Proc { name: name.to_string(), child, log }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     /// The log so far (for failure messages).
@@ -131,7 +148,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -140,8 +160,13 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 pub fn mosquitto(dir: &Path) -> (Proc, u16) {
     let port = free_tcp_port();
     let conf = dir.join("mosquitto.conf");
-    fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"))
-        .expect("mosquitto.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+        ),
+    )
+    .expect("mosquitto.conf");
     let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -161,7 +186,11 @@ pub fn snmpsim(dir: &Path) -> (Proc, u16) {
     let exe = std::env::var_os("DEVTEL_SNMPSIM")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv/bin/snmpsim-command-responder"));
-    assert!(exe.exists(), "{} not found: run scripts/setup-test-env.sh", exe.display());
+    assert!(
+        exe.exists(),
+        "{} not found: run scripts/setup-test-env.sh",
+        exe.display()
+    );
     let cache = dir.join("snmpsim-cache");
     fs::create_dir_all(&cache).expect("cache dir");
     let proc = Proc::spawn(
@@ -181,17 +210,35 @@ pub fn snmpsim(dir: &Path) -> (Proc, u16) {
 pub async fn wait_for_agent(proc: &mut Proc, port: u16, community: &str) {
     use devtel_collector::snmp::client::{Client, Options, Target, Version};
     use devtel_collector::snmp::{oid, VarbindSet};
-    let target = Target { host: "127.0.0.1".into(), port, version: Version::V2c, community: community.into() };
-    let opts = Options { timeout: Duration::from_millis(500), retries: 0, ..Options::default() };
+    let target = Target {
+        host: "127.0.0.1".into(),
+        port,
+        version: Version::V2c,
+        community: community.into(),
+    };
+    let opts = Options {
+        timeout: Duration::from_millis(500),
+        retries: 0,
+        ..Options::default()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         proc.assert_running();
         let mut client = Client::new(target.clone(), opts).await.expect("client");
         let mut vb = VarbindSet::new();
-        if client.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb).await.is_ok() && !vb.is_empty() {
+        if client
+            .get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb)
+            .await
+            .is_ok()
+            && !vb.is_empty()
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "snmpsim did not answer within 60 s:\n{}", proc.log());
+        assert!(
+            Instant::now() < deadline,
+            "snmpsim did not answer within 60 s:\n{}",
+            proc.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -200,7 +247,11 @@ pub async fn wait_for_agent(proc: &mut Proc, port: u16, community: &str) {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
@@ -220,12 +271,17 @@ pub fn http_json(port: u16, path: &str) -> Option<serde_json::Value> {
 pub fn recorded(name: &str, oid: &str) -> Option<String> {
     let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec"))).ok()?;
     let prefix = format!("{oid}|");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)?.split_once('|').map(|(_, v)| v.to_string()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&prefix)?
+            .split_once('|')
+            .map(|(_, v)| v.to_string())
+    })
 }
 
 /// The supply indexes of a recording (prtMarkerSuppliesLevel rows of printer 1).
 pub fn recorded_supply_indexes(name: &str) -> Vec<u64> {
-    let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec"))).unwrap_or_default();
+    let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec")))
+        .unwrap_or_default();
     text.lines()
         .filter_map(|l| l.strip_prefix("1.3.6.1.2.1.43.11.1.1.9.1."))
         .filter_map(|rest| rest.split('|').next()?.parse().ok())

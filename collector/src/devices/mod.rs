@@ -44,12 +44,17 @@ pub mod text {
     /// Decodes an OCTET STRING for display: UTF-8 when valid, else ISO-8859-1; trailing NULs and
     /// whitespace removed (HP Jetdirect pads with NULs). Cut at `N` bytes on a character boundary,
     /// setting `truncated`. Empty strings give `None`.
-    pub fn bounded<const N: usize>(bytes: &[u8], truncated: &mut bool) -> Option<heapless::String<N>> {
+    pub fn bounded<const N: usize>(
+        bytes: &[u8],
+        truncated: &mut bool,
+    ) -> Option<heapless::String<N>> {
         let decoded: String = match std::str::from_utf8(bytes) {
             Ok(s) => s.to_owned(),
             Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
         };
-        let trimmed = decoded.trim_end_matches(|c: char| c == '\0' || c.is_whitespace()).trim_start();
+        let trimmed = decoded
+            .trim_end_matches(|c: char| c == '\0' || c.is_whitespace())
+            .trim_start();
         if trimmed.is_empty() {
             return None;
         }
@@ -70,11 +75,20 @@ pub mod text {
         #[test]
         fn utf8_latin1_nul_padding_and_truncation() {
             let mut t = false;
-            assert_eq!(bounded::<16>(b"Black Toner\0\0", &mut t).as_deref(), Some("Black Toner"));
-            assert_eq!(bounded::<16>("Gelb Tönerkartusche".as_bytes(), &mut t).as_deref(), Some("Gelb Tönerkartu"));
+            assert_eq!(
+                bounded::<16>(b"Black Toner\0\0", &mut t).as_deref(),
+                Some("Black Toner")
+            );
+            assert_eq!(
+                bounded::<16>("Gelb Tönerkartusche".as_bytes(), &mut t).as_deref(),
+                Some("Gelb Tönerkartu")
+            );
             assert!(t, "cut at 16 bytes on a char boundary");
             let mut t = false;
-            assert_eq!(bounded::<16>(b"Tr\xe4ger", &mut t).as_deref(), Some("Träger"));
+            assert_eq!(
+                bounded::<16>(b"Tr\xe4ger", &mut t).as_deref(),
+                Some("Träger")
+            );
             assert!(!t);
             assert_eq!(bounded::<16>(b"  \0", &mut t), None);
         }

@@ -54,7 +54,11 @@ pub mod oids {
 /// What to fetch for a printer: a GET of the system scalars and a walk of each table.
 pub fn plan() -> Plan {
     Plan {
-        get: vec![oid(oids::SYS_DESCR), oid(oids::SYS_OBJECT_ID), oid(oids::SYS_UPTIME)],
+        get: vec![
+            oid(oids::SYS_DESCR),
+            oid(oids::SYS_OBJECT_ID),
+            oid(oids::SYS_UPTIME),
+        ],
         walk: [
             oids::HR_DEVICE_TYPE,
             oids::HR_DEVICE_DESCR,
@@ -101,9 +105,15 @@ pub fn map(id: &DeviceIdentity, vb: &VarbindSet) -> Result<PrinterReading, MapEr
     let uptime_ticks = vb.get(&oid(oids::SYS_UPTIME)).and_then(Value::as_u32);
 
     let status = PrinterStatus {
-        device: at(oids::HR_DEVICE_STATUS, &[dev]).and_then(Value::as_i32).map(DeviceStatus::from_raw),
-        printer: at(oids::HR_PRINTER_STATUS, &[dev]).and_then(Value::as_i32).map(PrinterState::from_raw),
-        errors: at(oids::HR_PRINTER_ERRORS, &[dev]).and_then(Value::as_bytes).map(ErrorBits::from_octets),
+        device: at(oids::HR_DEVICE_STATUS, &[dev])
+            .and_then(Value::as_i32)
+            .map(DeviceStatus::from_raw),
+        printer: at(oids::HR_PRINTER_STATUS, &[dev])
+            .and_then(Value::as_i32)
+            .map(PrinterState::from_raw),
+        errors: at(oids::HR_PRINTER_ERRORS, &[dev])
+            .and_then(Value::as_bytes)
+            .map(ErrorBits::from_octets),
     };
 
     let mut reading = PrinterReading {
@@ -124,11 +134,21 @@ pub fn map(id: &DeviceIdentity, vb: &VarbindSet) -> Result<PrinterReading, MapEr
         if *d != dev {
             continue;
         }
-        let Some(life_count) = value.as_u32() else { continue };
+        let Some(life_count) = value.as_u32() else {
+            continue;
+        };
         let unit = at(oids::PRT_MARKER_COUNTER_UNIT, &[dev, *marker])
             .and_then(Value::as_i32)
             .map(CounterUnit::from_raw);
-        if reading.markers.push(MarkerCounter { index: *marker, unit, life_count }).is_err() {
+        if reading
+            .markers
+            .push(MarkerCounter {
+                index: *marker,
+                unit,
+                life_count,
+            })
+            .is_err()
+        {
             reading.truncated = true;
         }
     }
@@ -142,9 +162,9 @@ pub fn map(id: &DeviceIdentity, vb: &VarbindSet) -> Result<PrinterReading, MapEr
             .and_then(Value::as_bytes)
             .and_then(|b| text::bounded(b, &mut reading.truncated))
             .unwrap_or_default();
-        let colorant = int(COL_COLORANT_INDEX).filter(|c| *c > 0).and_then(|c| {
-            at(oids::PRT_COLORANT_VALUE, &[dev, c as u32]).and_then(Value::as_bytes)
-        });
+        let colorant = int(COL_COLORANT_INDEX)
+            .filter(|c| *c > 0)
+            .and_then(|c| at(oids::PRT_COLORANT_VALUE, &[dev, c as u32]).and_then(Value::as_bytes));
         let colour = colour_of(colorant, &description);
         let supply = Supply {
             index,
@@ -176,7 +196,10 @@ fn printer_index(vb: &VarbindSet) -> Option<u32> {
         .and_then(|(suffix, _)| suffix.first().copied());
     let first_index = |root: &str, skip_column: bool| {
         let root = oid(root);
-        let first = vb.subtree(&root).next().and_then(|(s, _)| s.get(usize::from(skip_column)).copied());
+        let first = vb
+            .subtree(&root)
+            .next()
+            .and_then(|(s, _)| s.get(usize::from(skip_column)).copied());
         first
     };
     from_type
@@ -201,7 +224,10 @@ fn supply_indexes(vb: &VarbindSet, root: &Oid, dev: u32) -> Vec<u32> {
 
 /// The supply's colour: the colorant value when there is one, else a colour word in the
 /// description. Lower case; `None` when neither names a colour.
-fn colour_of(colorant: Option<&[u8]>, description: &str) -> Option<heapless::String<MAX_COLOUR_LEN>> {
+fn colour_of(
+    colorant: Option<&[u8]>,
+    description: &str,
+) -> Option<heapless::String<MAX_COLOUR_LEN>> {
     if let Some(bytes) = colorant {
         let mut ignored = false;
         if let Some(name) = text::bounded::<MAX_COLOUR_LEN>(bytes, &mut ignored) {
@@ -235,9 +261,11 @@ mod tests {
     use devtel_protocol::{Condition, Health};
 
     fn corpus() -> std::path::PathBuf {
-        std::env::var_os("DEVTEL_CORPUS").map(Into::into).unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
-        })
+        std::env::var_os("DEVTEL_CORPUS")
+            .map(Into::into)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+            })
     }
 
     fn recording(name: &str) -> String {
@@ -251,24 +279,39 @@ mod tests {
         let mut text = recording(name);
         for entry in std::fs::read_dir(corpus().join("snmprec")).unwrap() {
             let file = entry.unwrap().file_name().into_string().unwrap();
-            if let Some(companion) = file.strip_prefix(&format!("{name}@")).and(file.strip_suffix(".snmprec")) {
+            if let Some(companion) = file
+                .strip_prefix(&format!("{name}@"))
+                .and(file.strip_suffix(".snmprec"))
+            {
                 text.push('\n');
                 text.push_str(&recording(companion));
             }
         }
         let (vb, _) = snmprec::parse(&text);
-        let id = DeviceIdentity { device: "dev".try_into().unwrap(), unit: "unit".try_into().unwrap() };
+        let id = DeviceIdentity {
+            device: "dev".try_into().unwrap(),
+            unit: "unit".try_into().unwrap(),
+        };
         map(&id, &vb).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     /// The raw value of `oid` in the recording, found by plain text search.
     fn raw(name: &str, oid: &str) -> Option<String> {
         let prefix = format!("{oid}|");
-        recording(name).lines().find_map(|l| l.strip_prefix(&prefix).map(|rest| rest.split_once('|').map(|(_, v)| v.to_string()).unwrap_or_default()))
+        recording(name).lines().find_map(|l| {
+            l.strip_prefix(&prefix).map(|rest| {
+                rest.split_once('|')
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default()
+            })
+        })
     }
 
     fn raw_int(name: &str, oid: &str) -> i64 {
-        raw(name, oid).unwrap_or_else(|| panic!("{name}: no {oid}")).parse().unwrap()
+        raw(name, oid)
+            .unwrap_or_else(|| panic!("{name}: no {oid}"))
+            .parse()
+            .unwrap()
     }
 
     /// Checks every supply row against the raw lines: level, capacity, type, description.
@@ -280,10 +323,18 @@ mod tests {
             .filter_map(|l| l.strip_prefix(level_prefix))
             .filter_map(|rest| rest.split('|').next()?.parse().ok())
             .collect();
-        assert_eq!(reading.supplies.iter().map(|s| s.index).collect::<Vec<_>>(), indexes, "{name}: supply rows");
+        assert_eq!(
+            reading.supplies.iter().map(|s| s.index).collect::<Vec<_>>(),
+            indexes,
+            "{name}: supply rows"
+        );
         for s in &reading.supplies {
             let i = s.index;
-            assert_eq!(s.level.unwrap().raw(), raw_int(name, &format!("{level_prefix}{i}")), "{name} supply {i} level");
+            assert_eq!(
+                s.level.unwrap().raw(),
+                raw_int(name, &format!("{level_prefix}{i}")),
+                "{name} supply {i} level"
+            );
             assert_eq!(
                 s.max_capacity.unwrap().raw(),
                 raw_int(name, &format!("1.3.6.1.2.1.43.11.1.1.8.1.{i}")),
@@ -308,7 +359,10 @@ mod tests {
         assert_eq!(r.serial.as_deref(), Some("W492KB03439"));
         assert_eq!(r.model.as_deref(), Some("RICOH Aficio MP C3002"));
         let life = r.life_count().unwrap();
-        assert_eq!(i64::from(life.life_count), raw_int("ricoh_mpc3002", "1.3.6.1.2.1.43.10.2.1.4.1.1"));
+        assert_eq!(
+            i64::from(life.life_count),
+            raw_int("ricoh_mpc3002", "1.3.6.1.2.1.43.10.2.1.4.1.1")
+        );
         assert_eq!(life.life_count, 271_871);
         assert_eq!(life.unit, Some(CounterUnit::Sheets));
         assert_eq!(r.status.device, Some(DeviceStatus::Warning));
@@ -317,7 +371,16 @@ mod tests {
         assert_supplies_match_recording("ricoh_mpc3002", &r);
         let colours: Vec<_> = r.supplies.iter().map(|s| s.colour.as_deref()).collect();
         // No colorant table on this Ricoh: colours come from the descriptions.
-        assert_eq!(colours, [Some("black"), None, Some("cyan"), Some("magenta"), Some("yellow")]);
+        assert_eq!(
+            colours,
+            [
+                Some("black"),
+                None,
+                Some("cyan"),
+                Some("magenta"),
+                Some("yellow")
+            ]
+        );
         assert_eq!(r.supplies[0].level_percent(), Some(40));
         assert_eq!(r.supplies[1].kind, Some(SupplyType::WasteToner));
     }
@@ -329,7 +392,10 @@ mod tests {
         assert_eq!(r.life_count().unwrap().life_count, 121_104);
         assert_eq!(r.life_count().unwrap().unit, Some(CounterUnit::Impressions));
         // hrPrinterDetectedErrorState is one octet 0x20: bit 2, lowToner (MSB-first).
-        assert_eq!(r.status.errors.unwrap().conditions().collect::<Vec<_>>(), [Condition::LowToner]);
+        assert_eq!(
+            r.status.errors.unwrap().conditions().collect::<Vec<_>>(),
+            [Condition::LowToner]
+        );
         assert_eq!(r.status.health(), Health::Warning);
         assert_eq!(r.supplies.len(), 14);
         assert_supplies_match_recording("sharp", &r);
@@ -343,8 +409,15 @@ mod tests {
     fn konica_c250i_keeps_some_remaining_and_unknown_apart() {
         let r = mapped("konica_c250i");
         assert_eq!(r.life_count().unwrap().life_count, 33_810);
-        assert_eq!(r.life_count().unwrap().unit, None, "the recording has no prtMarkerCounterUnit");
-        assert_eq!(r.status.errors.unwrap().conditions().collect::<Vec<_>>(), [Condition::ServiceRequested]);
+        assert_eq!(
+            r.life_count().unwrap().unit,
+            None,
+            "the recording has no prtMarkerCounterUnit"
+        );
+        assert_eq!(
+            r.status.errors.unwrap().conditions().collect::<Vec<_>>(),
+            [Condition::ServiceRequested]
+        );
         assert_supplies_match_recording("konica_c250i", &r);
         let waste = r.supplies.iter().find(|s| s.index == 13).unwrap();
         assert_eq!(waste.level, Some(Level::SomeRemaining));
@@ -360,14 +433,21 @@ mod tests {
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let Some(supplies) = json["printer-supplies"]["discovery"]["printer_supplies"].as_array() else { continue };
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let Some(supplies) =
+                json["printer-supplies"]["discovery"]["printer_supplies"].as_array()
+            else {
+                continue;
+            };
             let name = path.file_stem().unwrap().to_str().unwrap().to_string();
             let reading = mapped(&name);
             for s in supplies {
                 let oid = s["supply_oid"].as_str().unwrap();
                 // LibreNMS also reads vendor tables; compare only the standard Printer-MIB rows.
-                let Some(index) = oid.strip_prefix(".1.3.6.1.2.1.43.11.1.1.9.1.") else { continue };
+                let Some(index) = oid.strip_prefix(".1.3.6.1.2.1.43.11.1.1.9.1.") else {
+                    continue;
+                };
                 let index: u32 = index.parse().unwrap();
                 let ours = reading
                     .supplies
@@ -388,7 +468,10 @@ mod tests {
                         let pct = (i64::from(v) * 100 / max).min(100);
                         // Brother firmware reports state codes that LibreNMS remaps (0/1/2/3 -> 100/5/0/1).
                         if name != "brother" {
-                            assert!(theirs == i64::from(v) || (theirs - pct).abs() <= 1, "{name} {index}: ours {v}/{max}, theirs {theirs}");
+                            assert!(
+                                theirs == i64::from(v) || (theirs - pct).abs() <= 1,
+                                "{name} {index}: ours {v}/{max}, theirs {theirs}"
+                            );
                         }
                     }
                     _ => {}

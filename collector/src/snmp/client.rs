@@ -54,7 +54,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: Duration::from_secs(2), retries: 1, max_repetitions: 25, max_rows: 10_000 }
+        Options {
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            max_repetitions: 25,
+            max_rows: 10_000,
+        }
     }
 }
 
@@ -126,7 +131,13 @@ impl Client {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let next_req_id = ((seed ^ std::process::id()) & 0x3fff_ffff) as i32;
-        Ok(Client { target, addr, opts, session: None, next_req_id })
+        Ok(Client {
+            target,
+            addr,
+            opts,
+            session: None,
+            next_req_id,
+        })
     }
 
     /// The target's protocol version.
@@ -175,7 +186,10 @@ impl Client {
                 }
             }
         }
-        Err(SnmpError::Timeout { attempts, timeout: self.opts.timeout })
+        Err(SnmpError::Timeout {
+            attempts,
+            timeout: self.opts.timeout,
+        })
     }
 
     /// GETs `oids` into `out`. Missing objects are simply absent. On v1, where one missing
@@ -187,7 +201,10 @@ impl Client {
     pub async fn get(&mut self, oids: &[Oid], out: &mut VarbindSet) -> Result<(), SnmpError> {
         let mut pending: Vec<Oid> = oids.to_vec();
         while !pending.is_empty() {
-            let request = pending.iter().map(to_snmp2).collect::<Result<Vec<_>, _>>()?;
+            let request = pending
+                .iter()
+                .map(to_snmp2)
+                .collect::<Result<Vec<_>, _>>()?;
             let response = self.exchange(&Op::Get(request)).await?;
             match (response.error_status, response.error_index) {
                 (0, _) => {
@@ -230,7 +247,10 @@ impl Client {
                     continue;
                 }
                 status => {
-                    return Err(SnmpError::ErrorStatus { status, index: response.error_index })
+                    return Err(SnmpError::ErrorStatus {
+                        status,
+                        index: response.error_index,
+                    })
                 }
             }
             if response.varbinds.is_empty() {
@@ -274,7 +294,11 @@ async fn exchange_once(session: &mut AsyncSession, op: &Op) -> Result<Response, 
             varbinds.push((oid, value));
         }
     }
-    Ok(Response { error_status: pdu.error_status, error_index: pdu.error_index, varbinds })
+    Ok(Response {
+        error_status: pdu.error_status,
+        error_index: pdu.error_index,
+        varbinds,
+    })
 }
 
 fn to_snmp2(oid: &Oid) -> Result<snmp2::Oid<'static>, SnmpError> {
@@ -283,7 +307,10 @@ fn to_snmp2(oid: &Oid) -> Result<snmp2::Oid<'static>, SnmpError> {
 }
 
 fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
-    let parts = oid.iter()?.map(|p| u32::try_from(p).ok()).collect::<Option<Vec<u32>>>()?;
+    let parts = oid
+        .iter()?
+        .map(|p| u32::try_from(p).ok())
+        .collect::<Option<Vec<u32>>>()?;
     Some(Oid::from(parts))
 }
 

@@ -137,7 +137,10 @@ pub enum Value {
 impl Value {
     /// Whether this is one of the v2c exceptions (no value).
     pub fn is_exception(&self) -> bool {
-        matches!(self, Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView)
+        matches!(
+            self,
+            Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
+        )
     }
 
     /// An INTEGER that fits Integer32.
@@ -198,7 +201,10 @@ impl VarbindSet {
     }
 
     /// Every varbind in the subtree under `root`, as (suffix after root, value), in OID order.
-    pub fn subtree<'a>(&'a self, root: &'a Oid) -> impl Iterator<Item = (&'a [u32], &'a Value)> + 'a {
+    pub fn subtree<'a>(
+        &'a self,
+        root: &'a Oid,
+    ) -> impl Iterator<Item = (&'a [u32], &'a Value)> + 'a {
         self.0
             .range(root.clone()..)
             .map_while(move |(oid, value)| oid.suffix(root).map(|s| (s, value)))
@@ -265,7 +271,16 @@ mod tests {
         .into_iter()
         .collect();
         let root = oid("1.3.6.1.2.1.43.11.1.1.9");
-        let got: Vec<_> = set.subtree(&root).map(|(s, v)| (s.to_vec(), v.clone())).collect();
-        assert_eq!(got, vec![(vec![1, 1], Value::Integer(40)), (vec![1, 2], Value::Integer(-3))]);
+        let got: Vec<_> = set
+            .subtree(&root)
+            .map(|(s, v)| (s.to_vec(), v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![1, 1], Value::Integer(40)),
+                (vec![1, 2], Value::Integer(-3))
+            ]
+        );
     }
 }
