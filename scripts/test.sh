@@ -10,6 +10,7 @@ if [ ! -d ../shared/corpus ] && [ -z "${DEVTEL_CORPUS:-}" ]; then
     exit 1
 fi
 
+cargo fmt --all --check
 # The protocol crate must build without std.
 cargo build --locked -p devtel-protocol --no-default-features
 # End-to-end tests start the real binaries.

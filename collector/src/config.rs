@@ -95,7 +95,7 @@ pub struct RawDevice {
 }
 
 fn default_broker() -> String {
-    "mqtt://127.0.0.1:1883".into()
+    broker::DEFAULT_URL.into()
 }
 const fn default_poll_interval() -> Duration {
     Duration::from_secs(300)

@@ -123,6 +123,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             silent,
             published = stats.published.load(Ordering::Relaxed),
             acknowledged = stats.acknowledged.load(Ordering::Relaxed),
+            connection_errors = stats.connection_errors.load(Ordering::Relaxed),
+            encode_failed = stats.encode_failed.load(Ordering::Relaxed),
             "poll round finished"
         );
     }

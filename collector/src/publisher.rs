@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use devtel_protocol::{encode, topic, Envelope, MAX_ENCODED_LEN};
+use devtel_protocol::{encode_to_vec, topic, Envelope, MAX_ENCODED_LEN};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -91,9 +91,8 @@ impl Publisher {
         };
         let topic = topic::telemetry(&self.site, first.unit(), first.device())
             .map_err(PublishError::Topic)?;
-        let mut buf = vec![0u8; MAX_ENCODED_LEN];
-        let payload = match encode(&envelope, &mut buf) {
-            Ok(bytes) => bytes.to_vec(),
+        let payload = match encode_to_vec(&envelope) {
+            Ok(bytes) => bytes,
             Err(error) => {
                 self.stats.encode_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(PublishError::Encode {
@@ -146,12 +145,8 @@ pub async fn drive(
                 Ok(_) => {}
                 Err(error) => {
                     stats.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    let delay = devtel_daemon::backoff(failures, Duration::from_secs(30));
-                    failures = failures.saturating_add(1);
-                    warn!(%error, retry_in = ?delay, "MQTT connection error");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if !devtel_daemon::pause_before_reconnect(&mut failures, &error, &shutdown).await {
+                        break;
                     }
                 }
             }

@@ -108,6 +108,23 @@ pub async fn wait_for_signal() {
     tracing::info!("stop signal received");
 }
 
+/// After an MQTT connection error: logs it, then waits the next [`backoff`] delay (capped at
+/// 30 s) unless `shutdown` comes first. `failures` counts consecutive errors; reset it to 0 on
+/// ConnAck. Returns false when shutting down.
+pub async fn pause_before_reconnect(
+    failures: &mut u32,
+    error: &(dyn std::fmt::Display + Sync),
+    shutdown: &CancellationToken,
+) -> bool {
+    let delay = backoff(*failures, Duration::from_secs(30));
+    *failures = failures.saturating_add(1);
+    tracing::warn!(%error, retry_in = ?delay, "MQTT connection error");
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}
+
 /// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s, 1 s, 2 s,
 /// ... up to `cap`. (The MQTT client reconnects as soon as it is polled again; this is the wait
 /// in between, so a dead broker is not hammered.)

@@ -24,7 +24,7 @@ pub struct RawConfig {
 }
 
 fn default_broker() -> String {
-    "mqtt://127.0.0.1:1883".into()
+    broker::DEFAULT_URL.into()
 }
 fn default_client_id() -> String {
     "devtel-gateway".into()

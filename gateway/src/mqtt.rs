@@ -61,12 +61,8 @@ pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToke
                 Ok(_) => {}
                 Err(error) => {
                     shared.mqtt_connected.store(false, Ordering::Relaxed);
-                    let delay = devtel_daemon::backoff(failures, Duration::from_secs(30));
-                    failures = failures.saturating_add(1);
-                    warn!(%error, retry_in = ?delay, "MQTT connection error");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if !devtel_daemon::pause_before_reconnect(&mut failures, &error, &shutdown).await {
+                        break;
                     }
                 }
             }

@@ -2,6 +2,9 @@
 
 use core::fmt;
 
+/// The broker both daemons use when the config names none: a local Mosquitto.
+pub const DEFAULT_URL: &str = "mqtt://127.0.0.1:1883";
+
 /// Default port of `mqtt://`.
 pub const DEFAULT_PORT: u16 = 1883;
 /// Default port of `mqtts://` (MQTT over TLS).

@@ -83,6 +83,19 @@ pub fn encode<'a>(envelope: &Envelope, buf: &'a mut [u8]) -> Result<&'a mut [u8]
     })
 }
 
+/// Encodes `envelope` into a vector of exactly its encoded length (with the `std` feature).
+///
+/// # Errors
+/// As [`encode`], except that there is no buffer to be too small.
+#[cfg(feature = "std")]
+pub fn encode_to_vec(envelope: &Envelope) -> Result<std::vec::Vec<u8>, Error> {
+    if envelope.version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(envelope.version));
+    }
+    envelope.validate()?;
+    postcard::to_allocvec(envelope).map_err(|_| Error::Encode)
+}
+
 /// Decodes one envelope from `bytes`. Never panics, whatever the input.
 ///
 /// # Errors

@@ -91,6 +91,10 @@ fn worked_example_has_the_documented_bytes() {
     let mut buf = [0u8; MAX_ENCODED_LEN];
     let bytes = encode(&example(), &mut buf).unwrap();
     assert_eq!(bytes, EXAMPLE_BYTES, "{:02x?}", bytes);
+    assert_eq!(
+        devtel_protocol::encode_to_vec(&example()).unwrap(),
+        EXAMPLE_BYTES
+    );
     assert_eq!(decode(EXAMPLE_BYTES).unwrap(), example());
 }
 

@@ -140,11 +140,6 @@ impl Client {
         })
     }
 
-    /// The target's protocol version.
-    pub fn version(&self) -> Version {
-        self.target.version
-    }
-
     async fn session(&mut self) -> Result<&mut AsyncSession, SnmpError> {
         let session = match self.session.take() {
             Some(session) => session,

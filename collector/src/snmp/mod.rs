@@ -221,11 +221,6 @@ impl VarbindSet {
         self.0.is_empty()
     }
 
-    /// All varbinds in OID order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Oid, &Value)> {
-        self.0.iter()
-    }
-
     /// The first varbind strictly after `oid` (GetNext semantics).
     pub fn next_after(&self, oid: &Oid) -> Option<(&Oid, &Value)> {
         use std::ops::Bound::{Excluded, Unbounded};
