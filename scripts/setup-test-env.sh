@@ -2,6 +2,8 @@
 # Installs what devtel's tests need on a Debian machine, idempotently:
 #   - Mosquitto (the real MQTT broker the end-to-end tests start),
 #   - net-snmp command-line tools (snmpget/snmpwalk, handy for debugging),
+#   - net-snmp's snmpd (the real SNMPv3 agent the v3 tests start; its system service is
+#     stopped and disabled, the tests start their own on a free port),
 #   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
 #     serves the recorded device walks in ../shared/corpus/snmprec.
 # Re-running it is cheap: every step checks first and skips what is present.
@@ -15,11 +17,16 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v snmpget >/dev/null 2>&1 || need_apt+=(snmp)
+[ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # The package starts a system snmpd on udp/161; the tests need none of it.
+    if [[ " ${need_apt[*]} " == *" snmpd "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now snmpd >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ ! -x "$VENV/bin/snmpsim-command-responder" ]; then

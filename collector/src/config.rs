@@ -9,7 +9,9 @@ use std::time::Duration;
 use devtel_protocol::{broker, topic, DeviceKind, Id};
 use serde::Deserialize;
 
-use crate::snmp::client::{Options as SnmpOptions, Target, Version};
+use crate::snmp::client::{
+    AuthProtocol, Options as SnmpOptions, PrivProtocol, Target, Usm, Version,
+};
 
 /// The example configuration, shipped as `collector.example.toml` and printed by
 /// `devtel-collector print-example-config`.
@@ -87,9 +89,21 @@ pub struct RawDevice {
     /// `1` or `2c`.
     #[serde(default = "default_version")]
     pub version: String,
-    /// SNMP community.
+    /// SNMP community (v1/v2c).
     #[serde(default = "default_community")]
     pub community: String,
+    /// SNMPv3 user (required for version 3).
+    pub user: Option<String>,
+    /// SNMPv3 authentication protocol: MD5, SHA (SHA-1), SHA-224, SHA-256, SHA-384, SHA-512.
+    pub auth_protocol: Option<String>,
+    /// SNMPv3 authentication password (at least 8 characters).
+    pub auth_password: Option<String>,
+    /// SNMPv3 privacy protocol: DES, AES (AES-128), AES-192, AES-256.
+    pub priv_protocol: Option<String>,
+    /// SNMPv3 privacy password (at least 8 characters).
+    pub priv_password: Option<String>,
+    /// SNMPv3 context name.
+    pub context: Option<String>,
     /// Administrative unit id (a topic segment).
     pub unit: String,
 }
@@ -192,6 +206,98 @@ fn ident(key: &str, value: &str) -> Result<Id, ConfigError> {
     Id::try_from(value).map_err(|_| invalid(key, "too long"))
 }
 
+/// The SNMPv3 credentials of a device: required for version 3, refused for 1/2c (a v3 key on a
+/// v2c device is a mistake worth reporting, not ignoring).
+fn usm(
+    d: &RawDevice,
+    version: Version,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<Usm>, ConfigError> {
+    let v3_keys = [
+        ("user", d.user.is_some()),
+        ("auth_protocol", d.auth_protocol.is_some()),
+        ("auth_password", d.auth_password.is_some()),
+        ("priv_protocol", d.priv_protocol.is_some()),
+        ("priv_password", d.priv_password.is_some()),
+        ("context", d.context.is_some()),
+    ];
+    if version != Version::V3 {
+        if let Some((k, _)) = v3_keys.iter().find(|(_, set)| *set) {
+            return Err(invalid(key(k), "only applies to version = \"3\""));
+        }
+        return Ok(None);
+    }
+    let user = match d.user.as_deref() {
+        Some(u) if !u.is_empty() && u.len() <= 32 => u.to_string(),
+        Some(_) => return Err(invalid(key("user"), "must be 1 to 32 characters")),
+        None => return Err(invalid(key("user"), "is required for version = \"3\"")),
+    };
+    let password = |k: &str, value: &str| {
+        if value.len() < 8 {
+            Err(invalid(
+                key(k),
+                "must be at least 8 characters (RFC 3414 keys need them)",
+            ))
+        } else {
+            Ok(value.to_string())
+        }
+    };
+    let auth = match (&d.auth_protocol, &d.auth_password) {
+        (None, None) => None,
+        (_, None) => {
+            return Err(invalid(
+                key("auth_password"),
+                "is required with auth_protocol",
+            ))
+        }
+        (protocol, Some(pw)) => {
+            let protocol = match protocol.as_deref() {
+                None => AuthProtocol::Sha1,
+                Some(p) => AuthProtocol::parse(p).ok_or_else(|| {
+                    invalid(
+                        key("auth_protocol"),
+                        format!("unknown protocol {p:?}; expected MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512"),
+                    )
+                })?,
+            };
+            Some((protocol, password("auth_password", pw)?))
+        }
+    };
+    let privacy = match (&d.priv_protocol, &d.priv_password) {
+        (None, None) => None,
+        (_, None) => {
+            return Err(invalid(
+                key("priv_password"),
+                "is required with priv_protocol",
+            ))
+        }
+        (protocol, Some(pw)) => {
+            if auth.is_none() {
+                return Err(invalid(
+                    key("priv_password"),
+                    "privacy needs authentication too: set auth_password",
+                ));
+            }
+            let protocol = match protocol.as_deref() {
+                None => PrivProtocol::Aes128,
+                Some(p) => PrivProtocol::parse(p).ok_or_else(|| {
+                    invalid(
+                        key("priv_protocol"),
+                        format!("unknown protocol {p:?}; expected DES, AES, AES-192 or AES-256"),
+                    )
+                })?,
+            };
+            Some((protocol, password("priv_password", pw)?))
+        }
+    };
+    Ok(Some(Usm {
+        user,
+        auth,
+        privacy,
+        context: d.context.clone().unwrap_or_default(),
+    }))
+}
+
 impl Config {
     /// Parses and validates a TOML document.
     ///
@@ -268,13 +374,15 @@ impl TryFrom<RawConfig> for Config {
             let version = match d.version.as_str() {
                 "1" => Version::V1,
                 "2c" | "2" => Version::V2c,
+                "3" => Version::V3,
                 other => {
                     return Err(invalid(
                         key("version"),
-                        format!("unknown SNMP version {other:?}; expected \"1\" or \"2c\""),
+                        format!("unknown SNMP version {other:?}; expected \"1\", \"2c\" or \"3\""),
                     ))
                 }
             };
+            let usm = usm(d, version, &key)?;
             if d.address.trim().is_empty() {
                 return Err(invalid(key("address"), "must not be empty"));
             }
@@ -293,6 +401,7 @@ impl TryFrom<RawConfig> for Config {
                     port: d.port,
                     version,
                     community: d.community.clone(),
+                    usm,
                 },
             });
         }
@@ -335,7 +444,21 @@ mod tests {
                 "devices[0].unit",
             ),
             (base.replace("site = \"s\"", "site = \"\""), "site"),
-            (format!("{base}version = \"3\"\n"), "devices[0].version"),
+            (format!("{base}version = \"4\"\n"), "devices[0].version"),
+            (format!("{base}version = \"3\"\n"), "devices[0].user"),
+            (
+                format!("{base}version = \"3\"\nuser = \"u\"\nauth_password = \"short\"\n"),
+                "devices[0].auth_password",
+            ),
+            (
+                format!("{base}version = \"3\"\nuser = \"u\"\nauth_password = \"longenough\"\nauth_protocol = \"sha3\"\n"),
+                "devices[0].auth_protocol",
+            ),
+            (
+                format!("{base}version = \"3\"\nuser = \"u\"\npriv_password = \"longenough\"\n"),
+                "devices[0].priv_password",
+            ),
+            (format!("{base}user = \"u\"\n"), "devices[0].user"),
             (format!("{base}kind = \"toaster\"\n"), "devices[0].kind"),
             (format!("broker = \"tcp://x\"\n{base}"), "broker"),
             (format!("poll_interval = \"0s\"\n{base}"), "poll_interval"),
@@ -348,6 +471,18 @@ mod tests {
             let err = Config::from_toml(&text).unwrap_err().to_string();
             assert!(err.starts_with(key), "{key}: got {err}");
         }
+        let v3 = Config::from_toml(&format!(
+            "{base}version = \"3\"\nuser = \"devtel\"\nauth_protocol = \"SHA-256\"\nauth_password = \"auth-secret\"\npriv_protocol = \"AES\"\npriv_password = \"priv-secret\"\n"
+        ))
+        .unwrap();
+        let usm = v3.devices[0].target.usm.as_ref().unwrap();
+        assert_eq!(usm.level(), "authPriv");
+        assert_eq!(usm.auth.as_ref().unwrap().0, AuthProtocol::Sha256);
+        assert_eq!(usm.privacy.as_ref().unwrap().0, PrivProtocol::Aes128);
+        assert!(
+            !format!("{v3:?}").contains("secret"),
+            "passwords never appear in debug output"
+        );
         let err = Config::from_toml(&format!("{base}colour = 1\n"))
             .unwrap_err()
             .to_string();

@@ -76,7 +76,10 @@ fn cause_of(error: &SnmpError) -> NoResponseCause {
     match error {
         SnmpError::Timeout { .. } => NoResponseCause::Timeout,
         SnmpError::Network(_) | SnmpError::Resolve(_) => NoResponseCause::Network,
-        SnmpError::Protocol(snmp2::Error::CommunityMismatch) => NoResponseCause::Auth,
+        SnmpError::Protocol(snmp2::Error::CommunityMismatch) | SnmpError::Auth(_) => {
+            NoResponseCause::Auth
+        }
+        SnmpError::Config(_) => NoResponseCause::BadResponse,
         SnmpError::Protocol(_) | SnmpError::ErrorStatus { .. } => NoResponseCause::BadResponse,
     }
 }

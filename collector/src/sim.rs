@@ -425,6 +425,7 @@ mod tests {
             port,
             version,
             community: community.into(),
+            usm: None,
         };
         let opts = Options {
             timeout: std::time::Duration::from_millis(300),

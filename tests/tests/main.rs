@@ -12,3 +12,6 @@ mod pipeline;
 
 /// devtel's own SNMP simulator against snmpsim, the reference player of the recordings.
 mod simulator;
+
+/// SNMPv3 (USM) against net-snmp's snmpd.
+mod snmpv3;

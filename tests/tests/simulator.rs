@@ -16,6 +16,7 @@ async fn fetch(port: u16, community: &str, version: Version) -> VarbindSet {
         port,
         version,
         community: community.into(),
+        usm: None,
     };
     let opts = Options {
         timeout: Duration::from_secs(2),

@@ -215,6 +215,7 @@ pub async fn wait_for_agent(proc: &mut Proc, port: u16, community: &str) {
         port,
         version: Version::V2c,
         community: community.into(),
+        usm: None,
     };
     let opts = Options {
         timeout: Duration::from_millis(500),
@@ -286,4 +287,91 @@ pub fn recorded_supply_indexes(name: &str) -> Vec<u64> {
         .filter_map(|l| l.strip_prefix("1.3.6.1.2.1.43.11.1.1.9.1."))
         .filter_map(|rest| rest.split('|').next()?.parse().ok())
         .collect()
+}
+
+/// An SNMPv3 user of [`snmpd`]: (user, auth protocol + password, privacy protocol + password).
+pub type SnmpdUser = (
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    Option<(&'static str, &'static str)>,
+);
+
+/// See [`SnmpdUser`].
+pub const SNMPD_USERS: &[SnmpdUser] = &[
+    (
+        "devtel",
+        Some(("SHA-256", "auth-secret-1")),
+        Some(("AES", "priv-secret-1")),
+    ),
+    (
+        "u256",
+        Some(("SHA-512", "auth-secret-2")),
+        Some(("AES-256", "priv-secret-2")),
+    ),
+    (
+        "u192",
+        Some(("SHA", "auth-secret-3")),
+        Some(("AES-192", "priv-secret-3")),
+    ),
+    (
+        "udes",
+        Some(("MD5", "auth-secret-4")),
+        Some(("DES", "priv-secret-4")),
+    ),
+    ("uauth", Some(("SHA-224", "auth-secret-5")), None),
+    ("unone", None, None),
+];
+
+/// The sysDescr [`snmpd`] answers.
+pub const SNMPD_SYS_DESCR: &str = "devtel test agent";
+
+/// net-snmp's `snmpd` on a free UDP port with the users of [`SNMPD_USERS`] (read-only, each at
+/// its own security level) and v2c community `ready` for readiness checks. Its persistent state
+/// lives in `dir`, never in /var/lib/snmp.
+pub fn snmpd(dir: &Path) -> (Proc, u16) {
+    let port = free_udp_port();
+    let exe = Path::new("/usr/sbin/snmpd");
+    assert!(
+        exe.exists(),
+        "snmpd not found: run scripts/setup-test-env.sh"
+    );
+    let mut conf = String::new();
+    for (user, auth, privacy) in SNMPD_USERS {
+        let mut line = format!("createUser {user}");
+        if let Some((p, pw)) = auth {
+            line.push_str(&format!(" {p} \"{pw}\""));
+        }
+        if let Some((p, pw)) = privacy {
+            line.push_str(&format!(" {p} \"{pw}\""));
+        }
+        let level = match (auth, privacy) {
+            (None, _) => "noauth",
+            (Some(_), None) => "auth",
+            (Some(_), Some(_)) => "priv",
+        };
+        conf.push_str(&format!("{line}\nrouser {user} {level}\n"));
+    }
+    conf.push_str(&format!(
+        "rocommunity ready 127.0.0.1\nsysDescr {SNMPD_SYS_DESCR}\nsysObjectID 1.3.6.1.4.1.8072.3.2.10\n"
+    ));
+    let conf_path = dir.join("snmpd.conf");
+    fs::write(&conf_path, conf).expect("snmpd.conf");
+    let persist = dir.join("snmpd-persist");
+    let proc = Proc::spawn(
+        "snmpd",
+        dir,
+        Command::new(exe)
+            .env("MIBS", "")
+            .env("MIBDIRS", "/nonexistent")
+            .env("SNMP_PERSISTENT_DIR", &persist)
+            .arg("-f")
+            .arg("-Lo")
+            .arg("-C")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.join("snmpd.pid"))
+            .arg(format!("udp:127.0.0.1:{port}")),
+    );
+    (proc, port)
 }

@@ -1,4 +1,10 @@
-//! An SNMP v1/v2c client over `snmp2`, with the deadlines and walk rules real devices need.
+//! An SNMP v1/v2c/v3 client over `snmp2`, with the deadlines and walk rules real devices need.
+//!
+//! - SNMPv3 (USM): every new session first discovers the agent's engine id, boots and time
+//!   (RFC 3414 §4); snmp2 then keeps the engine time advancing locally. Engine state lives in the
+//!   session of one device address and is never shared between devices, even when two agents
+//!   claim the same engine id (cloned images do). An authentication failure (unknown user, wrong
+//!   password or protocol) is [`SnmpError::Auth`], never data, and is not retried.
 //!
 //! - Every request has a timeout (snmp2's async receive has none) and a bounded number of retries.
 //! - After a timeout the socket is replaced: a late reply to the abandoned request would otherwise
@@ -24,6 +30,164 @@ pub enum Version {
     V1,
     /// SNMPv2c: GetBulk walks, per-varbind exceptions.
     V2c,
+    /// SNMPv3 with the user-based security model: GetBulk walks, [`Target::usm`] credentials.
+    V3,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "1",
+            Version::V2c => "2c",
+            Version::V3 => "3",
+        })
+    }
+}
+
+/// SNMPv3 authentication protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthProtocol {
+    /// HMAC-MD5-96 (old devices).
+    Md5,
+    /// HMAC-SHA-96.
+    Sha1,
+    /// HMAC-SHA-224 (RFC 7860).
+    Sha224,
+    /// HMAC-SHA-256 (RFC 7860).
+    Sha256,
+    /// HMAC-SHA-384 (RFC 7860).
+    Sha384,
+    /// HMAC-SHA-512 (RFC 7860).
+    Sha512,
+}
+
+impl AuthProtocol {
+    /// Parses the names net-snmp accepts (`MD5`, `SHA`, `SHA-256`, ...), case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "md5" => AuthProtocol::Md5,
+            "sha" | "sha1" => AuthProtocol::Sha1,
+            "sha224" => AuthProtocol::Sha224,
+            "sha256" => AuthProtocol::Sha256,
+            "sha384" => AuthProtocol::Sha384,
+            "sha512" => AuthProtocol::Sha512,
+            _ => return None,
+        })
+    }
+
+    fn to_snmp2(self) -> snmp2::v3::AuthProtocol {
+        use snmp2::v3::AuthProtocol as A;
+        match self {
+            AuthProtocol::Md5 => A::Md5,
+            AuthProtocol::Sha1 => A::Sha1,
+            AuthProtocol::Sha224 => A::Sha224,
+            AuthProtocol::Sha256 => A::Sha256,
+            AuthProtocol::Sha384 => A::Sha384,
+            AuthProtocol::Sha512 => A::Sha512,
+        }
+    }
+}
+
+/// SNMPv3 privacy (encryption) protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivProtocol {
+    /// CBC-DES (RFC 3414), for old devices only.
+    Des,
+    /// CFB128-AES-128 (RFC 3826).
+    Aes128,
+    /// CFB128-AES-192 (key extension per draft-blumenthal / Cisco "Reeder").
+    Aes192,
+    /// CFB128-AES-256.
+    Aes256,
+}
+
+impl PrivProtocol {
+    /// Parses `DES`, `AES` (= AES-128), `AES128`, `AES-192`, `AES256`, ... case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "des" => PrivProtocol::Des,
+            "aes" | "aes128" => PrivProtocol::Aes128,
+            "aes192" => PrivProtocol::Aes192,
+            "aes256" => PrivProtocol::Aes256,
+            _ => return None,
+        })
+    }
+
+    fn to_snmp2(self) -> snmp2::v3::Cipher {
+        use snmp2::v3::Cipher as C;
+        match self {
+            PrivProtocol::Des => C::Des,
+            PrivProtocol::Aes128 => C::Aes128,
+            PrivProtocol::Aes192 => C::Aes192,
+            PrivProtocol::Aes256 => C::Aes256,
+        }
+    }
+}
+
+/// SNMPv3 user-based security: the security level follows from what is set
+/// (no `auth`: noAuthNoPriv; `auth` only: authNoPriv; both: authPriv).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Usm {
+    /// USM user name.
+    pub user: String,
+    /// Authentication protocol and password.
+    pub auth: Option<(AuthProtocol, String)>,
+    /// Privacy protocol and password (requires `auth`).
+    pub privacy: Option<(PrivProtocol, String)>,
+    /// Context name (empty: the default context).
+    pub context: String,
+}
+
+impl std::fmt::Debug for Usm {
+    /// Never prints the passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Usm")
+            .field("user", &self.user)
+            .field("auth", &self.auth.as_ref().map(|(p, _)| p))
+            .field("privacy", &self.privacy.as_ref().map(|(p, _)| p))
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+impl Usm {
+    /// The security level's name, as net-snmp spells it.
+    pub fn level(&self) -> &'static str {
+        match (&self.auth, &self.privacy) {
+            (None, _) => "noAuthNoPriv",
+            (Some(_), None) => "authNoPriv",
+            (Some(_), Some(_)) => "authPriv",
+        }
+    }
+
+    fn security(&self) -> snmp2::v3::Security {
+        use snmp2::v3::{Auth, KeyExtension, Security};
+        let (auth_protocol, auth_password) = match &self.auth {
+            Some((p, pw)) => (p.to_snmp2(), pw.as_bytes()),
+            None => (snmp2::v3::AuthProtocol::Md5, &[][..]),
+        };
+        let auth = match (&self.auth, &self.privacy) {
+            (None, _) => Auth::NoAuthNoPriv,
+            (Some(_), None) => Auth::AuthNoPriv,
+            (Some(_), Some((cipher, pw))) => Auth::AuthPriv {
+                cipher: cipher.to_snmp2(),
+                privacy_password: pw.as_bytes().to_vec(),
+            },
+        };
+        let mut security = Security::new(self.user.as_bytes(), auth_password)
+            .with_auth(auth)
+            .with_auth_protocol(auth_protocol);
+        if let Some((cipher, _)) = &self.privacy {
+            if cipher.to_snmp2().priv_key_needs_extension(&auth_protocol) {
+                // The Blumenthal extension is what net-snmp and most agents implement.
+                security = security.with_key_extension_method(KeyExtension::Blumenthal);
+            }
+        }
+        if !self.context.is_empty() {
+            security = security.with_context_name(&self.context);
+        }
+        security
+    }
 }
 
 /// Where and how to reach one agent.
@@ -35,8 +199,10 @@ pub struct Target {
     pub port: u16,
     /// Protocol version.
     pub version: Version,
-    /// Community string.
+    /// Community string (v1/v2c).
     pub community: String,
+    /// User-based security (v3; required when `version` is [`Version::V3`]).
+    pub usm: Option<Usm>,
 }
 
 /// Timing and walk limits.
@@ -83,6 +249,13 @@ pub enum SnmpError {
     /// The agent answered with something we could not decode or that does not match.
     #[error("malformed or mismatched response: {0}")]
     Protocol(snmp2::Error),
+    /// SNMPv3 authentication failed: unknown user, wrong password or protocol, or an agent that
+    /// does not accept the security level. Not retried: retrying a wrong password helps nobody.
+    #[error("SNMPv3 authentication failed ({0}): check the user, passwords and protocols")]
+    Auth(String),
+    /// The target is configured inconsistently (e.g. v3 without credentials).
+    #[error("invalid target: {0}")]
+    Config(&'static str),
     /// The agent answered with a PDU-level error.
     #[error("agent returned error-status {status} at varbind {index}")]
     ErrorStatus {
@@ -114,6 +287,10 @@ pub struct Client {
     opts: Options,
     session: Option<AsyncSession>,
     next_req_id: i32,
+    /// SNMPv3: the engine answered discovery.
+    v3_discovered: bool,
+    /// SNMPv3: an authenticated (and, with privacy, encrypted) request got an answer.
+    v3_confirmed: bool,
 }
 
 impl Client {
@@ -137,6 +314,8 @@ impl Client {
             opts,
             session: None,
             next_req_id,
+            v3_discovered: false,
+            v3_confirmed: false,
         })
     }
 
@@ -151,10 +330,50 @@ impl Client {
                 match self.target.version {
                     Version::V1 => AsyncSession::new_v1(self.addr, community, req_id).await?,
                     Version::V2c => AsyncSession::new_v2c(self.addr, community, req_id).await?,
+                    Version::V3 => {
+                        let usm = self
+                            .target
+                            .usm
+                            .as_ref()
+                            .ok_or(SnmpError::Config("SNMPv3 target without user"))?;
+                        let mut session =
+                            AsyncSession::new_v3(self.addr, req_id, usm.security()).await?;
+                        self.discover(&mut session).await?;
+                        session
+                    }
                 }
             }
         };
         Ok(self.session.insert(session))
+    }
+
+    /// SNMPv3 engine discovery on a fresh session, with the same timeout and retries as any
+    /// request.
+    async fn discover(&mut self, session: &mut AsyncSession) -> Result<(), SnmpError> {
+        let attempts = self.opts.retries + 1;
+        for attempt in 1..=attempts {
+            match tokio::time::timeout(self.opts.timeout, session.init()).await {
+                Ok(Ok(())) => {
+                    self.v3_discovered = true;
+                    return Ok(());
+                }
+                Ok(Err(snmp2::Error::AuthFailure(kind))) => {
+                    return Err(SnmpError::Auth(kind.to_string()))
+                }
+                Ok(Err(snmp2::Error::Receive | snmp2::Error::Send)) => {
+                    return Err(SnmpError::Network(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        format!("{} refused or unreachable", self.addr),
+                    )))
+                }
+                Ok(Err(e)) => return Err(SnmpError::Protocol(e)),
+                Err(_) => debug!(addr = %self.addr, attempt, "SNMPv3 discovery timed out"),
+            }
+        }
+        Err(SnmpError::Timeout {
+            attempts,
+            timeout: self.opts.timeout,
+        })
     }
 
     async fn exchange(&mut self, op: &Op) -> Result<Response, SnmpError> {
@@ -163,10 +382,22 @@ impl Client {
             let timeout = self.opts.timeout;
             let session = self.session().await?;
             match tokio::time::timeout(timeout, exchange_once(session, op)).await {
-                Ok(Ok(response)) => return Ok(response),
+                Ok(Ok(response)) => {
+                    self.v3_confirmed = true;
+                    return Ok(response);
+                }
                 Ok(Err(snmp2::Error::RequestIdMismatch)) | Err(_) => {
                     debug!(addr = %self.addr, attempt, "SNMP request timed out");
                     self.session = None;
+                }
+                // SNMPv3: the agent re-synchronised boots/time (a notInTimeWindow report);
+                // snmp2 has taken the new values, so the request is simply sent again.
+                Ok(Err(snmp2::Error::AuthUpdated)) => {
+                    debug!(addr = %self.addr, attempt, "SNMPv3 engine time re-synchronised");
+                }
+                Ok(Err(snmp2::Error::AuthFailure(kind))) => {
+                    self.session = None;
+                    return Err(SnmpError::Auth(kind.to_string()));
                 }
                 Ok(Err(snmp2::Error::Receive | snmp2::Error::Send)) => {
                     self.session = None;
@@ -180,6 +411,20 @@ impl Client {
                     return Err(SnmpError::Protocol(e));
                 }
             }
+        }
+        // An agent that answers engine discovery but never an encrypted request is dropping
+        // what it cannot decrypt (net-snmp does so silently): say so instead of "no response".
+        let encrypted = self
+            .target
+            .usm
+            .as_ref()
+            .is_some_and(|u| u.privacy.is_some());
+        if encrypted && self.v3_discovered && !self.v3_confirmed {
+            return Err(SnmpError::Auth(
+                "the agent answered engine discovery but no encrypted request: \
+                 wrong privacy password or protocol"
+                    .into(),
+            ));
         }
         Err(SnmpError::Timeout {
             attempts,
@@ -230,7 +475,7 @@ impl Client {
             let from = to_snmp2(&last)?;
             let op = match self.target.version {
                 Version::V1 => Op::GetNext(from),
-                Version::V2c => Op::GetBulk(from, repetitions),
+                Version::V2c | Version::V3 => Op::GetBulk(from, repetitions),
             };
             let response = self.exchange(&op).await?;
             match response.error_status {
