@@ -8,7 +8,7 @@ use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
 use tracing::{debug, warn};
 
 use crate::config::Device;
-use crate::devices::{printer, DeviceIdentity, MapError};
+use crate::devices::{printer, vendor, DeviceIdentity, MapError, Plan};
 use crate::snmp::client::{Client, Options, SnmpError};
 use crate::snmp::VarbindSet;
 
@@ -58,18 +58,34 @@ async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> 
     };
     let mut client = Client::new(device.target.clone(), opts).await?;
     let mut varbinds = VarbindSet::new();
-    client.get(&plan.get, &mut varbinds).await?;
+    execute(&mut client, &plan, &mut varbinds).await?;
+    // Second stage: the vendor's private objects, once sysObjectID/sysDescr tell the vendor.
+    let vendor_plan = vendor::plan(vendor::identify(&varbinds));
+    execute(&mut client, &vendor_plan, &mut varbinds).await?;
+    Ok(varbinds)
+}
+
+/// Runs `plan` (one GET, then the walks) with `client`, adding to `varbinds`.
+///
+/// # Errors
+/// Timeouts, network, authentication and protocol errors. An agent that rejects one subtree
+/// (genErr, ...) still answers the others, so a PDU error on a walk only ends that walk.
+pub async fn execute(
+    client: &mut Client,
+    plan: &Plan,
+    varbinds: &mut VarbindSet,
+) -> Result<(), SnmpError> {
+    client.get(&plan.get, varbinds).await?;
     for root in &plan.walk {
-        match client.walk(root, &mut varbinds).await {
-            Ok(n) => debug!(device = %device.id, %root, n, "walked"),
-            // An agent that rejects one subtree (genErr, ...) still answers the others.
+        match client.walk(root, varbinds).await {
+            Ok(n) => debug!(%root, n, "walked"),
             Err(SnmpError::ErrorStatus { status, index }) => {
-                debug!(device = %device.id, %root, status, index, "subtree rejected")
+                debug!(%root, status, index, "subtree rejected")
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(varbinds)
+    Ok(())
 }
 
 fn cause_of(error: &SnmpError) -> NoResponseCause {

@@ -321,9 +321,7 @@ mod tests {
                 printer: None,
                 errors: Some(ErrorBits(0)),
             },
-            markers: Default::default(),
-            supplies: Default::default(),
-            truncated: false,
+            ..PrinterReading::default()
         };
         r.markers
             .push(MarkerCounter {

@@ -143,7 +143,9 @@ fn check_and_apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devtel_protocol::{encode, DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
+    use devtel_protocol::{
+        encode, DeviceKind, Envelope, NoResponse, NoResponseCause, Reading, FORMAT_VERSION,
+    };
 
     fn payload(unit: &str, device: &str) -> Vec<u8> {
         let mut e = Envelope::new("c".try_into().unwrap(), 1, 1);
@@ -166,7 +168,7 @@ mod tests {
         let t = "devtel/v1/telemetry/s/u/d";
         assert_eq!(handle(&agg, &stats, t, b""), Err(Rejection::Undecodable));
         assert_eq!(
-            handle(&agg, &stats, t, &[1, 0xff, 0xff]),
+            handle(&agg, &stats, t, &[FORMAT_VERSION, 0xff, 0xff]),
             Err(Rejection::Undecodable)
         );
         assert_eq!(handle(&agg, &stats, t, &[9, 0]), Err(Rejection::Version));

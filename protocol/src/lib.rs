@@ -33,16 +33,20 @@ pub mod envelope;
 mod error;
 pub mod printer;
 pub mod topic;
+pub mod vendor;
 
 pub use envelope::{DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
 pub use error::Error;
 pub use printer::{
-    Capacity, Condition, CounterUnit, DeviceStatus, ErrorBits, Health, Level, MarkerCounter,
-    PrinterReading, PrinterState, PrinterStatus, Supply, SupplyClass, SupplyType, SupplyUnit,
+    alert_code_name, Alert, AlertSeverity, AlertTraining, Capacity, Condition, CounterUnit, Cover,
+    CoverStatus, DeviceStatus, ErrorBits, Health, InputType, Level, MarkerCounter, PageCounters,
+    PrinterReading, PrinterState, PrinterStatus, Supply, SupplyClass, SupplyState, SupplyType,
+    SupplyUnit, Tray,
 };
+pub use vendor::Vendor;
 
 /// The format version this crate writes, and the only one it reads. First byte of every payload.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Longest identifier (collector, site, unit, device) in bytes. Identifiers are also topic segments.
 pub const MAX_ID_LEN: usize = 64;
@@ -58,6 +62,16 @@ pub const MAX_DESCRIPTION_LEN: usize = 96;
 pub const MAX_COLOUR_LEN: usize = 24;
 /// Longest model string and serial number kept, in bytes.
 pub const MAX_MODEL_LEN: usize = 64;
+/// Longest short name kept (tray, cover, line, port names), in bytes.
+pub const MAX_NAME_LEN: usize = 32;
+/// Most paper trays kept per printer.
+pub const MAX_TRAYS: usize = 8;
+/// Most active alerts kept per printer.
+pub const MAX_ALERTS: usize = 8;
+/// Most covers kept per printer.
+pub const MAX_COVERS: usize = 4;
+/// Longest console display text kept, in bytes (all lines joined).
+pub const MAX_CONSOLE_LEN: usize = 96;
 
 /// An identifier: a collector, site, administrative unit or device. See [`topic::validate_segment`].
 pub type Id = heapless::String<MAX_ID_LEN>;

@@ -12,10 +12,13 @@
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::{Id, MAX_COLOUR_LEN, MAX_DESCRIPTION_LEN, MAX_MARKERS, MAX_MODEL_LEN, MAX_SUPPLIES};
+use crate::{
+    Id, Vendor, MAX_ALERTS, MAX_COLOUR_LEN, MAX_CONSOLE_LEN, MAX_COVERS, MAX_DESCRIPTION_LEN,
+    MAX_MARKERS, MAX_MODEL_LEN, MAX_NAME_LEN, MAX_SUPPLIES, MAX_TRAYS,
+};
 
 /// One poll of a copier or printer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PrinterReading {
     /// The device's configured id (unique per deployment; a topic segment).
     pub device: Id,
@@ -23,8 +26,13 @@ pub struct PrinterReading {
     pub unit: Id,
     /// Model string: hrDeviceDescr of the printer row, else sysDescr.
     pub model: Option<String<MAX_MODEL_LEN>>,
-    /// prtGeneralSerialNumber, when the device reports a non-empty one.
+    /// Serial number: prtGeneralSerialNumber, else the vendor's private serial object.
     pub serial: Option<String<MAX_MODEL_LEN>>,
+    /// Vendor, from the sysObjectID enterprise number (confirmed by a vendor object for OEM
+    /// families), else from sysDescr.
+    pub vendor: Option<Vendor>,
+    /// Firmware version, from the vendor's private object where one is known.
+    pub firmware: Option<String<MAX_MODEL_LEN>>,
     /// sysUpTime in hundredths of a second (the SNMP agent's uptime; wraps after ~497 days).
     pub uptime_ticks: Option<u32>,
     /// hrDeviceStatus, hrPrinterStatus and hrPrinterDetectedErrorState of the printer row.
@@ -33,6 +41,16 @@ pub struct PrinterReading {
     pub markers: Vec<MarkerCounter, MAX_MARKERS>,
     /// prtMarkerSuppliesTable rows, in table order.
     pub supplies: Vec<Supply, MAX_SUPPLIES>,
+    /// Page counters split by colour and function, from the vendor's private MIB.
+    pub counters: PageCounters,
+    /// prtInputTable rows (paper trays), in table order.
+    pub trays: Vec<Tray, MAX_TRAYS>,
+    /// prtAlertTable rows (active alerts), in table order.
+    pub alerts: Vec<Alert, MAX_ALERTS>,
+    /// prtConsoleDisplayBufferText lines joined with " | "; `None` when empty.
+    pub console: Option<String<MAX_CONSOLE_LEN>>,
+    /// prtCoverTable rows.
+    pub covers: Vec<Cover, MAX_COVERS>,
     /// True when the device reported more rows or longer strings than the wire format keeps.
     pub truncated: bool,
 }
@@ -534,6 +552,338 @@ crate::code_enum! {
         Items = 18 => "items",
         /// percent(19)
         Percent = 19 => "percent",
+    }
+}
+
+/// The state of a supply, derived from level, capacity and class (see [`Supply::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SupplyState {
+    /// Enough left (or, for a receptacle, enough space left).
+    Ok,
+    /// A consumable at or below [`LOW_PERCENT`] — order a replacement.
+    Low,
+    /// A consumable at zero.
+    Empty,
+    /// A receptacle (waste container) with at most [`LOW_PERCENT`] space left.
+    AlmostFull,
+    /// A receptacle with no space left.
+    Full,
+    /// -3: some remaining (some space remaining for a receptacle), no number.
+    SomeRemaining,
+    /// -1: no restriction (the device does not meter it).
+    NoRestriction,
+    /// Unknown: no level, -2, or a level without a usable capacity.
+    Unknown,
+}
+
+impl SupplyState {
+    /// snake_case name used in JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SupplyState::Ok => "ok",
+            SupplyState::Low => "low",
+            SupplyState::Empty => "empty",
+            SupplyState::AlmostFull => "almost_full",
+            SupplyState::Full => "full",
+            SupplyState::SomeRemaining => "some_remaining",
+            SupplyState::NoRestriction => "no_restriction",
+            SupplyState::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the supply needs a replacement or an emptying now or soon.
+    pub const fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            SupplyState::Low | SupplyState::Empty | SupplyState::AlmostFull | SupplyState::Full
+        )
+    }
+}
+
+/// A consumable at or below this percentage is [`SupplyState::Low`]; a receptacle with at most
+/// this much space left is [`SupplyState::AlmostFull`].
+pub const LOW_PERCENT: u8 = 10;
+
+impl Supply {
+    /// Whether the supply fills up (waste toner, waste ink, ...) rather than being consumed:
+    /// its class says receptacleThatIsFilled, or, without a class, its type is a waste type.
+    pub fn is_receptacle(&self) -> bool {
+        match self.class {
+            Some(SupplyClass::Receptacle) => true,
+            Some(SupplyClass::Consumed) => false,
+            _ => matches!(
+                self.kind,
+                Some(
+                    SupplyType::WasteToner
+                        | SupplyType::WasteInk
+                        | SupplyType::WasteWax
+                        | SupplyType::WasteWater
+                        | SupplyType::WastePaper
+                )
+            ),
+        }
+    }
+
+    /// The supply's state. Consumables: 0 is empty, up to [`LOW_PERCENT`] is low. Receptacles
+    /// (whose level is the remaining *space*): 0 is full, up to [`LOW_PERCENT`] almost full.
+    /// Ricoh's -100 ("near empty") counts as low. No percentage is invented where the MIB gives
+    /// none: -3 stays "some remaining", -2 and unusable capacities are unknown.
+    pub fn state(&self) -> SupplyState {
+        let receptacle = self.is_receptacle();
+        let (low, zero) = if receptacle {
+            (SupplyState::AlmostFull, SupplyState::Full)
+        } else {
+            (SupplyState::Low, SupplyState::Empty)
+        };
+        match self.level {
+            None | Some(Level::Unknown) => SupplyState::Unknown,
+            Some(Level::Other) => SupplyState::NoRestriction,
+            Some(Level::SomeRemaining) => SupplyState::SomeRemaining,
+            Some(Level::Invalid(-100)) if !receptacle => SupplyState::Low,
+            Some(Level::Invalid(_)) => SupplyState::Unknown,
+            Some(Level::Value(0)) => zero,
+            Some(Level::Value(_)) => match self.level_percent() {
+                Some(p) if p <= LOW_PERCENT => low,
+                Some(_) => SupplyState::Ok,
+                None => SupplyState::Unknown,
+            },
+        }
+    }
+}
+
+/// Page counters beyond prtMarkerLifeCount, from the vendor's private MIB. Each is `None` when
+/// the device does not expose it. Units are the vendor's (mostly impressions; see the collector's
+/// per-vendor notes); `total` is the vendor's machine total, which can legitimately differ from
+/// prtMarkerLifeCount (misfeeds, A3 counted twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PageCounters {
+    /// The vendor's total page counter.
+    pub total: Option<u64>,
+    /// Black-and-white pages.
+    pub mono: Option<u64>,
+    /// Colour pages (full colour plus single/two-colour where the vendor splits them).
+    pub colour: Option<u64>,
+    /// Pages printed from the network/print function.
+    pub print: Option<u64>,
+    /// Pages copied.
+    pub copy: Option<u64>,
+    /// Pages (originals) scanned.
+    pub scan: Option<u64>,
+    /// Fax pages printed.
+    pub fax: Option<u64>,
+    /// Duplex: sheets or sides through the duplex unit, as the vendor counts them.
+    pub duplex: Option<u64>,
+}
+
+impl PageCounters {
+    /// Whether no counter is known.
+    pub fn is_empty(&self) -> bool {
+        *self == PageCounters::default()
+    }
+}
+
+/// One prtInputTable row: a paper tray or feeder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tray {
+    /// prtInputIndex.
+    pub index: u32,
+    /// prtInputType.
+    pub kind: Option<InputType>,
+    /// prtInputName ("Tray 1", "Bypass"), else prtInputDescription.
+    pub name: Option<String<MAX_NAME_LEN>>,
+    /// prtInputMediaName ("A4", "iso_a4_210x297mm").
+    pub media: Option<String<MAX_NAME_LEN>>,
+    /// prtInputCapacityUnit (same codes as the supplies unit).
+    pub unit: Option<SupplyUnit>,
+    /// prtInputMaxCapacity.
+    pub max_capacity: Option<Capacity>,
+    /// prtInputCurrentLevel (-3: at least one sheet remains).
+    pub level: Option<Level>,
+    /// prtInputStatus (PrtSubUnitStatusTC, raw).
+    pub status: Option<u8>,
+}
+
+impl Tray {
+    /// `100 * level / max_capacity` where both are real numbers and the capacity is positive.
+    pub fn level_percent(&self) -> Option<u8> {
+        match (self.level, self.max_capacity) {
+            (Some(Level::Value(level)), Some(Capacity::Value(max))) if max > 0 => {
+                Some((u64::from(level) * 100 / u64::from(max)).min(100) as u8)
+            }
+            _ => None,
+        }
+    }
+}
+
+crate::code_enum! {
+    /// prtInputType.
+    pub enum InputType {
+        /// other(1)
+        Other = 1 => "other",
+        /// unknown(2)
+        Unknown = 2 => "unknown",
+        /// sheetFeedAutoRemovableTray(3)
+        RemovableTray = 3 => "sheetFeedAutoRemovableTray",
+        /// sheetFeedAutoNonRemovableTray(4)
+        NonRemovableTray = 4 => "sheetFeedAutoNonRemovableTray",
+        /// sheetFeedManual(5): the bypass tray.
+        Manual = 5 => "sheetFeedManual",
+        /// continuousRoll(6)
+        ContinuousRoll = 6 => "continuousRoll",
+        /// continuousFanFold(7)
+        ContinuousFanFold = 7 => "continuousFanFold",
+        /// sheetFeedPull(8)
+        SheetFeedPull = 8 => "sheetFeedPull",
+    }
+}
+
+/// One prtAlertTable row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// prtAlertIndex, from the OID (RFC 1759 agents do not make it readable).
+    pub index: u32,
+    /// prtAlertSeverityLevel.
+    pub severity: Option<AlertSeverity>,
+    /// prtAlertTrainingLevel: who should act.
+    pub training: Option<AlertTraining>,
+    /// prtAlertGroup (raw PrtAlertGroupTC: 8 input, 11 markerSupplies, 6 cover, ...).
+    pub group: Option<i32>,
+    /// prtAlertGroupIndex: the row in the group's table (-1: not applicable).
+    pub group_index: Option<i32>,
+    /// prtAlertCode (raw PrtAlertCodeTC; see [`alert_code_name`]).
+    pub code: Option<i32>,
+    /// prtAlertDescription, decoded and trimmed.
+    pub description: Option<String<MAX_DESCRIPTION_LEN>>,
+}
+
+crate::code_enum! {
+    /// prtAlertSeverityLevel.
+    pub enum AlertSeverity {
+        /// other(1)
+        Other = 1 => "other",
+        /// critical(3)
+        Critical = 3 => "critical",
+        /// warningUnaryChangeEvent(4)
+        Warning = 4 => "warning",
+        /// warningBinaryChangeEvent(5)
+        WarningBinary = 5 => "warningBinaryChangeEvent",
+    }
+}
+
+crate::code_enum! {
+    /// prtAlertTrainingLevel.
+    pub enum AlertTraining {
+        /// other(1)
+        Other = 1 => "other",
+        /// unknown(2)
+        Unknown = 2 => "unknown",
+        /// untrained(3): any user.
+        Untrained = 3 => "untrained",
+        /// trained(4): the key operator.
+        Trained = 4 => "trained",
+        /// fieldService(5): a service technician.
+        FieldService = 5 => "fieldService",
+        /// management(6)
+        Management = 6 => "management",
+        /// noInterventionRequired(7)
+        NoInterventionRequired = 7 => "noInterventionRequired",
+    }
+}
+
+/// The IANA name of a prtAlertCode, for the codes facility management acts on.
+pub fn alert_code_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        1 => "other",
+        2 => "unknown",
+        3 => "coverOpen",
+        4 => "coverClosed",
+        5 => "interlockOpen",
+        6 => "interlockClosed",
+        7 => "configurationChange",
+        8 => "jam",
+        9 => "subunitMissing",
+        10 => "subunitLifeAlmostOver",
+        11 => "subunitLifeOver",
+        12 => "subunitAlmostEmpty",
+        13 => "subunitEmpty",
+        14 => "subunitAlmostFull",
+        15 => "subunitFull",
+        16 => "subunitNearLimit",
+        17 => "subunitAtLimit",
+        18 => "subunitOpened",
+        19 => "subunitClosed",
+        20 => "subunitTurnedOn",
+        21 => "subunitTurnedOff",
+        22 => "subunitOffline",
+        23 => "subunitPowerSaver",
+        24 => "subunitWarmingUp",
+        25 => "subunitAdded",
+        26 => "subunitRemoved",
+        29 => "subunitRecoverableFailure",
+        30 => "subunitUnrecoverableFailure",
+        501 => "doorOpen",
+        502 => "doorClosed",
+        503 => "powerUp",
+        504 => "powerDown",
+        505 => "printerNMSReset",
+        506 => "printerManualReset",
+        507 => "printerReadyToPrint",
+        801 => "inputMediaTrayMissing",
+        807 => "inputMediaSupplyLow",
+        808 => "inputMediaSupplyEmpty",
+        809 => "inputMediaChangeRequest",
+        810 => "inputManualInputRequest",
+        901 => "outputMediaTrayMissing",
+        902 => "outputMediaTrayAlmostFull",
+        903 => "outputMediaTrayFull",
+        1001 => "markerFuserUnderTemperature",
+        1002 => "markerFuserOverTemperature",
+        1101 => "markerTonerEmpty",
+        1102 => "markerInkEmpty",
+        1104 => "markerTonerAlmostEmpty",
+        1105 => "markerInkAlmostEmpty",
+        1107 => "markerWasteTonerReceptacleAlmostFull",
+        1108 => "markerWasteInkReceptacleAlmostFull",
+        1109 => "markerWasteTonerReceptacleFull",
+        1110 => "markerWasteInkReceptacleFull",
+        1111 => "markerOpcLifeAlmostOver",
+        1112 => "markerOpcLifeOver",
+        1113 => "markerDeveloperAlmostEmpty",
+        1114 => "markerDeveloperEmpty",
+        1115 => "markerTonerCartridgeMissing",
+        1301 => "mediaPathMediaTrayMissing",
+        1302 => "mediaPathMediaTrayAlmostFull",
+        1303 => "mediaPathMediaTrayFull",
+        _ => return None,
+    })
+}
+
+/// One prtCoverTable row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cover {
+    /// prtCoverIndex.
+    pub index: u32,
+    /// prtCoverDescription.
+    pub description: Option<String<MAX_NAME_LEN>>,
+    /// prtCoverStatus.
+    pub status: Option<CoverStatus>,
+}
+
+crate::code_enum! {
+    /// prtCoverStatus.
+    pub enum CoverStatus {
+        /// other(1)
+        Other = 1 => "other",
+        /// unknown(2)
+        Unknown = 2 => "unknown",
+        /// coverOpen(3)
+        Open = 3 => "coverOpen",
+        /// coverClosed(4)
+        Closed = 4 => "coverClosed",
+        /// interlockOpen(5)
+        InterlockOpen = 5 => "interlockOpen",
+        /// interlockClosed(6)
+        InterlockClosed = 6 => "interlockClosed",
     }
 }
 

@@ -3,8 +3,8 @@
 
 use devtel_protocol::{
     decode, encode, Capacity, CounterUnit, DeviceKind, DeviceStatus, Envelope, Error, ErrorBits,
-    Level, MarkerCounter, NoResponse, NoResponseCause, PrinterReading, PrinterStatus, Reading,
-    Supply, SupplyClass, SupplyType, SupplyUnit, MAX_ENCODED_LEN,
+    Level, MarkerCounter, NoResponse, NoResponseCause, PageCounters, PrinterReading, PrinterStatus,
+    Reading, Supply, SupplyClass, SupplyType, SupplyUnit, Vendor, MAX_ENCODED_LEN,
 };
 
 fn id(s: &str) -> devtel_protocol::Id {
@@ -19,6 +19,8 @@ fn example() -> Envelope {
         unit: id("it"),
         model: Some("MX".try_into().unwrap()),
         serial: None,
+        vendor: Some(Vendor::Sharp),
+        firmware: None,
         uptime_ticks: Some(150),
         status: PrinterStatus {
             device: Some(DeviceStatus::Warning),
@@ -27,6 +29,14 @@ fn example() -> Envelope {
         },
         markers: Default::default(),
         supplies: Default::default(),
+        counters: PageCounters {
+            mono: Some(300),
+            ..PageCounters::default()
+        },
+        trays: Default::default(),
+        alerts: Default::default(),
+        console: None,
+        covers: Default::default(),
         truncated: false,
     };
     printer
@@ -56,7 +66,7 @@ fn example() -> Envelope {
 
 #[rustfmt::skip]
 const EXAMPLE_BYTES: &[u8] = &[
-    0x01,                         // version = 1 (u8, raw byte)
+    0x02,                         // version = 2 (u8, raw byte)
     0x03, b'g', b'w', b'1',       // collector = "gw1" (varint length, UTF-8)
     0xac, 0x02,                   // seq = 300 (varint: 0x2c|0x80, 0x02)
     0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, // timestamp_ms = 1_700_000_000_000 (varint u64)
@@ -66,6 +76,8 @@ const EXAMPLE_BYTES: &[u8] = &[
     0x02, b'i', b't',             //   unit = "it"
     0x01, 0x02, b'M', b'X',       //   model = Some("MX")
     0x00,                         //   serial = None
+    0x01, 0x0d,                   //   vendor = Some(Vendor::Sharp) (variant 13)
+    0x00,                         //   firmware = None
     0x01, 0x96, 0x01,             //   uptime_ticks = Some(150)
     0x01, 0x03,                   //   status.device = Some(DeviceStatus::Warning) (variant 3)
     0x00,                         //   status.printer = None
@@ -83,6 +95,13 @@ const EXAMPLE_BYTES: &[u8] = &[
     0x01, b'K',                   //     description = "K"
     0x01, 0x00, 0x64,             //     max_capacity = Some(Capacity::Value(100))
     0x01, 0x03,                   //     level = Some(Level::SomeRemaining) (variant 3)
+    0x00,                         //   counters.total = None
+    0x01, 0xac, 0x02,             //   counters.mono = Some(300)
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // counters.colour..duplex = None (6 fields)
+    0x00,                         //   trays: 0 elements
+    0x00,                         //   alerts: 0 elements
+    0x00,                         //   console = None
+    0x00,                         //   covers: 0 elements
     0x00,                         //   truncated = false
 ];
 
@@ -111,7 +130,7 @@ fn no_response_has_the_documented_bytes() {
         .unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x01, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version, collector, seq 0, timestamp 0
+        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version, collector, seq 0, timestamp 0
         0x01, 0x01,                               // 1 reading, Reading::NoResponse (variant 1)
         0x01, b'p', 0x01, b'u',                   // device "p", unit "u"
         0x00, 0x00,                               // kind Copier (0), cause Timeout (0)
@@ -145,8 +164,10 @@ fn unknown_codes_and_special_values_survive_the_round_trip() {
 #[test]
 fn other_versions_trailing_bytes_and_truncation_are_errors() {
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    bytes[0] = 2;
-    assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(2)));
+    for other in [1, 3, 0xff] {
+        bytes[0] = other;
+        assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(other)));
+    }
     assert_eq!(decode(&[]), Err(Error::Empty));
     let mut long = EXAMPLE_BYTES.to_vec();
     long.push(0);
@@ -188,6 +209,8 @@ fn the_largest_envelope_fits_max_encoded_len() {
             unit: full(MAX_ID_LEN).as_str().try_into().unwrap(),
             model: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
             serial: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
+            vendor: Some(Vendor::Unrecognised(i32::MIN)),
+            firmware: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
             uptime_ticks: Some(u32::MAX),
             status: PrinterStatus {
                 device: Some(DeviceStatus::Unrecognised(i32::MIN)),
@@ -196,8 +219,59 @@ fn the_largest_envelope_fits_max_encoded_len() {
             },
             markers: Default::default(),
             supplies: Default::default(),
+            counters: PageCounters {
+                total: Some(u64::MAX),
+                mono: Some(u64::MAX),
+                colour: Some(u64::MAX),
+                print: Some(u64::MAX),
+                copy: Some(u64::MAX),
+                scan: Some(u64::MAX),
+                fax: Some(u64::MAX),
+                duplex: Some(u64::MAX),
+            },
+            trays: Default::default(),
+            alerts: Default::default(),
+            console: Some(full(MAX_CONSOLE_LEN).as_str().try_into().unwrap()),
+            covers: Default::default(),
             truncated: true,
         };
+        let name = || Some(full(MAX_NAME_LEN).as_str().try_into().unwrap());
+        while !p.trays.is_full() {
+            p.trays
+                .push(Tray {
+                    index: u32::MAX,
+                    kind: Some(InputType::Unrecognised(i32::MIN)),
+                    name: name(),
+                    media: name(),
+                    unit: Some(SupplyUnit::Unrecognised(i32::MIN)),
+                    max_capacity: Some(Capacity::Invalid(i32::MIN)),
+                    level: Some(Level::Invalid(i32::MIN)),
+                    status: Some(u8::MAX),
+                })
+                .unwrap();
+        }
+        while !p.alerts.is_full() {
+            p.alerts
+                .push(Alert {
+                    index: u32::MAX,
+                    severity: Some(AlertSeverity::Unrecognised(i32::MIN)),
+                    training: Some(AlertTraining::Unrecognised(i32::MIN)),
+                    group: Some(i32::MIN),
+                    group_index: Some(i32::MIN),
+                    code: Some(i32::MIN),
+                    description: Some(full(MAX_DESCRIPTION_LEN).as_str().try_into().unwrap()),
+                })
+                .unwrap();
+        }
+        while !p.covers.is_full() {
+            p.covers
+                .push(Cover {
+                    index: u32::MAX,
+                    description: name(),
+                    status: Some(CoverStatus::Unrecognised(i32::MIN)),
+                })
+                .unwrap();
+        }
         while !p.markers.is_full() {
             p.markers
                 .push(MarkerCounter {

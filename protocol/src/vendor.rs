@@ -1,0 +1,42 @@
+//! Device vendors, identified by their IANA Private Enterprise Number (the `1.3.6.1.4.1.<PEN>`
+//! prefix of sysObjectID), so that any vendor — known here or not — is carried exactly.
+
+crate::code_enum! {
+    /// A device vendor by IANA Private Enterprise Number. OEM brands that share a parent's
+    /// private MIB tree (Lanier/Savin/Gestetner under Ricoh, UTAX/TA/Copystar under Kyocera,
+    /// Develop under Konica Minolta) are reported as the parent, whose counters they expose.
+    pub enum Vendor {
+        /// Cisco Systems (9)
+        Cisco = 9 => "Cisco",
+        /// Hewlett-Packard (11)
+        Hp = 11 => "HP",
+        /// Samsung (236)
+        Samsung = 236 => "Samsung",
+        /// Xerox (253)
+        Xerox = 253 => "Xerox",
+        /// Fuji Xerox / FUJIFILM Business Innovation (297)
+        FujiXerox = 297 => "FUJIFILM",
+        /// Ricoh (367)
+        Ricoh = 367 => "Ricoh",
+        /// Lexmark (641)
+        Lexmark = 641 => "Lexmark",
+        /// Toshiba TEC (1129)
+        Toshiba = 1129 => "Toshiba",
+        /// Seiko Epson (1248)
+        Epson = 1248 => "Epson",
+        /// Kyocera (1347)
+        Kyocera = 1347 => "Kyocera",
+        /// Canon (1602)
+        Canon = 1602 => "Canon",
+        /// Oki Data (2001)
+        Oki = 2001 => "OKI",
+        /// Sharp (2385)
+        Sharp = 2385 => "Sharp",
+        /// Brother (2435)
+        Brother = 2435 => "Brother",
+        /// Konica Minolta (18334)
+        KonicaMinolta = 18334 => "Konica Minolta",
+        /// Grandstream Networks (42397)
+        Grandstream = 42397 => "Grandstream",
+    }
+}
