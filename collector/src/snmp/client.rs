@@ -525,8 +525,16 @@ async fn exchange_once(session: &mut AsyncSession, op: &Op) -> Result<Response, 
         Op::GetNext(oid) => session.getnext(oid).await?,
         Op::GetBulk(oid, reps) => session.getbulk(&[oid], 0, *reps).await?,
     };
+    response_from_pdu(&pdu)
+}
+
+/// Converts a decoded PDU to owned data. snmp2 decodes varbinds lazily; its iterator ends at
+/// the first varbind it cannot decode, so the number of varbinds yielded is checked against the
+/// raw sequence and a short read is a malformed response, not a silently shorter answer.
+fn response_from_pdu(pdu: &snmp2::Pdu<'_>) -> Result<Response, snmp2::Error> {
     let mut varbinds = Vec::new();
-    for (name, value) in pdu.varbinds.clone() {
+    let mut iter = pdu.varbinds.clone();
+    for (name, value) in iter.by_ref() {
         let Some(oid) = from_snmp2(&name) else {
             return Err(snmp2::Error::AsnParse);
         };
@@ -572,4 +580,182 @@ fn convert(value: snmp2::Value<'_>) -> Option<Value> {
         S::NoSuchInstance => Value::NoSuchInstance,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod hostile_replies {
+    //! Garbage and truncated replies: the client returns an error or data, never panics, never
+    //! hangs past its timeout.
+
+    use super::*;
+    use crate::sim::Agents;
+    use crate::snmp::oid;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+    use tokio::net::UdpSocket;
+
+    fn agents() -> Arc<Agents> {
+        let mut vb = VarbindSet::new();
+        vb.insert(
+            oid("1.3.6.1.2.1.1.1.0"),
+            Value::OctetString(b"hostile test".to_vec()),
+        );
+        vb.insert(oid("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(4242));
+        vb.insert(oid("1.3.6.1.2.1.43.11.1.1.9.1.1"), Value::Integer(-3));
+        let mut a = Agents::default();
+        a.insert("public", vb);
+        Arc::new(a)
+    }
+
+    /// An agent that answers every request with `mutate(valid answer)`.
+    async fn hostile_agent(
+        mutate: impl Fn(Vec<u8>) -> Vec<u8> + Send + 'static,
+    ) -> (u16, tokio::task::JoinHandle<()>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let agents = agents();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                if let Some(valid) = agents.respond(&buf[..n]) {
+                    let _ = socket.send_to(&mutate(valid), peer).await;
+                }
+            }
+        });
+        (port, task)
+    }
+
+    async fn poll(port: u16, version: Version) -> Result<VarbindSet, SnmpError> {
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            version,
+            community: "public".into(),
+            usm: None,
+        };
+        let opts = Options {
+            timeout: Duration::from_millis(200),
+            retries: 0,
+            ..Options::default()
+        };
+        let mut client = Client::new(target, opts).await?;
+        let mut vb = VarbindSet::new();
+        client
+            .get(
+                &[oid("1.3.6.1.2.1.1.1.0"), oid("1.3.6.1.2.1.1.3.0")],
+                &mut vb,
+            )
+            .await?;
+        client.walk(&oid("1.3.6.1.2.1.43"), &mut vb).await?;
+        Ok(vb)
+    }
+
+    #[tokio::test]
+    async fn the_unmodified_agent_answers() {
+        let (port, task) = hostile_agent(|v| v).await;
+        for version in [Version::V1, Version::V2c] {
+            let vb = poll(port, version).await.unwrap();
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.1.3.0")),
+                Some(&Value::TimeTicks(4242))
+            );
+            assert_eq!(
+                vb.get(&oid("1.3.6.1.2.1.43.11.1.1.9.1.1")),
+                Some(&Value::Integer(-3))
+            );
+        }
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn every_truncation_of_a_reply_is_an_error_not_a_panic() {
+        // The longest real reply of a poll, learnt from the unmodified agent.
+        let longest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = longest.clone();
+        let (port, task) = hostile_agent(move |v| {
+            seen.fetch_max(v.len(), std::sync::atomic::Ordering::Relaxed);
+            v
+        })
+        .await;
+        poll(port, Version::V2c).await.unwrap();
+        task.abort();
+        let len = longest.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(len > 40, "{len}");
+        for cut in 0..len {
+            let (port, task) = hostile_agent(move |mut v| {
+                v.truncate(cut.min(v.len().saturating_sub(1)));
+                v
+            })
+            .await;
+            let started = std::time::Instant::now();
+            let result = poll(port, Version::V2c).await;
+            assert!(
+                result.is_err(),
+                "a reply cut at {cut} bytes decoded: {result:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "cut {cut}: hung"
+            );
+            task.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn flipped_bytes_give_errors_or_data_never_a_panic() {
+        for pos in 0..90usize {
+            for val in [0x00u8, 0xff, 0x80, 0x7f] {
+                let (port, task) = hostile_agent(move |mut v| {
+                    if let Some(b) = v.get_mut(pos) {
+                        *b = val;
+                    }
+                    v
+                })
+                .await;
+                let started = std::time::Instant::now();
+                // Either outcome is fine; what matters is no panic and no hang.
+                let _ = poll(port, Version::V2c).await;
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "pos {pos}: hung"
+                );
+                task.abort();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn random_datagrams_are_errors() {
+        let (port, task) = hostile_agent(|v| {
+            // Same length, pseudo-random content derived from the valid reply.
+            v.iter()
+                .enumerate()
+                .map(|(i, b)| b.wrapping_mul(31).wrapping_add(i as u8).rotate_left(3))
+                .collect()
+        })
+        .await;
+        assert!(poll(port, Version::V2c).await.is_err());
+        task.abort();
+        let (port, task) = hostile_agent(|_| Vec::new()).await;
+        assert!(poll(port, Version::V1).await.is_err());
+        task.abort();
+        // A reply that claims a 4 GiB length.
+        let (port, task) =
+            hostile_agent(|_| vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01]).await;
+        assert!(poll(port, Version::V2c).await.is_err());
+        task.abort();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The decoding path of every reply (snmp2's parser plus devtel's conversion) on
+        /// arbitrary bytes.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(pdu) = snmp2::Pdu::from_bytes(&bytes) {
+                let _ = response_from_pdu(&pdu);
+            }
+        }
+    }
 }
