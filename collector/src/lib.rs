@@ -16,7 +16,9 @@
 pub mod config;
 pub mod devices;
 pub mod poller;
+pub mod probe;
 pub mod publisher;
+pub mod report;
 pub mod sim;
 pub mod snmp;
 pub mod snmprec;

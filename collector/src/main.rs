@@ -36,6 +36,9 @@ enum Command {
     },
     /// Print an example configuration with every key documented.
     PrintExampleConfig,
+    /// Poll one device once and print what devtel would report (kind, vendor, model, status,
+    /// page counters, supplies, trays, alerts). Exit code 1 when the device does not answer.
+    Probe(ProbeArgs),
     /// Serve recorded SNMP walks (*.snmprec) as simulated devices; the community selects the
     /// recording (its file name without .snmprec).
     Simulate {
@@ -48,10 +51,154 @@ enum Command {
     },
 }
 
+/// `probe` arguments. SNMPv3 passwords can come from the environment instead of the command
+/// line (where other users of the machine could read them in the process list).
+#[derive(Debug, clap::Args)]
+#[deny(missing_docs)]
+struct ProbeArgs {
+    /// Host name or IP address.
+    host: String,
+    /// SNMP version: 1, 2c or 3.
+    #[arg(long = "snmp-version", default_value = "2c", value_parser = ["1", "2c", "3"])]
+    version: String,
+    /// Community (v1/v2c).
+    #[arg(short = 'c', long, default_value = "public")]
+    community: String,
+    /// UDP port.
+    #[arg(short, long, default_value_t = 161)]
+    port: u16,
+    /// SNMPv3 user.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// SNMPv3 authentication protocol (MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512).
+    #[arg(short = 'a', long = "auth-protocol", default_value = "SHA")]
+    auth_protocol: String,
+    /// SNMPv3 authentication password.
+    #[arg(
+        short = 'A',
+        long = "auth-password",
+        env = "DEVTEL_SNMP_AUTH_PASSWORD",
+        hide_env_values = true
+    )]
+    auth_password: Option<String>,
+    /// SNMPv3 privacy protocol (DES, AES, AES-192, AES-256).
+    #[arg(short = 'x', long = "priv-protocol", default_value = "AES")]
+    priv_protocol: String,
+    /// SNMPv3 privacy password.
+    #[arg(
+        short = 'X',
+        long = "priv-password",
+        env = "DEVTEL_SNMP_PRIV_PASSWORD",
+        hide_env_values = true
+    )]
+    priv_password: Option<String>,
+    /// SNMPv3 context name.
+    #[arg(short = 'n', long, default_value = "")]
+    context: String,
+    /// Time to wait for one response.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Resends after a timeout.
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
+    /// Print one JSON object (the stable interface; see README) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn probe(args: ProbeArgs) -> ExitCode {
+    use devtel_collector::snmp::client::{
+        AuthProtocol, Options, PrivProtocol, Target, Usm, Version,
+    };
+    let version = match args.version.as_str() {
+        "1" => Version::V1,
+        "3" => Version::V3,
+        _ => Version::V2c,
+    };
+    let usm = if version == Version::V3 {
+        let Some(user) = args.user.clone() else {
+            eprintln!("error: --user is required with --snmp-version 3");
+            return ExitCode::from(2);
+        };
+        let auth = match &args.auth_password {
+            None => None,
+            Some(pw) => match AuthProtocol::parse(&args.auth_protocol) {
+                Some(p) => Some((p, pw.clone())),
+                None => {
+                    eprintln!("error: --auth-protocol {:?}: expected MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512", args.auth_protocol);
+                    return ExitCode::from(2);
+                }
+            },
+        };
+        let privacy = match &args.priv_password {
+            None => None,
+            Some(_) if auth.is_none() => {
+                eprintln!("error: --priv-password needs --auth-password too");
+                return ExitCode::from(2);
+            }
+            Some(pw) => match PrivProtocol::parse(&args.priv_protocol) {
+                Some(p) => Some((p, pw.clone())),
+                None => {
+                    eprintln!(
+                        "error: --priv-protocol {:?}: expected DES, AES, AES-192 or AES-256",
+                        args.priv_protocol
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+        };
+        Some(Usm {
+            user,
+            auth,
+            privacy,
+            context: args.context.clone(),
+        })
+    } else {
+        None
+    };
+    let target = Target {
+        host: args.host.clone(),
+        port: args.port,
+        version,
+        community: args.community.clone(),
+        usm,
+    };
+    let opts = Options {
+        timeout: args.timeout,
+        retries: args.retries,
+        ..Options::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(devtel_collector::probe::probe(target, opts)) {
+        Ok(found) => {
+            if args.json {
+                println!("{}", devtel_collector::probe::to_json(&found));
+            } else {
+                print!("{}", devtel_collector::probe::to_text(&args.host, &found));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}:{} (SNMP {}): {e}", args.host, args.port, version);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     devtel_daemon::init_tracing(cli.verbose);
     match cli.command {
+        Command::Probe(args) => probe(args),
         Command::PrintExampleConfig => {
             print!("{EXAMPLE}");
             ExitCode::SUCCESS

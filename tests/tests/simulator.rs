@@ -84,3 +84,101 @@ fn own_simulator_answers_like_snmpsim_for_every_recording() {
         stop.cancel();
     });
 }
+
+/// `probe --json` against recordings served by devtel's own simulator: the stable fields and
+/// their values, read independently from the raw recording lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_json_reports_the_recorded_values() {
+    let dir = temp_dir("probe-json");
+    let port = free_udp_port();
+    let mut sim = Proc::spawn(
+        "simulator",
+        &dir,
+        std::process::Command::new(bin("devtel-collector")).args([
+            "simulate",
+            "--recordings",
+            corpus().join("snmprec").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+    );
+    wait_for_agent(&mut sim, port, "sharp").await;
+    let probe = |community: &str| {
+        let out = std::process::Command::new(bin("devtel-collector"))
+            .args([
+                "probe",
+                "-c",
+                community,
+                "-p",
+                &port.to_string(),
+                "--json",
+                "127.0.0.1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let j = probe("sharp");
+    assert_eq!(j["kind"], "copier");
+    assert_eq!(j["vendor"], "Sharp");
+    assert_eq!(
+        j["serial"],
+        recorded("sharp", "1.3.6.1.2.1.43.5.1.1.17.1").unwrap()
+    );
+    let life: u64 = recorded("sharp", "1.3.6.1.2.1.43.10.2.1.4.1.1")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(j["counters"]["total"], life);
+    let raw = |o: &str| -> u64 { recorded("sharp", o).unwrap().parse().unwrap() };
+    assert_eq!(
+        j["counters"]["mono"],
+        raw("1.3.6.1.4.1.2385.1.1.19.2.1.3.5.4.61")
+    );
+    assert_eq!(
+        j["counters"]["copy"],
+        raw("1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.60")
+    );
+    assert_eq!(j["conditions"], serde_json::json!(["lowToner"]));
+    let supplies = j["supplies"].as_array().unwrap();
+    let indexes: Vec<u64> = supplies
+        .iter()
+        .map(|s| s["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, recorded_supply_indexes("sharp"), "table order");
+    for s in supplies {
+        let i = s["index"].as_u64().unwrap();
+        let level: i64 = recorded("sharp", &format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let max: i64 = recorded("sharp", &format!("1.3.6.1.2.1.43.11.1.1.8.1.{i}"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(s["level"], level, "supply {i}");
+        assert_eq!(s["max_capacity"], max, "supply {i}");
+        if level >= 0 && max > 0 {
+            assert_eq!(
+                s["level_percent"],
+                (level * 100 / max).min(100),
+                "supply {i}"
+            );
+        } else {
+            assert!(
+                s["level_percent"].is_null(),
+                "supply {i}: no percent without numbers"
+            );
+        }
+        for key in ["description", "kind", "colour", "state"] {
+            assert!(s.get(key).is_some(), "supply {i}: {key}");
+        }
+    }
+    // A switch is not a copier (until the dock mapping classifies it).
+    assert_ne!(probe("procurve")["kind"], "copier");
+}

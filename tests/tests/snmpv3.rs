@@ -168,3 +168,49 @@ async fn v3_every_level_and_protocol_against_net_snmp() {
     }
     agent.assert_running();
 }
+
+/// `devtel-collector probe` as site IT runs it, over SNMPv3 authPriv (SHA-256 + AES-128).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_cli_over_v3_and_its_auth_error() {
+    let dir = temp_dir("probe-v3");
+    let (mut agent, port) = snmpd(&dir);
+    wait_for_agent(&mut agent, port, "ready").await;
+    let run = |auth: &str| {
+        std::process::Command::new(bin("devtel-collector"))
+            .args([
+                "probe",
+                "--snmp-version",
+                "3",
+                "-u",
+                "devtel",
+                "-a",
+                "SHA-256",
+            ])
+            .args(["-x", "AES", "-p", &port.to_string(), "--json", "127.0.0.1"])
+            .env("DEVTEL_SNMP_AUTH_PASSWORD", auth)
+            .env("DEVTEL_SNMP_PRIV_PASSWORD", "priv-secret-1")
+            .output()
+            .expect("running devtel-collector probe")
+    };
+    let ok = run("auth-secret-1");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    // snmpd is no printer: the probe says so and still identifies what answered.
+    assert_eq!(json["kind"], "unknown");
+    assert_eq!(json["model"], SNMPD_SYS_DESCR);
+    assert_eq!(json["sys_object_id"], "1.3.6.1.4.1.8072.3.2.10");
+
+    let wrong = run("not-the-secret");
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert!(wrong.stdout.is_empty(), "no data on an auth error");
+    assert!(
+        !stderr.contains("not-the-secret"),
+        "the password is never echoed"
+    );
+}
