@@ -28,8 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use devtel_protocol::{Envelope, Reading};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -68,56 +66,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "collector started"
     );
 
-    let config = Arc::new(config);
-    let semaphore = Arc::new(Semaphore::new(config.concurrency));
+    let fleet = Arc::new(config.devices.clone());
     let mut seq: u64 = 0;
     let mut ticker = tokio::time::interval(config.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round: u64 = 0;
 
-    'rounds: loop {
+    loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
         round += 1;
-        let mut polls = JoinSet::new();
-        for index in 0..config.devices.len() {
-            let config = config.clone();
-            let semaphore = semaphore.clone();
-            polls.spawn(async move {
-                // The semaphore is never closed, so acquire only fails if it were.
-                let _permit = semaphore.acquire_owned().await.ok();
-                let device = &config.devices[index];
-                poller::poll(device, config.snmp, config.device_deadline).await
-            });
-        }
         let (mut answered, mut silent) = (0u32, 0u32);
-        loop {
-            let joined = tokio::select! {
-                _ = shutdown.cancelled() => { polls.abort_all(); break 'rounds; }
-                joined = polls.join_next() => joined,
-            };
-            let Some(joined) = joined else { break };
-            let reading = match joined {
-                Ok(reading) => reading,
-                Err(error) => {
-                    warn!(%error, "poll task failed");
-                    continue;
+        let collector_id = config.collector_id.clone();
+        let publisher = &publisher;
+        let completed = poller::poll_fleet(
+            &fleet,
+            config.snmp,
+            config.device_deadline,
+            config.concurrency,
+            &shutdown,
+            |reading| {
+                match reading {
+                    Reading::NoResponse(_) => silent += 1,
+                    _ => answered += 1,
                 }
-            };
-            match reading {
-                Reading::Printer(_) => answered += 1,
-                Reading::NoResponse(_) => silent += 1,
-            }
-            let mut envelope = Envelope::new(config.collector_id.clone(), seq, now_ms());
-            seq += 1;
-            if envelope.readings.push(reading).is_err() {
-                continue; // capacity is at least 1
-            }
-            if let Err(error) = publisher.publish(envelope).await {
-                warn!(%error, "reading not published");
-            }
+                let mut envelope = Envelope::new(collector_id.clone(), seq, now_ms());
+                seq += 1;
+                let pushed = envelope.readings.push(reading).is_ok();
+                async move {
+                    if !pushed {
+                        return; // capacity is at least 1
+                    }
+                    if let Err(error) = publisher.publish(envelope).await {
+                        warn!(%error, "reading not published");
+                    }
+                }
+            },
+        )
+        .await;
+        if !completed {
+            break;
         }
         info!(
             round,

@@ -2,7 +2,12 @@
 //! deadline and turns the outcome into a [`Reading`] — a mapped reading, or a `NoResponse` that
 //! says why. A poll never fails as a whole: every device yields exactly one reading per round.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
 use tracing::{debug, warn};
@@ -11,6 +16,56 @@ use crate::config::Device;
 use crate::devices::{printer, vendor, DeviceIdentity, MapError, Plan};
 use crate::snmp::client::{Client, Options, SnmpError};
 use crate::snmp::VarbindSet;
+
+/// Polls every device of `fleet` once, at most `concurrency` at a time, and hands each reading
+/// to `each` as it completes. Returns `false` when `shutdown` interrupted the round.
+///
+/// Memory stays bounded by `concurrency`, not by the fleet: a poll task (whose future holds a
+/// whole reading) is only spawned once a permit is free, and finished polls are consumed while
+/// the next ones start.
+pub async fn poll_fleet<F, Fut>(
+    fleet: &Arc<Vec<Device>>,
+    opts: Options,
+    deadline: Duration,
+    concurrency: usize,
+    shutdown: &CancellationToken,
+    mut each: F,
+) -> bool
+where
+    F: FnMut(Reading) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut polls = JoinSet::new();
+    for index in 0..fleet.len() {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => { polls.abort_all(); return false; }
+            permit = semaphore.clone().acquire_owned() => permit,
+        };
+        let fleet = fleet.clone();
+        polls.spawn(async move {
+            let _permit = permit;
+            poll(&fleet[index], opts, deadline).await
+        });
+        while let Some(joined) = polls.try_join_next() {
+            match joined {
+                Ok(reading) => each(reading).await,
+                Err(error) => warn!(%error, "poll task failed"),
+            }
+        }
+    }
+    loop {
+        let joined = tokio::select! {
+            _ = shutdown.cancelled() => { polls.abort_all(); return false; }
+            joined = polls.join_next() => joined,
+        };
+        match joined {
+            None => return true,
+            Some(Ok(reading)) => each(reading).await,
+            Some(Err(error)) => warn!(%error, "poll task failed"),
+        }
+    }
+}
 
 /// Polls `device` once: at most `deadline` in all.
 pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading {
