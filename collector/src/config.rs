@@ -358,16 +358,17 @@ impl TryFrom<RawConfig> for Config {
             let unit = ident(&key("unit"), &d.unit)?;
             let kind = match d.kind.as_str() {
                 "copier" | "printer" => DeviceKind::Copier,
-                "phone" | "dock" => {
+                "phone" => DeviceKind::Phone,
+                "dock" => {
                     return Err(invalid(
                         key("kind"),
-                        format!("{:?} is not supported yet; supported: copier", d.kind),
+                        "\"dock\" is not supported yet; supported: copier, phone",
                     ))
                 }
                 other => {
                     return Err(invalid(
                         key("kind"),
-                        format!("unknown kind {other:?}; expected copier"),
+                        format!("unknown kind {other:?}; expected copier or phone"),
                     ))
                 }
             };

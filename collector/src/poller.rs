@@ -13,7 +13,7 @@ use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
 use tracing::{debug, warn};
 
 use crate::config::Device;
-use crate::devices::{printer, vendor, DeviceIdentity, MapError, Plan};
+use crate::devices::{phone, printer, vendor, DeviceIdentity, Plan};
 use crate::snmp::client::{Client, Options, SnmpError};
 use crate::snmp::VarbindSet;
 
@@ -96,24 +96,35 @@ pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading
     match device.kind {
         DeviceKind::Copier => match printer::map(&id, &varbinds) {
             Ok(reading) => Reading::Printer(reading),
-            Err(error @ MapError::NotAPrinter) => {
+            Err(error) => {
+                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
+                no_response(NoResponseCause::BadResponse)
+            }
+        },
+        DeviceKind::Phone => match phone::map(&id, &varbinds) {
+            Ok(reading) => Reading::Phone(reading),
+            Err(error) => {
                 warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
                 no_response(NoResponseCause::BadResponse)
             }
         },
         // The config only admits kinds that have a mapping.
-        DeviceKind::Phone | DeviceKind::Dock => no_response(NoResponseCause::BadResponse),
+        DeviceKind::Dock => no_response(NoResponseCause::BadResponse),
     }
 }
 
 async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> {
     let plan = match device.kind {
         DeviceKind::Copier => printer::plan(),
-        DeviceKind::Phone | DeviceKind::Dock => Default::default(),
+        DeviceKind::Phone => phone::plan(),
+        DeviceKind::Dock => Default::default(),
     };
     let mut client = Client::new(device.target.clone(), opts).await?;
     let mut varbinds = VarbindSet::new();
     execute(&mut client, &plan, &mut varbinds).await?;
+    if device.kind != DeviceKind::Copier {
+        return Ok(varbinds);
+    }
     // Second stage: the vendor's private objects, once sysObjectID/sysDescr tell the vendor.
     let vendor_plan = vendor::plan(vendor::identify(&varbinds));
     execute(&mut client, &vendor_plan, &mut varbinds).await?;

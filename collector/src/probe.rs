@@ -1,9 +1,9 @@
 //! `devtel-collector probe`: poll one device once, classify it and show what devtel would report.
 
-use devtel_protocol::{PrinterReading, Vendor};
+use devtel_protocol::{PhoneReading, PrinterReading, Vendor};
 use serde_json::{json, Value as Json};
 
-use crate::devices::{printer, vendor, DeviceIdentity};
+use crate::devices::{phone, printer, vendor, DeviceIdentity};
 use crate::poller::execute;
 use crate::report;
 use crate::snmp::client::{Client, Options, SnmpError, Target};
@@ -14,6 +14,8 @@ use crate::snmp::{oid, Value, VarbindSet};
 pub enum Probed {
     /// A copier or printer.
     Copier(Box<PrinterReading>),
+    /// A phone, analogue adapter or other VoIP endpoint.
+    Phone(Box<PhoneReading>),
     /// A device that answered but matches no device kind devtel maps.
     Unknown {
         /// Vendor by sysObjectID / sysDescr.
@@ -41,6 +43,7 @@ pub async fn probe(target: Target, opts: Options) -> Result<Probed, SnmpError> {
         });
     }
     execute(&mut client, &vendor::plan(vendor::identify(&vb)), &mut vb).await?;
+    execute(&mut client, &phone::plan(), &mut vb).await?;
     Ok(classify(&vb))
 }
 
@@ -52,6 +55,11 @@ pub fn classify(vb: &VarbindSet) -> Probed {
     };
     if let Ok(r) = printer::map(&id, vb) {
         return Probed::Copier(Box::new(r));
+    }
+    if phone::is_phone(vb) {
+        if let Ok(r) = phone::map(&id, vb) {
+            return Probed::Phone(Box::new(r));
+        }
     }
     let text = |o: &str| {
         vb.get(&oid(o))
@@ -72,13 +80,14 @@ pub fn classify(vb: &VarbindSet) -> Probed {
 pub fn to_json(p: &Probed) -> Json {
     match p {
         Probed::Copier(r) => report::printer_json(r),
+        Probed::Phone(r) => report::phone_json(r),
         Probed::Unknown {
             vendor,
             description,
             object_id,
         } => json!({
             "kind": "unknown",
-            "vendor": vendor.map(|v| v.name()),
+            "vendor": vendor.map(report::vendor_name),
             "model": description,
             "serial": null,
             "status": "unknown",
@@ -96,13 +105,39 @@ pub fn to_json(p: &Probed) -> Json {
 pub fn to_text(host: &str, p: &Probed) -> String {
     match p {
         Probed::Copier(r) => report::printer_text(host, r),
+        Probed::Phone(r) => {
+            let mut out = format!(
+                "{host}: phone, {} {} (serial {}, firmware {}), status {}\n",
+                r.vendor
+                    .map(report::vendor_name)
+                    .unwrap_or_else(|| "?".into()),
+                r.model.as_deref().unwrap_or("?"),
+                r.serial.as_deref().unwrap_or("?"),
+                r.firmware.as_deref().unwrap_or("?"),
+                r.health().name()
+            );
+            for l in &r.lines {
+                out.push_str(&format!(
+                    "  line {} {} {}{}\n",
+                    l.index,
+                    l.number.as_deref().unwrap_or("-"),
+                    l.registration.name(),
+                    l.hook
+                        .map(|h| format!(", {}", h.name()))
+                        .unwrap_or_default()
+                ));
+            }
+            out
+        }
         Probed::Unknown {
             vendor,
             description,
             object_id,
         } => format!(
             "{host}: unknown device kind (vendor {}, sysObjectID {}): {}\n",
-            vendor.map(|v| v.name()).unwrap_or("?"),
+            vendor
+                .map(report::vendor_name)
+                .unwrap_or_else(|| "?".into()),
             object_id.as_deref().unwrap_or("?"),
             description.as_deref().unwrap_or("no sysDescr")
         ),

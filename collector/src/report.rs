@@ -1,7 +1,7 @@
 //! What `devtel-collector probe` prints: a reading as one JSON object (a stable interface for
 //! site IT scripts, documented in the README) or as a few lines of text. Pure functions.
 
-use devtel_protocol::{alert_code_name, Level, PrinterReading, Supply, Tray};
+use devtel_protocol::{alert_code_name, Level, PhoneReading, PrinterReading, Supply, Tray, Vendor};
 use serde_json::{json, Value};
 
 /// `probe --json` for a copier/printer. Every field named in the README is always present
@@ -10,7 +10,7 @@ pub fn printer_json(r: &PrinterReading) -> Value {
     let life = r.life_count();
     json!({
         "kind": "copier",
-        "vendor": r.vendor.map(|v| v.name()),
+        "vendor": r.vendor.map(vendor_name),
         "model": r.model.as_deref(),
         "serial": r.serial.as_deref(),
         "firmware": r.firmware.as_deref(),
@@ -57,6 +57,14 @@ pub fn printer_json(r: &PrinterReading) -> Value {
     })
 }
 
+/// A vendor's name; an enterprise number devtel has no name for is shown as `enterprise:N`.
+pub fn vendor_name(v: Vendor) -> String {
+    match v {
+        Vendor::Unrecognised(pen) => format!("enterprise:{pen}"),
+        known => known.name().to_string(),
+    }
+}
+
 fn supply_json(s: &Supply) -> Value {
     json!({
         "index": s.index,
@@ -92,7 +100,7 @@ pub fn printer_text(host: &str, r: &PrinterReading) -> String {
     let _ = writeln!(
         out,
         "{host}: copier, {} {} (serial {}, firmware {})",
-        or(r.vendor.map(|v| v.name())),
+        r.vendor.map(vendor_name).unwrap_or_else(|| "?".into()),
         or(r.model.as_deref()),
         or(r.serial.as_deref()),
         or(r.firmware.as_deref()),
@@ -175,4 +183,31 @@ pub fn printer_text(host: &str, r: &PrinterReading) -> String {
         );
     }
     out
+}
+
+/// `probe --json` for a phone: the common identification fields, `status` from line
+/// registration, and `lines`; the copier-only lists are present and empty.
+pub fn phone_json(r: &PhoneReading) -> Value {
+    json!({
+        "kind": "phone",
+        "vendor": r.vendor.map(vendor_name),
+        "model": r.model.as_deref(),
+        "serial": r.serial.as_deref(),
+        "firmware": r.firmware.as_deref(),
+        "mac": r.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+        "uptime_ticks": r.uptime_ticks,
+        "status": r.health().name(),
+        "lines": r.lines.iter().map(|l| json!({
+            "index": l.index,
+            "number": l.number.as_deref(),
+            "registration": l.registration.name(),
+            "hook": l.hook.map(|h| h.name()),
+        })).collect::<Vec<_>>(),
+        "counters": {},
+        "supplies": [],
+        "trays": [],
+        "alerts": [],
+        "conditions": [],
+        "truncated": r.truncated,
+    })
 }

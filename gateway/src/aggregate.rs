@@ -13,7 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use devtel_protocol::{
-    CounterUnit, DeviceKind, Envelope, Health, NoResponseCause, PrinterReading, Reading,
+    CounterUnit, DeviceKind, Envelope, Health, NoResponseCause, PhoneReading, PrinterReading,
+    Reading,
 };
 use serde::Serialize;
 
@@ -40,6 +41,8 @@ struct DeviceState {
     no_response: Option<NoResponseCause>,
     /// The last successful reading (kept while the device is unreachable).
     last_reading: Option<PrinterReading>,
+    /// The last successful phone reading (kept while the phone is unreachable).
+    last_phone: Option<PhoneReading>,
 }
 
 /// All state of the gateway's figures.
@@ -76,9 +79,14 @@ impl Aggregator {
             if let Some(prev) = &previous {
                 changed.insert(prev.unit.clone());
             }
-            let (no_response, last_reading) = match reading {
-                Reading::Printer(r) => (None, Some(r.clone())),
-                Reading::NoResponse(n) => (Some(n.cause), previous.and_then(|p| p.last_reading)),
+            let (no_response, last_reading, last_phone) = match reading {
+                Reading::Printer(r) => (None, Some(r.clone()), None),
+                Reading::Phone(p) => (None, None, Some(p.clone())),
+                Reading::NoResponse(n) => {
+                    let previous = previous.map(|p| (p.last_reading, p.last_phone));
+                    let (printer, phone) = previous.unwrap_or_default();
+                    (Some(n.cause), printer, phone)
+                }
             };
             changed.insert(reading.unit().to_string());
             self.devices.insert(
@@ -91,6 +99,7 @@ impl Aggregator {
                     timestamp_ms: envelope.timestamp_ms,
                     no_response,
                     last_reading,
+                    last_phone,
                 },
             );
             outcomes.push(Outcome::Applied);
@@ -235,6 +244,21 @@ pub struct DeviceDoc {
     pub page_count_unit: Option<&'static str>,
     /// Supplies in table order.
     pub supplies: Vec<SupplyDoc>,
+    /// Phone lines (phones only): number, `registered`/`not_registered`/`unknown`, hook state.
+    pub lines: Vec<LineDoc>,
+}
+
+/// One phone line in a device document.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineDoc {
+    /// Line / port number.
+    pub index: u32,
+    /// Extension, when the device exposes it.
+    pub number: Option<String>,
+    /// `registered`, `not_registered` or `unknown`.
+    pub registration: &'static str,
+    /// `on_hook`, `off_hook`, `unknown`, or null.
+    pub hook: Option<&'static str>,
 }
 
 /// One supply in a device document.
@@ -258,10 +282,12 @@ pub struct SupplyDoc {
 
 fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
     let r = d.last_reading.as_ref();
-    let status = match (d.no_response, r) {
-        (Some(_), _) => "unreachable",
-        (None, Some(r)) => r.status.health().name(),
-        (None, None) => Health::Unknown.name(),
+    let phone = d.last_phone.as_ref();
+    let status = match (d.no_response, r, phone) {
+        (Some(_), _, _) => "unreachable",
+        (None, Some(r), _) => r.status.health().name(),
+        (None, None, Some(p)) => p.health().name(),
+        (None, None, None) => Health::Unknown.name(),
     };
     let life = r.and_then(|r| r.life_count());
     DeviceDoc {
@@ -273,8 +299,27 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
         collector: d.collector.clone(),
         seq: d.seq,
         last_seen_ms: d.timestamp_ms,
-        model: r.and_then(|r| r.model.as_ref()).map(|s| s.to_string()),
-        serial: r.and_then(|r| r.serial.as_ref()).map(|s| s.to_string()),
+        model: r
+            .and_then(|r| r.model.as_ref())
+            .or_else(|| phone.and_then(|p| p.model.as_ref()))
+            .map(|s| s.to_string()),
+        serial: r
+            .and_then(|r| r.serial.as_ref())
+            .or_else(|| phone.and_then(|p| p.serial.as_ref()))
+            .map(|s| s.to_string()),
+        lines: phone
+            .map(|p| {
+                p.lines
+                    .iter()
+                    .map(|l| LineDoc {
+                        index: l.index,
+                        number: l.number.as_ref().map(|n| n.to_string()),
+                        registration: l.registration.name(),
+                        hook: l.hook.map(|h| h.name()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         device_status: r.and_then(|r| r.status.device).map(|s| s.name()),
         printer_status: r.and_then(|r| r.status.printer).map(|s| s.name()),
         conditions: r
@@ -349,6 +394,52 @@ mod tests {
         let mut e = Envelope::new(collector.try_into().unwrap(), seq, ts);
         e.readings.push(reading).unwrap();
         e
+    }
+
+    #[test]
+    fn phones_report_line_registration_and_stay_known_when_silent() {
+        use devtel_protocol::{HookState, PhoneLine, Registration};
+        let mut p = PhoneReading {
+            device: "ata1".try_into().unwrap(),
+            unit: "u1".try_into().unwrap(),
+            model: Some("HT802".try_into().unwrap()),
+            ..PhoneReading::default()
+        };
+        for (index, registration) in [
+            (1, Registration::Registered),
+            (2, Registration::NotRegistered),
+        ] {
+            p.lines
+                .push(PhoneLine {
+                    index,
+                    number: None,
+                    registration,
+                    hook: Some(HookState::OnHook),
+                })
+                .unwrap();
+        }
+        let mut agg = Aggregator::new();
+        agg.ingest(&envelope("c", 0, 10, Reading::Phone(p)));
+        let doc = agg.unit("u1").unwrap();
+        assert_eq!(doc.status.warning, 1, "a line is not registered");
+        let d = &doc.devices[0];
+        assert_eq!((d.kind, d.model.as_deref()), ("phone", Some("HT802")));
+        assert_eq!(d.lines[1].registration, "not_registered");
+        assert_eq!(d.page_count, None);
+        agg.ingest(&envelope(
+            "c",
+            1,
+            20,
+            Reading::NoResponse(NoResponse {
+                device: "ata1".try_into().unwrap(),
+                unit: "u1".try_into().unwrap(),
+                kind: DeviceKind::Phone,
+                cause: NoResponseCause::Timeout,
+            }),
+        ));
+        let d = &agg.unit("u1").unwrap().devices[0];
+        assert_eq!(d.status, "unreachable");
+        assert_eq!(d.lines.len(), 2, "last known lines kept");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::{topic, Error, Id, PrinterReading, FORMAT_VERSION, MAX_READINGS};
+use crate::{topic, Error, Id, PhoneReading, PrinterReading, FORMAT_VERSION, MAX_READINGS};
 
 /// One transmission from a collector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +70,8 @@ pub enum Reading {
     Printer(PrinterReading),
     /// The device did not answer usefully.
     NoResponse(NoResponse),
+    /// A phone, analogue adapter or other VoIP endpoint answered.
+    Phone(PhoneReading),
 }
 
 impl Reading {
@@ -78,6 +80,7 @@ impl Reading {
         match self {
             Reading::Printer(r) => &r.device,
             Reading::NoResponse(r) => &r.device,
+            Reading::Phone(r) => &r.device,
         }
     }
 
@@ -86,6 +89,7 @@ impl Reading {
         match self {
             Reading::Printer(r) => &r.unit,
             Reading::NoResponse(r) => &r.unit,
+            Reading::Phone(r) => &r.unit,
         }
     }
 
@@ -94,6 +98,7 @@ impl Reading {
         match self {
             Reading::Printer(_) => DeviceKind::Copier,
             Reading::NoResponse(r) => r.kind,
+            Reading::Phone(_) => DeviceKind::Phone,
         }
     }
 }

@@ -31,12 +31,14 @@ pub mod broker;
 pub mod code;
 pub mod envelope;
 mod error;
+pub mod phone;
 pub mod printer;
 pub mod topic;
 pub mod vendor;
 
 pub use envelope::{DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
 pub use error::Error;
+pub use phone::{HookState, PhoneLine, PhoneReading, Registration};
 pub use printer::{
     alert_code_name, Alert, AlertSeverity, AlertTraining, Capacity, Condition, CounterUnit, Cover,
     CoverStatus, DeviceStatus, ErrorBits, Health, InputType, Level, MarkerCounter, PageCounters,
@@ -70,6 +72,8 @@ pub const MAX_TRAYS: usize = 8;
 pub const MAX_ALERTS: usize = 8;
 /// Most covers kept per printer.
 pub const MAX_COVERS: usize = 4;
+/// Most lines (accounts, FXS ports) kept per phone.
+pub const MAX_LINES: usize = 8;
 /// Longest console display text kept, in bytes (all lines joined).
 pub const MAX_CONSOLE_LEN: usize = 96;
 

@@ -6,6 +6,7 @@ crate::code_enum! {
     /// private MIB tree (Lanier/Savin/Gestetner under Ricoh, UTAX/TA/Copystar under Kyocera,
     /// Develop under Konica Minolta) are reported as the parent, whose counters they expose.
     pub enum Vendor {
+        // Append only: the variant index is the wire encoding.
         /// Cisco Systems (9)
         Cisco = 9 => "Cisco",
         /// Hewlett-Packard (11)
@@ -38,5 +39,13 @@ crate::code_enum! {
         KonicaMinolta = 18334 => "Konica Minolta",
         /// Grandstream Networks (42397)
         Grandstream = 42397 => "Grandstream",
+        /// 2N Telekomunikace (6530)
+        TwoN = 6530 => "2N",
+        /// innovaphone (6666)
+        Innovaphone = 6666 => "innovaphone",
+        /// Ascom (27614)
+        Ascom = 27614 => "Ascom",
+        /// Allworx (38516)
+        Allworx = 38516 => "Allworx",
     }
 }

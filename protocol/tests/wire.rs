@@ -334,3 +334,45 @@ mod garbage {
         }
     }
 }
+
+#[test]
+fn phone_reading_has_the_documented_bytes() {
+    use devtel_protocol::{HookState, PhoneLine, PhoneReading, Registration};
+    let mut phone = PhoneReading {
+        device: id("p"),
+        unit: id("u"),
+        vendor: Some(Vendor::Grandstream),
+        model: Some("HT".try_into().unwrap()),
+        mac: Some([1, 2, 3, 4, 5, 6]),
+        ..PhoneReading::default()
+    };
+    phone
+        .lines
+        .push(PhoneLine {
+            index: 1,
+            number: None,
+            registration: Registration::NotRegistered,
+            hook: Some(HookState::OffHook),
+        })
+        .unwrap();
+    let mut env = Envelope::new(id("gw1"), 0, 0);
+    env.readings.push(Reading::Phone(phone)).unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version 2, collector, seq 0, timestamp 0
+        0x01, 0x02,                   // 1 reading, Reading::Phone (variant 2)
+        0x01, b'p', 0x01, b'u',       // device "p", unit "u"
+        0x01, 0x10,                   // vendor Some(Grandstream: index 16)
+        0x01, 0x02, b'H', b'T',       // model Some("HT")
+        0x00, 0x00,                   // firmware None, serial None
+        0x01, 1, 2, 3, 4, 5, 6,       // mac Some([u8; 6]) (fixed array: no length)
+        0x00,                         // uptime_ticks None
+        0x01,                         // 1 line
+        0x01, 0x00, 0x01,             //   index 1, number None, NotRegistered (variant 1)
+        0x01, 0x01,                   //   hook Some(OffHook: variant 1)
+        0x00,                         // truncated false
+    ];
+    let mut buf = [0u8; 128];
+    assert_eq!(encode(&env, &mut buf).unwrap(), expected);
+    assert_eq!(decode(expected).unwrap(), env);
+}

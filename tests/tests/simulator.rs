@@ -179,6 +179,28 @@ async fn probe_json_reports_the_recorded_values() {
             assert!(s.get(key).is_some(), "supply {i}: {key}");
         }
     }
-    // A switch is not a copier (until the dock mapping classifies it).
-    assert_ne!(probe("procurve")["kind"], "copier");
+    // An analogue adapter: kind phone, one line per FXS port, registration as recorded.
+    let ata = probe("grandstream-ht_ht802");
+    assert_eq!(ata["kind"], "phone");
+    assert_eq!(ata["vendor"], "Grandstream");
+    let reg = |port: u32| {
+        let raw = recorded(
+            "grandstream-ht_ht802",
+            &format!("1.3.6.1.4.1.42397.1.2.2.2.{port}.0"),
+        )
+        .unwrap();
+        // Plain or hex-encoded in the recording ("4e6f74..." is "Not Registered").
+        if raw == "Registered" {
+            "registered"
+        } else {
+            "not_registered"
+        }
+    };
+    let lines = ata["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["registration"], reg(1));
+    assert_eq!(lines[1]["registration"], reg(2));
+    assert_eq!(ata["status"], "warning");
+    // A switch is neither a copier nor a phone (the dock mapping is not built yet).
+    assert_eq!(probe("procurve")["kind"], "unknown");
 }

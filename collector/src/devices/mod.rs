@@ -7,6 +7,7 @@
 //! The poller executes the plan against the device and hands the result to `map`; unit tests
 //! hand it recorded walks of real devices instead.
 
+pub mod phone;
 pub mod printer;
 pub mod vendor;
 
@@ -38,6 +39,9 @@ pub enum MapError {
     /// The device answered, but has no Printer-MIB / hrPrinter data.
     #[error("the device exposes no Printer-MIB data (is it configured with the right kind?)")]
     NotAPrinter,
+    /// The device answered without even sysDescr or sysObjectID.
+    #[error("the device answered no system identification (sysDescr/sysObjectID)")]
+    NotAPhone,
 }
 
 /// Decoding of SNMP DisplayStrings into bounded wire strings.
