@@ -9,9 +9,7 @@ use std::time::Duration;
 use devtel_protocol::{broker, topic, DeviceKind, Id};
 use serde::Deserialize;
 
-use crate::snmp::client::{
-    AuthProtocol, Options as SnmpOptions, PrivProtocol, Target, Usm, Version,
-};
+use crate::snmp::client::{Options as SnmpOptions, Target, Usm, UsmParts, Version};
 
 /// The example configuration, shipped as `collector.example.toml` and printed by
 /// `devtel-collector print-example-config`.
@@ -227,75 +225,16 @@ fn usm(
         }
         return Ok(None);
     }
-    let user = match d.user.as_deref() {
-        Some(u) if !u.is_empty() && u.len() <= 32 => u.to_string(),
-        Some(_) => return Err(invalid(key("user"), "must be 1 to 32 characters")),
-        None => return Err(invalid(key("user"), "is required for version = \"3\"")),
-    };
-    let password = |k: &str, value: &str| {
-        if value.len() < 8 {
-            Err(invalid(
-                key(k),
-                "must be at least 8 characters (RFC 3414 keys need them)",
-            ))
-        } else {
-            Ok(value.to_string())
-        }
-    };
-    let auth = match (&d.auth_protocol, &d.auth_password) {
-        (None, None) => None,
-        (_, None) => {
-            return Err(invalid(
-                key("auth_password"),
-                "is required with auth_protocol",
-            ))
-        }
-        (protocol, Some(pw)) => {
-            let protocol = match protocol.as_deref() {
-                None => AuthProtocol::Sha1,
-                Some(p) => AuthProtocol::parse(p).ok_or_else(|| {
-                    invalid(
-                        key("auth_protocol"),
-                        format!("unknown protocol {p:?}; expected MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512"),
-                    )
-                })?,
-            };
-            Some((protocol, password("auth_password", pw)?))
-        }
-    };
-    let privacy = match (&d.priv_protocol, &d.priv_password) {
-        (None, None) => None,
-        (_, None) => {
-            return Err(invalid(
-                key("priv_password"),
-                "is required with priv_protocol",
-            ))
-        }
-        (protocol, Some(pw)) => {
-            if auth.is_none() {
-                return Err(invalid(
-                    key("priv_password"),
-                    "privacy needs authentication too: set auth_password",
-                ));
-            }
-            let protocol = match protocol.as_deref() {
-                None => PrivProtocol::Aes128,
-                Some(p) => PrivProtocol::parse(p).ok_or_else(|| {
-                    invalid(
-                        key("priv_protocol"),
-                        format!("unknown protocol {p:?}; expected DES, AES, AES-192 or AES-256"),
-                    )
-                })?,
-            };
-            Some((protocol, password("priv_password", pw)?))
-        }
-    };
-    Ok(Some(Usm {
-        user,
-        auth,
-        privacy,
-        context: d.context.clone().unwrap_or_default(),
-    }))
+    Usm::from_parts(UsmParts {
+        user: d.user.as_deref(),
+        auth_protocol: d.auth_protocol.as_deref(),
+        auth_password: d.auth_password.as_deref(),
+        priv_protocol: d.priv_protocol.as_deref(),
+        priv_password: d.priv_password.as_deref(),
+        context: d.context.as_deref(),
+    })
+    .map(Some)
+    .map_err(|e| invalid(key(e.field), e.reason))
 }
 
 impl Config {
@@ -428,6 +367,7 @@ impl TryFrom<RawConfig> for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snmp::client::{AuthProtocol, PrivProtocol};
 
     #[test]
     fn the_example_config_parses() {

@@ -107,52 +107,35 @@ struct ProbeArgs {
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
-    use devtel_collector::snmp::client::{
-        AuthProtocol, Options, PrivProtocol, Target, Usm, Version,
-    };
+    use devtel_collector::snmp::client::{Options, Target, Usm, UsmParts, Version};
     let version = match args.version.as_str() {
         "1" => Version::V1,
         "3" => Version::V3,
         _ => Version::V2c,
     };
     let usm = if version == Version::V3 {
-        let Some(user) = args.user.clone() else {
-            eprintln!("error: --user is required with --snmp-version 3");
-            return ExitCode::from(2);
+        // The protocols have defaults on the command line; they only count with a password.
+        let parts = UsmParts {
+            user: args.user.as_deref(),
+            auth_protocol: args
+                .auth_password
+                .is_some()
+                .then_some(args.auth_protocol.as_str()),
+            auth_password: args.auth_password.as_deref(),
+            priv_protocol: args
+                .priv_password
+                .is_some()
+                .then_some(args.priv_protocol.as_str()),
+            priv_password: args.priv_password.as_deref(),
+            context: Some(args.context.as_str()),
         };
-        let auth = match &args.auth_password {
-            None => None,
-            Some(pw) => match AuthProtocol::parse(&args.auth_protocol) {
-                Some(p) => Some((p, pw.clone())),
-                None => {
-                    eprintln!("error: --auth-protocol {:?}: expected MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512", args.auth_protocol);
-                    return ExitCode::from(2);
-                }
-            },
-        };
-        let privacy = match &args.priv_password {
-            None => None,
-            Some(_) if auth.is_none() => {
-                eprintln!("error: --priv-password needs --auth-password too");
+        match Usm::from_parts(parts) {
+            Ok(usm) => Some(usm),
+            Err(e) => {
+                eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
                 return ExitCode::from(2);
             }
-            Some(pw) => match PrivProtocol::parse(&args.priv_protocol) {
-                Some(p) => Some((p, pw.clone())),
-                None => {
-                    eprintln!(
-                        "error: --priv-protocol {:?}: expected DES, AES, AES-192 or AES-256",
-                        args.priv_protocol
-                    );
-                    return ExitCode::from(2);
-                }
-            },
-        };
-        Some(Usm {
-            user,
-            auth,
-            privacy,
-            context: args.context.clone(),
-        })
+        }
     } else {
         None
     };

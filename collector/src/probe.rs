@@ -61,14 +61,9 @@ pub fn classify(vb: &VarbindSet) -> Probed {
             return Probed::Phone(Box::new(r));
         }
     }
-    let text = |o: &str| {
-        vb.get(&oid(o))
-            .and_then(Value::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).trim().to_string())
-    };
     Probed::Unknown {
         vendor: vendor::identify(vb),
-        description: text("1.3.6.1.2.1.1.1.0"),
+        description: vb.get(&oid("1.3.6.1.2.1.1.1.0")).and_then(Value::as_text),
         object_id: vb
             .get(&oid("1.3.6.1.2.1.1.2.0"))
             .and_then(Value::as_oid)

@@ -590,14 +590,6 @@ impl SupplyState {
             SupplyState::Unknown => "unknown",
         }
     }
-
-    /// Whether the supply needs a replacement or an emptying now or soon.
-    pub const fn needs_attention(self) -> bool {
-        matches!(
-            self,
-            SupplyState::Low | SupplyState::Empty | SupplyState::AlmostFull | SupplyState::Full
-        )
-    }
 }
 
 /// A consumable at or below this percentage is [`SupplyState::Low`]; a receptacle with at most
@@ -673,13 +665,6 @@ pub struct PageCounters {
     pub fax: Option<u64>,
     /// Duplex: sheets or sides through the duplex unit, as the vendor counts them.
     pub duplex: Option<u64>,
-}
-
-impl PageCounters {
-    /// Whether no counter is known.
-    pub fn is_empty(&self) -> bool {
-        *self == PageCounters::default()
-    }
 }
 
 /// One prtInputTable row: a paper tray or feeder.

@@ -139,11 +139,7 @@ pub fn map(id: &DeviceIdentity, vb: &VarbindSet) -> Result<PhoneReading, MapErro
     if firmware.is_none() {
         firmware = vb
             .subtree(&oid(oids::APPL_VERSION))
-            .find_map(|(_, v)| {
-                v.as_bytes()
-                    .map(|b| String::from_utf8_lossy(b).trim().to_string())
-            })
-            .filter(|s| !s.is_empty());
+            .find_map(|(_, v)| v.as_text());
     }
     let mut truncated = false;
     r.model = model.and_then(|m| text::bounded::<MAX_MODEL_LEN>(m.as_bytes(), &mut truncated));
@@ -155,19 +151,14 @@ pub fn map(id: &DeviceIdentity, vb: &VarbindSet) -> Result<PhoneReading, MapErro
 }
 
 fn string(vb: &VarbindSet, o: &str) -> Option<String> {
-    vb.get(&oid(o))
-        .and_then(Value::as_bytes)
-        .map(|b| String::from_utf8_lossy(b).trim().to_string())
-        .filter(|s| !s.is_empty())
+    vb.get(&oid(o)).and_then(Value::as_text)
 }
 
 /// A Grandstream scalar: `object.0` or `object.0.0` (firmware-dependent).
 fn scalar_text(vb: &VarbindSet, object: &Oid) -> Option<String> {
     vb.subtree(object)
         .find(|(suffix, _)| !suffix.is_empty() && suffix.iter().all(|s| *s == 0))
-        .and_then(|(_, v)| v.as_bytes())
-        .map(|b| String::from_utf8_lossy(b).trim().to_string())
-        .filter(|s| !s.is_empty())
+        .and_then(|(_, v)| v.as_text())
 }
 
 /// GS-HT8XX-MIB ports: `…2.2.{1 hook, 2 registration, 7 account}.<port>.0[.0]`.
@@ -283,14 +274,11 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 mod tests {
     //! Every VoIP recording of the corpus, against its raw lines and LibreNMS's extraction.
     use super::*;
+    use crate::devices::printer::tests_support::{corpus, recording};
     use crate::snmprec;
 
     fn mapped(name: &str) -> PhoneReading {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/corpus/snmprec")
-            .join(format!("{name}.snmprec"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        let (vb, _) = snmprec::parse(&text);
+        let (vb, _) = snmprec::parse(&recording(name));
         let id = DeviceIdentity {
             device: "p".try_into().unwrap(),
             unit: "u".try_into().unwrap(),
@@ -392,9 +380,7 @@ mod tests {
 
     #[test]
     fn every_voip_recording_is_a_phone_and_no_printer_or_switch_is() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/snmprec");
-        for entry in std::fs::read_dir(dir).unwrap() {
+        for entry in std::fs::read_dir(corpus().join("snmprec")).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_stem().unwrap().to_str().unwrap().to_string();
             let (vb, _) = snmprec::parse(&std::fs::read_to_string(&path).unwrap());

@@ -768,7 +768,7 @@ mod corpus_table {
 }
 
 #[cfg(test)]
-mod tests_support {
+pub(crate) mod tests_support {
     //! Corpus access shared by the mapping tests.
     use super::*;
     use crate::snmprec;

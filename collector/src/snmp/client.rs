@@ -150,7 +150,107 @@ impl std::fmt::Debug for Usm {
     }
 }
 
+/// SNMPv3 credentials as written in a config file or on the command line, before validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsmParts<'a> {
+    /// `user`
+    pub user: Option<&'a str>,
+    /// `auth_protocol` (default SHA-1 when a password is given)
+    pub auth_protocol: Option<&'a str>,
+    /// `auth_password`
+    pub auth_password: Option<&'a str>,
+    /// `priv_protocol` (default AES-128 when a password is given)
+    pub priv_protocol: Option<&'a str>,
+    /// `priv_password`
+    pub priv_password: Option<&'a str>,
+    /// `context`
+    pub context: Option<&'a str>,
+}
+
+/// Unusable SNMPv3 credentials: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct UsmError {
+    /// The field (`user`, `auth_protocol`, `auth_password`, `priv_protocol`, `priv_password`).
+    pub field: &'static str,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
 impl Usm {
+    /// Validates credentials: user 1..=32 characters, passwords at least 8 characters (RFC 3414
+    /// key localisation needs them), known protocols, privacy only with authentication.
+    ///
+    /// # Errors
+    /// [`UsmError`] naming the first offending field.
+    pub fn from_parts(parts: UsmParts<'_>) -> Result<Usm, UsmError> {
+        let err = |field, reason: &str| UsmError {
+            field,
+            reason: reason.to_string(),
+        };
+        let user = match parts.user {
+            Some(u) if !u.is_empty() && u.len() <= 32 => u.to_string(),
+            Some(_) => return Err(err("user", "must be 1 to 32 characters")),
+            None => return Err(err("user", "is required for SNMPv3")),
+        };
+        let password = |field, value: &str| {
+            if value.len() < 8 {
+                Err(err(
+                    field,
+                    "must be at least 8 characters (RFC 3414 keys need them)",
+                ))
+            } else {
+                Ok(value.to_string())
+            }
+        };
+        let auth = match (parts.auth_protocol, parts.auth_password) {
+            (None, None) => None,
+            (Some(_), None) => return Err(err("auth_password", "is required with auth_protocol")),
+            (protocol, Some(pw)) => {
+                let protocol = match protocol {
+                    None => AuthProtocol::Sha1,
+                    Some(p) => AuthProtocol::parse(p).ok_or_else(|| {
+                        err(
+                            "auth_protocol",
+                            &format!("unknown protocol {p:?}; expected MD5, SHA, SHA-224, SHA-256, SHA-384 or SHA-512"),
+                        )
+                    })?,
+                };
+                Some((protocol, password("auth_password", pw)?))
+            }
+        };
+        let privacy = match (parts.priv_protocol, parts.priv_password) {
+            (None, None) => None,
+            (Some(_), None) => return Err(err("priv_password", "is required with priv_protocol")),
+            (protocol, Some(pw)) => {
+                if auth.is_none() {
+                    return Err(err(
+                        "priv_password",
+                        "privacy needs authentication too: set auth_password",
+                    ));
+                }
+                let protocol = match protocol {
+                    None => PrivProtocol::Aes128,
+                    Some(p) => PrivProtocol::parse(p).ok_or_else(|| {
+                        err(
+                            "priv_protocol",
+                            &format!(
+                                "unknown protocol {p:?}; expected DES, AES, AES-192 or AES-256"
+                            ),
+                        )
+                    })?,
+                };
+                Some((protocol, password("priv_password", pw)?))
+            }
+        };
+        Ok(Usm {
+            user,
+            auth,
+            privacy,
+            context: parts.context.unwrap_or_default().to_string(),
+        })
+    }
+
     /// The security level's name, as net-snmp spells it.
     pub fn level(&self) -> &'static str {
         match (&self.auth, &self.privacy) {
@@ -528,13 +628,12 @@ async fn exchange_once(session: &mut AsyncSession, op: &Op) -> Result<Response, 
     response_from_pdu(&pdu)
 }
 
-/// Converts a decoded PDU to owned data. snmp2 decodes varbinds lazily; its iterator ends at
-/// the first varbind it cannot decode, so the number of varbinds yielded is checked against the
-/// raw sequence and a short read is a malformed response, not a silently shorter answer.
+/// Converts a decoded PDU to owned data. (snmp2 decodes varbinds lazily and its iterator ends
+/// at the first varbind it cannot decode, without saying so; its reader state is private, so
+/// such a reply reads as a shorter answer. A walk then continues from the last OID it got.)
 fn response_from_pdu(pdu: &snmp2::Pdu<'_>) -> Result<Response, snmp2::Error> {
     let mut varbinds = Vec::new();
-    let mut iter = pdu.varbinds.clone();
-    for (name, value) in iter.by_ref() {
+    for (name, value) in pdu.varbinds.clone() {
         let Some(oid) = from_snmp2(&name) else {
             return Err(snmp2::Error::AsnParse);
         };

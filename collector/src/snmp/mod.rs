@@ -169,6 +169,13 @@ impl Value {
         }
     }
 
+    /// An OCTET STRING as text (UTF-8, invalid bytes replaced), trimmed; `None` when empty.
+    /// For identification strings; supply descriptions go through `devices::text::bounded`.
+    pub fn as_text(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(self.as_bytes()?).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
     /// An OBJECT IDENTIFIER value.
     pub fn as_oid(&self) -> Option<&Oid> {
         match self {
