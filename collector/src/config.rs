@@ -7,6 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use devtel_protocol::{broker, topic, DeviceKind, Id};
+
+use crate::devices::dock::Selection;
 use serde::Deserialize;
 
 use crate::snmp::client::{Options as SnmpOptions, Target, Usm, UsmParts, Version};
@@ -104,6 +106,17 @@ pub struct RawDevice {
     pub context: Option<String>,
     /// Administrative unit id (a topic segment).
     pub unit: String,
+    /// Docks only: the switch ports that are dock seats, by ifName, ifDescr, ifAlias or
+    /// ifIndex. Empty: every Ethernet port of the switch.
+    #[serde(default)]
+    pub seats: Vec<String>,
+    /// Docks only: count client MACs only in these VLANs (the desks' data VLANs).
+    #[serde(default)]
+    pub data_vlans: Vec<u16>,
+    /// Docks only: MAC prefixes (OUIs such as "00:04:f2", or whole MACs) of infrastructure that
+    /// is never a docked laptop.
+    #[serde(default)]
+    pub ignore_macs: Vec<String>,
 }
 
 fn default_broker() -> String {
@@ -197,6 +210,79 @@ pub struct Device {
     pub kind: DeviceKind,
     /// SNMP target.
     pub target: Target,
+    /// Docks: which ports are seats and which MACs count.
+    pub seats: Selection,
+}
+
+/// The dock keys of a device, validated; refused on other kinds.
+fn selection(
+    d: &RawDevice,
+    kind: DeviceKind,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Selection, ConfigError> {
+    if kind != DeviceKind::Dock {
+        for (name, set) in [
+            ("seats", !d.seats.is_empty()),
+            ("data_vlans", !d.data_vlans.is_empty()),
+            ("ignore_macs", !d.ignore_macs.is_empty()),
+        ] {
+            if set {
+                return Err(invalid(key(name), "only applies to kind = \"dock\""));
+            }
+        }
+        return Ok(Selection::default());
+    }
+    if d.seats.len() > devtel_protocol::MAX_SEATS {
+        return Err(invalid(
+            key("seats"),
+            format!(
+                "at most {} seats per device; configure a larger switch as several devices",
+                devtel_protocol::MAX_SEATS
+            ),
+        ));
+    }
+    if let Some(bad) = d.seats.iter().find(|s| s.trim().is_empty()) {
+        return Err(invalid(key("seats"), format!("{bad:?} names no port")));
+    }
+    if let Some(bad) = d.data_vlans.iter().find(|v| !(1..=4094).contains(*v)) {
+        return Err(invalid(
+            key("data_vlans"),
+            format!("VLAN {bad} is not between 1 and 4094"),
+        ));
+    }
+    let ignore_macs = d
+        .ignore_macs
+        .iter()
+        .map(|m| {
+            mac_prefix(m).ok_or_else(|| {
+                invalid(
+                    key("ignore_macs"),
+                    format!("{m:?} is not a MAC prefix like \"00:04:f2\" (1 to 6 hex bytes)"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Selection {
+        ports: d.seats.iter().map(|s| s.trim().to_string()).collect(),
+        data_vlans: d.data_vlans.clone(),
+        ignore_macs,
+    })
+}
+
+/// "00:04:f2", "00-04-F2", "0004f2" → bytes (1 to 6 of them).
+fn mac_prefix(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | '.'))
+        .collect();
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 12 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn ident(key: &str, value: &str) -> Result<Id, ConfigError> {
@@ -298,19 +384,15 @@ impl TryFrom<RawConfig> for Config {
             let kind = match d.kind.as_str() {
                 "copier" | "printer" => DeviceKind::Copier,
                 "phone" => DeviceKind::Phone,
-                "dock" => {
-                    return Err(invalid(
-                        key("kind"),
-                        "\"dock\" is not supported yet; supported: copier, phone",
-                    ))
-                }
+                "dock" => DeviceKind::Dock,
                 other => {
                     return Err(invalid(
                         key("kind"),
-                        format!("unknown kind {other:?}; expected copier or phone"),
+                        format!("unknown kind {other:?}; expected copier, phone or dock"),
                     ))
                 }
             };
+            let seats = selection(d, kind, &key)?;
             let version = match d.version.as_str() {
                 "1" => Version::V1,
                 "2c" | "2" => Version::V2c,
@@ -343,6 +425,7 @@ impl TryFrom<RawConfig> for Config {
                     community: d.community.clone(),
                     usm,
                 },
+                seats,
             });
         }
         Ok(Config {
@@ -401,6 +484,19 @@ mod tests {
             ),
             (format!("{base}user = \"u\"\n"), "devices[0].user"),
             (format!("{base}kind = \"toaster\"\n"), "devices[0].kind"),
+            (format!("{base}seats = [\"gi1\"]\n"), "devices[0].seats"),
+            (
+                format!("{base}kind = \"dock\"\ndata_vlans = [4095]\n"),
+                "devices[0].data_vlans",
+            ),
+            (
+                format!("{base}kind = \"dock\"\nignore_macs = [\"00:04:g2\"]\n"),
+                "devices[0].ignore_macs",
+            ),
+            (
+                format!("{base}kind = \"dock\"\nseats = [\" \"]\n"),
+                "devices[0].seats",
+            ),
             (format!("broker = \"tcp://x\"\n{base}"), "broker"),
             (format!("poll_interval = \"0s\"\n{base}"), "poll_interval"),
             (
@@ -423,6 +519,21 @@ mod tests {
         assert!(
             !format!("{v3:?}").contains("secret"),
             "passwords never appear in debug output"
+        );
+        let dock = Config::from_toml(&format!(
+            "{base}kind = \"dock\"\nseats = [\"gi1\", \"DESK-3.14\", \"12\"]\ndata_vlans = [10]\nignore_macs = [\"00:04:F2\", \"00-15-5d-01-02-03\"]\n"
+        ))
+        .unwrap();
+        let sel = &dock.devices[0].seats;
+        assert_eq!(dock.devices[0].kind, DeviceKind::Dock);
+        assert_eq!(sel.ports, ["gi1", "DESK-3.14", "12"]);
+        assert_eq!(sel.data_vlans, [10]);
+        assert_eq!(
+            sel.ignore_macs,
+            [
+                vec![0x00, 0x04, 0xf2],
+                vec![0x00, 0x15, 0x5d, 0x01, 0x02, 0x03]
+            ]
         );
         let err = Config::from_toml(&format!("{base}colour = 1\n"))
             .unwrap_err()

@@ -13,7 +13,7 @@ use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
 use tracing::{debug, warn};
 
 use crate::config::Device;
-use crate::devices::{phone, printer, vendor, DeviceIdentity, Plan};
+use crate::devices::{dock, phone, printer, vendor, DeviceIdentity, Plan};
 use crate::snmp::client::{Client, Options, SnmpError};
 use crate::snmp::VarbindSet;
 
@@ -108,8 +108,21 @@ pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading
                 no_response(NoResponseCause::BadResponse)
             }
         },
-        // The config only admits kinds that have a mapping.
-        DeviceKind::Dock => no_response(NoResponseCause::BadResponse),
+        DeviceKind::Dock => match dock::map(&id, &device.seats, &varbinds) {
+            Ok(mapped) => {
+                if !mapped.unmatched.is_empty() {
+                    warn!(device = %device.id, ports = ?mapped.unmatched, "configured seats match no port of the switch");
+                }
+                if mapped.rejected_fdb_rows > 0 {
+                    debug!(device = %device.id, rows = mapped.rejected_fdb_rows, "forwarding-database rows without a MAC index ignored");
+                }
+                Reading::Dock(mapped.reading)
+            }
+            Err(error) => {
+                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
+                no_response(NoResponseCause::BadResponse)
+            }
+        },
     }
 }
 
@@ -117,7 +130,7 @@ async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> 
     let plan = match device.kind {
         DeviceKind::Copier => printer::plan(),
         DeviceKind::Phone => phone::plan(),
-        DeviceKind::Dock => Default::default(),
+        DeviceKind::Dock => dock::plan(),
     };
     let mut client = Client::new(device.target.clone(), opts).await?;
     let mut varbinds = VarbindSet::new();

@@ -1,7 +1,9 @@
 //! What `devtel-collector probe` prints: a reading as one JSON object (a stable interface for
 //! site IT scripts, documented in the README) or as a few lines of text. Pure functions.
 
-use devtel_protocol::{alert_code_name, Level, PhoneReading, PrinterReading, Supply, Tray, Vendor};
+use devtel_protocol::{
+    alert_code_name, DockReading, Level, PhoneReading, PrinterReading, Seat, Supply, Tray, Vendor,
+};
 use serde_json::{json, Value};
 
 /// `probe --json` for a copier/printer. Every field named in the README is always present
@@ -185,6 +187,100 @@ pub fn printer_text(host: &str, r: &PrinterReading) -> String {
     out
 }
 
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The probe JSON of a dock switch: the common keys plus `seats` and an `occupancy` tally.
+pub fn dock_json(r: &DockReading) -> Value {
+    let (occupied, idle, empty, other) = r.tally();
+    json!({
+        "kind": "dock",
+        "vendor": r.vendor.map(vendor_name),
+        "model": r.model.as_deref(),
+        "serial": null,
+        "firmware": r.firmware.as_deref(),
+        "uptime_ticks": r.uptime_ticks,
+        "status": r.health().name(),
+        "fdb_read": r.fdb_read,
+        "occupancy": {"occupied": occupied, "idle": idle, "empty": empty, "other": other},
+        "seats": r.seats.iter().map(seat_json).collect::<Vec<_>>(),
+        "counters": {},
+        "supplies": [],
+        "trays": [],
+        "alerts": [],
+        "conditions": [],
+        "truncated": r.truncated,
+    })
+}
+
+/// One seat as JSON (shared by the probe and the gateway's documents).
+pub fn seat_json(s: &Seat) -> Value {
+    json!({
+        "if_index": s.if_index,
+        "name": s.name.as_deref(),
+        "label": s.label.as_deref(),
+        "link": s.link.map(|l| l.name()),
+        "speed_mbps": s.speed_mbps,
+        "last_change_ticks": s.last_change_ticks,
+        "occupancy": s.occupancy.name(),
+        "clients": s.clients,
+        "client_mac": s.client_mac.map(|m| mac_text(&m)),
+        "phone": s.phone.as_ref().map(|p| json!({
+            "mac": p.mac.map(|m| mac_text(&m)),
+            "model": p.model.as_deref(),
+            "firmware": p.firmware.as_deref(),
+            "serial": p.serial.as_deref(),
+        })),
+    })
+}
+
+/// The text form of a dock switch: one line per seat.
+pub fn dock_text(host: &str, r: &DockReading) -> String {
+    let (occupied, idle, empty, other) = r.tally();
+    let mut out = format!(
+        "{host}: dock switch, {} {} (firmware {}): {} seats, {occupied} occupied, {idle} idle, {empty} empty, {other} uplink/unknown{}\n",
+        r.vendor.map(vendor_name).unwrap_or_else(|| "?".into()),
+        r.model.as_deref().unwrap_or("?"),
+        r.firmware.as_deref().unwrap_or("?"),
+        r.seats.len(),
+        if r.fdb_read { "" } else { " (forwarding database not readable)" },
+    );
+    for s in &r.seats {
+        out.push_str(&format!(
+            "  {:>6} {:<24} {:<9} {:<8}{}{}{}\n",
+            s.if_index,
+            s.name.as_deref().unwrap_or("?"),
+            s.occupancy.name(),
+            s.link.map(|l| l.name()).unwrap_or("?"),
+            s.label
+                .as_deref()
+                .map(|l| format!(" \"{l}\""))
+                .unwrap_or_default(),
+            s.client_mac
+                .map(|m| format!(
+                    " client {}{}",
+                    mac_text(&m),
+                    if s.clients > 1 {
+                        format!(" (+{} more)", s.clients - 1)
+                    } else {
+                        String::new()
+                    }
+                ))
+                .unwrap_or_default(),
+            s.phone
+                .as_ref()
+                .map(|p| format!(" phone {}", p.model.as_deref().unwrap_or("?")))
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
 /// `probe --json` for a phone: the common identification fields, `status` from line
 /// registration, and `lines`; the copier-only lists are present and empty.
 pub fn phone_json(r: &PhoneReading) -> Value {
@@ -194,7 +290,7 @@ pub fn phone_json(r: &PhoneReading) -> Value {
         "model": r.model.as_deref(),
         "serial": r.serial.as_deref(),
         "firmware": r.firmware.as_deref(),
-        "mac": r.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
+        "mac": r.mac.map(|m| mac_text(&m)),
         "uptime_ticks": r.uptime_ticks,
         "status": r.health().name(),
         "lines": r.lines.iter().map(|l| json!({

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use devtel_protocol::{
-    CounterUnit, DeviceKind, Envelope, Health, NoResponseCause, PhoneReading, PrinterReading,
-    Reading,
+    CounterUnit, DeviceKind, DockReading, Envelope, Health, NoResponseCause, PhoneReading,
+    PrinterReading, Reading,
 };
 use serde::Serialize;
 
@@ -43,6 +43,8 @@ struct DeviceState {
     last_reading: Option<PrinterReading>,
     /// The last successful phone reading (kept while the phone is unreachable).
     last_phone: Option<PhoneReading>,
+    /// The last successful dock-switch reading (kept while the switch is unreachable).
+    last_dock: Option<DockReading>,
 }
 
 /// All state of the gateway's figures.
@@ -79,13 +81,14 @@ impl Aggregator {
             if let Some(prev) = &previous {
                 changed.insert(prev.unit.clone());
             }
-            let (no_response, last_reading, last_phone) = match reading {
-                Reading::Printer(r) => (None, Some(r.clone()), None),
-                Reading::Phone(p) => (None, None, Some(p.clone())),
+            let (no_response, last_reading, last_phone, last_dock) = match reading {
+                Reading::Printer(r) => (None, Some(r.clone()), None, None),
+                Reading::Phone(p) => (None, None, Some(p.clone()), None),
+                Reading::Dock(d) => (None, None, None, Some(d.clone())),
                 Reading::NoResponse(n) => {
-                    let previous = previous.map(|p| (p.last_reading, p.last_phone));
-                    let (printer, phone) = previous.unwrap_or_default();
-                    (Some(n.cause), printer, phone)
+                    let previous = previous.map(|p| (p.last_reading, p.last_phone, p.last_dock));
+                    let (printer, phone, dock) = previous.unwrap_or_default();
+                    (Some(n.cause), printer, phone, dock)
                 }
             };
             changed.insert(reading.unit().to_string());
@@ -100,6 +103,7 @@ impl Aggregator {
                     no_response,
                     last_reading,
                     last_phone,
+                    last_dock,
                 },
             );
             outcomes.push(Outcome::Applied);
@@ -127,7 +131,21 @@ impl Aggregator {
         let mut status = StatusCounts::default();
         let mut pages = Pages::default();
         let mut updated_at_ms = 0;
+        let mut seats = SeatCounts::default();
         for d in &devices {
+            for seat in &d.seats {
+                match (d.status, seat.occupancy) {
+                    (_, "uplink") => continue,
+                    ("unreachable", _) | (_, "unknown") => seats.unknown += 1,
+                    (_, "occupied") => seats.occupied += 1,
+                    (_, "idle") => seats.idle += 1,
+                    _ => seats.empty += 1,
+                }
+                seats.total += 1;
+                if seat.phone.is_some() {
+                    seats.with_phone += 1;
+                }
+            }
             updated_at_ms = updated_at_ms.max(d.last_seen_ms);
             match d.status {
                 "ok" => status.ok += 1,
@@ -142,12 +160,19 @@ impl Aggregator {
                 *pages.by_counter_unit.entry(unit).or_default() += count;
             }
         }
+        let known = seats.occupied + seats.idle + seats.empty;
+        if known > 0 {
+            // One decimal: 2 of 3 seats is 66.7 %.
+            seats.occupied_percent =
+                Some((f64::from(seats.occupied) * 1000.0 / f64::from(known)).round() / 10.0);
+        }
         Some(UnitDoc {
             unit: unit.to_string(),
             updated_at_ms,
             devices_total: devices.len(),
             status,
             pages,
+            seats,
             devices,
         })
     }
@@ -180,6 +205,8 @@ pub struct UnitDoc {
     pub status: StatusCounts,
     /// Lifetime page counters summed over the unit's devices.
     pub pages: Pages,
+    /// Dock seats of the unit's dock switches, by occupancy (uplinks not counted).
+    pub seats: SeatCounts,
     /// The devices, by id.
     pub devices: Vec<DeviceDoc>,
 }
@@ -197,6 +224,25 @@ pub struct StatusCounts {
     pub unreachable: u32,
     /// Answered without a usable status.
     pub unknown: u32,
+}
+
+/// Dock seats of a unit, by occupancy now.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SeatCounts {
+    /// Seats watched (uplinks excluded).
+    pub total: u32,
+    /// A laptop is docked.
+    pub occupied: u32,
+    /// Link up, nobody docked.
+    pub idle: u32,
+    /// Link down.
+    pub empty: u32,
+    /// The switch is unreachable or could not say (no forwarding database).
+    pub unknown: u32,
+    /// Seats with a phone in front of the dock.
+    pub with_phone: u32,
+    /// occupied / (occupied + idle + empty) in percent, one decimal; null without such seats.
+    pub occupied_percent: Option<f64>,
 }
 
 /// Page totals of a unit.
@@ -246,6 +292,31 @@ pub struct DeviceDoc {
     pub supplies: Vec<SupplyDoc>,
     /// Phone lines (phones only): number, `registered`/`not_registered`/`unknown`, hook state.
     pub lines: Vec<LineDoc>,
+    /// Dock seats (dock switches only), in ifIndex order.
+    pub seats: Vec<SeatDoc>,
+}
+
+/// One dock seat (a switch port) in a device document.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SeatDoc {
+    /// ifIndex.
+    pub if_index: u32,
+    /// ifName.
+    pub name: Option<String>,
+    /// ifAlias (the desk label).
+    pub label: Option<String>,
+    /// `up`, `down`, ...
+    pub link: Option<&'static str>,
+    /// Link speed in Mb/s.
+    pub speed_mbps: Option<u32>,
+    /// `occupied`, `idle`, `empty`, `uplink` or `unknown`.
+    pub occupancy: &'static str,
+    /// Client MACs learned on the port.
+    pub clients: u16,
+    /// The lowest client MAC, `aa:bb:cc:dd:ee:ff`.
+    pub client_mac: Option<String>,
+    /// The phone in front of the dock: model, else its MAC.
+    pub phone: Option<String>,
 }
 
 /// One phone line in a device document.
@@ -283,11 +354,19 @@ pub struct SupplyDoc {
 fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
     let r = d.last_reading.as_ref();
     let phone = d.last_phone.as_ref();
-    let status = match (d.no_response, r, phone) {
-        (Some(_), _, _) => "unreachable",
-        (None, Some(r), _) => r.status.health().name(),
-        (None, None, Some(p)) => p.health().name(),
-        (None, None, None) => Health::Unknown.name(),
+    let dock = d.last_dock.as_ref();
+    let status = match (d.no_response, r, phone, dock) {
+        (Some(_), ..) => "unreachable",
+        (None, Some(r), _, _) => r.status.health().name(),
+        (None, None, Some(p), _) => p.health().name(),
+        (None, None, None, Some(d)) => d.health().name(),
+        (None, None, None, None) => Health::Unknown.name(),
+    };
+    let mac = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
     };
     let life = r.and_then(|r| r.life_count());
     DeviceDoc {
@@ -302,6 +381,7 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
         model: r
             .and_then(|r| r.model.as_ref())
             .or_else(|| phone.and_then(|p| p.model.as_ref()))
+            .or_else(|| dock.and_then(|d| d.model.as_ref()))
             .map(|s| s.to_string()),
         serial: r
             .and_then(|r| r.serial.as_ref())
@@ -316,6 +396,29 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
                         number: l.number.as_ref().map(|n| n.to_string()),
                         registration: l.registration.name(),
                         hook: l.hook.map(|h| h.name()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        seats: dock
+            .map(|d| {
+                d.seats
+                    .iter()
+                    .map(|s| SeatDoc {
+                        if_index: s.if_index,
+                        name: s.name.as_ref().map(|n| n.to_string()),
+                        label: s.label.as_ref().map(|n| n.to_string()),
+                        link: s.link.map(|l| l.name()),
+                        speed_mbps: s.speed_mbps,
+                        occupancy: s.occupancy.name(),
+                        clients: s.clients,
+                        client_mac: s.client_mac.as_ref().map(mac),
+                        phone: s.phone.as_ref().and_then(|p| {
+                            p.model
+                                .as_ref()
+                                .map(|m| m.to_string())
+                                .or_else(|| p.mac.as_ref().map(mac))
+                        }),
                     })
                     .collect()
             })
@@ -440,6 +543,88 @@ mod tests {
         let d = &agg.unit("u1").unwrap().devices[0];
         assert_eq!(d.status, "unreachable");
         assert_eq!(d.lines.len(), 2, "last known lines kept");
+    }
+
+    #[test]
+    fn dock_seats_roll_up_per_unit_and_turn_unknown_when_the_switch_is_silent() {
+        use devtel_protocol::{DockReading, LinkStatus, Neighbour, Occupancy, Seat};
+        let seat = |if_index: u32, occupancy: Occupancy, phone: bool| Seat {
+            if_index,
+            name: Some(format!("gi{if_index}").as_str().try_into().unwrap()),
+            label: None,
+            link: Some(if occupancy == Occupancy::Empty {
+                LinkStatus::Down
+            } else {
+                LinkStatus::Up
+            }),
+            speed_mbps: Some(1000),
+            last_change_ticks: Some(0),
+            clients: u16::from(occupancy == Occupancy::Occupied),
+            client_mac: (occupancy == Occupancy::Occupied).then_some([0, 0xe0, 0x4c, 1, 2, 3]),
+            phone: phone.then(|| Neighbour {
+                model: Some("VVX 450".try_into().unwrap()),
+                ..Neighbour::default()
+            }),
+            occupancy,
+        };
+        let mut d = DockReading {
+            device: "sw1".try_into().unwrap(),
+            unit: "ba.floor-3".try_into().unwrap(),
+            fdb_read: true,
+            ..DockReading::default()
+        };
+        for s in [
+            seat(1, Occupancy::Occupied, true),
+            seat(2, Occupancy::Occupied, false),
+            seat(3, Occupancy::Idle, false),
+            seat(4, Occupancy::Empty, false),
+            seat(5, Occupancy::Uplink, false),
+        ] {
+            d.seats.push(s).unwrap();
+        }
+        let mut agg = Aggregator::new();
+        agg.ingest(&envelope("c", 0, 10, Reading::Dock(d)));
+        let doc = agg.unit("ba.floor-3").unwrap();
+        assert_eq!(doc.seats.total, 4, "the uplink is no seat");
+        assert_eq!(
+            (
+                doc.seats.occupied,
+                doc.seats.idle,
+                doc.seats.empty,
+                doc.seats.unknown
+            ),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(doc.seats.with_phone, 1);
+        assert_eq!(doc.seats.occupied_percent, Some(50.0));
+        assert_eq!(doc.status.ok, 1);
+        let dev = &doc.devices[0];
+        assert_eq!(dev.kind, "dock");
+        assert_eq!(
+            dev.seats[0].client_mac.as_deref(),
+            Some("00:e0:4c:01:02:03")
+        );
+        assert_eq!(dev.seats[0].phone.as_deref(), Some("VVX 450"));
+
+        // The switch stops answering: its seats are unknown, not "still occupied".
+        agg.ingest(&envelope(
+            "c",
+            1,
+            20,
+            Reading::NoResponse(NoResponse {
+                device: "sw1".try_into().unwrap(),
+                unit: "ba.floor-3".try_into().unwrap(),
+                kind: DeviceKind::Dock,
+                cause: NoResponseCause::Timeout,
+            }),
+        ));
+        let doc = agg.unit("ba.floor-3").unwrap();
+        assert_eq!(
+            (doc.seats.total, doc.seats.unknown, doc.seats.occupied),
+            (4, 4, 0)
+        );
+        assert_eq!(doc.seats.occupied_percent, None);
+        assert_eq!(doc.status.unreachable, 1);
     }
 
     #[test]

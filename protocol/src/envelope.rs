@@ -13,7 +13,9 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::{topic, Error, Id, PhoneReading, PrinterReading, FORMAT_VERSION, MAX_READINGS};
+use crate::{
+    topic, DockReading, Error, Id, PhoneReading, PrinterReading, FORMAT_VERSION, MAX_READINGS,
+};
 
 /// One transmission from a collector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,8 @@ pub enum Reading {
     NoResponse(NoResponse),
     /// A phone, analogue adapter or other VoIP endpoint answered.
     Phone(PhoneReading),
+    /// An access switch answered for its dock seats.
+    Dock(DockReading),
 }
 
 impl Reading {
@@ -81,6 +85,7 @@ impl Reading {
             Reading::Printer(r) => &r.device,
             Reading::NoResponse(r) => &r.device,
             Reading::Phone(r) => &r.device,
+            Reading::Dock(r) => &r.device,
         }
     }
 
@@ -90,6 +95,7 @@ impl Reading {
             Reading::Printer(r) => &r.unit,
             Reading::NoResponse(r) => &r.unit,
             Reading::Phone(r) => &r.unit,
+            Reading::Dock(r) => &r.unit,
         }
     }
 
@@ -99,6 +105,7 @@ impl Reading {
             Reading::Printer(_) => DeviceKind::Copier,
             Reading::NoResponse(r) => r.kind,
             Reading::Phone(_) => DeviceKind::Phone,
+            Reading::Dock(_) => DeviceKind::Dock,
         }
     }
 }

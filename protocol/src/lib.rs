@@ -29,6 +29,7 @@
 
 pub mod broker;
 pub mod code;
+pub mod dock;
 pub mod envelope;
 mod error;
 pub mod phone;
@@ -36,6 +37,7 @@ pub mod printer;
 pub mod topic;
 pub mod vendor;
 
+pub use dock::{DockReading, LinkStatus, Neighbour, Occupancy, Seat};
 pub use envelope::{DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
 pub use error::Error;
 pub use phone::{HookState, PhoneLine, PhoneReading, Registration};
@@ -52,8 +54,13 @@ pub const FORMAT_VERSION: u8 = 2;
 
 /// Longest identifier (collector, site, unit, device) in bytes. Identifiers are also topic segments.
 pub const MAX_ID_LEN: usize = 64;
+/// Most dock seats (switch ports) per dock reading; a bigger switch is configured as several
+/// devices with explicit seat lists.
+pub const MAX_SEATS: usize = 48;
+/// Longest model text of a seat's LLDP neighbour.
+pub const MAX_NEIGHBOUR_MODEL_LEN: usize = 48;
 /// Most readings in one envelope. A collector normally sends one device per envelope.
-pub const MAX_READINGS: usize = 4;
+pub const MAX_READINGS: usize = 2;
 /// Most marker (page counter) rows kept per printer. Devices with more are truncated, flagged.
 pub const MAX_MARKERS: usize = 4;
 /// Most supply rows kept per printer (a large colour copier has about 15).

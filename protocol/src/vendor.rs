@@ -47,5 +47,29 @@ crate::code_enum! {
         Ascom = 27614 => "Ascom",
         /// Allworx (38516)
         Allworx = 38516 => "Allworx",
+        /// Zyxel (890)
+        Zyxel = 890 => "Zyxel",
+        /// Linksys / Cisco small business switches (3955)
+        Linksys = 3955 => "Linksys",
+        /// TP-Link (11863)
+        TpLink = 11863 => "TP-Link",
+        /// Fortinet (12356)
+        Fortinet = 12356 => "Fortinet",
+        /// Aruba Networks (14823)
+        Aruba = 14823 => "Aruba",
+        /// MikroTik (14988)
+        MikroTik = 14988 => "MikroTik",
+        /// Juniper Networks (2636)
+        Juniper = 2636 => "Juniper",
+        /// Netgear (4526)
+        Netgear = 4526 => "Netgear",
+        /// Dell (674)
+        Dell = 674 => "Dell",
+        /// Extreme Networks (1916)
+        Extreme = 1916 => "Extreme",
+        /// LANCOM Systems (2356)
+        Lancom = 2356 => "LANCOM",
+        /// Huawei (2011)
+        Huawei = 2011 => "Huawei",
     }
 }

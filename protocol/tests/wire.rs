@@ -298,7 +298,48 @@ fn the_largest_envelope_fits_max_encoded_len() {
         env.readings.push(Reading::Printer(p)).unwrap();
     }
     let mut buf = vec![0u8; 4 * MAX_ENCODED_LEN];
-    let len = encode(&env, &mut buf).unwrap().len();
+    let printer_len = encode(&env, &mut buf).unwrap().len();
+
+    // The largest dock reading: every seat with every field at its longest.
+    env.readings.clear();
+    while !env.readings.is_full() {
+        let name = || Some(full(MAX_NAME_LEN).as_str().try_into().unwrap());
+        let mut d = DockReading {
+            device: full(MAX_ID_LEN).as_str().try_into().unwrap(),
+            unit: full(MAX_ID_LEN).as_str().try_into().unwrap(),
+            vendor: Some(Vendor::Unrecognised(i32::MIN)),
+            model: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
+            firmware: Some(full(MAX_MODEL_LEN).as_str().try_into().unwrap()),
+            uptime_ticks: Some(u32::MAX),
+            fdb_read: true,
+            seats: Default::default(),
+            truncated: true,
+        };
+        while !d.seats.is_full() {
+            d.seats
+                .push(Seat {
+                    if_index: u32::MAX,
+                    name: name(),
+                    label: name(),
+                    link: Some(LinkStatus::Unrecognised(i32::MIN)),
+                    speed_mbps: Some(u32::MAX),
+                    last_change_ticks: Some(u32::MAX),
+                    clients: u16::MAX,
+                    client_mac: Some([0xff; 6]),
+                    phone: Some(Neighbour {
+                        mac: Some([0xff; 6]),
+                        model: Some(full(MAX_NEIGHBOUR_MODEL_LEN).as_str().try_into().unwrap()),
+                        firmware: name(),
+                        serial: name(),
+                    }),
+                    occupancy: Occupancy::Unknown,
+                })
+                .unwrap();
+        }
+        env.readings.push(Reading::Dock(d)).unwrap();
+    }
+    let dock_len = encode(&env, &mut buf).unwrap().len();
+    let len = printer_len.max(dock_len);
     assert!(
         len <= MAX_ENCODED_LEN,
         "worst case {len} > MAX_ENCODED_LEN {MAX_ENCODED_LEN}"
@@ -370,6 +411,65 @@ fn phone_reading_has_the_documented_bytes() {
         0x01,                         // 1 line
         0x01, 0x00, 0x01,             //   index 1, number None, NotRegistered (variant 1)
         0x01, 0x01,                   //   hook Some(OffHook: variant 1)
+        0x00,                         // truncated false
+    ];
+    let mut buf = [0u8; 128];
+    assert_eq!(encode(&env, &mut buf).unwrap(), expected);
+    assert_eq!(decode(expected).unwrap(), env);
+}
+
+#[test]
+fn dock_reading_has_the_documented_bytes() {
+    use devtel_protocol::{DockReading, LinkStatus, Neighbour, Occupancy, Seat};
+    let mut dock = DockReading {
+        device: id("s"),
+        unit: id("u"),
+        vendor: Some(Vendor::TpLink),
+        fdb_read: true,
+        ..DockReading::default()
+    };
+    dock.seats
+        .push(Seat {
+            if_index: 7,
+            name: Some("p7".try_into().unwrap()),
+            label: None,
+            link: Some(LinkStatus::Up),
+            speed_mbps: Some(1000),
+            last_change_ticks: Some(0),
+            clients: 1,
+            client_mac: Some([0, 0x0e, 0x84, 0xf6, 0, 0xcb]),
+            phone: Some(Neighbour {
+                mac: None,
+                model: Some("VVX".try_into().unwrap()),
+                firmware: None,
+                serial: None,
+            }),
+            occupancy: Occupancy::Occupied,
+        })
+        .unwrap();
+    let mut env = Envelope::new(id("gw1"), 0, 0);
+    env.readings.push(Reading::Dock(dock)).unwrap();
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version 2, collector, seq 0, timestamp 0
+        0x01, 0x03,                   // 1 reading, Reading::Dock (variant 3)
+        0x01, b's', 0x01, b'u',       // device "s", unit "u"
+        0x01, 0x17,                   // vendor Some(TP-Link: index 23)
+        0x00, 0x00, 0x00,             // model, firmware, uptime_ticks None
+        0x01,                         // fdb_read true
+        0x01,                         // 1 seat
+        0x07,                         //   if_index 7
+        0x01, 0x02, b'p', b'7',       //   name Some("p7")
+        0x00,                         //   label None
+        0x01, 0x01,                   //   link Some(up: index 1)
+        0x01, 0xe8, 0x07,             //   speed_mbps Some(1000)
+        0x01, 0x00,                   //   last_change_ticks Some(0)
+        0x01,                         //   clients 1
+        0x01, 0x00, 0x0e, 0x84, 0xf6, 0x00, 0xcb, // client_mac Some
+        0x01, 0x00,                   //   phone Some: mac None,
+        0x01, 0x03, b'V', b'V', b'X', //     model Some("VVX"),
+        0x00, 0x00,                   //     firmware None, serial None
+        0x02,                         //   occupancy occupied (variant 2)
         0x00,                         // truncated false
     ];
     let mut buf = [0u8; 128];

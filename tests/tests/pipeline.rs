@@ -134,6 +134,11 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
             "[[devices]]\nid = \"{id}\"\nkind = \"copier\"\naddress = \"127.0.0.1\"\nport = {sim_port}\nversion = \"2c\"\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
         ));
     }
+    // A desk-sharing floor: four ports of the recorded TP-Link switch are dock seats, laptops
+    // counted in the data VLAN 10.
+    collector_conf.push_str(&format!(
+        "[[devices]]\nid = \"switch-desks\"\nkind = \"dock\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"tplink_sg2008\"\nunit = \"ba.desks\"\nseats = [\"5\", \"6\", \"7\", \"8\"]\ndata_vlans = [10]\n"
+    ));
     let conf = dir.join("collector.toml");
     fs::write(&conf, collector_conf).unwrap();
     let mut collector = Proc::spawn(
@@ -214,7 +219,47 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         .iter()
         .map(|u| u["unit"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids, ["ba.it", "jugendamt.team-2"]);
+    assert_eq!(ids, ["ba.desks", "ba.it", "jugendamt.team-2"]);
+
+    // Dock seats: occupied = link up and a MAC learned in VLAN 10 on that port, derived here
+    // from the raw recording (ifOperStatus and dot1qTpFdbPort.<fdbId 10>.<mac> lines).
+    let desks = wait_for("unit ba.desks", Duration::from_secs(30), || {
+        http_json(http, "/api/units/ba.desks").filter(|d| d["seats"]["total"] == 4)
+    });
+    let fdb = recorded_under("tplink_sg2008", "1.3.6.1.2.1.17.7.1.2.2.1.2");
+    let (mut occupied, mut empty) = (0, 0);
+    for port in 5..=8 {
+        let up = recorded("tplink_sg2008", &format!("1.3.6.1.2.1.2.2.1.8.{port}")).unwrap() == "1";
+        let macs = fdb
+            .iter()
+            .filter(|(suffix, value)| suffix.starts_with("10.") && *value == port.to_string())
+            .count();
+        let seat = desks["devices"][0]["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["if_index"] == port)
+            .unwrap()
+            .clone();
+        let expected = match (up, macs) {
+            (false, _) => "empty",
+            (true, 0) => "idle",
+            (true, _) => "occupied",
+        };
+        assert_eq!(seat["occupancy"], expected, "port {port}: {seat}");
+        assert_eq!(seat["clients"], macs, "port {port}");
+        occupied += usize::from(expected == "occupied");
+        empty += usize::from(expected == "empty");
+    }
+    assert!(occupied > 0 && empty > 0, "the recording has both");
+    assert_eq!(desks["seats"]["occupied"], occupied);
+    assert_eq!(desks["seats"]["empty"], empty);
+    assert_eq!(
+        desks["seats"]["occupied_percent"],
+        (occupied as f64 * 1000.0 / 4.0).round() / 10.0
+    );
+    assert_eq!(desks["devices"][0]["kind"], "dock");
+    assert_eq!(desks["devices"][0]["status"], "ok");
     assert_eq!(
         http_get(http, "/api/units/unknown-unit").map(|r| r.0),
         Some(404)

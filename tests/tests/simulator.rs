@@ -201,6 +201,25 @@ async fn probe_json_reports_the_recorded_values() {
     assert_eq!(lines[0]["registration"], reg(1));
     assert_eq!(lines[1]["registration"], reg(2));
     assert_eq!(ata["status"], "warning");
-    // A switch is neither a copier nor a phone (the dock mapping is not built yet).
-    assert_eq!(probe("procurve")["kind"], "unknown");
+    // An access switch: dock seats. Port 44 carries the recorded Polycom phone (LLDP); its
+    // MAC is learned on the port but is not counted as a docked laptop.
+    let sw = probe("procurve");
+    assert_eq!(sw["kind"], "dock");
+    assert_eq!(sw["vendor"], "HP");
+    let seats = sw["seats"].as_array().unwrap();
+    let p44 = seats.iter().find(|s| s["if_index"] == 44).unwrap();
+    assert_eq!(
+        p44["phone"]["model"],
+        recorded("procurve", "1.0.8802.1.1.2.1.4.1.1.10.0.44.2").unwrap()
+    );
+    assert_eq!(p44["clients"], 0);
+    assert_eq!(
+        p44["label"],
+        recorded("procurve", "1.3.6.1.2.1.31.1.1.1.18.44").unwrap()
+    );
+    let tally = &sw["occupancy"];
+    let count = |o: &str| seats.iter().filter(|s| s["occupancy"] == o).count();
+    assert_eq!(tally["occupied"], count("occupied"));
+    assert_eq!(tally["empty"], count("empty"));
+    assert!(count("occupied") > 0);
 }

@@ -279,6 +279,22 @@ pub fn recorded(name: &str, oid: &str) -> Option<String> {
     })
 }
 
+/// Every (OID suffix, value) of a recording under `prefix` (a plain text scan of the file).
+pub fn recorded_under(name: &str, prefix: &str) -> Vec<(String, String)> {
+    let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec")))
+        .unwrap_or_default();
+    let prefix = format!("{prefix}.");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let mut parts = rest.splitn(3, '|');
+            let suffix = parts.next()?.to_string();
+            let value = parts.nth(1)?.to_string();
+            Some((suffix, value))
+        })
+        .collect()
+}
+
 /// The supply indexes of a recording (prtMarkerSuppliesLevel rows of printer 1).
 pub fn recorded_supply_indexes(name: &str) -> Vec<u64> {
     let text = fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec")))

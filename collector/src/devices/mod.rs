@@ -7,6 +7,7 @@
 //! The poller executes the plan against the device and hands the result to `map`; unit tests
 //! hand it recorded walks of real devices instead.
 
+pub mod dock;
 pub mod phone;
 pub mod printer;
 pub mod vendor;
@@ -42,6 +43,9 @@ pub enum MapError {
     /// The device answered without even sysDescr or sysObjectID.
     #[error("the device answered no system identification (sysDescr/sysObjectID)")]
     NotAPhone,
+    /// The device answered, but has no interface table.
+    #[error("the device exposes no interface table (IF-MIB); is it a switch?")]
+    NotASwitch,
 }
 
 /// Decoding of SNMP DisplayStrings into bounded wire strings.
