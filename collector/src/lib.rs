@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod discover;
 pub mod poller;
 pub mod probe;
 pub mod publisher;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use devtel_collector::config::{Config, EXAMPLE};
+use devtel_collector::snmp::client::{Options, Target, Usm, UsmParts, Version};
 
 /// Polls copiers, printers and other devices over SNMP and publishes telemetry over MQTT.
 #[derive(Debug, Parser)]
@@ -39,6 +40,10 @@ enum Command {
     /// Poll one device once and print what devtel would report (kind, vendor, model, status,
     /// page counters, supplies, trays, alerts). Exit code 1 when the device does not answer.
     Probe(ProbeArgs),
+    /// Sweep addresses and CIDR ranges, classify what answers (copier, phone, dock switch) and
+    /// print a ready [[devices]] config snippet. Progress goes to stderr: a bar on a terminal,
+    /// one line per device found otherwise.
+    Discover(DiscoverArgs),
     /// Serve recorded SNMP walks (*.snmprec) as simulated devices; the community selects the
     /// recording (its file name without .snmprec).
     Simulate {
@@ -51,13 +56,42 @@ enum Command {
     },
 }
 
-/// `probe` arguments. SNMPv3 passwords can come from the environment instead of the command
-/// line (where other users of the machine could read them in the process list).
+/// `probe` arguments.
 #[derive(Debug, clap::Args)]
 #[deny(missing_docs)]
 struct ProbeArgs {
     /// Host name or IP address.
     host: String,
+    #[command(flatten)]
+    snmp: SnmpArgs,
+    /// Print one JSON object (the stable interface; see README) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `discover` arguments.
+#[derive(Debug, clap::Args)]
+#[deny(missing_docs)]
+struct DiscoverArgs {
+    /// IP addresses and CIDR ranges (10.20.30.0/24), at most 65,536 addresses in all.
+    #[arg(required = true)]
+    targets: Vec<String>,
+    #[command(flatten)]
+    snmp: SnmpArgs,
+    /// Addresses probed at the same time.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Unit written into the config snippet (edit it per device afterwards).
+    #[arg(long, default_value = "unassigned")]
+    unit: String,
+}
+
+/// SNMP settings of `probe` and `discover`. SNMPv3 passwords can come from the environment
+/// instead of the command line (where other users of the machine could read them in the
+/// process list).
+#[derive(Debug, clap::Args)]
+#[deny(missing_docs)]
+struct SnmpArgs {
     /// SNMP version: 1, 2c or 3.
     #[arg(long = "snmp-version", default_value = "2c", value_parser = ["1", "2c", "3"])]
     version: String,
@@ -101,65 +135,78 @@ struct ProbeArgs {
     /// Resends after a timeout.
     #[arg(long, default_value_t = 1)]
     retries: u32,
-    /// Print one JSON object (the stable interface; see README) instead of text.
-    #[arg(long)]
-    json: bool,
+}
+
+impl SnmpArgs {
+    /// The target for `host` and the request options; a usage error (exit 2) for bad v3
+    /// credentials.
+    fn target(&self, host: &str) -> Result<(Target, Options), ExitCode> {
+        let version = match self.version.as_str() {
+            "1" => Version::V1,
+            "3" => Version::V3,
+            _ => Version::V2c,
+        };
+        let usm = if version == Version::V3 {
+            // The protocols have defaults on the command line; they only count with a password.
+            let parts = UsmParts {
+                user: self.user.as_deref(),
+                auth_protocol: self
+                    .auth_password
+                    .is_some()
+                    .then_some(self.auth_protocol.as_str()),
+                auth_password: self.auth_password.as_deref(),
+                priv_protocol: self
+                    .priv_password
+                    .is_some()
+                    .then_some(self.priv_protocol.as_str()),
+                priv_password: self.priv_password.as_deref(),
+                context: Some(self.context.as_str()),
+            };
+            match Usm::from_parts(parts) {
+                Ok(usm) => Some(usm),
+                Err(e) => {
+                    eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
+                    return Err(ExitCode::from(2));
+                }
+            }
+        } else {
+            None
+        };
+        let target = Target {
+            host: host.to_string(),
+            port: self.port,
+            version,
+            community: self.community.clone(),
+            usm,
+        };
+        let opts = Options {
+            timeout: self.timeout,
+            retries: self.retries,
+            ..Options::default()
+        };
+        Ok((target, opts))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
-    use devtel_collector::snmp::client::{Options, Target, Usm, UsmParts, Version};
-    let version = match args.version.as_str() {
-        "1" => Version::V1,
-        "3" => Version::V3,
-        _ => Version::V2c,
+    let (target, opts) = match args.snmp.target(&args.host) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
-    let usm = if version == Version::V3 {
-        // The protocols have defaults on the command line; they only count with a password.
-        let parts = UsmParts {
-            user: args.user.as_deref(),
-            auth_protocol: args
-                .auth_password
-                .is_some()
-                .then_some(args.auth_protocol.as_str()),
-            auth_password: args.auth_password.as_deref(),
-            priv_protocol: args
-                .priv_password
-                .is_some()
-                .then_some(args.priv_protocol.as_str()),
-            priv_password: args.priv_password.as_deref(),
-            context: Some(args.context.as_str()),
-        };
-        match Usm::from_parts(parts) {
-            Ok(usm) => Some(usm),
-            Err(e) => {
-                eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        None
-    };
-    let target = Target {
-        host: args.host.clone(),
-        port: args.port,
-        version,
-        community: args.community.clone(),
-        usm,
-    };
-    let opts = Options {
-        timeout: args.timeout,
-        retries: args.retries,
-        ..Options::default()
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let version = target.version;
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(devtel_collector::probe::probe(target, opts)) {
         Ok(found) => {
@@ -171,10 +218,80 @@ fn probe(args: ProbeArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}:{} (SNMP {}): {e}", args.host, args.port, version);
+            eprintln!(
+                "error: {}:{} (SNMP {}): {e}",
+                args.host, args.snmp.port, version
+            );
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sweeps, shows progress (a bar on a terminal, one line per device found otherwise) on
+/// stderr, and prints the config snippet on stdout.
+fn discover(args: DiscoverArgs) -> ExitCode {
+    use devtel_collector::discover;
+    use std::io::IsTerminal;
+    let addresses = match discover::expand(&args.targets) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = devtel_protocol::topic::validate_segment(&args.unit) {
+        eprintln!("error: --unit {:?}: {e}", args.unit);
+        return ExitCode::from(2);
+    }
+    let (template, opts) = match args.snmp.target("") {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let total = addresses.len();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} addresses, {msg} ({eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut answered = 0;
+    let found = runtime.block_on(discover::sweep(
+        addresses,
+        &template,
+        opts,
+        args.concurrency,
+        |address, result| {
+            let line = result.as_ref().ok().map(|probed| {
+                answered += 1;
+                let (kind, text) = discover::describe(probed);
+                format!("{address}: {kind} {text}")
+            });
+            match (&bar, line) {
+                (Some(bar), line) => {
+                    if let Some(line) = line {
+                        bar.println(line);
+                    }
+                    bar.set_message(format!("{answered} answered"));
+                    bar.inc(1);
+                }
+                (None, Some(line)) => eprintln!("{line}"),
+                (None, None) => {}
+            }
+        },
+    ));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!("{total} addresses swept, {} answered", found.len());
+    print!("{}", discover::snippet(&found, &template, &args.unit));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -182,6 +299,7 @@ fn main() -> ExitCode {
     devtel_daemon::init_tracing(cli.verbose);
     match cli.command {
         Command::Probe(args) => probe(args),
+        Command::Discover(args) => discover(args),
         Command::PrintExampleConfig => {
             print!("{EXAMPLE}");
             ExitCode::SUCCESS

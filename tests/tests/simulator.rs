@@ -223,3 +223,86 @@ async fn probe_json_reports_the_recorded_values() {
     assert_eq!(tally["empty"], count("empty"));
     assert!(count("occupied") > 0);
 }
+
+/// `discover` sweeps a range, classifies what answers like `probe`, prints plain progress lines
+/// when stderr is no terminal, and a snippet that is a valid collector config.
+#[tokio::test]
+async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
+    let dir = temp_dir("discover");
+    let port = free_udp_port();
+    let mut sim = Proc::spawn(
+        "simulator",
+        &dir,
+        std::process::Command::new(bin("devtel-collector")).args([
+            "simulate",
+            "--recordings",
+            corpus().join("snmprec").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+    );
+    wait_for_agent(&mut sim, port, "sharp").await;
+    let discover = |community: &str| {
+        let out = std::process::Command::new(bin("devtel-collector"))
+            .args([
+                "discover",
+                "127.0.0.0/30",
+                "-c",
+                community,
+                "-p",
+                &port.to_string(),
+                "--timeout",
+                "300ms",
+                "--unit",
+                "ba.it",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (snippet, progress) = discover("sharp");
+    let serial = recorded("sharp", "1.3.6.1.2.1.43.5.1.1.17.1").unwrap();
+    assert!(
+        progress.contains("127.0.0.1: copier Sharp") && progress.contains(&serial),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("2 addresses swept, 1 answered"),
+        "{progress}"
+    );
+    assert!(snippet.contains("kind = \"copier\""), "{snippet}");
+    assert!(snippet.contains("community = \"sharp\""), "{snippet}");
+    // The snippet is a valid config once a site is named.
+    let conf = dir.join("discovered.toml");
+    std::fs::write(&conf, format!("site = \"s\"\n{snippet}")).unwrap();
+    let check = std::process::Command::new(bin("devtel-collector"))
+        .args(["check-config", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && String::from_utf8_lossy(&check.stdout).contains("(1 devices)"),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // A switch becomes a dock entry.
+    let (snippet, _) = discover("procurve");
+    assert!(snippet.contains("kind = \"dock\""), "{snippet}");
+
+    // Bad ranges are usage errors.
+    let out = std::process::Command::new(bin("devtel-collector"))
+        .args(["discover", "10.0.0.0/8"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("65536"));
+}

@@ -75,6 +75,18 @@ impl AuthProtocol {
         })
     }
 
+    /// The config name (`SHA-256`, ...), accepted by [`AuthProtocol::parse`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            AuthProtocol::Md5 => "MD5",
+            AuthProtocol::Sha1 => "SHA",
+            AuthProtocol::Sha224 => "SHA-224",
+            AuthProtocol::Sha256 => "SHA-256",
+            AuthProtocol::Sha384 => "SHA-384",
+            AuthProtocol::Sha512 => "SHA-512",
+        }
+    }
+
     fn to_snmp2(self) -> snmp2::v3::AuthProtocol {
         use snmp2::v3::AuthProtocol as A;
         match self {
@@ -111,6 +123,16 @@ impl PrivProtocol {
             "aes256" => PrivProtocol::Aes256,
             _ => return None,
         })
+    }
+
+    /// The config name (`AES`, ...), accepted by [`PrivProtocol::parse`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            PrivProtocol::Des => "DES",
+            PrivProtocol::Aes128 => "AES",
+            PrivProtocol::Aes192 => "AES-192",
+            PrivProtocol::Aes256 => "AES-256",
+        }
     }
 
     fn to_snmp2(self) -> snmp2::v3::Cipher {
