@@ -106,6 +106,11 @@ pub struct RawDevice {
     pub context: Option<String>,
     /// Administrative unit id (a topic segment).
     pub unit: String,
+    /// Further SNMP contexts whose answers complete the reading (v3 contextName, or
+    /// `community@context` on v1/v2c), e.g. `["Jetdirect"]` for HP print servers that show
+    /// their supplies only there.
+    #[serde(default)]
+    pub contexts: Vec<String>,
     /// Docks only: the switch ports that are dock seats, by ifName, ifDescr, ifAlias or
     /// ifIndex. Empty: every Ethernet port of the switch.
     #[serde(default)]
@@ -212,6 +217,8 @@ pub struct Device {
     pub target: Target,
     /// Docks: which ports are seats and which MACs count.
     pub seats: Selection,
+    /// Further SNMP contexts polled after the default one.
+    pub contexts: Vec<String>,
 }
 
 /// The dock keys of a device, validated; refused on other kinds.
@@ -393,6 +400,14 @@ impl TryFrom<RawConfig> for Config {
                 }
             };
             let seats = selection(d, kind, &key)?;
+            if let Some(bad) = d.contexts.iter().find(|c| {
+                c.is_empty() || c.len() > 32 || c.chars().any(|ch| ch.is_whitespace() || ch == '@')
+            }) {
+                return Err(invalid(
+                    key("contexts"),
+                    format!("{bad:?}: a context name is 1 to 32 characters without spaces or '@'"),
+                ));
+            }
             let version = match d.version.as_str() {
                 "1" => Version::V1,
                 "2c" | "2" => Version::V2c,
@@ -426,6 +441,7 @@ impl TryFrom<RawConfig> for Config {
                     usm,
                 },
                 seats,
+                contexts: d.contexts.clone(),
             });
         }
         Ok(Config {
@@ -485,6 +501,7 @@ mod tests {
             (format!("{base}user = \"u\"\n"), "devices[0].user"),
             (format!("{base}kind = \"toaster\"\n"), "devices[0].kind"),
             (format!("{base}seats = [\"gi1\"]\n"), "devices[0].seats"),
+            (format!("{base}contexts = [\"a b\"]\n"), "devices[0].contexts"),
             (
                 format!("{base}kind = \"dock\"\ndata_vlans = [4095]\n"),
                 "devices[0].data_vlans",

@@ -135,13 +135,58 @@ async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> 
     let mut client = Client::new(device.target.clone(), opts).await?;
     let mut varbinds = VarbindSet::new();
     execute(&mut client, &plan, &mut varbinds).await?;
-    if device.kind != DeviceKind::Copier {
-        return Ok(varbinds);
+    if device.kind == DeviceKind::Copier {
+        // Second stage: the vendor's private objects, once sysObjectID/sysDescr tell the vendor.
+        let vendor_plan = vendor::plan(vendor::identify(&varbinds));
+        execute(&mut client, &vendor_plan, &mut varbinds).await?;
     }
-    // Second stage: the vendor's private objects, once sysObjectID/sysDescr tell the vendor.
-    let vendor_plan = vendor::plan(vendor::identify(&varbinds));
-    execute(&mut client, &vendor_plan, &mut varbinds).await?;
+    let contexts = extra_contexts(device.kind, &device.contexts, &varbinds);
+    complete_from_contexts(&device.target, opts, &plan, &contexts, &mut varbinds).await;
     Ok(varbinds)
+}
+
+/// The SNMP contexts to poll after the default one: the configured ones, plus `Jetdirect` for
+/// an HP copier that shows no supplies in the default context (HP Jetdirect print servers
+/// keep the Printer-MIB there).
+pub fn extra_contexts(kind: DeviceKind, configured: &[String], vb: &VarbindSet) -> Vec<String> {
+    let mut contexts = configured.to_vec();
+    let hp = vendor::identify(vb) == Some(devtel_protocol::Vendor::Hp);
+    let no_supplies = vb
+        .subtree(&crate::snmp::oid(printer::oids::PRT_SUPPLIES_ENTRY))
+        .next()
+        .is_none();
+    if kind == DeviceKind::Copier && hp && no_supplies && !contexts.iter().any(|c| c == "Jetdirect")
+    {
+        contexts.push("Jetdirect".to_string());
+    }
+    contexts
+}
+
+/// Runs `plan` in each of `contexts` and adds what the default context did not have. A context
+/// the device does not know (it stays silent or refuses the community) is logged and skipped:
+/// it never turns an answered poll into a failed one.
+pub async fn complete_from_contexts(
+    target: &crate::snmp::client::Target,
+    opts: Options,
+    plan: &Plan,
+    contexts: &[String],
+    varbinds: &mut VarbindSet,
+) {
+    for context in contexts {
+        let once = Options { retries: 0, ..opts };
+        let mut extra = VarbindSet::new();
+        let result = match Client::new(target.in_context(context), once).await {
+            Ok(mut client) => execute(&mut client, plan, &mut extra).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                debug!(host = %target.host, context, n = extra.len(), "context polled");
+                varbinds.merge_missing(extra);
+            }
+            Err(error) => debug!(host = %target.host, context, %error, "context not answered"),
+        }
+    }
 }
 
 /// Runs `plan` (one GET, then the walks) with `client`, adding to `varbinds`.

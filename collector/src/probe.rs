@@ -35,7 +35,7 @@ pub enum Probed {
 /// When the device does not answer usefully: timeouts, authentication failures, network and
 /// protocol errors.
 pub async fn probe(target: Target, opts: Options) -> Result<Probed, SnmpError> {
-    let mut client = Client::new(target, opts).await?;
+    let mut client = Client::new(target.clone(), opts).await?;
     let mut vb = VarbindSet::new();
     execute(&mut client, &printer::plan(), &mut vb).await?;
     if vb.is_empty() {
@@ -45,6 +45,9 @@ pub async fn probe(target: Target, opts: Options) -> Result<Probed, SnmpError> {
         });
     }
     execute(&mut client, &vendor::plan(vendor::identify(&vb)), &mut vb).await?;
+    let contexts = crate::poller::extra_contexts(devtel_protocol::DeviceKind::Copier, &[], &vb);
+    crate::poller::complete_from_contexts(&target, opts, &printer::plan(), &contexts, &mut vb)
+        .await;
     execute(&mut client, &phone::plan(), &mut vb).await?;
     if !phone::is_phone(&vb) && printer::map(&probe_id(), &vb).is_err() {
         // A switch has BRIDGE-MIB base ports; only then is its FDB worth walking.

@@ -201,6 +201,24 @@ async fn probe_json_reports_the_recorded_values() {
     assert_eq!(lines[0]["registration"], reg(1));
     assert_eq!(lines[1]["registration"], reg(2));
     assert_eq!(ata["status"], "warning");
+    // An HP Jetdirect print server that shows its supplies only in SNMP context "Jetdirect"
+    // (recorded as `jetdirect_supplies_context@Jetdirect`): found without configuration.
+    let hp = probe("jetdirect_supplies_context");
+    assert_eq!(hp["kind"], "copier");
+    let supplies = hp["supplies"].as_array().unwrap();
+    assert_eq!(supplies.len(), 4, "{hp}");
+    for s in supplies {
+        let i = s["index"].as_u64().unwrap();
+        let level: i64 = recorded(
+            "jetdirect_supplies_context@Jetdirect",
+            &format!("1.3.6.1.2.1.43.11.1.1.9.1.{i}"),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert_eq!(s["level"], level, "supply {i}");
+    }
+
     // An access switch: dock seats. Port 44 carries the recorded Polycom phone (LLDP); its
     // MAC is learned on the port but is not counted as a docked laptop.
     let sw = probe("procurve");

@@ -327,6 +327,19 @@ pub struct Target {
     pub usm: Option<Usm>,
 }
 
+impl Target {
+    /// The same device in SNMP context `context`: the v3 contextName, or for v1/v2c the
+    /// `community@context` convention of Cisco and HP agents (and snmpsim).
+    pub fn in_context(&self, context: &str) -> Target {
+        let mut t = self.clone();
+        match (&self.version, &mut t.usm) {
+            (Version::V3, Some(usm)) => usm.context = context.to_string(),
+            _ => t.community = format!("{}@{context}", self.community),
+        }
+        t
+    }
+}
+
 /// Timing and walk limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -878,5 +891,35 @@ mod hostile_replies {
                 let _ = response_from_pdu(&pdu);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod context_tests {
+    use super::*;
+
+    #[test]
+    fn a_context_is_the_community_suffix_on_v2c_and_the_context_name_on_v3() {
+        let v2 = Target {
+            host: "h".into(),
+            port: 161,
+            version: Version::V2c,
+            community: "public".into(),
+            usm: None,
+        };
+        assert_eq!(v2.in_context("Jetdirect").community, "public@Jetdirect");
+        let v3 = Target {
+            version: Version::V3,
+            usm: Some(Usm {
+                user: "u".into(),
+                auth: None,
+                privacy: None,
+                context: String::new(),
+            }),
+            ..v2
+        };
+        let in_ctx = v3.in_context("vlan-10");
+        assert_eq!(in_ctx.usm.unwrap().context, "vlan-10");
+        assert_eq!(in_ctx.community, "public", "v3 leaves the community alone");
     }
 }

@@ -228,6 +228,13 @@ impl VarbindSet {
         self.0.is_empty()
     }
 
+    /// Adds every varbind of `other` whose OID is not present yet.
+    pub fn merge_missing(&mut self, other: VarbindSet) {
+        for (oid, value) in other.0 {
+            self.0.entry(oid).or_insert(value);
+        }
+    }
+
     /// The first varbind strictly after `oid` (GetNext semantics).
     pub fn next_after(&self, oid: &Oid) -> Option<(&Oid, &Value)> {
         use std::ops::Bound::{Excluded, Unbounded};
