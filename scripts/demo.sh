@@ -49,7 +49,8 @@ client_id = "devtel-demo-gateway"
 http_listen = "127.0.0.1:$HTTP_PORT"
 TOML
 
-# Every recorded copier, spread over three administrative units of a district office.
+# Every recorded copier, spread over three administrative units of a district office, plus an
+# analogue phone adapter and two access switches whose ports are dock seats.
 {
     echo "site = \"rathaus-demo\""
     echo "broker = \"mqtt://127.0.0.1:$MQTT_PORT\""
@@ -63,6 +64,10 @@ TOML
         printf '\n[[devices]]\nid = "%s"\naddress = "127.0.0.1"\nport = %s\ncommunity = "%s"\nunit = "%s"\n' \
             "${rec//_/-}" "$SNMP_PORT" "$rec" "$unit"
     done
+    # Phones and the desk-sharing floor's access switches (dock seats).
+    printf '\n[[devices]]\nid = "ata-foyer"\nkind = "phone"\naddress = "127.0.0.1"\nport = %s\ncommunity = "grandstream-ht_ht814v2"\nunit = "bezirksamt.buergeramt"\n' "$SNMP_PORT"
+    printf '\n[[devices]]\nid = "switch-desks-3og"\nkind = "dock"\naddress = "127.0.0.1"\nport = %s\ncommunity = "tplink_sg2008"\nunit = "bezirksamt.jugendamt.team-1"\nseats = ["2", "3", "4", "5", "6", "7", "8"]\n' "$SNMP_PORT"
+    printf '\n[[devices]]\nid = "switch-desks-2og"\nkind = "dock"\naddress = "127.0.0.1"\nport = %s\ncommunity = "procurve"\nunit = "bezirksamt.it"\n' "$SNMP_PORT"
 } > "$RUN/collector.toml"
 
 # Wait until the broker accepts connections (the simulator answers as soon as it has started).

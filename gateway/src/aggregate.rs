@@ -309,6 +309,9 @@ pub struct SeatDoc {
     pub link: Option<&'static str>,
     /// Link speed in Mb/s.
     pub speed_mbps: Option<u32>,
+    /// When the link last changed (ms since the Unix epoch), from ifLastChange and sysUpTime;
+    /// null when the switch does not say or the change predates its agent's start.
+    pub link_since_ms: Option<u64>,
     /// `occupied`, `idle`, `empty`, `uplink` or `unknown`.
     pub occupancy: &'static str,
     /// Client MACs learned on the port.
@@ -349,6 +352,18 @@ pub struct SupplyDoc {
     pub max_capacity: Option<i64>,
     /// Percent, only where level >= 0 and max_capacity > 0.
     pub level_percent: Option<u8>,
+}
+
+/// Wall time of a link change: the poll time minus (sysUpTime − ifLastChange), both in
+/// hundredths of a second; TimeTicks wrap after 497 days, so the difference is taken modulo
+/// 2^32. ifLastChange 0 means "before the agent started": unknown.
+fn link_since_ms(poll_ms: u64, uptime: Option<u32>, last_change: Option<u32>) -> Option<u64> {
+    let (uptime, last_change) = (uptime?, last_change?);
+    if last_change == 0 {
+        return None;
+    }
+    let ago_ms = u64::from(uptime.wrapping_sub(last_change)) * 10;
+    poll_ms.checked_sub(ago_ms)
 }
 
 fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
@@ -401,8 +416,8 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
             })
             .unwrap_or_default(),
         seats: dock
-            .map(|d| {
-                d.seats
+            .map(|dock| {
+                dock.seats
                     .iter()
                     .map(|s| SeatDoc {
                         if_index: s.if_index,
@@ -410,6 +425,11 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
                         label: s.label.as_ref().map(|n| n.to_string()),
                         link: s.link.map(|l| l.name()),
                         speed_mbps: s.speed_mbps,
+                        link_since_ms: link_since_ms(
+                            d.timestamp_ms,
+                            dock.uptime_ticks,
+                            s.last_change_ticks,
+                        ),
                         occupancy: s.occupancy.name(),
                         clients: s.clients,
                         client_mac: s.client_mac.as_ref().map(mac),
@@ -543,6 +563,26 @@ mod tests {
         let d = &agg.unit("u1").unwrap().devices[0];
         assert_eq!(d.status, "unreachable");
         assert_eq!(d.lines.len(), 2, "last known lines kept");
+    }
+
+    #[test]
+    fn link_change_times_handle_unknown_and_wrapped_ticks() {
+        // linksys: sysUpTime 514684700, gi1 ifLastChange 337747210 → 1,769,374.9 s earlier.
+        assert_eq!(
+            link_since_ms(10_000_000_000, Some(514_684_700), Some(337_747_210)),
+            Some(10_000_000_000 - 1_769_374_900)
+        );
+        assert_eq!(
+            link_since_ms(10_000, Some(500), Some(0)),
+            None,
+            "before the agent"
+        );
+        assert_eq!(link_since_ms(10_000, None, Some(5)), None, "no sysUpTime");
+        // Uptime wrapped past 2^32 since the change: 10 ticks before the wrap, 5 after.
+        assert_eq!(
+            link_since_ms(1_000_000, Some(5), Some(u32::MAX - 9)),
+            Some(1_000_000 - 150)
+        );
     }
 
     #[test]
