@@ -90,19 +90,7 @@ fn own_simulator_answers_like_snmpsim_for_every_recording() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_json_reports_the_recorded_values() {
     let dir = temp_dir("probe-json");
-    let port = free_udp_port();
-    let mut sim = Proc::spawn(
-        "simulator",
-        &dir,
-        std::process::Command::new(bin("devtel-collector")).args([
-            "simulate",
-            "--recordings",
-            corpus().join("snmprec").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
-    );
-    wait_for_agent(&mut sim, port, "sharp").await;
+    let (_sim, port) = own_simulator(&dir).await;
     let probe = |community: &str| {
         let out = std::process::Command::new(bin("devtel-collector"))
             .args([
@@ -247,19 +235,7 @@ async fn probe_json_reports_the_recorded_values() {
 #[tokio::test]
 async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
     let dir = temp_dir("discover");
-    let port = free_udp_port();
-    let mut sim = Proc::spawn(
-        "simulator",
-        &dir,
-        std::process::Command::new(bin("devtel-collector")).args([
-            "simulate",
-            "--recordings",
-            corpus().join("snmprec").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
-    );
-    wait_for_agent(&mut sim, port, "sharp").await;
+    let (_sim, port) = own_simulator(&dir).await;
     let discover = |community: &str| {
         let out = std::process::Command::new(bin("devtel-collector"))
             .args([
@@ -323,4 +299,22 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("65536"));
+}
+
+/// devtel's simulator serving the corpus on a free port, answering.
+async fn own_simulator(dir: &std::path::Path) -> (Proc, u16) {
+    let port = free_udp_port();
+    let mut sim = Proc::spawn(
+        "simulator",
+        dir,
+        std::process::Command::new(bin("devtel-collector")).args([
+            "simulate",
+            "--recordings",
+            corpus().join("snmprec").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+    );
+    wait_for_agent(&mut sim, port, "sharp").await;
+    (sim, port)
 }
