@@ -172,8 +172,8 @@ pub async fn complete_from_contexts(
     contexts: &[String],
     varbinds: &mut VarbindSet,
 ) {
+    let once = Options { retries: 0, ..opts };
     for context in contexts {
-        let once = Options { retries: 0, ..opts };
         let mut extra = VarbindSet::new();
         let result = match Client::new(target.in_context(context), once).await {
             Ok(mut client) => execute(&mut client, plan, &mut extra).await,

@@ -189,10 +189,7 @@ pub fn printer_text(host: &str, r: &PrinterReading) -> String {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    devtel_protocol::MacDisplay(mac).to_string()
 }
 
 /// The probe JSON of a dock switch: the common keys plus `seats` and an `occupancy` tally.

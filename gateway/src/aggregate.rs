@@ -377,12 +377,7 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
         (None, None, None, Some(d)) => d.health().name(),
         (None, None, None, None) => Health::Unknown.name(),
     };
-    let mac = |m: &[u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
+    let mac = |m: &[u8; 6]| devtel_protocol::MacDisplay(m).to_string();
     let life = r.and_then(|r| r.life_count());
     DeviceDoc {
         device: id.to_string(),

@@ -49,6 +49,16 @@ pub use printer::{
 };
 pub use vendor::Vendor;
 
+/// Displays a MAC address as JSON and logs show it: `aa:bb:cc:dd:ee:ff`.
+pub struct MacDisplay<'a>(pub &'a [u8; 6]);
+
+impl core::fmt::Display for MacDisplay<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// The format version this crate writes, and the only one it reads. First byte of every payload.
 pub const FORMAT_VERSION: u8 = 2;
 

@@ -536,8 +536,7 @@ fn capabilities(value: &Value) -> u16 {
         let mut tokens = text.split_ascii_whitespace();
         let rendered = tokens
             .next()
-            .is_some_and(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()))
-            && bytes.len() >= 2;
+            .is_some_and(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()));
         if rendered {
             return tokens
                 .filter_map(|t| t.parse::<u32>().ok())
