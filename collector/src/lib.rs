@@ -23,6 +23,7 @@ pub mod report;
 pub mod sim;
 pub mod snmp;
 pub mod snmprec;
+pub mod spool;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -93,7 +94,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     Reading::NoResponse(_) => silent += 1,
                     _ => answered += 1,
                 }
-                let mut envelope = Envelope::new(collector_id.clone(), seq, now_ms());
+                let mut envelope = Envelope::new(collector_id.clone(), 0, seq, now_ms());
                 seq += 1;
                 let pushed = envelope.readings.push(reading).is_ok();
                 async move {

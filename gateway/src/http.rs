@@ -107,7 +107,7 @@ mod tests {
     #[tokio::test]
     async fn units_list_unit_document_and_404() {
         let shared = Arc::new(Shared::default());
-        let mut e = Envelope::new("c".try_into().unwrap(), 0, 42);
+        let mut e = Envelope::new("c".try_into().unwrap(), 1, 0, 42);
         e.readings
             .push(Reading::NoResponse(NoResponse {
                 device: "d1".try_into().unwrap(),

@@ -148,7 +148,7 @@ mod tests {
     };
 
     fn payload(unit: &str, device: &str) -> Vec<u8> {
-        let mut e = Envelope::new("c".try_into().unwrap(), 1, 1);
+        let mut e = Envelope::new("c".try_into().unwrap(), 1, 1, 1);
         e.readings
             .push(Reading::NoResponse(NoResponse {
                 device: device.try_into().unwrap(),

@@ -5,8 +5,12 @@
 //! Design constraints:
 //! - `version` is the first field and a `u8`, so it is the first byte on the wire whatever
 //!   follows ([`crate::decode`] checks it before anything else).
-//! - `(collector, seq)` identifies an envelope: the gateway uses it to drop redeliveries and to
-//!   see gaps. A collector numbers its envelopes 0, 1, 2, ... without reuse.
+//! - `(collector, epoch, seq)` identifies an envelope forever: the gateway uses it to drop
+//!   redeliveries and to see gaps. `epoch` changes at every collector start and only grows (the
+//!   collector persists it next to its spool and never goes below the start's wall-clock
+//!   milliseconds, so even a wiped spool directory yields a new epoch); within an epoch the
+//!   collector numbers its envelopes 0, 1, 2, ... without reuse. A spooled envelope replayed after
+//!   a restart keeps the epoch and seq it was written with.
 //! - Every identifier is a valid topic segment ([`crate::topic::validate_segment`]); [`Envelope::validate`]
 //!   enforces it on both encode and decode.
 
@@ -24,7 +28,9 @@ pub struct Envelope {
     pub version: u8,
     /// The sending collector's id.
     pub collector: Id,
-    /// Per-collector sequence number, for deduplication and gap detection.
+    /// The collector run that wrote this envelope: grows with every collector start.
+    pub epoch: u64,
+    /// Sequence number within the epoch (0, 1, 2, ...), for deduplication and gap detection.
     pub seq: u64,
     /// When the poll finished, in milliseconds since the Unix epoch (UTC).
     pub timestamp_ms: u64,
@@ -34,10 +40,11 @@ pub struct Envelope {
 
 impl Envelope {
     /// An envelope of the current format version with no readings yet.
-    pub fn new(collector: Id, seq: u64, timestamp_ms: u64) -> Self {
+    pub fn new(collector: Id, epoch: u64, seq: u64, timestamp_ms: u64) -> Self {
         Envelope {
             version: FORMAT_VERSION,
             collector,
+            epoch,
             seq,
             timestamp_ms,
             readings: Vec::new(),

@@ -60,7 +60,7 @@ impl core::fmt::Display for MacDisplay<'_> {
 }
 
 /// The format version this crate writes, and the only one it reads. First byte of every payload.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Longest identifier (collector, site, unit, device) in bytes. Identifiers are also topic segments.
 pub const MAX_ID_LEN: usize = 64;

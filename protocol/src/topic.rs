@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `devtel/v1/telemetry/{site}/{unit}/{device}` | collector → gateway | postcard [`crate::Envelope`] |
 //! | `devtel/v1/units/{unit}` | gateway → integrators, retained | JSON unit document |
+//! | `devtel/v1/collectors/{site}` | collector → anyone, retained; also the last will | JSON collector status (`online`/`offline`, version, start time, counters) |
 //!
 //! Every variable segment is an identifier that [`validate_segment`] accepts: 1 to
 //! [`crate::MAX_ID_LEN`] bytes of ASCII letters, digits, `.`, `_` and `-`. That keeps MQTT wildcards
@@ -24,11 +25,15 @@ pub const VERSION: &str = "v1";
 pub const TELEMETRY: &str = "telemetry";
 /// Segment of the gateway's per-unit documents.
 pub const UNITS: &str = "units";
+/// Segment of the collectors' retained status (birth message and last will).
+pub const COLLECTORS: &str = "collectors";
 
 /// Subscription filter for all telemetry.
 pub const TELEMETRY_FILTER: &str = "devtel/v1/telemetry/#";
 /// Subscription filter for all unit documents.
 pub const UNITS_FILTER: &str = "devtel/v1/units/+";
+/// Subscription filter for all collectors' status.
+pub const COLLECTORS_FILTER: &str = "devtel/v1/collectors/+";
 
 /// Longest topic this scheme produces, in bytes.
 pub const MAX_TOPIC_LEN: usize = 128 + 3 * MAX_ID_LEN;
@@ -52,6 +57,11 @@ pub enum Topic<'a> {
     Unit {
         /// The administrative unit.
         unit: &'a str,
+    },
+    /// `devtel/v1/collectors/{site}`.
+    Collector {
+        /// The collector's site.
+        site: &'a str,
     },
 }
 
@@ -137,6 +147,15 @@ pub fn unit(unit: &str) -> Result<TopicString, TopicError> {
     build(&[ROOT, VERSION, UNITS, unit])
 }
 
+/// `devtel/v1/collectors/{site}`.
+///
+/// # Errors
+/// When `site` is not a valid segment.
+pub fn collector(site: &str) -> Result<TopicString, TopicError> {
+    validate_segment(site)?;
+    build(&[ROOT, VERSION, COLLECTORS, site])
+}
+
 /// Parses a topic of this scheme.
 ///
 /// # Errors
@@ -163,6 +182,11 @@ pub fn parse(topic: &str) -> Result<Topic<'_>, TopicError> {
             let unit = next().ok_or(TopicError::NotDevtel)?;
             validate_segment(unit)?;
             Topic::Unit { unit }
+        }
+        Some(COLLECTORS) => {
+            let site = next().ok_or(TopicError::NotDevtel)?;
+            validate_segment(site)?;
+            Topic::Collector { site }
         }
         _ => return Err(TopicError::NotDevtel),
     };
@@ -198,6 +222,15 @@ mod tests {
         let t = unit("ba.it").unwrap();
         assert_eq!(t.as_str(), "devtel/v1/units/ba.it");
         assert_eq!(parse(&t).unwrap(), Topic::Unit { unit: "ba.it" });
+        let c = collector("berlin-mitte").unwrap();
+        assert_eq!(c.as_str(), "devtel/v1/collectors/berlin-mitte");
+        assert_eq!(
+            parse(&c).unwrap(),
+            Topic::Collector {
+                site: "berlin-mitte"
+            }
+        );
+        assert!(collector("a/b").is_err());
     }
 
     #[test]
@@ -231,5 +264,6 @@ mod tests {
     fn filters_match_the_built_topics() {
         assert!(TELEMETRY_FILTER.starts_with("devtel/v1/telemetry/"));
         assert!(UNITS_FILTER.starts_with(unit("x").unwrap().trim_end_matches('x')));
+        assert!(COLLECTORS_FILTER.starts_with(collector("x").unwrap().trim_end_matches('x')));
     }
 }

@@ -13,7 +13,7 @@ fn id(s: &str) -> devtel_protocol::Id {
 
 /// The worked example of WIRE.md: a small colour printer with one black toner at -3.
 fn example() -> Envelope {
-    let mut env = Envelope::new(id("gw1"), 300, 1_700_000_000_000);
+    let mut env = Envelope::new(id("gw1"), 7, 300, 1_700_000_000_000);
     let mut printer = PrinterReading {
         device: id("c1"),
         unit: id("it"),
@@ -66,8 +66,9 @@ fn example() -> Envelope {
 
 #[rustfmt::skip]
 const EXAMPLE_BYTES: &[u8] = &[
-    0x02,                         // version = 2 (u8, raw byte)
+    0x03,                         // version = 3 (u8, raw byte)
     0x03, b'g', b'w', b'1',       // collector = "gw1" (varint length, UTF-8)
+    0x07,                         // epoch = 7
     0xac, 0x02,                   // seq = 300 (varint: 0x2c|0x80, 0x02)
     0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, // timestamp_ms = 1_700_000_000_000 (varint u64)
     0x01,                         // readings: 1 element
@@ -119,7 +120,7 @@ fn worked_example_has_the_documented_bytes() {
 
 #[test]
 fn no_response_has_the_documented_bytes() {
-    let mut env = Envelope::new(id("gw1"), 0, 0);
+    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
     env.readings
         .push(Reading::NoResponse(NoResponse {
             device: id("p"),
@@ -130,7 +131,7 @@ fn no_response_has_the_documented_bytes() {
         .unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version, collector, seq 0, timestamp 0
+        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version, collector, epoch 0, seq 0, timestamp 0
         0x01, 0x01,                               // 1 reading, Reading::NoResponse (variant 1)
         0x01, b'p', 0x01, b'u',                   // device "p", unit "u"
         0x00, 0x00,                               // kind Copier (0), cause Timeout (0)
@@ -164,7 +165,7 @@ fn unknown_codes_and_special_values_survive_the_round_trip() {
 #[test]
 fn other_versions_trailing_bytes_and_truncation_are_errors() {
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    for other in [1, 3, 0xff] {
+    for other in [1, 2, 4, 0xff] {
         bytes[0] = other;
         assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(other)));
     }
@@ -190,7 +191,7 @@ fn invalid_identifiers_are_rejected_both_ways() {
     let mut bytes = EXAMPLE_BYTES.to_vec();
     bytes[3] = b'/';
     assert_eq!(decode(&bytes), Err(Error::InvalidId));
-    let empty = Envelope::new(id("gw1"), 1, 1);
+    let empty = Envelope::new(id("gw1"), 1, 1, 1);
     assert_eq!(encode(&empty, &mut buf), Err(Error::NoReadings));
 }
 
@@ -200,6 +201,7 @@ fn the_largest_envelope_fits_max_encoded_len() {
     let full = |n: usize| "x".repeat(n);
     let mut env = Envelope::new(
         full(MAX_ID_LEN).as_str().try_into().unwrap(),
+        u64::MAX,
         u64::MAX,
         u64::MAX,
     );
@@ -396,11 +398,11 @@ fn phone_reading_has_the_documented_bytes() {
             hook: Some(HookState::OffHook),
         })
         .unwrap();
-    let mut env = Envelope::new(id("gw1"), 0, 0);
+    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
     env.readings.push(Reading::Phone(phone)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version 2, collector, seq 0, timestamp 0
+        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version 3, collector, epoch 0, seq 0, timestamp 0
         0x01, 0x02,                   // 1 reading, Reading::Phone (variant 2)
         0x01, b'p', 0x01, b'u',       // device "p", unit "u"
         0x01, 0x10,                   // vendor Some(Grandstream: index 16)
@@ -447,11 +449,11 @@ fn dock_reading_has_the_documented_bytes() {
             occupancy: Occupancy::Occupied,
         })
         .unwrap();
-    let mut env = Envelope::new(id("gw1"), 0, 0);
+    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
     env.readings.push(Reading::Dock(dock)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x02, 0x03, b'g', b'w', b'1', 0x00, 0x00, // version 2, collector, seq 0, timestamp 0
+        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version 3, collector, epoch 0, seq 0, timestamp 0
         0x01, 0x03,                   // 1 reading, Reading::Dock (variant 3)
         0x01, b's', 0x01, b'u',       // device "s", unit "u"
         0x01, 0x17,                   // vendor Some(TP-Link: index 23)
