@@ -4,6 +4,7 @@
 //! (`devices[2].unit: ...`), so site IT can fix a file from the one-line error.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use devtel_protocol::{broker, topic, DeviceKind, Id};
@@ -34,6 +35,12 @@ pub struct RawConfig {
     /// SNMP timing.
     #[serde(default)]
     pub snmp: RawSnmp,
+    /// MQTT session, credentials and TLS.
+    #[serde(default)]
+    pub mqtt: RawMqtt,
+    /// The on-disk spool.
+    #[serde(default)]
+    pub spool: RawSpool,
     /// The devices to poll.
     #[serde(default)]
     pub devices: Vec<RawDevice>,
@@ -70,6 +77,41 @@ impl Default for RawSnmp {
             concurrency: default_concurrency(),
         }
     }
+}
+
+/// `[mqtt]`: session, credentials and TLS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// User name for the broker.
+    pub username: Option<String>,
+    /// Password (prefer `password_file` or the `DEVTEL_MQTT_PASSWORD` environment variable).
+    pub password: Option<String>,
+    /// File whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) that signed the broker's certificate (`mqtts://`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for brokers that require one.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// MQTT keep-alive.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_alive: Option<Duration>,
+    /// Most unacknowledged publishes at once.
+    pub inflight: Option<u16>,
+}
+
+/// `[spool]`: where readings wait for the broker's acknowledgement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    /// Directory of the spool.
+    pub dir: Option<PathBuf>,
+    /// Most disk space, e.g. `"256 MiB"` or a number of bytes.
+    pub max_size: Option<toml::Value>,
+    /// `"always"`, `"never"` or a duration such as `"1s"`.
+    pub fsync: Option<String>,
 }
 
 /// `[[devices]]`: one device.
@@ -181,6 +223,67 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Environment variable read for the MQTT password when the file names none.
+pub const PASSWORD_ENV: &str = "DEVTEL_MQTT_PASSWORD";
+/// Default spool directory (systemd's `StateDirectory`, when set, takes its place).
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/devtel-collector/spool";
+/// Default spool size.
+pub const DEFAULT_SPOOL_BYTES: u64 = 256 << 20;
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// TLS files for `mqtts://`.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// CA certificate(s), PEM.
+    pub ca_file: PathBuf,
+    /// Client certificate and key, PEM.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Validated `[mqtt]` settings with the broker address.
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// TLS, for `mqtts://`.
+    pub tls: Option<Tls>,
+    /// User name and password.
+    pub credentials: Option<(String, Secret)>,
+    /// Keep-alive.
+    pub keep_alive: Duration,
+    /// In-flight window.
+    pub inflight: u16,
+}
+
+/// Validated `[spool]` settings.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    /// Directory.
+    pub dir: PathBuf,
+    /// Most bytes on disk.
+    pub max_bytes: u64,
+    /// Sync policy.
+    pub fsync: crate::spool::Fsync,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -188,10 +291,10 @@ pub struct Config {
     pub site: Id,
     /// Collector id.
     pub collector_id: Id,
-    /// Broker host.
-    pub broker_host: String,
-    /// Broker port.
-    pub broker_port: u16,
+    /// Broker connection.
+    pub mqtt: Mqtt,
+    /// Spool.
+    pub spool: Spool,
     /// Poll interval.
     pub poll_interval: Duration,
     /// SNMP request options.
@@ -330,6 +433,167 @@ fn usm(
     .map_err(|e| invalid(key(e.field), e.reason))
 }
 
+/// Reads a PEM file's existence and readability now, so a typo is a config error, not a
+/// connection error an hour later.
+fn readable(key: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+    std::fs::metadata(path)
+        .and_then(|m| {
+            if m.is_file() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a file"))
+            }
+        })
+        .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+}
+
+fn mqtt(raw: &RawMqtt, url: &broker::BrokerUrl<'_>) -> Result<Mqtt, ConfigError> {
+    let tls = if url.tls {
+        let ca_file = raw.ca_file.clone().ok_or_else(|| {
+            invalid(
+                "mqtt.ca_file",
+                "required for mqtts:// (the PEM file of the CA that signed the broker's certificate)",
+            )
+        })?;
+        readable("mqtt.ca_file", &ca_file)?;
+        let client = match (&raw.client_cert, &raw.client_key) {
+            (Some(cert), Some(key)) => {
+                readable("mqtt.client_cert", cert)?;
+                readable("mqtt.client_key", key)?;
+                Some((cert.clone(), key.clone()))
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("mqtt.client_key", "required with mqtt.client_cert")),
+            (None, Some(_)) => return Err(invalid("mqtt.client_cert", "required with mqtt.client_key")),
+        };
+        Some(Tls { ca_file, client })
+    } else {
+        for (key, set) in [
+            ("mqtt.ca_file", raw.ca_file.is_some()),
+            ("mqtt.client_cert", raw.client_cert.is_some()),
+            ("mqtt.client_key", raw.client_key.is_some()),
+        ] {
+            if set {
+                return Err(invalid(key, "only applies to an mqtts:// broker"));
+            }
+        }
+        None
+    };
+    let password = match (&raw.password, &raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "mqtt.password_file",
+                "give either mqtt.password or mqtt.password_file, not both",
+            ))
+        }
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", path.display())))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        (None, None) => std::env::var(PASSWORD_ENV).ok(),
+    };
+    let credentials = match (&raw.username, password) {
+        (Some(user), password) => {
+            if user.is_empty() {
+                return Err(invalid("mqtt.username", "must not be empty"));
+            }
+            Some((user.clone(), Secret(password.unwrap_or_default())))
+        }
+        (None, _) if raw.password.is_some() || raw.password_file.is_some() => {
+            return Err(invalid("mqtt.username", "required with a password"))
+        }
+        (None, _) => None,
+    };
+    let keep_alive = raw.keep_alive.unwrap_or(Duration::from_secs(30));
+    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65_535) {
+        return Err(invalid("mqtt.keep_alive", "must be between 5s and 18h"));
+    }
+    let inflight = raw.inflight.unwrap_or(32);
+    if inflight == 0 || inflight > 1000 {
+        return Err(invalid("mqtt.inflight", "must be between 1 and 1000"));
+    }
+    Ok(Mqtt {
+        host: url.host.to_string(),
+        port: url.port,
+        tls,
+        credentials,
+        keep_alive,
+        inflight,
+    })
+}
+
+/// `"256 MiB"`, `"64MB"`, `"1 GiB"`, `"100000"` or a number → bytes.
+fn parse_size(value: &toml::Value) -> Option<u64> {
+    match value {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(text) => {
+            let text = text.trim();
+            let split = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: u64 = number.parse().ok()?;
+            let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" => 1_000,
+                "kib" => 1 << 10,
+                "m" | "mb" => 1_000_000,
+                "mib" => 1 << 20,
+                "g" | "gb" => 1_000_000_000,
+                "gib" => 1 << 30,
+                _ => return None,
+            };
+            number.checked_mul(factor)
+        }
+        _ => None,
+    }
+}
+
+fn spool(raw: &RawSpool) -> Result<Spool, ConfigError> {
+    use crate::spool::Fsync;
+    let dir = match &raw.dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            return Err(invalid("spool.dir", "must not be empty"))
+        }
+        Some(dir) => dir.clone(),
+        None => std::env::var_os("STATE_DIRECTORY")
+            .and_then(|d| std::env::split_paths(&d).next())
+            .map_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR), |d| d.join("spool")),
+    };
+    let max_bytes = match &raw.max_size {
+        None => DEFAULT_SPOOL_BYTES,
+        Some(value) => parse_size(value).ok_or_else(|| {
+            invalid(
+                "spool.max_size",
+                format!("{value} is not a size like \"256 MiB\", \"64MB\" or a number of bytes"),
+            )
+        })?,
+    };
+    if max_bytes < 16 * 1024 {
+        return Err(invalid("spool.max_size", "must be at least 16 KiB"));
+    }
+    let fsync = match raw.fsync.as_deref() {
+        None | Some("always") => Fsync::Always,
+        Some("never") => Fsync::Never,
+        Some(other) => match humantime::parse_duration(other) {
+            Ok(d) if !d.is_zero() => Fsync::Every(d),
+            _ => {
+                return Err(invalid(
+                    "spool.fsync",
+                    format!("{other:?}: expected \"always\", \"never\" or an interval such as \"1s\""),
+                ))
+            }
+        },
+    };
+    Ok(Spool {
+        dir,
+        max_bytes,
+        fsync,
+    })
+}
+
 impl Config {
     /// Parses and validates a TOML document.
     ///
@@ -352,12 +616,8 @@ impl TryFrom<RawConfig> for Config {
         };
         let url = broker::parse(&raw.broker)
             .map_err(|e| invalid("broker", format!("{:?}: {e}", raw.broker)))?;
-        if url.tls {
-            return Err(invalid(
-                "broker",
-                "mqtts:// (TLS) is not supported yet; use mqtt://",
-            ));
-        }
+        let mqtt = mqtt(&raw.mqtt, &url)?;
+        let spool = spool(&raw.spool)?;
         if raw.poll_interval < Duration::from_secs(1) {
             return Err(invalid("poll_interval", "must be at least 1s"));
         }
@@ -447,8 +707,8 @@ impl TryFrom<RawConfig> for Config {
         Ok(Config {
             site,
             collector_id,
-            broker_host: url.host.to_string(),
-            broker_port: url.port,
+            mqtt,
+            spool,
             poll_interval: raw.poll_interval,
             snmp: SnmpOptions {
                 timeout: raw.snmp.timeout,

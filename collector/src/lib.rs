@@ -5,7 +5,8 @@
 //! - [`snmp`]: owned SNMP values ([`snmp::VarbindSet`]) and the v1/v2c [`snmp::client::Client`].
 //! - [`devices`]: one module per device kind; each maps varbinds to a typed reading, purely.
 //! - [`poller`]: runs a kind's plan against one device within a deadline.
-//! - [`publisher`]: encodes envelopes and publishes them at QoS 1; owns the MQTT event loop.
+//! - [`spool`]: the on-disk spool every reading passes through before it is published.
+//! - [`publisher`]: delivery from the spool to the broker (QoS 1, window, acks, status, TLS).
 //! - [`snmprec`]: reads snmpsim recordings (tests replay real devices through it).
 //! - [`sim`]: an SNMP v1/v2c simulator serving those recordings (demo, tests, load tests).
 //!
@@ -27,46 +28,70 @@ pub mod spool;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use devtel_protocol::{Envelope, Reading};
+use anyhow::Context;
+use devtel_protocol::{Envelope, NoResponseCause, Reading};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::Config;
-use crate::publisher::{PublishStats, Publisher};
+use crate::publisher::{Delivery, Identity, Intake, Stats};
+use crate::spool::{Spool, SpoolConfig};
 
-/// Runs the collector until `shutdown` is cancelled.
+/// Runs the collector until `shutdown` is cancelled: stop polling, spool what was polled,
+/// deliver for up to 5 s, disconnect, persist the spool.
 ///
 /// # Errors
-/// Only for failures that make running pointless; device and broker trouble is logged,
-/// counted and retried instead.
+/// Only for failures that make running pointless (the spool directory is unusable, the TLS
+/// files are); device and broker trouble is logged, counted and retried instead.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let stats = Arc::new(PublishStats::default());
+    let started_ms = publisher::now_ms();
+    let dir = config.spool.dir.clone();
+    let epoch = spool::next_epoch(&dir, started_ms)
+        .with_context(|| format!("spool.dir {}", dir.display()))?;
+    let spool = Spool::open(SpoolConfig::new(
+        &dir,
+        config.spool.max_bytes,
+        config.spool.fsync,
+    ))
+    .with_context(|| format!("spool.dir {}", dir.display()))?;
+    let identity = Identity {
+        site: config.site.clone(),
+        collector: config.collector_id.clone(),
+        epoch,
+        started_ms,
+    };
     let client_id = format!("devtel-collector-{}", config.collector_id);
-    let (publisher, eventloop) = Publisher::new(
-        &config.broker_host,
-        config.broker_port,
-        &client_id,
-        config.site.clone(),
-        stats.clone(),
-    );
-    let loop_shutdown = CancellationToken::new();
-    let driver = tokio::spawn(publisher::drive(
-        eventloop,
-        stats.clone(),
-        loop_shutdown.clone(),
-        Duration::from_secs(5),
-    ));
-
+    let options = publisher::options(&config.mqtt, &client_id, &identity)?;
+    let stats = Arc::new(Stats::default());
+    let (tx, rx) = mpsc::channel::<Intake>(1024);
+    let delivery = Delivery {
+        window: usize::from(config.mqtt.inflight),
+        live_for: config.poll_interval,
+        drain: Duration::from_secs(5),
+        backoff_cap: Duration::from_secs(30),
+    };
     info!(
         site = %config.site,
         collector = %config.collector_id,
+        epoch,
         devices = config.devices.len(),
         interval = ?config.poll_interval,
-        broker = %format!("{}:{}", config.broker_host, config.broker_port),
+        broker = %format!("{}{}:{}", if config.mqtt.tls.is_some() { "mqtts://" } else { "mqtt://" }, config.mqtt.host, config.mqtt.port),
+        spool = %dir.display(),
+        spooled = spool.pending(),
         "collector started"
     );
+    let sender = tokio::spawn(publisher::run(
+        options,
+        identity,
+        spool,
+        rx,
+        stats.clone(),
+        delivery,
+    ));
 
     let fleet = Arc::new(config.devices.clone());
     let mut seq: u64 = 0;
@@ -82,7 +107,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         round += 1;
         let (mut answered, mut silent) = (0u32, 0u32);
         let collector_id = config.collector_id.clone();
-        let publisher = &publisher;
+        let tx = &tx;
+        let stats_ref = &stats;
         let completed = poller::poll_fleet(
             &fleet,
             config.snmp,
@@ -90,19 +116,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             config.concurrency,
             &shutdown,
             |reading| {
-                match reading {
-                    Reading::NoResponse(_) => silent += 1,
+                stats_ref.polls.fetch_add(1, Ordering::Relaxed);
+                match &reading {
+                    Reading::NoResponse(r) if r.cause == NoResponseCause::Timeout => {
+                        silent += 1;
+                        stats_ref.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Reading::NoResponse(_) => {
+                        silent += 1;
+                        stats_ref.failed.fetch_add(1, Ordering::Relaxed);
+                    }
                     _ => answered += 1,
                 }
-                let mut envelope = Envelope::new(collector_id.clone(), 0, seq, now_ms());
+                let mut envelope = Envelope::new(collector_id.clone(), epoch, seq, publisher::now_ms());
                 seq += 1;
                 let pushed = envelope.readings.push(reading).is_ok();
                 async move {
-                    if !pushed {
-                        return; // capacity is at least 1
-                    }
-                    if let Err(error) = publisher.publish(envelope).await {
-                        warn!(%error, "reading not published");
+                    // Capacity is at least 1; a closed intake means delivery is gone (shutdown).
+                    if pushed {
+                        let _ = tx.send(Intake::Envelope(Box::new(envelope))).await;
                     }
                 }
             },
@@ -111,34 +143,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         if !completed {
             break;
         }
+        let _ = tx.send(Intake::RoundDone).await;
+        let c = stats.snapshot();
         info!(
             round,
             answered,
             silent,
-            published = stats.published.load(Ordering::Relaxed),
-            acknowledged = stats.acknowledged.load(Ordering::Relaxed),
-            connection_errors = stats.connection_errors.load(Ordering::Relaxed),
-            encode_failed = stats.encode_failed.load(Ordering::Relaxed),
+            spooled = c.spooled,
+            published = c.published,
+            acknowledged = c.acknowledged,
+            pending = c.spool_pending,
+            dropped = c.dropped,
+            reconnects = c.reconnects,
             "poll round finished"
         );
     }
 
-    info!("shutting down: disconnecting from the broker");
-    publisher.disconnect().await;
-    loop_shutdown.cancel();
-    if let Err(error) = driver.await {
-        warn!(%error, "MQTT task ended abnormally");
-    }
+    info!("stopping: polling stopped, delivering pending readings");
+    drop(tx);
+    let spool = sender.await.context("delivery task failed")?;
+    let c = stats.snapshot();
     info!(
-        published = stats.published.load(Ordering::Relaxed),
-        acknowledged = stats.acknowledged.load(Ordering::Relaxed),
+        polls = c.polls,
+        spooled = c.spooled,
+        acknowledged = c.acknowledged,
+        dropped = c.dropped,
+        lost = c.lost,
+        left_in_spool = spool.pending(),
         "collector stopped"
     );
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -116,7 +116,7 @@ pub async fn pause_before_reconnect(
     error: &(dyn std::fmt::Display + Sync),
     shutdown: &CancellationToken,
 ) -> bool {
-    let delay = backoff(*failures, Duration::from_secs(30));
+    let delay = backoff(*failures, Duration::from_secs(30), jitter());
     *failures = failures.saturating_add(1);
     tracing::warn!(%error, retry_in = ?delay, "MQTT connection error");
     tokio::select! {
@@ -125,14 +125,36 @@ pub async fn pause_before_reconnect(
     }
 }
 
-/// The capped exponential delay before reconnect attempt `attempt` (0-based): 0.5 s, 1 s, 2 s,
-/// ... up to `cap`. (The MQTT client reconnects as soon as it is polled again; this is the wait
-/// in between, so a dead broker is not hammered.)
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+/// The delay before reconnect attempt `attempt` (0-based): capped exponential backoff with
+/// "equal jitter". The ceiling doubles from 1 s (1, 2, 4, ... up to `cap`); the delay is
+/// between half the ceiling and the ceiling, placed by `jitter` in `[0, 1)`. Half is fixed so a
+/// dead broker is never hammered; half is random so a fleet of collectors that lost the broker
+/// together does not come back in lock-step. Pure: the caller supplies the randomness
+/// ([`jitter`]).
+pub fn backoff(attempt: u32, cap: Duration, jitter: f64) -> Duration {
     let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-    Duration::from_millis(500)
+    let ceiling = Duration::from_secs(1)
         .checked_mul(factor)
-        .map_or(cap, |d| d.min(cap))
+        .map_or(cap, |d| d.min(cap));
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    ceiling.mul_f64(0.5 + 0.5 * jitter)
+}
+
+/// A random number in `[0, 1)` for [`backoff`], from the standard library's randomly seeded
+/// hasher (no extra dependency; quality is ample for spreading reconnects).
+pub fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -140,10 +162,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_from_half_a_second_and_stays_capped() {
+    fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
         let cap = Duration::from_secs(30);
-        let got: Vec<_> = (0..8).map(|a| backoff(a, cap).as_millis()).collect();
-        assert_eq!(got, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
-        assert_eq!(backoff(u32::MAX, cap), cap);
+        let low: Vec<_> = (0..8).map(|a| backoff(a, cap, 0.0).as_millis()).collect();
+        assert_eq!(low, vec![500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+        let high: Vec<_> = (0..8).map(|a| backoff(a, cap, 0.999_999).as_millis()).collect();
+        assert_eq!(high, vec![999, 1999, 3999, 7999, 15999, 29999, 29999, 29999]);
+        assert_eq!(backoff(3, cap, 0.5), Duration::from_secs(6));
+        assert_eq!(backoff(u32::MAX, cap, 1.0), cap);
+        assert_eq!(backoff(2, cap, f64::NAN), Duration::from_secs(2), "garbage jitter: lower bound");
+        assert_eq!(backoff(2, cap, -3.0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let samples: Vec<f64> = (0..1000).map(|_| jitter()).collect();
+        assert!(samples.iter().all(|j| (0.0..1.0).contains(j)));
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((0.4..0.6).contains(&mean), "mean {mean}");
+        let distinct: std::collections::HashSet<u64> = samples.iter().map(|j| j.to_bits()).collect();
+        assert!(distinct.len() > 990);
     }
 }

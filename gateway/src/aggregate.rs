@@ -18,12 +18,14 @@ use devtel_protocol::{
 };
 use serde::Serialize;
 
+use crate::deliveries::{Deliveries, Delivery, EpochReport};
+
 /// What happened to one reading offered to [`Aggregator::ingest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Applied: the device's state changed.
     Applied,
-    /// The same (collector, seq) was already applied to this device.
+    /// The same (collector, epoch, seq) was received before (a redelivery): not applied again.
     Duplicate,
     /// Older than the device's current reading.
     Stale,
@@ -35,6 +37,7 @@ struct DeviceState {
     unit: String,
     kind: DeviceKind,
     collector: String,
+    epoch: u64,
     seq: u64,
     timestamp_ms: u64,
     /// The last poll's outcome when the device did not answer.
@@ -51,6 +54,7 @@ struct DeviceState {
 #[derive(Debug, Default, Clone)]
 pub struct Aggregator {
     devices: BTreeMap<String, DeviceState>,
+    deliveries: Deliveries,
 }
 
 impl Aggregator {
@@ -64,15 +68,21 @@ impl Aggregator {
     pub fn ingest(&mut self, envelope: &Envelope) -> (Vec<Outcome>, Vec<String>) {
         let mut outcomes = Vec::with_capacity(envelope.readings.len());
         let mut changed = BTreeSet::new();
+        let delivery = self.deliveries.record(
+            &envelope.collector,
+            envelope.epoch,
+            envelope.seq,
+            envelope.timestamp_ms,
+        );
+        if delivery == Delivery::Repeat {
+            outcomes.resize(envelope.readings.len(), Outcome::Duplicate);
+            return (outcomes, Vec::new());
+        }
         for reading in &envelope.readings {
             let device = reading.device().to_string();
-            let key = (envelope.timestamp_ms, envelope.seq);
+            let key = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
             if let Some(current) = self.devices.get(&device) {
-                if current.collector == envelope.collector.as_str() && current.seq == envelope.seq {
-                    outcomes.push(Outcome::Duplicate);
-                    continue;
-                }
-                if key < (current.timestamp_ms, current.seq) {
+                if key < (current.timestamp_ms, current.epoch, current.seq) {
                     outcomes.push(Outcome::Stale);
                     continue;
                 }
@@ -98,6 +108,7 @@ impl Aggregator {
                     unit: reading.unit().to_string(),
                     kind: reading.kind(),
                     collector: envelope.collector.to_string(),
+                    epoch: envelope.epoch,
                     seq: envelope.seq,
                     timestamp_ms: envelope.timestamp_ms,
                     no_response,
@@ -109,6 +120,11 @@ impl Aggregator {
             outcomes.push(Outcome::Applied);
         }
         (outcomes, changed.into_iter().collect())
+    }
+
+    /// Per collector and epoch: envelopes received, repeats dropped, sequence numbers missing.
+    pub fn deliveries(&self) -> BTreeMap<String, Vec<EpochReport>> {
+        self.deliveries.report()
     }
 
     /// Ids of all units that have devices, sorted.

@@ -6,6 +6,7 @@
 //! | `GET /healthz` | `{"status":"ok","mqtt_connected":bool,"devices":n,"ingest":{...}}` |
 //! | `GET /api/units` | array of unit summaries (the unit document without `devices`) |
 //! | `GET /api/units/{unit}` | the unit document with its devices; 404 for an unknown unit |
+//! | `GET /api/collectors` | per collector: its retained status (online/offline, counters) and, per epoch, envelopes received, repeats dropped and sequence numbers missing |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/units", get(units))
         .route("/api/units/{unit}", get(unit))
+        .route("/api/collectors", get(collectors))
         .with_state(shared)
 }
 
@@ -75,6 +77,36 @@ async fn unit(State(shared): State<Arc<Shared>>, Path(unit): Path<String>) -> Re
         )
             .into_response(),
     }
+}
+
+async fn collectors(State(shared): State<Arc<Shared>>) -> Response {
+    let deliveries = match shared.aggregator.lock() {
+        Ok(agg) => agg.deliveries(),
+        Err(_) => return internal(),
+    };
+    let statuses = match shared.collectors.lock() {
+        Ok(c) => c.clone(),
+        Err(_) => return internal(),
+    };
+    let mut out = serde_json::Map::new();
+    for (collector, epochs) in deliveries {
+        out.insert(collector, json!({ "epochs": epochs }));
+    }
+    // Statuses are per site; each names its collector.
+    for (site, status) in statuses {
+        let collector = status
+            .get("collector")
+            .and_then(|c| c.as_str())
+            .unwrap_or(&site)
+            .to_string();
+        let entry = out
+            .entry(collector)
+            .or_insert_with(|| json!({ "epochs": [] }));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert("status".into(), status);
+        }
+    }
+    Json(serde_json::Value::Object(out)).into_response()
 }
 
 fn internal() -> Response {

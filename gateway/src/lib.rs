@@ -6,13 +6,15 @@
 //! - [`aggregate`]: the I/O-free aggregator and the JSON documents derived from it.
 //! - [`ingest`]: from an MQTT message to the aggregator, with counted rejections.
 //! - [`mqtt`]: the MQTT client: subscription, message intake, retained document publishing.
-//! - [`http`]: the HTTP API (`/healthz`, `/api/units`, `/api/units/{unit}`).
+//! - [`deliveries`]: which envelopes arrived per collector and epoch (repeats, missing ones).
+//! - [`http`]: the HTTP API (`/healthz`, `/api/units`, `/api/units/{unit}`, `/api/collectors`).
 //!
 //! [`run`] starts the MQTT and HTTP sides on a shared [`Shared`] state and stops both on
 //! the shutdown token.
 
 pub mod aggregate;
 pub mod config;
+pub mod deliveries;
 pub mod http;
 pub mod ingest;
 pub mod mqtt;
@@ -38,6 +40,8 @@ pub struct Shared {
     pub stats: IngestStats,
     /// Whether the MQTT connection is up (for `/healthz`).
     pub mqtt_connected: AtomicBool,
+    /// The latest retained status of every collector site (`devtel/v1/collectors/{site}`).
+    pub collectors: Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Runs the gateway until `shutdown` is cancelled.

@@ -32,6 +32,9 @@ pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToke
     );
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    // Persistent session: while the gateway is away, a broker with persistence keeps queueing
+    // its QoS 1 telemetry.
+    options.set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(options, 256);
     let (tx, rx) = mpsc::channel::<(String, bytes::Bytes)>(1024);
     let processor = tokio::spawn(process(rx, client.clone(), shared.clone()));
@@ -41,14 +44,18 @@ pub async fn run(config: Config, shared: Arc<Shared>, shutdown: CancellationToke
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    info!("connected to MQTT broker; subscribing to {}", topic::TELEMETRY_FILTER);
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    info!(session_present = ack.session_present, "connected to MQTT broker; subscribing to {} and {}", topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER);
                     failures = 0;
                     shared.mqtt_connected.store(true, Ordering::Relaxed);
+                    // Subscribe on every connect: a broker that lost the session lost the
+                    // subscriptions too.
                     let client = client.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = client.subscribe(topic::TELEMETRY_FILTER, QoS::AtLeastOnce).await {
-                            warn!(%error, "subscribe request failed");
+                        for filter in [topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER] {
+                            if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                warn!(%error, filter, "subscribe request failed");
+                            }
                         }
                     });
                 }
@@ -93,6 +100,10 @@ async fn process(
     shared: Arc<Shared>,
 ) {
     while let Some((topic_name, payload)) = rx.recv().await {
+        if let Ok(topic::Topic::Collector { site }) = topic::parse(&topic_name) {
+            collector_status(&shared, site, &payload);
+            continue;
+        }
         let Ok(changed) = ingest::handle(&shared.aggregator, &shared.stats, &topic_name, &payload)
         else {
             continue;
@@ -117,5 +128,25 @@ async fn process(
                 warn!(%error, unit, "unit document not published");
             }
         }
+    }
+}
+
+/// Keeps the latest retained status of a collector site (an empty payload clears it).
+fn collector_status(shared: &Shared, site: &str, payload: &[u8]) {
+    let Ok(mut collectors) = shared.collectors.lock() else {
+        return;
+    };
+    if payload.is_empty() {
+        collectors.remove(site);
+        return;
+    }
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(status) if status.is_object() => {
+            if let Some(state) = status.get("state").and_then(|s| s.as_str()) {
+                debug!(site, state, "collector status");
+            }
+            collectors.insert(site.to_string(), status);
+        }
+        _ => warn!(site, bytes = payload.len(), "collector status is not a JSON object; ignored"),
     }
 }
