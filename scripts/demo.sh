@@ -55,6 +55,7 @@ TOML
     echo "site = \"rathaus-demo\""
     echo "broker = \"mqtt://127.0.0.1:$MQTT_PORT\""
     echo "poll_interval = \"10s\""
+    printf '[spool]\ndir = "%s/spool"\n' "$RUN"
     i=0
     units=(bezirksamt.buergeramt bezirksamt.jugendamt.team-1 bezirksamt.it)
     for rec in ricoh_mpc3002 sharp konica_c250i konica utax brother canonprinter_lbp epson \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what devtel's tests need on a Debian machine, idempotently:
-#   - Mosquitto (the real MQTT broker the end-to-end tests start),
+#   - Mosquitto (the real MQTT broker the end-to-end tests start; with mosquitto_passwd),
+#   - openssl (the TLS test generates its CA and broker certificate),
 #   - net-snmp command-line tools (snmpget/snmpwalk, handy for debugging),
 #   - net-snmp's snmpd (the real SNMPv3 agent the v3 tests start; its system service is
 #     stopped and disabled, the tests start their own on a free port),
@@ -18,6 +19,7 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v snmpget >/dev/null 2>&1 || need_apt+=(snmp)
 [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"

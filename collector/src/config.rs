@@ -100,6 +100,9 @@ pub struct RawMqtt {
     pub keep_alive: Option<Duration>,
     /// Most unacknowledged publishes at once.
     pub inflight: Option<u16>,
+    /// Longest wait between reconnect attempts (the backoff's cap).
+    #[serde(default, with = "humantime_serde")]
+    pub reconnect_max: Option<Duration>,
 }
 
 /// `[spool]`: where readings wait for the broker's acknowledgement.
@@ -271,6 +274,8 @@ pub struct Mqtt {
     pub keep_alive: Duration,
     /// In-flight window.
     pub inflight: u16,
+    /// Reconnect backoff cap.
+    pub reconnect_max: Duration,
 }
 
 /// Validated `[spool]` settings.
@@ -463,8 +468,12 @@ fn mqtt(raw: &RawMqtt, url: &broker::BrokerUrl<'_>) -> Result<Mqtt, ConfigError>
                 Some((cert.clone(), key.clone()))
             }
             (None, None) => None,
-            (Some(_), None) => return Err(invalid("mqtt.client_key", "required with mqtt.client_cert")),
-            (None, Some(_)) => return Err(invalid("mqtt.client_cert", "required with mqtt.client_key")),
+            (Some(_), None) => {
+                return Err(invalid("mqtt.client_key", "required with mqtt.client_cert"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("mqtt.client_cert", "required with mqtt.client_key"))
+            }
         };
         Some(Tls { ca_file, client })
     } else {
@@ -514,7 +523,12 @@ fn mqtt(raw: &RawMqtt, url: &broker::BrokerUrl<'_>) -> Result<Mqtt, ConfigError>
     if inflight == 0 || inflight > 1000 {
         return Err(invalid("mqtt.inflight", "must be between 1 and 1000"));
     }
+    let reconnect_max = raw.reconnect_max.unwrap_or(Duration::from_secs(30));
+    if reconnect_max < Duration::from_secs(1) || reconnect_max > Duration::from_secs(3600) {
+        return Err(invalid("mqtt.reconnect_max", "must be between 1s and 1h"));
+    }
     Ok(Mqtt {
+        reconnect_max,
         host: url.host.to_string(),
         port: url.port,
         tls,
@@ -582,7 +596,9 @@ fn spool(raw: &RawSpool) -> Result<Spool, ConfigError> {
             _ => {
                 return Err(invalid(
                     "spool.fsync",
-                    format!("{other:?}: expected \"always\", \"never\" or an interval such as \"1s\""),
+                    format!(
+                        "{other:?}: expected \"always\", \"never\" or an interval such as \"1s\""
+                    ),
                 ))
             }
         },

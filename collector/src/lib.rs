@@ -71,7 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         window: usize::from(config.mqtt.inflight),
         live_for: config.poll_interval,
         drain: Duration::from_secs(5),
-        backoff_cap: Duration::from_secs(30),
+        backoff_cap: config.mqtt.reconnect_max,
     };
     info!(
         site = %config.site,
@@ -128,7 +128,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     }
                     _ => answered += 1,
                 }
-                let mut envelope = Envelope::new(collector_id.clone(), epoch, seq, publisher::now_ms());
+                let mut envelope =
+                    Envelope::new(collector_id.clone(), epoch, seq, publisher::now_ms());
                 seq += 1;
                 let pushed = envelope.readings.push(reading).is_ok();
                 async move {

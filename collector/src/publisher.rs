@@ -26,9 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use devtel_protocol::{encode_to_vec, topic, Envelope, Id, MAX_ENCODED_LEN};
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -197,8 +195,8 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, TlsError> {
         reason,
     };
     let certs = |key: &'static str, path: &std::path::Path| {
-        let iter = CertificateDer::pem_file_iter(path)
-            .map_err(|e| file_err(key, path, e.to_string()))?;
+        let iter =
+            CertificateDer::pem_file_iter(path).map_err(|e| file_err(key, path, e.to_string()))?;
         let certs = iter
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| file_err(key, path, e.to_string()))?;
@@ -210,7 +208,11 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs("mqtt.ca_file", &tls.ca_file)? {
         roots.add(cert).map_err(|e| {
-            file_err("mqtt.ca_file", &tls.ca_file, format!("unusable certificate: {e}"))
+            file_err(
+                "mqtt.ca_file",
+                &tls.ca_file,
+                format!("unusable certificate: {e}"),
+            )
         })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -232,11 +234,7 @@ fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, TlsError> {
 ///
 /// # Errors
 /// [`TlsError`] when the TLS files are unusable.
-pub fn options(
-    mqtt: &Mqtt,
-    client_id: &str,
-    identity: &Identity,
-) -> Result<MqttOptions, TlsError> {
+pub fn options(mqtt: &Mqtt, client_id: &str, identity: &Identity) -> Result<MqttOptions, TlsError> {
     let mut options = MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
     options.set_keep_alive(mqtt.keep_alive);
     options.set_max_packet_size(MAX_ENCODED_LEN + 1024, MAX_ENCODED_LEN + 1024);
@@ -342,8 +340,12 @@ struct Sender {
 impl Sender {
     fn update_gauges(&self) {
         let s = self.spool.stats();
-        self.stats.spool_pending.store(self.spool.pending(), Ordering::Relaxed);
-        self.stats.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
+        self.stats
+            .spool_pending
+            .store(self.spool.pending(), Ordering::Relaxed);
+        self.stats
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
         self.stats.dropped.store(s.dropped, Ordering::Relaxed);
         self.stats.corrupt.store(s.corrupt, Ordering::Relaxed);
     }
@@ -460,7 +462,11 @@ impl Sender {
         };
         let counters = Some(self.stats.snapshot());
         let body = status_json(&self.identity, state, counters);
-        if self.client.try_publish(t, QoS::AtLeastOnce, true, body).is_ok() {
+        if self
+            .client
+            .try_publish(t, QoS::AtLeastOnce, true, body)
+            .is_ok()
+        {
             self.unassigned.push_back(Tracked::Status);
         }
     }
@@ -482,7 +488,10 @@ impl Sender {
                     self.inflight.clear();
                     self.unassigned.clear();
                     if resend > 0 {
-                        info!(resend, "new MQTT session: unacknowledged readings are sent again");
+                        info!(
+                            resend,
+                            "new MQTT session: unacknowledged readings are sent again"
+                        );
                     }
                 }
                 info!(
@@ -492,11 +501,12 @@ impl Sender {
                 );
                 self.publish_status("online");
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
-                if !self.inflight.contains_key(&pkid) {
-                    if let Some(tracked) = self.unassigned.pop_front() {
-                        self.inflight.insert(pkid, tracked);
-                    }
+            // A packet id already in flight is rumqttc resending it in a resumed session.
+            Event::Outgoing(Outgoing::Publish(pkid))
+                if pkid != 0 && !self.inflight.contains_key(&pkid) =>
+            {
+                if let Some(tracked) = self.unassigned.pop_front() {
+                    self.inflight.insert(pkid, tracked);
                 }
             }
             Event::Incoming(Packet::PubAck(ack)) => {
@@ -671,12 +681,9 @@ mod tests {
         assert!(will.get("counters").is_none());
         let stats = Stats::default();
         stats.dropped.store(7, Ordering::Relaxed);
-        let online: serde_json::Value = serde_json::from_slice(&status_json(
-            &identity,
-            "online",
-            Some(stats.snapshot()),
-        ))
-        .unwrap();
+        let online: serde_json::Value =
+            serde_json::from_slice(&status_json(&identity, "online", Some(stats.snapshot())))
+                .unwrap();
         assert_eq!(online["counters"]["dropped"], 7);
         assert_eq!(online["epoch"], 1_700_000_000_000u64);
     }

@@ -166,11 +166,20 @@ mod tests {
         let cap = Duration::from_secs(30);
         let low: Vec<_> = (0..8).map(|a| backoff(a, cap, 0.0).as_millis()).collect();
         assert_eq!(low, vec![500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
-        let high: Vec<_> = (0..8).map(|a| backoff(a, cap, 0.999_999).as_millis()).collect();
-        assert_eq!(high, vec![999, 1999, 3999, 7999, 15999, 29999, 29999, 29999]);
+        let high: Vec<_> = (0..8)
+            .map(|a| backoff(a, cap, 0.999_999).as_millis())
+            .collect();
+        assert_eq!(
+            high,
+            vec![999, 1999, 3999, 7999, 15999, 29999, 29999, 29999]
+        );
         assert_eq!(backoff(3, cap, 0.5), Duration::from_secs(6));
         assert_eq!(backoff(u32::MAX, cap, 1.0), cap);
-        assert_eq!(backoff(2, cap, f64::NAN), Duration::from_secs(2), "garbage jitter: lower bound");
+        assert_eq!(
+            backoff(2, cap, f64::NAN),
+            Duration::from_secs(2),
+            "garbage jitter: lower bound"
+        );
         assert_eq!(backoff(2, cap, -3.0), Duration::from_secs(2));
     }
 
@@ -180,7 +189,8 @@ mod tests {
         assert!(samples.iter().all(|j| (0.0..1.0).contains(j)));
         let mean = samples.iter().sum::<f64>() / samples.len() as f64;
         assert!((0.4..0.6).contains(&mean), "mean {mean}");
-        let distinct: std::collections::HashSet<u64> = samples.iter().map(|j| j.to_bits()).collect();
+        let distinct: std::collections::HashSet<u64> =
+            samples.iter().map(|j| j.to_bits()).collect();
         assert!(distinct.len() > 990);
     }
 }

@@ -172,7 +172,11 @@ mod tests {
         }
         assert_eq!(d.record("c", 7, 5, 11), Delivery::Repeat);
         assert_eq!(d.record("c", 8, 5, 11), Delivery::New, "another epoch");
-        assert_eq!(d.record("other", 7, 5, 11), Delivery::New, "another collector");
+        assert_eq!(
+            d.record("other", 7, 5, 11),
+            Delivery::New,
+            "another collector"
+        );
         let report = d.report();
         let c = &report["c"];
         assert_eq!(c.len(), 2);

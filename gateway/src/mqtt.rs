@@ -147,6 +147,10 @@ fn collector_status(shared: &Shared, site: &str, payload: &[u8]) {
             }
             collectors.insert(site.to_string(), status);
         }
-        _ => warn!(site, bytes = payload.len(), "collector status is not a JSON object; ignored"),
+        _ => warn!(
+            site,
+            bytes = payload.len(),
+            "collector status is not a JSON object; ignored"
+        ),
     }
 }

@@ -15,3 +15,6 @@ mod simulator;
 
 /// SNMPv3 (USM) against net-snmp's snmpd.
 mod snmpv3;
+
+/// Delivery guarantees: broker outages, SIGKILL, a full spool, TLS and passwords.
+mod delivery;

@@ -15,28 +15,6 @@ const DEVICES: &[(&str, &str, &str)] = &[
     ("konica_c250i", "konica-eg", "jugendamt.team-2"),
 ];
 
-fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
-    let http = free_tcp_port();
-    let conf = dir.join("gateway.toml");
-    fs::write(
-        &conf,
-        format!("broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n"),
-    )
-    .unwrap();
-    let mut gw = Proc::spawn(
-        "gateway",
-        dir,
-        Command::new(bin("devtel-gateway"))
-            .args(["run", "--config"])
-            .arg(&conf),
-    );
-    wait_for("gateway /healthz", Duration::from_secs(20), || {
-        gw.assert_running();
-        http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true)
-    });
-    (gw, http)
-}
-
 /// Subscribes to every unit document and collects the retained ones.
 fn unit_documents(
     rt: &tokio::runtime::Runtime,
@@ -126,8 +104,10 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     let (mut gateway, http) = start_gateway(&dir, broker_port);
     let docs = unit_documents(&rt, broker_port);
 
+    let spool = dir.join("spool");
+    let spool = spool.display();
     let mut collector_conf = format!(
-        "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"2s\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n"
+        "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"2s\"\n[spool]\ndir = \"{spool}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n"
     );
     for (recording, id, unit) in DEVICES {
         collector_conf.push_str(&format!(

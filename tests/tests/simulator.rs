@@ -300,21 +300,3 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("65536"));
 }
-
-/// devtel's simulator serving the corpus on a free port, answering.
-async fn own_simulator(dir: &std::path::Path) -> (Proc, u16) {
-    let port = free_udp_port();
-    let mut sim = Proc::spawn(
-        "simulator",
-        dir,
-        std::process::Command::new(bin("devtel-collector")).args([
-            "simulate",
-            "--recordings",
-            corpus().join("snmprec").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
-    );
-    wait_for_agent(&mut sim, port, "sharp").await;
-    (sim, port)
-}

@@ -159,24 +159,48 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 /// Mosquitto on a free port with a generated config.
 pub fn mosquitto(dir: &Path) -> (Proc, u16) {
     let port = free_tcp_port();
-    let conf = dir.join("mosquitto.conf");
-    fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+    let proc = mosquitto_with(
+        dir,
+        "mosquitto",
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        port,
+    );
+    (proc, port)
+}
+
+/// Mosquitto with persistence in `<dir>/mosquitto-db/` on `port`: stop it with SIGTERM (it
+/// saves sessions and queued messages) and start it again on the same port to simulate an
+/// outage.
+pub fn persistent_mosquitto(dir: &Path, port: u16) -> Proc {
+    let db = dir.join("mosquitto-db");
+    fs::create_dir_all(&db).expect("mosquitto db dir");
+    mosquitto_with(
+        dir,
+        "mosquitto",
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\n",
+            db.display()
         ),
+        port,
     )
-    .expect("mosquitto.conf");
+}
+
+/// Mosquitto with `config` (listeners, auth) plus logging to stderr; waits for `port`.
+pub fn mosquitto_with(dir: &Path, name: &str, config: &str, port: u16) -> Proc {
+    let conf = dir.join(format!("{name}.conf"));
+    // `user root`: started as root (CI containers), Mosquitto would otherwise switch to its own
+    // user, which cannot read the test's keys or write its database. Ignored when not root.
+    fs::write(&conf, format!("{config}user root\nlog_dest stderr\n")).expect("mosquitto.conf");
     let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("mosquitto");
-    let mut proc = Proc::spawn("mosquitto", dir, Command::new(exe).arg("-c").arg(&conf));
+    let mut proc = Proc::spawn(name, dir, Command::new(exe).arg("-c").arg(&conf));
     wait_for("mosquitto to listen", Duration::from_secs(10), || {
         proc.assert_running();
         TcpStream::connect(("127.0.0.1", port)).ok()
     });
-    (proc, port)
+    proc
 }
 
 /// snmpsim serving every recording of the corpus on a free UDP port; communities are the
@@ -390,4 +414,45 @@ pub fn snmpd(dir: &Path) -> (Proc, u16) {
             .arg(format!("udp:127.0.0.1:{port}")),
     );
     (proc, port)
+}
+
+/// devtel's simulator serving the corpus on a free port, answering.
+pub async fn own_simulator(dir: &std::path::Path) -> (Proc, u16) {
+    let port = free_udp_port();
+    let mut sim = Proc::spawn(
+        "simulator",
+        dir,
+        std::process::Command::new(bin("devtel-collector")).args([
+            "simulate",
+            "--recordings",
+            corpus().join("snmprec").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+    );
+    wait_for_agent(&mut sim, port, "sharp").await;
+    (sim, port)
+}
+
+/// The gateway on `broker`, with its HTTP API on a free port; waits until it is connected.
+pub fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
+    let http = free_tcp_port();
+    let conf = dir.join("gateway.toml");
+    fs::write(
+        &conf,
+        format!("broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n"),
+    )
+    .unwrap();
+    let mut gw = Proc::spawn(
+        "gateway",
+        dir,
+        Command::new(bin("devtel-gateway"))
+            .args(["run", "--config"])
+            .arg(&conf),
+    );
+    wait_for("gateway /healthz", Duration::from_secs(20), || {
+        gw.assert_running();
+        http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true)
+    });
+    (gw, http)
 }
