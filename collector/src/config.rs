@@ -748,6 +748,87 @@ mod tests {
     fn the_example_config_parses() {
         let config = Config::from_toml(EXAMPLE).unwrap();
         assert!(!config.devices.is_empty());
+        assert_eq!(config.spool.max_bytes, 256 << 20);
+        assert_eq!(config.spool.fsync, crate::spool::Fsync::Always);
+        assert_eq!(config.mqtt.inflight, 32);
+    }
+
+    #[test]
+    fn the_systemd_unit_is_well_formed_and_matches_the_defaults() {
+        let unit = include_str!("../dist/devtel-collector.service");
+        let mut section = "";
+        let mut keys = std::collections::HashMap::new();
+        for (n, line) in unit.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
+            assert!(!section.is_empty(), "line {}: key outside a section", n + 1);
+            keys.insert(format!("{section}.{key}"), value.to_string());
+        }
+        for section in ["Unit", "Service", "Install"] {
+            assert!(
+                keys.keys().any(|k| k.starts_with(section)),
+                "[{section}] missing"
+            );
+        }
+        assert!(keys["Service.ExecStart"]
+            .ends_with("devtel-collector run --config /etc/devtel/collector.toml"));
+        assert!(keys["Service.ExecStartPre"].contains("check-config"));
+        assert_eq!(keys["Service.KillSignal"], "SIGTERM");
+        // The state directory is where the default spool lives.
+        assert_eq!(
+            DEFAULT_SPOOL_DIR,
+            format!("/var/lib/{}/spool", keys["Service.StateDirectory"])
+        );
+        assert_eq!(keys["Install.WantedBy"], "multi-user.target");
+    }
+
+    #[test]
+    fn sizes_and_fsync_policies_parse() {
+        use crate::spool::Fsync;
+        let base = "site = \"s\"\n";
+        let spool = |extra: &str| {
+            Config::from_toml(&format!("{base}[spool]\n{extra}\n"))
+                .unwrap()
+                .spool
+        };
+        assert_eq!(spool("max_size = \"64 MiB\"").max_bytes, 64 << 20);
+        assert_eq!(spool("max_size = \"10MB\"").max_bytes, 10_000_000);
+        assert_eq!(spool("max_size = 100000").max_bytes, 100_000);
+        assert_eq!(spool("fsync = \"never\"").fsync, Fsync::Never);
+        assert_eq!(
+            spool("fsync = \"1s\"").fsync,
+            Fsync::Every(Duration::from_secs(1))
+        );
+        assert_eq!(spool("dir = \"/tmp/x\"").dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn the_password_comes_from_the_file_and_never_shows_in_debug() {
+        let dir = std::env::temp_dir().join(format!("devtel-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "from-file-secret\nsecond line ignored\n").unwrap();
+        let config = Config::from_toml(&format!(
+            "site = \"s\"\n[mqtt]\nusername = \"u\"\npassword_file = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        let (user, password) = config.mqtt.credentials.clone().unwrap();
+        assert_eq!(
+            (user.as_str(), password.expose()),
+            ("u", "from-file-secret")
+        );
+        assert!(!format!("{config:?}").contains("from-file-secret"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -792,6 +873,38 @@ mod tests {
             ),
             (format!("broker = \"tcp://x\"\n{base}"), "broker"),
             (format!("poll_interval = \"0s\"\n{base}"), "poll_interval"),
+            (
+                format!("broker = \"mqtts://h\"\n{base}"),
+                "mqtt.ca_file",
+            ),
+            (
+                format!("broker = \"mqtts://h\"\n{base}[mqtt]\nca_file = \"/nonexistent/ca.pem\"\n"),
+                "mqtt.ca_file",
+            ),
+            (
+                format!("{base}[mqtt]\nca_file = \"/etc/hostname\"\n"),
+                "mqtt.ca_file",
+            ),
+            (
+                format!("{base}[mqtt]\npassword = \"x\"\n"),
+                "mqtt.username",
+            ),
+            (
+                format!("{base}[mqtt]\nusername = \"u\"\npassword = \"x\"\npassword_file = \"/etc/hostname\"\n"),
+                "mqtt.password_file",
+            ),
+            (
+                format!("{base}[mqtt]\nusername = \"u\"\npassword_file = \"/nonexistent\"\n"),
+                "mqtt.password_file",
+            ),
+            (format!("{base}[mqtt]\ninflight = 0\n"), "mqtt.inflight"),
+            (format!("{base}[mqtt]\nkeep_alive = \"1s\"\n"), "mqtt.keep_alive"),
+            (format!("{base}[mqtt]\nreconnect_max = \"0s\"\n"), "mqtt.reconnect_max"),
+            (format!("{base}[spool]\nmax_size = \"lots\"\n"), "spool.max_size"),
+            (format!("{base}[spool]\nmax_size = \"1 KiB\"\n"), "spool.max_size"),
+            (format!("{base}[spool]\nmax_size = -5\n"), "spool.max_size"),
+            (format!("{base}[spool]\nfsync = \"sometimes\"\n"), "spool.fsync"),
+            (format!("{base}[spool]\ndir = \"\"\n"), "spool.dir"),
             (
                 format!("{base}[[devices]]\nid = \"d1\"\naddress = \"x\"\nunit = \"u\"\n"),
                 "devices[1].id",

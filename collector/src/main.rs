@@ -307,7 +307,31 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => {
             match devtel_daemon::load_config(&config, Config::from_toml) {
                 Ok(c) => {
-                    println!("{}: ok ({} devices)", config.display(), c.devices.len());
+                    println!(
+                        "{}: ok ({} devices; broker {}://{}:{}{}; spool {} up to {} MiB, fsync {})",
+                        config.display(),
+                        c.devices.len(),
+                        if c.mqtt.tls.is_some() {
+                            "mqtts"
+                        } else {
+                            "mqtt"
+                        },
+                        c.mqtt.host,
+                        c.mqtt.port,
+                        c.mqtt
+                            .credentials
+                            .as_ref()
+                            .map(|(user, _)| format!(" as {user}"))
+                            .unwrap_or_default(),
+                        c.spool.dir.display(),
+                        c.spool.max_bytes >> 20,
+                        match c.spool.fsync {
+                            devtel_collector::spool::Fsync::Always => "always".to_string(),
+                            devtel_collector::spool::Fsync::Never => "never".to_string(),
+                            devtel_collector::spool::Fsync::Every(d) =>
+                                format!("every {}", humantime::format_duration(d)),
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => devtel_daemon::config_error(&e),
