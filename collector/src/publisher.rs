@@ -287,8 +287,9 @@ enum Tracked {
     Status,
 }
 
-/// Spool payload: `[topic length: u16 LE][topic][envelope]`, so replay needs no decoding.
-fn spool_payload(topic: &str, envelope: &[u8]) -> Vec<u8> {
+/// A spool record's payload: `[topic length: u16 LE][topic][envelope]`, so replay needs no
+/// decoding.
+pub fn spool_payload(topic: &str, envelope: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + topic.len() + envelope.len());
     out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
     out.extend_from_slice(topic.as_bytes());
