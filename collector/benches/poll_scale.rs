@@ -6,6 +6,8 @@
 //! Run: `cargo bench -p devtel-collector --bench poll_scale` (env: DEVTEL_BENCH_DEVICES,
 //! DEVTEL_BENCH_CONCURRENCY, DEVTEL_BENCH_PEER_SAMPLE). Prints figures; asserts nothing.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,25 +20,7 @@ use devtel_collector::snmp::client::{Options, Target, Version};
 use devtel_protocol::{DeviceKind, Envelope, Reading};
 use tokio_util::sync::CancellationToken;
 
-const PRINTERS: &[&str] = &[
-    "ricoh_mpc3002",
-    "sharp",
-    "konica_c250i",
-    "jetdirect_m130nw",
-    "utax",
-    "samsungprinter_m4080fx",
-    "fujifilmprinter_c7580",
-    "epson",
-    "brother",
-    "okilan_9450g",
-];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{env_usize, PRINTERS};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

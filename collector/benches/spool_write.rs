@@ -10,6 +10,8 @@
 //! DEVTEL_BENCH_DIR for the disk to measure, default the system temp dir). Prints figures;
 //! asserts nothing.
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,25 +23,7 @@ use devtel_collector::snmprec;
 use devtel_collector::spool::{Fsync, Spool, SpoolConfig};
 use devtel_protocol::{encode_to_vec, topic, Envelope, Reading};
 
-const PRINTERS: &[&str] = &[
-    "ricoh_mpc3002",
-    "sharp",
-    "konica_c250i",
-    "jetdirect_m130nw",
-    "utax",
-    "samsungprinter_m4080fx",
-    "fujifilmprinter_c7580",
-    "epson",
-    "brother",
-    "kyocera",
-];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{env_usize, PRINTERS};
 
 /// (spool payload, JSON line) of each recorded copier.
 fn readings() -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -47,14 +31,14 @@ fn readings() -> Vec<(Vec<u8>, Vec<u8>)> {
     PRINTERS
         .iter()
         .enumerate()
-        .map(|(i, name)| {
-            let text = fs::read_to_string(corpus.join(format!("{name}.snmprec"))).unwrap();
+        .filter_map(|(i, name)| {
+            let text = fs::read_to_string(corpus.join(format!("{name}.snmprec"))).ok()?;
             let (vb, _) = snmprec::parse(&text);
             let id = DeviceIdentity {
                 device: format!("copier-{i}").as_str().try_into().unwrap(),
                 unit: "bezirksamt.buergeramt".try_into().unwrap(),
             };
-            let reading = Reading::Printer(printer::map(&id, &vb).unwrap());
+            let reading = Reading::Printer(printer::map(&id, &vb).ok()?);
             let mut env = Envelope::new(
                 "rathaus-gw1".try_into().unwrap(),
                 1_795_000_000_000,
@@ -67,7 +51,7 @@ fn readings() -> Vec<(Vec<u8>, Vec<u8>)> {
             let bytes = encode_to_vec(&env).unwrap();
             let mut line = json;
             line.push(b'\n');
-            (spool_payload(&t, &bytes), line)
+            Some((spool_payload(&t, &bytes), line))
         })
         .collect()
 }

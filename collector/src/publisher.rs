@@ -20,7 +20,7 @@
 //! 7. When the intake closes (shutdown), the task publishes for at most the drain time, then
 //!    disconnects and persists the spool. What is still unacknowledged stays in the spool.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -327,8 +327,11 @@ struct Sender {
     inflight: HashMap<u16, Tracked>,
     /// Handed to rumqttc, packet id not yet seen, in order.
     unassigned: VecDeque<Tracked>,
-    /// Record ids handed to rumqttc and not yet acknowledged.
-    outstanding: HashSet<u64>,
+    /// Records handed to rumqttc and not yet acknowledged, with their spool payload: a copy
+    /// survives the record's segment being dropped for space, and serves resends.
+    outstanding: HashMap<u64, Vec<u8>>,
+    /// Outstanding records to publish again (their session was lost), oldest first.
+    resend: VecDeque<u64>,
     /// Replay position: the oldest id that may still need sending.
     cursor: u64,
     /// Recently appended ids, newest readings first in line.
@@ -399,7 +402,7 @@ impl Sender {
                 self.take_live = false;
                 while let Some((id, at)) = self.live.pop_front() {
                     if at.elapsed() <= self.delivery.live_for
-                        && !self.outstanding.contains(&id)
+                        && !self.outstanding.contains_key(&id)
                         && self.spool.is_pending(id)
                     {
                         return Some(id);
@@ -409,7 +412,7 @@ impl Sender {
                 self.take_live = true;
                 let mut from = self.cursor;
                 while let Some(id) = self.spool.next_pending(from) {
-                    if self.outstanding.contains(&id) {
+                    if self.outstanding.contains_key(&id) {
                         from = id + 1;
                         continue;
                     }
@@ -424,13 +427,21 @@ impl Sender {
 
     fn fill_window(&mut self) {
         while self.connected && self.inflight.len() + self.unassigned.len() < self.delivery.window {
-            let Some(id) = self.pick() else { break };
-            let payload = match self.spool.read(id) {
-                Ok(Some(p)) => p,
-                Ok(None) => continue,
-                Err(e) => {
-                    warn!(error = %e, "spooled reading skipped");
-                    continue;
+            // Resends of a lost session first, from the copies kept in memory.
+            let (id, payload, fresh) = if let Some(id) = self.resend.pop_front() {
+                match self.outstanding.get(&id) {
+                    Some(p) => (id, p.clone(), false),
+                    None => continue,
+                }
+            } else {
+                let Some(id) = self.pick() else { break };
+                match self.spool.read(id) {
+                    Ok(Some(p)) => (id, p, true),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(error = %e, "spooled reading skipped");
+                        continue;
+                    }
                 }
             };
             let Some((topic, envelope)) = split_payload(&payload) else {
@@ -443,13 +454,20 @@ impl Sender {
                 .try_publish(topic, QoS::AtLeastOnce, false, envelope.to_vec())
             {
                 Ok(()) => {
-                    self.outstanding.insert(id);
                     self.unassigned.push_back(Tracked::Record(id));
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
+                    if fresh {
+                        self.spool.mark_sent(id);
+                        self.outstanding.insert(id, payload);
+                    }
                 }
                 Err(e) => {
                     debug!(error = %e, "MQTT request queue full; retrying later");
-                    self.cursor = self.cursor.min(id);
+                    if fresh {
+                        self.cursor = self.cursor.min(id);
+                    } else {
+                        self.resend.push_front(id);
+                    }
                     break;
                 }
             }
@@ -481,19 +499,18 @@ impl Sender {
                 }
                 self.connected_once = true;
                 if !ack.session_present {
-                    // rumqttc dropped its unacknowledged publishes: they go back into the replay.
-                    let resend = self.outstanding.len();
-                    for id in self.outstanding.drain() {
-                        self.cursor = self.cursor.min(id);
-                    }
-                    self.inflight.clear();
-                    self.unassigned.clear();
-                    if resend > 0 {
+                    // rumqttc dropped its unacknowledged publishes: send them again, oldest first.
+                    let mut ids: Vec<u64> = self.outstanding.keys().copied().collect();
+                    ids.sort_unstable();
+                    if !ids.is_empty() {
                         info!(
-                            resend,
+                            resend = ids.len(),
                             "new MQTT session: unacknowledged readings are sent again"
                         );
                     }
+                    self.resend = ids.into();
+                    self.inflight.clear();
+                    self.unassigned.clear();
                 }
                 info!(
                     session_present = ack.session_present,
@@ -551,7 +568,8 @@ pub async fn run(
         delivery,
         inflight: HashMap::new(),
         unassigned: VecDeque::new(),
-        outstanding: HashSet::new(),
+        outstanding: HashMap::new(),
+        resend: VecDeque::new(),
         cursor,
         live: VecDeque::new(),
         take_live: true,

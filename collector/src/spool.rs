@@ -8,7 +8,9 @@
 //! 2. **Only two ways out.** A record leaves the spool through [`Spool::ack`] or through the
 //!    drop-oldest policy when the spool is full ([`SpoolStats::dropped`], logged). Nothing else
 //!    removes a record; a record that fails its checksum on disk is counted
-//!    ([`SpoolStats::corrupt`]) and logged.
+//!    ([`SpoolStats::corrupt`]) and logged. A record already handed to the broker
+//!    ([`Spool::mark_sent`]) whose segment is dropped for space is not counted as dropped: the
+//!    sender keeps its copy in memory until the PUBACK.
 //! 3. **Dense ids.** Record ids are 0, 1, 2, ... per spool directory, in append order, never
 //!    reused: a new segment never starts below the persisted ack watermark or the end of the
 //!    previous segment.
@@ -147,6 +149,8 @@ struct Segment {
     /// Byte offset of each record's header.
     offsets: Vec<u32>,
     acked: Vec<bool>,
+    /// Handed to the broker (the sender keeps a copy until the PUBACK).
+    sent: Vec<bool>,
     unacked: usize,
     len: u64,
 }
@@ -378,6 +382,7 @@ impl Spool {
             first_id,
             path,
             file,
+            sent: vec![false; offsets.len()],
             offsets,
             acked,
             unacked,
@@ -404,6 +409,7 @@ impl Spool {
             file,
             offsets: Vec::new(),
             acked: Vec::new(),
+            sent: Vec::new(),
             unacked: 0,
             len: MAGIC.len() as u64,
         });
@@ -451,6 +457,7 @@ impl Spool {
         seg.file.write_all(&buf).map_err(io_err(&seg.path))?;
         seg.offsets.push(seg.len as u32);
         seg.acked.push(false);
+        seg.sent.push(false);
         seg.unacked += 1;
         seg.len += record;
         self.bytes += record;
@@ -465,7 +472,11 @@ impl Spool {
         let Some(seg) = self.segments.pop_front() else {
             return Ok(false);
         };
-        let lost = seg.unacked as u64;
+        // Records already handed to the broker are not lost: the sender holds them until their
+        // PUBACK (and resends them from memory if the session is lost).
+        let lost = (0..seg.offsets.len())
+            .filter(|&i| !seg.acked[i] && !seg.sent[i])
+            .count() as u64;
         self.stats.dropped += lost;
         self.bytes -= seg.len;
         if lost > 0 {
@@ -547,6 +558,14 @@ impl Spool {
             return Err(SpoolError::Corrupt { id, path });
         }
         Ok(Some(payload))
+    }
+
+    /// Marks a record as handed to the broker: the caller keeps a copy until its PUBACK, so
+    /// dropping its segment for space no longer loses it (and does not count it as dropped).
+    pub fn mark_sent(&mut self, id: u64) {
+        if let Some((s, i)) = self.locate(id) {
+            self.segments[s].sent[i] = true;
+        }
     }
 
     /// Marks a record acknowledged; deletes segments that are fully acknowledged. Unknown ids
@@ -810,6 +829,33 @@ mod tests {
             spool.append(&vec![1u8; 20_000]),
             Err(SpoolError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn records_in_flight_are_not_counted_as_dropped() {
+        let tmp = TempDir::new("inflight");
+        let cfg = SpoolConfig {
+            segment_bytes: 4096,
+            ..config(&tmp.0, 16 * 1024)
+        };
+        let mut spool = Spool::open(cfg).unwrap();
+        for i in 0..10 {
+            spool.append(&payload(i, 500)).unwrap();
+        }
+        for i in 0..3 {
+            spool.mark_sent(i);
+        }
+        for i in 10..40 {
+            spool.append(&payload(i, 500)).unwrap();
+        }
+        let kept = drain(&mut spool).len() as u64;
+        let dropped = spool.stats().dropped;
+        assert!(dropped > 0);
+        assert_eq!(
+            kept + dropped + 3,
+            40,
+            "the 3 in flight are neither kept nor lost"
+        );
     }
 
     #[test]

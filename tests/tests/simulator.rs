@@ -283,7 +283,7 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
         .output()
         .unwrap();
     assert!(
-        check.status.success() && String::from_utf8_lossy(&check.stdout).contains("(1 devices)"),
+        check.status.success() && String::from_utf8_lossy(&check.stdout).contains("ok (1 devices;"),
         "{}{}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
