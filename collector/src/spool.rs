@@ -686,11 +686,6 @@ impl Spool {
     pub fn stats(&self) -> SpoolStats {
         self.stats
     }
-
-    /// The configuration.
-    pub fn config(&self) -> &SpoolConfig {
-        &self.config
-    }
 }
 
 #[cfg(test)]
