@@ -13,11 +13,17 @@
 //! the shutdown token.
 
 pub mod aggregate;
+pub mod calendar;
 pub mod config;
 pub mod deliveries;
 pub mod http;
 pub mod ingest;
+pub mod ledger;
+pub mod meter;
 pub mod mqtt;
+#[cfg(test)]
+mod testdata;
+pub mod units;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
