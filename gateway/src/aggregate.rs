@@ -1,40 +1,74 @@
-//! The aggregator: per-device latest state and per-unit rollups, with no I/O and no clock.
+//! The aggregator: per-device latest state, per-device history figures ([`crate::ledger`]) and
+//! per-unit rollups over the administrative hierarchy, with no I/O and no clock.
 //!
 //! Design constraints:
-//! - State is keyed by device; unit figures are *derived* from the devices currently in the unit,
-//!   never accumulated. So applying the same envelope twice, or envelopes in any order, gives the
-//!   same figures (a redelivered QoS 1 message cannot double count).
-//! - A reading older than the device's current one (by envelope timestamp, then sequence) is
-//!   ignored and counted as stale.
+//! - State is keyed by device; unit figures are *derived* from the devices in the unit and its
+//!   descendants, never accumulated. Envelopes are deduplicated by (collector, epoch, seq), and
+//!   the ledger's figures do not depend on arrival order, so a redelivered or reordered stream
+//!   gives the same figures, and so does replaying the store after a crash.
+//! - "Now" is the newest poll time seen (`as_of`), never the wall clock: the same readings give
+//!   the same documents on every run and every replica.
+//! - A reading older than the device's current one still counts in the history figures; it
+//!   only does not replace the current state (counted as stale).
 //! - A device that stops answering keeps its last known counters and supplies; only its status
 //!   becomes `unreachable`.
-//! - Every document is a pure function of the state; the MQTT and HTTP layers only serialize it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use devtel_protocol::{
     CounterUnit, DeviceKind, DockReading, Envelope, Health, NoResponseCause, PhoneReading,
-    PrinterReading, Reading,
+    PrinterReading, Reading, SupplyState,
 };
+use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::deliveries::{Deliveries, Delivery, EpochReport};
+use crate::ledger::{DayFigures, DeviceLedger, LedgerSettings};
+use crate::meter::fnv1a;
+use crate::units::{Units, UNASSIGNED};
 
 /// What happened to one reading offered to [`Aggregator::ingest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Applied: the device's state changed.
+    /// Applied: the device's current state changed.
     Applied,
     /// The same (collector, epoch, seq) was received before (a redelivery): not applied again.
     Duplicate,
-    /// Older than the device's current reading.
+    /// Older than the device's current reading: counted in the history, state unchanged.
     Stale,
+}
+
+/// Settings of the aggregation.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// The administrative hierarchy.
+    pub units: Units,
+    /// Calendar, late window, seat hold.
+    pub ledger: LedgerSettings,
+    /// Availability target in percent (e.g. 99.9).
+    pub sla_target_percent: f64,
+    /// Days of the availability window ending at `as_of`.
+    pub availability_days: u32,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            units: Units::default(),
+            ledger: LedgerSettings::default(),
+            sla_target_percent: 99.0,
+            availability_days: 30,
+        }
+    }
 }
 
 /// Per-device state.
 #[derive(Debug, Clone)]
 struct DeviceState {
+    /// The unit the device is counted in (configured, or [`UNASSIGNED`]).
     unit: String,
+    /// The unit its collector reported.
+    reported_unit: String,
     kind: DeviceKind,
     collector: String,
     epoch: u64,
@@ -51,23 +85,51 @@ struct DeviceState {
 }
 
 /// All state of the gateway's figures.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Aggregator {
+    settings: CoreSettings,
     devices: BTreeMap<String, DeviceState>,
+    ledgers: BTreeMap<String, DeviceLedger>,
     deliveries: Deliveries,
+    as_of_ms: u64,
+    unassigned_readings: u64,
+}
+
+/// What one envelope changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Per reading.
+    pub outcomes: Vec<Outcome>,
+    /// Units whose documents changed (with their ancestors), sorted.
+    pub units: Vec<String>,
+    /// Devices whose documents changed, sorted.
+    pub devices: Vec<String>,
+    /// Readings counted in [`UNASSIGNED`] because their unit is not configured.
+    pub unassigned: usize,
 }
 
 impl Aggregator {
-    /// An empty aggregator.
+    /// An empty aggregator with default settings (no units configured, UTC office hours).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Applies every reading of `envelope`. Returns each reading's outcome and the units whose
-    /// documents changed (sorted, without repeats).
-    pub fn ingest(&mut self, envelope: &Envelope) -> (Vec<Outcome>, Vec<String>) {
-        let mut outcomes = Vec::with_capacity(envelope.readings.len());
-        let mut changed = BTreeSet::new();
+    /// An empty aggregator.
+    pub fn with_settings(settings: CoreSettings) -> Self {
+        Aggregator {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    /// Applies every reading of `envelope`.
+    pub fn ingest(&mut self, envelope: &Envelope) -> Changes {
+        let mut changes = Changes::default();
         let delivery = self.deliveries.record(
             &envelope.collector,
             envelope.epoch,
@@ -75,21 +137,45 @@ impl Aggregator {
             envelope.timestamp_ms,
         );
         if delivery == Delivery::Repeat {
-            outcomes.resize(envelope.readings.len(), Outcome::Duplicate);
-            return (outcomes, Vec::new());
+            changes
+                .outcomes
+                .resize(envelope.readings.len(), Outcome::Duplicate);
+            return changes;
         }
-        for reading in &envelope.readings {
+        let mut units = BTreeSet::new();
+        let mut devices = BTreeSet::new();
+        let collector_hash = fnv1a(envelope.collector.as_bytes());
+        self.as_of_ms = self.as_of_ms.max(envelope.timestamp_ms);
+        for (i, reading) in envelope.readings.iter().enumerate() {
             let device = reading.device().to_string();
-            let key = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
+            let unit = self.settings.units.resolve(reading.unit()).to_string();
+            if unit == UNASSIGNED {
+                changes.unassigned += 1;
+                self.unassigned_readings += 1;
+            }
+            let key = (
+                envelope.timestamp_ms,
+                envelope.epoch,
+                envelope.seq,
+                collector_hash.wrapping_add(i as u64),
+            );
+            self.ledgers.entry(device.clone()).or_default().record(
+                &self.settings.ledger,
+                key,
+                reading,
+            );
+            devices.insert(device.clone());
+            units.extend(self.settings.units.lineage(&unit));
+            let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
             if let Some(current) = self.devices.get(&device) {
-                if key < (current.timestamp_ms, current.epoch, current.seq) {
-                    outcomes.push(Outcome::Stale);
+                if newer < (current.timestamp_ms, current.epoch, current.seq) {
+                    changes.outcomes.push(Outcome::Stale);
                     continue;
                 }
             }
             let previous = self.devices.remove(&device);
             if let Some(prev) = &previous {
-                changed.insert(prev.unit.clone());
+                units.extend(self.settings.units.lineage(&prev.unit));
             }
             let (no_response, last_reading, last_phone, last_dock) = match reading {
                 Reading::Printer(r) => (None, Some(r.clone()), None, None),
@@ -101,11 +187,11 @@ impl Aggregator {
                     (Some(n.cause), printer, phone, dock)
                 }
             };
-            changed.insert(reading.unit().to_string());
             self.devices.insert(
                 device,
                 DeviceState {
-                    unit: reading.unit().to_string(),
+                    unit,
+                    reported_unit: reading.unit().to_string(),
                     kind: reading.kind(),
                     collector: envelope.collector.to_string(),
                     epoch: envelope.epoch,
@@ -117,9 +203,11 @@ impl Aggregator {
                     last_dock,
                 },
             );
-            outcomes.push(Outcome::Applied);
+            changes.outcomes.push(Outcome::Applied);
         }
-        (outcomes, changed.into_iter().collect())
+        changes.units = units.into_iter().collect();
+        changes.devices = devices.into_iter().collect();
+        changes
     }
 
     /// Per collector and epoch: envelopes received, repeats dropped, sequence numbers missing.
@@ -127,28 +215,170 @@ impl Aggregator {
         self.deliveries.report()
     }
 
-    /// Ids of all units that have devices, sorted.
-    pub fn unit_ids(&self) -> Vec<String> {
-        let set: BTreeSet<&str> = self.devices.values().map(|d| d.unit.as_str()).collect();
-        set.into_iter().map(str::to_string).collect()
+    /// The newest poll time seen, ms since the Unix epoch (0 before the first reading).
+    pub fn as_of_ms(&self) -> u64 {
+        self.as_of_ms
     }
 
-    /// The document of `unit`, or `None` when no device is in it.
-    pub fn unit(&self, unit: &str) -> Option<UnitDoc> {
-        let devices: Vec<DeviceDoc> = self
-            .devices
+    /// The local date of `as_of`.
+    pub fn as_of_date(&self) -> Date {
+        self.settings.ledger.calendar.date(self.as_of_ms)
+    }
+
+    /// Readings counted in [`UNASSIGNED`] so far.
+    pub fn unassigned_readings(&self) -> u64 {
+        self.unassigned_readings
+    }
+
+    /// Readings that arrived too late to be placed in a series, over all devices.
+    pub fn late_readings(&self) -> u64 {
+        self.ledgers.values().map(|l| l.late).sum()
+    }
+
+    /// Ids of all units: configured ones, [`UNASSIGNED`] when it has devices, and (when no unit
+    /// is configured) every unit a device reported. Sorted.
+    pub fn unit_ids(&self) -> Vec<String> {
+        let mut set: BTreeSet<String> = self.devices.values().map(|d| d.unit.clone()).collect();
+        set.extend(self.settings.units.defs().map(|d| d.id.clone()));
+        set.into_iter().collect()
+    }
+
+    /// Whether `unit` is known (configured or has devices).
+    pub fn has_unit(&self, unit: &str) -> bool {
+        self.settings.units.get(unit).is_some() || self.devices.values().any(|d| d.unit == unit)
+    }
+
+    /// `unit` and all its descendants.
+    fn subtree(&self, unit: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![unit.to_string()];
+        while let Some(u) = stack.pop() {
+            if out.insert(u.clone()) {
+                stack.extend(self.settings.units.children(&u).iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Devices counted in `unit` or (with `rollup`) any of its descendants.
+    pub fn device_ids_in(&self, unit: &str, rollup: bool) -> Vec<String> {
+        let units = if rollup {
+            self.subtree(unit)
+        } else {
+            BTreeSet::from([unit.to_string()])
+        };
+        self.devices
             .iter()
-            .filter(|(_, d)| d.unit == unit)
-            .map(|(id, d)| device_doc(id, d))
-            .collect();
-        if devices.is_empty() {
+            .filter(|(_, d)| units.contains(&d.unit))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Sum of the day figures of `devices` over `[from, to]`.
+    pub fn figures<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a String>,
+        from: Date,
+        to: Date,
+    ) -> DayFigures {
+        let mut out = DayFigures::default();
+        for d in devices {
+            if let Some(l) = self.ledgers.get(d) {
+                out += &l.sum(from, to);
+            }
+        }
+        out
+    }
+
+    /// Day figures of one device in `[from, to]`, by day.
+    pub fn device_days(&self, device: &str, from: Date, to: Date) -> Vec<(Date, DayFigures)> {
+        self.ledgers
+            .get(device)
+            .map(|l| l.days.range(from..=to).map(|(d, f)| (*d, *f)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Consumables replaced per (device, supply description) in `[from, to]`.
+    pub fn replacements<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a String>,
+        from: Date,
+        to: Date,
+    ) -> Vec<ReplacementDoc> {
+        let mut out = Vec::new();
+        for d in devices {
+            let Some(l) = self.ledgers.get(d) else {
+                continue;
+            };
+            let mut by_index: BTreeMap<u32, i64> = BTreeMap::new();
+            for ((date, index), n) in &l.replaced {
+                if *date >= from && *date <= to {
+                    *by_index.entry(*index).or_default() += n;
+                }
+            }
+            let supplies = self
+                .devices
+                .get(d)
+                .and_then(|s| s.last_reading.as_ref())
+                .map(|r| r.supplies.as_slice())
+                .unwrap_or(&[]);
+            for (index, count) in by_index.into_iter().filter(|(_, n)| *n > 0) {
+                let supply = supplies.iter().find(|s| s.index == index);
+                out.push(ReplacementDoc {
+                    device: d.clone(),
+                    supply_index: index,
+                    description: supply.map(|s| s.description.to_string()),
+                    colour: supply.and_then(|s| s.colour.as_ref().map(|c| c.to_string())),
+                    count,
+                });
+            }
+        }
+        out
+    }
+
+    /// The first day of the availability window ending at `as_of`, and `as_of`'s date.
+    pub fn availability_window(&self) -> (Date, Date) {
+        let to = self.as_of_date();
+        let days = i64::from(self.settings.availability_days.max(1)) - 1;
+        let from = to.checked_sub(jiff::Span::new().days(days)).unwrap_or(to);
+        (from, to)
+    }
+
+    /// Availability over the window for a sum of figures.
+    pub fn availability(&self, f: &DayFigures) -> AvailabilityDoc {
+        let (from, to) = self.availability_window();
+        let percent = (f.polls > 0).then(|| percent(f.polls_available, f.polls, 3));
+        AvailabilityDoc {
+            from: from.to_string(),
+            to: to.to_string(),
+            polls: f.polls,
+            polls_available: f.polls_available,
+            percent,
+            sla_target_percent: self.settings.sla_target_percent,
+            meets_sla: percent.map(|p| p >= self.settings.sla_target_percent),
+        }
+    }
+
+    /// The document of `unit` (figures rolled up over its descendants), or `None` when the
+    /// unit is neither configured nor has devices.
+    pub fn unit(&self, unit: &str) -> Option<UnitDoc> {
+        if !self.has_unit(unit) {
             return None;
         }
+        let all = self.device_ids_in(unit, true);
+        let own: BTreeSet<String> = self.device_ids_in(unit, false).into_iter().collect();
         let mut status = StatusCounts::default();
         let mut pages = Pages::default();
         let mut updated_at_ms = 0;
         let mut seats = SeatCounts::default();
-        for d in &devices {
+        let mut devices = Vec::new();
+        let mut to_order = Vec::new();
+        let mut lines_now = (0u32, 0u32);
+        for id in &all {
+            let Some(state) = self.devices.get(id) else {
+                continue;
+            };
+            let d = device_doc(id, state);
             for seat in &d.seats {
                 match (d.status, seat.occupancy) {
                     (_, "uplink") => continue,
@@ -161,6 +391,10 @@ impl Aggregator {
                 if seat.phone.is_some() {
                     seats.with_phone += 1;
                 }
+            }
+            for l in &d.lines {
+                lines_now.0 += 1;
+                lines_now.1 += u32::from(l.registration == "registered");
             }
             updated_at_ms = updated_at_ms.max(d.last_seen_ms);
             match d.status {
@@ -175,6 +409,10 @@ impl Aggregator {
                 let unit = d.page_count_unit.unwrap_or("unspecified");
                 *pages.by_counter_unit.entry(unit).or_default() += count;
             }
+            to_order.extend(supplies_to_order(&d, state.last_reading.as_ref()));
+            if own.contains(id) {
+                devices.push(d);
+            }
         }
         let known = seats.occupied + seats.idle + seats.empty;
         if known > 0 {
@@ -182,13 +420,42 @@ impl Aggregator {
             seats.occupied_percent =
                 Some((f64::from(seats.occupied) * 1000.0 / f64::from(known)).round() / 10.0);
         }
+        let today = self.as_of_date();
+        let month_start = today.first_of_month();
+        let day = self.figures(&all, today, today);
+        let month = self.figures(&all, month_start, today);
+        let (from, to) = self.availability_window();
+        let window = self.figures(&all, from, to);
+        pages.today = PageFigures::of(&day);
+        pages.month = PageFigures::of(&month);
+        let def = self.settings.units.get(unit);
+        let mut path = self.settings.units.lineage(unit);
+        path.reverse();
         Some(UnitDoc {
             unit: unit.to_string(),
+            name: def.and_then(|d| d.name.clone()),
+            parent: def.and_then(|d| d.parent.clone()),
+            cost_centre: def.and_then(|d| d.cost_centre.clone()),
+            path,
+            children: self.settings.units.children(unit).to_vec(),
+            as_of: today.to_string(),
             updated_at_ms,
-            devices_total: devices.len(),
+            devices_total: all.len(),
+            devices_direct: own.len(),
             status,
             pages,
+            availability: self.availability(&window),
+            phone_lines: LinesDoc {
+                lines_now: lines_now.0,
+                registered_now: lines_now.1,
+                window_registered_percent: (window.line_polls > 0)
+                    .then(|| percent(window.line_polls_registered, window.line_polls, 2)),
+            },
             seats,
+            occupancy_month: OccupancyDoc::of(&month),
+            cartridges_replaced_month: month.cartridges_replaced,
+            counter_events_month: CounterEvents::of(&month),
+            supplies_to_order: to_order,
             devices,
         })
     }
@@ -201,30 +468,278 @@ impl Aggregator {
             .collect()
     }
 
+    /// Ids of all devices, sorted.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.devices.keys().cloned().collect()
+    }
+
+    /// The document of one device with its figures (today, month, availability window).
+    pub fn device(&self, id: &str) -> Option<DeviceFullDoc> {
+        let state = self.devices.get(id)?;
+        let today = self.as_of_date();
+        let ids = [id.to_string()];
+        let day = self.figures(&ids, today, today);
+        let month = self.figures(&ids, today.first_of_month(), today);
+        let (from, to) = self.availability_window();
+        let window = self.figures(&ids, from, to);
+        let doc = device_doc(id, state);
+        Some(DeviceFullDoc {
+            supplies_to_order: supplies_to_order(&doc, state.last_reading.as_ref()),
+            device: doc,
+            as_of: today.to_string(),
+            pages_today: PageFigures::of(&day),
+            pages_month: PageFigures::of(&month),
+            availability: self.availability(&window),
+            occupancy_month: OccupancyDoc::of(&month),
+            cartridges_replaced_month: month.cartridges_replaced,
+            counter_events_month: CounterEvents::of(&month),
+            late_readings: self.ledgers.get(id).map_or(0, |l| l.late),
+        })
+    }
+
     /// Number of devices known.
     pub fn device_count(&self) -> usize {
         self.devices.len()
     }
 }
 
+/// `100 * part / whole` rounded to `decimals`.
+fn percent(part: i64, whole: i64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (part as f64 * 100.0 * scale / whole as f64).round() / scale
+}
+
+/// Consumables of a device that need ordering: low or empty (waste receptacles: almost full
+/// or full).
+fn supplies_to_order(d: &DeviceDoc, r: Option<&PrinterReading>) -> Vec<SupplyOrder> {
+    let Some(r) = r else { return Vec::new() };
+    r.supplies
+        .iter()
+        .filter_map(|s| {
+            let state = s.state();
+            matches!(
+                state,
+                SupplyState::Low | SupplyState::Empty | SupplyState::AlmostFull | SupplyState::Full
+            )
+            .then(|| SupplyOrder {
+                device: d.device.clone(),
+                model: d.model.clone(),
+                supply_index: s.index,
+                description: s.description.to_string(),
+                colour: s.colour.as_ref().map(|c| c.to_string()),
+                kind: s.kind.map(|k| k.name()),
+                state: state.name(),
+                level_percent: s.level_percent(),
+            })
+        })
+        .collect()
+}
+
 /// The per-unit document: served at `/api/units/{unit}` and published retained on
-/// `devtel/v1/units/{unit}`.
+/// `devtel/v1/units/{unit}`. Every figure covers the unit and all its descendants; `devices`
+/// lists only the devices directly in the unit.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct UnitDoc {
     /// Unit id.
     pub unit: String,
+    /// Display name (configured units).
+    pub name: Option<String>,
+    /// Parent unit id.
+    pub parent: Option<String>,
+    /// Cost centre.
+    pub cost_centre: Option<String>,
+    /// Ids from the top-level unit down to this one.
+    pub path: Vec<String>,
+    /// Configured child units.
+    pub children: Vec<String>,
+    /// The local date "today" and "month" refer to: the day of the newest poll seen.
+    pub as_of: String,
     /// Newest device reading in the unit, ms since the Unix epoch.
     pub updated_at_ms: u64,
-    /// Devices in the unit.
+    /// Devices in the unit and its descendants.
     pub devices_total: usize,
-    /// Devices by status.
+    /// Devices directly in the unit.
+    pub devices_direct: usize,
+    /// Devices by status now.
     pub status: StatusCounts,
-    /// Lifetime page counters summed over the unit's devices.
+    /// Page counters now, and pages printed today and this month.
     pub pages: Pages,
-    /// Dock seats of the unit's dock switches, by occupancy (uplinks not counted).
+    /// Availability over the window, against the SLA target.
+    pub availability: AvailabilityDoc,
+    /// Phone line registration.
+    pub phone_lines: LinesDoc,
+    /// Dock seats of the unit's dock switches now, by occupancy (uplinks not counted).
     pub seats: SeatCounts,
-    /// The devices, by id.
+    /// Seat occupancy within working hours this month.
+    pub occupancy_month: OccupancyDoc,
+    /// Consumables replaced this month.
+    pub cartridges_replaced_month: i64,
+    /// Counter discontinuities this month.
+    pub counter_events_month: CounterEvents,
+    /// Supplies to order now: low/empty consumables, almost full/full waste receptacles.
+    pub supplies_to_order: Vec<SupplyOrder>,
+    /// The devices directly in the unit, by id.
     pub devices: Vec<DeviceDoc>,
+}
+
+/// One device with its figures: `/api/devices/{id}` and retained `devtel/v1/devices/{id}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceFullDoc {
+    /// Current state.
+    #[serde(flatten)]
+    pub device: DeviceDoc,
+    /// The local date "today" and "month" refer to.
+    pub as_of: String,
+    /// Pages today.
+    pub pages_today: PageFigures,
+    /// Pages this month.
+    pub pages_month: PageFigures,
+    /// Availability over the window.
+    pub availability: AvailabilityDoc,
+    /// Seat occupancy this month (dock switches).
+    pub occupancy_month: OccupancyDoc,
+    /// Consumables replaced this month.
+    pub cartridges_replaced_month: i64,
+    /// Counter discontinuities this month.
+    pub counter_events_month: CounterEvents,
+    /// Supplies to order now.
+    pub supplies_to_order: Vec<SupplyOrder>,
+    /// Readings that arrived too late to be placed in the history (beyond the late window).
+    pub late_readings: u64,
+}
+
+/// Pages printed in a period.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct PageFigures {
+    /// All pages (vendor total, else prtMarkerLifeCount).
+    pub total: i64,
+    /// Mono pages (devices with a mono counter).
+    pub mono: i64,
+    /// Colour pages (devices with a colour counter).
+    pub colour: i64,
+}
+
+impl PageFigures {
+    /// From summed day figures.
+    pub fn of(f: &DayFigures) -> Self {
+        PageFigures {
+            total: f.pages_total,
+            mono: f.pages_mono,
+            colour: f.pages_colour,
+        }
+    }
+}
+
+/// Counter discontinuities in a period.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CounterEvents {
+    /// Resets and implausible jumps (billed 0).
+    pub resets: i64,
+    /// Counter32 wraps (billed correctly).
+    pub wraps: i64,
+    /// Devices replaced (serial number changed).
+    pub serial_changes: i64,
+}
+
+impl CounterEvents {
+    /// From summed day figures.
+    pub fn of(f: &DayFigures) -> Self {
+        CounterEvents {
+            resets: f.counter_resets,
+            wraps: f.counter_wraps,
+            serial_changes: f.serial_changes,
+        }
+    }
+}
+
+/// Availability over a window against the SLA target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AvailabilityDoc {
+    /// First local day of the window.
+    pub from: String,
+    /// Last local day of the window.
+    pub to: String,
+    /// Polls in the window.
+    pub polls: i64,
+    /// Polls where the device answered and was not in an error condition.
+    pub polls_available: i64,
+    /// polls_available / polls in percent (3 decimals); null without polls.
+    pub percent: Option<f64>,
+    /// The configured target.
+    pub sla_target_percent: f64,
+    /// percent >= target; null without polls.
+    pub meets_sla: Option<bool>,
+}
+
+/// Phone line registration.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinesDoc {
+    /// Lines of the unit's phones at their last poll.
+    pub lines_now: u32,
+    /// …of which registered.
+    pub registered_now: u32,
+    /// Share of line polls in the availability window that found the line registered.
+    pub window_registered_percent: Option<f64>,
+}
+
+/// Seat occupancy within working hours.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OccupancyDoc {
+    /// Seat-hours occupied.
+    pub occupied_seat_hours: f64,
+    /// Seat-hours watched (seats whose state was known).
+    pub watched_seat_hours: f64,
+    /// occupied / watched in percent; null when nothing was watched.
+    pub occupied_percent: Option<f64>,
+}
+
+impl OccupancyDoc {
+    /// From summed day figures.
+    pub fn of(f: &DayFigures) -> Self {
+        let hours = |ms: i64| (ms as f64 / 3_600_000.0 * 100.0).round() / 100.0;
+        OccupancyDoc {
+            occupied_seat_hours: hours(f.seat_ms_occupied),
+            watched_seat_hours: hours(f.seat_ms_watched),
+            occupied_percent: (f.seat_ms_watched > 0)
+                .then(|| percent(f.seat_ms_occupied, f.seat_ms_watched, 1)),
+        }
+    }
+}
+
+/// A supply to order.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SupplyOrder {
+    /// Device id.
+    pub device: String,
+    /// Device model.
+    pub model: Option<String>,
+    /// prtMarkerSuppliesIndex.
+    pub supply_index: u32,
+    /// Description as the device gives it.
+    pub description: String,
+    /// Colour.
+    pub colour: Option<String>,
+    /// prtMarkerSuppliesType name.
+    pub kind: Option<&'static str>,
+    /// `low`, `empty`, `almost_full` or `full`.
+    pub state: &'static str,
+    /// Level in percent where known.
+    pub level_percent: Option<u8>,
+}
+
+/// Replacements of one supply of one device in a period.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReplacementDoc {
+    /// Device id.
+    pub device: String,
+    /// prtMarkerSuppliesIndex.
+    pub supply_index: u32,
+    /// Description (from the device's latest reading).
+    pub description: Option<String>,
+    /// Colour.
+    pub colour: Option<String>,
+    /// Times replaced.
+    pub count: i64,
 }
 
 /// Devices per status.
@@ -269,6 +784,10 @@ pub struct Pages {
     /// The same sum split by the counters' unit (impressions count a duplex sheet twice,
     /// sheets once; `unspecified` when the device does not say).
     pub by_counter_unit: BTreeMap<&'static str, u64>,
+    /// Pages printed today (local day of `as_of`), from counter deltas.
+    pub today: PageFigures,
+    /// Pages printed this month up to `as_of`, from counter deltas.
+    pub month: PageFigures,
 }
 
 /// One device in a unit document.
@@ -276,8 +795,11 @@ pub struct Pages {
 pub struct DeviceDoc {
     /// Device id.
     pub device: String,
-    /// Unit id.
+    /// Unit id the device is counted in (`unassigned` when its reported unit is not
+    /// configured).
     pub unit: String,
+    /// The unit its collector reported.
+    pub reported_unit: String,
     /// `copier`, `phone` or `dock`.
     pub kind: &'static str,
     /// `ok`, `warning`, `error`, `unknown` or `unreachable`.
@@ -398,6 +920,7 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
     DeviceDoc {
         device: id.to_string(),
         unit: d.unit.clone(),
+        reported_unit: d.reported_unit.clone(),
         kind: d.kind.name(),
         status,
         no_response_cause: d.no_response.map(NoResponseCause::name),
@@ -697,18 +1220,26 @@ mod tests {
     }
 
     #[test]
-    fn redelivered_and_older_envelopes_change_nothing() {
+    fn redelivered_envelopes_change_nothing_and_older_ones_only_the_history() {
         let mut agg = Aggregator::new();
         let e1 = envelope("c", 5, 100, printer("a", "u", 100, 50));
-        assert_eq!(agg.ingest(&e1).0, [Outcome::Applied]);
-        let before = agg.unit("u");
-        assert_eq!(agg.ingest(&e1), (vec![Outcome::Duplicate], vec![]));
+        assert_eq!(agg.ingest(&e1).outcomes, [Outcome::Applied]);
+        let before = agg.unit("u").unwrap();
+        let again = agg.ingest(&e1);
+        assert_eq!(again.outcomes, [Outcome::Duplicate]);
+        assert!(again.units.is_empty() && again.devices.is_empty());
+        assert_eq!(agg.unit("u").unwrap(), before);
         assert_eq!(
             agg.ingest(&envelope("c", 4, 90, printer("a", "u", 90, 60)))
-                .0,
+                .outcomes,
             [Outcome::Stale]
         );
-        assert_eq!(agg.unit("u"), before);
+        let after = agg.unit("u").unwrap();
+        assert_eq!(after.devices, before.devices, "the current state stays");
+        assert_eq!(after.status, before.status);
+        // The older poll still happened: one more poll, and the 10 pages between the two.
+        assert_eq!(after.availability.polls, 2);
+        assert_eq!(after.pages.today.total, 10);
     }
 
     #[test]
@@ -732,8 +1263,8 @@ mod tests {
     fn a_device_that_moves_unit_leaves_the_old_one() {
         let mut agg = Aggregator::new();
         agg.ingest(&envelope("c", 0, 10, printer("a", "old", 100, 50)));
-        let (_, changed) = agg.ingest(&envelope("c", 1, 20, printer("a", "new", 101, 50)));
-        assert_eq!(changed, ["new", "old"]);
+        let changed = agg.ingest(&envelope("c", 1, 20, printer("a", "new", 101, 50)));
+        assert_eq!(changed.units, ["new", "old"]);
         assert_eq!(agg.unit("old"), None);
         assert_eq!(agg.unit("new").unwrap().pages.total, 101);
     }

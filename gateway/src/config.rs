@@ -1,9 +1,19 @@
 //! Gateway configuration: a strict TOML file validated into [`Config`]; errors name the key.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use devtel_protocol::broker;
 use serde::Deserialize;
+
+use crate::aggregate::CoreSettings;
+use crate::calendar::Calendar;
+use crate::ledger::LedgerSettings;
+use crate::units::{UnitDef, Units};
+
+/// Default database file when neither `[store] path` nor `$STATE_DIRECTORY` is set.
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/devtel-gateway/devtel.sqlite";
 
 /// The example configuration, shipped as `gateway.example.toml`.
 pub const EXAMPLE: &str = include_str!("../gateway.example.toml");
@@ -21,6 +31,95 @@ pub struct RawConfig {
     /// Address the HTTP API listens on.
     #[serde(default = "default_http_listen")]
     pub http_listen: String,
+    /// The durable store.
+    #[serde(default)]
+    pub store: RawStore,
+    /// How figures are computed.
+    #[serde(default)]
+    pub aggregation: RawAggregation,
+    /// The administrative units.
+    #[serde(default)]
+    pub units: Vec<UnitDef>,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// SQLite database file.
+    pub path: Option<PathBuf>,
+}
+
+/// `[aggregation]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggregation {
+    /// IANA time zone of the administration.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Working days.
+    #[serde(default = "default_days")]
+    pub working_days: Vec<String>,
+    /// Working hours start, `HH:MM`.
+    #[serde(default = "default_start")]
+    pub working_hours_start: String,
+    /// Working hours end, `HH:MM`.
+    #[serde(default = "default_end")]
+    pub working_hours_end: String,
+    /// Availability target in percent.
+    #[serde(default = "default_sla")]
+    pub sla_target_percent: f64,
+    /// Days in the availability window.
+    #[serde(default = "default_window_days")]
+    pub availability_days: u32,
+    /// How late a reading may arrive and still be placed in the history.
+    #[serde(default = "default_late_window", with = "humantime_serde")]
+    pub late_window: Duration,
+    /// How long a dock seat's state holds after a poll.
+    #[serde(default = "default_seat_hold", with = "humantime_serde")]
+    pub seat_hold: Duration,
+}
+
+impl Default for RawAggregation {
+    fn default() -> Self {
+        RawAggregation {
+            timezone: default_timezone(),
+            working_days: default_days(),
+            working_hours_start: default_start(),
+            working_hours_end: default_end(),
+            sla_target_percent: default_sla(),
+            availability_days: default_window_days(),
+            late_window: default_late_window(),
+            seat_hold: default_seat_hold(),
+        }
+    }
+}
+
+fn default_timezone() -> String {
+    "Europe/Berlin".into()
+}
+fn default_days() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_start() -> String {
+    "07:00".into()
+}
+fn default_end() -> String {
+    "18:00".into()
+}
+fn default_sla() -> f64 {
+    99.0
+}
+fn default_window_days() -> u32 {
+    30
+}
+fn default_late_window() -> Duration {
+    Duration::from_secs(3 * 86_400)
+}
+fn default_seat_hold() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_broker() -> String {
@@ -60,6 +159,10 @@ pub struct Config {
     pub client_id: String,
     /// HTTP listen address (port 0 picks a free port; the bound address is logged).
     pub http_listen: SocketAddr,
+    /// SQLite database file.
+    pub store_path: PathBuf,
+    /// Units, calendar and targets.
+    pub core: CoreSettings,
 }
 
 impl Config {
@@ -92,11 +195,66 @@ impl Config {
                 raw.http_listen
             ),
         })?;
+        let store_path = raw.store.path.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .map_or_else(
+                    || PathBuf::from(DEFAULT_STORE_PATH),
+                    |d| d.join("devtel.sqlite"),
+                )
+        });
+        let a = &raw.aggregation;
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        let calendar = Calendar::new(
+            &a.timezone,
+            &a.working_days,
+            &a.working_hours_start,
+            &a.working_hours_end,
+        )
+        .map_err(|e| {
+            let key = match e {
+                crate::calendar::CalendarError::TimeZone(_) => "aggregation.timezone",
+                crate::calendar::CalendarError::Day(_) => "aggregation.working_days",
+                _ => "aggregation.working_hours_start",
+            };
+            invalid(key, e.to_string())
+        })?;
+        if !(a.sla_target_percent > 0.0 && a.sla_target_percent <= 100.0) {
+            return Err(invalid(
+                "aggregation.sla_target_percent",
+                format!("{} is not a percentage in (0, 100]", a.sla_target_percent),
+            ));
+        }
+        if a.availability_days == 0 || a.availability_days > 3660 {
+            return Err(invalid(
+                "aggregation.availability_days",
+                "must be 1 to 3660 days".into(),
+            ));
+        }
+        if a.seat_hold.is_zero() {
+            return Err(invalid(
+                "aggregation.seat_hold",
+                "must be more than 0".into(),
+            ));
+        }
+        let units = Units::new(raw.units).map_err(|e| invalid("units", e.to_string()))?;
+        let core = CoreSettings {
+            units,
+            ledger: LedgerSettings {
+                calendar,
+                late_window_ms: u64::try_from(a.late_window.as_millis()).unwrap_or(u64::MAX),
+                max_hold_ms: u64::try_from(a.seat_hold.as_millis()).unwrap_or(u64::MAX),
+            },
+            sla_target_percent: a.sla_target_percent,
+            availability_days: a.availability_days,
+        };
         Ok(Config {
             broker_host: url.host.to_string(),
             broker_port: url.port,
             client_id: raw.client_id,
             http_listen,
+            store_path,
+            core,
         })
     }
 }
@@ -121,5 +279,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("brokr"), "{err}");
+        for (text, key) in [
+            (
+                "[aggregation]\ntimezone = \"Europe/Nowhere\"",
+                "aggregation.timezone",
+            ),
+            (
+                "[aggregation]\nworking_days = [\"mo\"]",
+                "aggregation.working_days",
+            ),
+            (
+                "[aggregation]\nworking_hours_start = \"19:00\"",
+                "aggregation.working_hours_start",
+            ),
+            (
+                "[aggregation]\nsla_target_percent = 120.0",
+                "aggregation.sla_target_percent",
+            ),
+            (
+                "[aggregation]\navailability_days = 0",
+                "aggregation.availability_days",
+            ),
+            ("[aggregation]\nseat_hold = \"0s\"", "aggregation.seat_hold"),
+            ("[[units]]\nid = \"a\"\nparent = \"b\"", "units"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+        let err = Config::from_toml("[aggregation]\nlate_window = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("late_window"), "{err}");
+    }
+
+    #[test]
+    fn example_units_form_a_hierarchy() {
+        let c = Config::from_toml(EXAMPLE).unwrap();
+        let units = &c.core.units;
+        assert!(units.is_configured());
+        let leaf = units
+            .defs()
+            .find(|d| units.children(&d.id).is_empty() && d.parent.is_some())
+            .unwrap();
+        assert!(
+            units.lineage(&leaf.id).len() >= 3,
+            "{:?}",
+            units.lineage(&leaf.id)
+        );
+        assert_eq!(c.core.sla_target_percent, 99.9);
     }
 }

@@ -1,33 +1,62 @@
 //! The HTTP API. Handlers read the shared state and serialize documents from the aggregator;
-//! they hold the lock only while copying.
+//! they hold the lock only while computing a document. History comes from the store through a
+//! read-only connection on the blocking pool. The full reference is `docs/api.md`.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok","mqtt_connected":bool,"devices":n,"ingest":{...}}` |
-//! | `GET /api/units` | array of unit summaries (the unit document without `devices`) |
-//! | `GET /api/units/{unit}` | the unit document with its devices; 404 for an unknown unit |
-//! | `GET /api/collectors` | per collector: its retained status (online/offline, counters) and, per epoch, envelopes received, repeats dropped and sequence numbers missing |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/units` | every unit's document without its device list |
+//! | `GET /api/units/{unit}` | the unit document (figures rolled up over descendants); 404 for an unknown unit |
+//! | `GET /api/devices?unit=&kind=` | current state of every device (of a unit and its descendants, of a kind) |
+//! | `GET /api/devices/{device}` | one device with its figures |
+//! | `GET /api/devices/{device}/history?from=&to=&limit=` | figures per day and the stored readings |
+//! | `GET /api/consumption?unit=&from=&to=&by=` | pages, replacements and counter events per period |
+//! | `GET /api/collectors` | per collector: retained status and per-epoch delivery counts |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use jiff::civil::Date;
+use serde::Deserialize;
 use serde_json::json;
 
+use crate::aggregate::{Aggregator, CounterEvents, PageFigures};
+use crate::store::Store;
 use crate::Shared;
+
+/// Most readings one history request returns.
+pub const MAX_HISTORY: usize = 10_000;
 
 /// The API router over `shared`.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/units", get(units))
         .route("/api/units/{unit}", get(unit))
+        .route("/api/devices", get(devices))
+        .route("/api/devices/{device}", get(device))
+        .route("/api/devices/{device}/history", get(history))
+        .route("/api/consumption", get(consumption))
         .route("/api/collectors", get(collectors))
         .with_state(shared)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn internal() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "state unavailable".into(),
+    )
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
@@ -44,21 +73,28 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     }))
 }
 
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&shared),
+    )
+        .into_response()
+}
+
 async fn units(State(shared): State<Arc<Shared>>) -> Response {
     let docs = match shared.aggregator.lock() {
         Ok(agg) => agg.units(),
         Err(_) => return internal(),
     };
-    let summaries: Vec<_> = docs
+    let summaries: Vec<serde_json::Value> = docs
         .into_iter()
-        .map(|d| {
-            json!({
-                "unit": d.unit,
-                "updated_at_ms": d.updated_at_ms,
-                "devices_total": d.devices_total,
-                "status": d.status,
-                "pages": d.pages,
-            })
+        .filter_map(|mut d| {
+            d.devices.clear();
+            let mut v = serde_json::to_value(d).ok()?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("devices");
+            }
+            Some(v)
         })
         .collect();
     Json(summaries).into_response()
@@ -71,12 +107,226 @@ async fn unit(State(shared): State<Arc<Shared>>, Path(unit): Path<String>) -> Re
     };
     match doc {
         Some(doc) => Json(doc).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("unknown unit {unit:?}")})),
-        )
-            .into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("unknown unit {unit:?}")),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct DevicesQuery {
+    unit: Option<String>,
+    kind: Option<String>,
+}
+
+async fn devices(State(shared): State<Arc<Shared>>, Query(q): Query<DevicesQuery>) -> Response {
+    let Ok(agg) = shared.aggregator.lock() else {
+        return internal();
+    };
+    let ids = match &q.unit {
+        Some(u) if !agg.has_unit(u) => {
+            return error(StatusCode::NOT_FOUND, format!("unknown unit {u:?}"))
+        }
+        Some(u) => agg.device_ids_in(u, true),
+        None => agg.device_ids(),
+    };
+    let docs: Vec<_> = ids
+        .iter()
+        .filter_map(|id| agg.device(id))
+        .filter(|d| q.kind.as_deref().is_none_or(|k| d.device.kind == k))
+        .collect();
+    Json(docs).into_response()
+}
+
+async fn device(State(shared): State<Arc<Shared>>, Path(device): Path<String>) -> Response {
+    let doc = match shared.aggregator.lock() {
+        Ok(agg) => agg.device(&device),
+        Err(_) => return internal(),
+    };
+    match doc {
+        Some(doc) => Json(doc).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("unknown device {device:?}")),
+    }
+}
+
+/// Parses an optional `YYYY-MM-DD` query parameter.
+fn date_param(name: &str, value: Option<&str>, default: Date) -> Result<Date, String> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(v) => v
+            .parse::<Date>()
+            .map_err(|_| format!("{name}: {v:?} is not a date such as 2026-11-01")),
+    }
+}
+
+fn range(
+    agg: &Aggregator,
+    from: Option<&str>,
+    to: Option<&str>,
+    default_from: Date,
+) -> Result<(Date, Date), String> {
+    let to = date_param("to", to, agg.as_of_date())?;
+    let from = date_param("from", from, default_from)?;
+    if from > to {
+        return Err(format!("from ({from}) is after to ({to})"));
+    }
+    Ok((from, to))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    Path(device): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let (days, from_ms, to_ms) = {
+        let Ok(agg) = shared.aggregator.lock() else {
+            return internal();
+        };
+        if agg.device(&device).is_none() {
+            return error(StatusCode::NOT_FOUND, format!("unknown device {device:?}"));
+        }
+        let (from, to) = match range(&agg, q.from.as_deref(), q.to.as_deref(), agg.as_of_date()) {
+            Ok(r) => r,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        let cal = &agg.settings().ledger.calendar;
+        let from_ms = cal.day_bounds(from).map_or(0, |b| b.0);
+        let to_ms = cal.day_bounds(to).map_or(u64::MAX, |b| b.1);
+        let days: Vec<_> = agg
+            .device_days(&device, from, to)
+            .into_iter()
+            .map(|(d, f)| json!({ "date": d.to_string(), "figures": f }))
+            .collect();
+        (days, from_ms, to_ms)
+    };
+    let limit = q.limit.unwrap_or(1000).min(MAX_HISTORY);
+    let readings = match shared.store_path.clone() {
+        None => Vec::new(),
+        Some(path) => {
+            let dev = device.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                Store::open_read_only(&path)?.history(&dev, from_ms, to_ms, limit)
+            })
+            .await;
+            match result {
+                Ok(Ok(envelopes)) => envelopes,
+                Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                Err(_) => return internal(),
+            }
+        }
+    };
+    let readings: Vec<_> = readings
+        .iter()
+        .flat_map(|e| {
+            e.readings
+                .iter()
+                .filter(|r| r.device() == device)
+                .map(move |r| {
+                    json!({
+                        "timestamp_ms": e.timestamp_ms,
+                        "collector": e.collector.as_str(),
+                        "epoch": e.epoch,
+                        "seq": e.seq,
+                        "reading": r,
+                    })
+                })
+        })
+        .collect();
+    Json(json!({ "device": device, "days": days, "readings": readings, "limit": limit }))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsumptionQuery {
+    unit: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+}
+
+async fn consumption(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<ConsumptionQuery>,
+) -> Response {
+    let Ok(agg) = shared.aggregator.lock() else {
+        return internal();
+    };
+    let Some(unit) = q.unit.as_deref() else {
+        return error(StatusCode::BAD_REQUEST, "unit: required".into());
+    };
+    if !agg.has_unit(unit) {
+        return error(StatusCode::NOT_FOUND, format!("unknown unit {unit:?}"));
+    }
+    let (from, to) = match range(
+        &agg,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        agg.as_of_date().first_of_month(),
+    ) {
+        Ok(r) => r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let by_month = match q.by.as_deref() {
+        None | Some("month") => true,
+        Some("day") => false,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("by: {other:?} is not \"day\" or \"month\""),
+            )
+        }
+    };
+    let ids = agg.device_ids_in(unit, true);
+    let mut periods = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = if by_month {
+            start.last_of_month().min(to)
+        } else {
+            start
+        };
+        let f = agg.figures(&ids, start, end);
+        periods.push(json!({
+            "period": if by_month { start.strftime("%Y-%m").to_string() } else { start.to_string() },
+            "from": start.to_string(),
+            "to": end.to_string(),
+            "pages": PageFigures::of(&f),
+            "cartridges_replaced": f.cartridges_replaced,
+            "counter_events": CounterEvents::of(&f),
+        }));
+        match end.tomorrow() {
+            Ok(next) => start = next,
+            Err(_) => break,
+        }
+    }
+    let total = agg.figures(&ids, from, to);
+    let per_device: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let f = agg.figures([id], from, to);
+            json!({ "device": id, "pages": PageFigures::of(&f), "cartridges_replaced": f.cartridges_replaced })
+        })
+        .collect();
+    let def = agg.settings().units.get(unit);
+    Json(json!({
+        "unit": unit,
+        "cost_centre": def.and_then(|d| d.cost_centre.clone()),
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "timezone": agg.settings().ledger.calendar.tz_name(),
+        "pages": PageFigures::of(&total),
+        "cartridges_replaced": total.cartridges_replaced,
+        "counter_events": CounterEvents::of(&total),
+        "periods": periods,
+        "devices": per_device,
+        "replacements": agg.replacements(&ids, from, to),
+    }))
+    .into_response()
 }
 
 async fn collectors(State(shared): State<Arc<Shared>>) -> Response {
@@ -107,14 +357,6 @@ async fn collectors(State(shared): State<Arc<Shared>>) -> Response {
         }
     }
     Json(serde_json::Value::Object(out)).into_response()
-}
-
-fn internal() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "state unavailable"})),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

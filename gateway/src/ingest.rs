@@ -1,14 +1,19 @@
-//! From an MQTT message to the aggregator: topic check, size check, decode, consistency check.
-//! Every rejection has a cause, is counted by cause and logged (first occurrences, then every
-//! 100th per cause so a flood does not flood the log), and never touches the state.
+//! From an MQTT message to an accepted envelope: topic check, size check, decode, consistency
+//! check, and the counters the gateway exposes. Every rejection has a cause, is counted by
+//! cause, logged at most once per cause and [`LOG_INTERVAL`] (with the count since), published
+//! to the dead-letter topic by the MQTT side, and never touches the state.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use devtel_protocol::{decode, topic, Error as WireError, MAX_ENCODED_LEN};
+use devtel_protocol::{decode, topic, Envelope, Error as WireError, MAX_ENCODED_LEN};
 use tracing::warn;
 
-use crate::aggregate::{Aggregator, Outcome};
+use crate::aggregate::Outcome;
+
+/// A cause is logged at most once per this interval.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a message was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, thiserror::Error)]
@@ -28,10 +33,13 @@ pub enum Rejection {
     /// The reading's unit or device differs from the topic's.
     #[error("topic and payload disagree on unit or device")]
     TopicMismatch,
+    /// A collector status that is not a JSON object.
+    #[error("collector status is not a JSON object")]
+    BadStatus,
 }
 
 impl Rejection {
-    /// Counter label.
+    /// Counter label and dead-letter topic segment.
     pub const fn name(self) -> &'static str {
         match self {
             Rejection::Topic => "topic",
@@ -39,86 +47,16 @@ impl Rejection {
             Rejection::Version => "version",
             Rejection::Undecodable => "undecodable",
             Rejection::TopicMismatch => "topic_mismatch",
+            Rejection::BadStatus => "bad_status",
         }
     }
 }
 
-/// Ingest counters.
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    inner: Mutex<Counts>,
-}
-
-/// A snapshot of the ingest counters.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Counts {
-    /// Messages received.
-    pub received: u64,
-    /// Readings applied.
-    pub applied: u64,
-    /// Readings already applied before (redelivery).
-    pub duplicates: u64,
-    /// Readings older than the device's current one.
-    pub stale: u64,
-    /// Rejected messages by cause.
-    pub rejected: BTreeMap<&'static str, u64>,
-}
-
-impl IngestStats {
-    /// A copy of the counters.
-    pub fn snapshot(&self) -> Counts {
-        self.inner.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Counts)) {
-        if let Ok(mut c) = self.inner.lock() {
-            f(&mut c);
-        }
-    }
-}
-
-/// Handles one message. Returns the units whose documents changed.
+/// Checks a telemetry message and decodes it.
 ///
 /// # Errors
-/// A [`Rejection`]; it has been counted and logged.
-pub fn handle(
-    aggregator: &Mutex<Aggregator>,
-    stats: &IngestStats,
-    topic_name: &str,
-    payload: &[u8],
-) -> Result<Vec<String>, Rejection> {
-    stats.update(|c| c.received += 1);
-    let result = check_and_apply(aggregator, topic_name, payload);
-    match &result {
-        Ok((outcomes, _)) => stats.update(|c| {
-            for o in outcomes {
-                match o {
-                    Outcome::Applied => c.applied += 1,
-                    Outcome::Duplicate => c.duplicates += 1,
-                    Outcome::Stale => c.stale += 1,
-                }
-            }
-        }),
-        Err(rejection) => {
-            let mut count = 0;
-            stats.update(|c| {
-                let n = c.rejected.entry(rejection.name()).or_default();
-                *n += 1;
-                count = *n;
-            });
-            if count <= 3 || count % 100 == 0 {
-                warn!(topic = %topic_name, bytes = payload.len(), cause = rejection.name(), total = count, "message rejected: {rejection}");
-            }
-        }
-    }
-    result.map(|(_, changed)| changed)
-}
-
-fn check_and_apply(
-    aggregator: &Mutex<Aggregator>,
-    topic_name: &str,
-    payload: &[u8],
-) -> Result<(Vec<Outcome>, Vec<String>), Rejection> {
+/// The [`Rejection`] cause.
+pub fn check(topic_name: &str, payload: &[u8]) -> Result<Envelope, Rejection> {
     let Ok(topic::Topic::Telemetry { unit, device, .. }) = topic::parse(topic_name) else {
         return Err(Rejection::Topic);
     };
@@ -136,8 +74,109 @@ fn check_and_apply(
     {
         return Err(Rejection::TopicMismatch);
     }
-    let mut agg = aggregator.lock().map_err(|_| Rejection::Undecodable)?;
-    Ok(agg.ingest(&envelope))
+    Ok(envelope)
+}
+
+/// Ingest counters.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    counts: Counts,
+    logged: BTreeMap<&'static str, (Instant, u64)>,
+}
+
+/// A snapshot of the ingest counters.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Counts {
+    /// Messages received (telemetry and statuses).
+    pub received: u64,
+    /// Readings applied to a device's current state.
+    pub applied: u64,
+    /// Readings already stored before (redelivery).
+    pub duplicates: u64,
+    /// Readings older than the device's current one (still counted in the history).
+    pub stale: u64,
+    /// Readings whose unit is not configured, counted in `unassigned`.
+    pub unassigned: u64,
+    /// Rejected messages by cause.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Messages copied to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Store commits.
+    pub commits: u64,
+    /// Messages in those commits.
+    pub committed_messages: u64,
+    /// Seconds spent in store commits.
+    pub commit_seconds: f64,
+    /// The slowest commit, seconds.
+    pub commit_seconds_max: f64,
+    /// Store errors (the batch is not acknowledged and comes again).
+    pub store_errors: u64,
+    /// Seconds between the newest applied reading's poll and its commit.
+    pub lag_seconds: f64,
+}
+
+impl IngestStats {
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> Counts {
+        self.inner
+            .lock()
+            .map(|c| c.counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Updates the counters.
+    pub fn update(&self, f: impl FnOnce(&mut Counts)) {
+        if let Ok(mut c) = self.inner.lock() {
+            f(&mut c.counts);
+        }
+    }
+
+    /// Counts reading outcomes.
+    pub fn outcomes(&self, outcomes: &[Outcome]) {
+        self.update(|c| {
+            for o in outcomes {
+                match o {
+                    Outcome::Applied => c.applied += 1,
+                    Outcome::Duplicate => c.duplicates += 1,
+                    Outcome::Stale => c.stale += 1,
+                }
+            }
+        });
+    }
+
+    /// Counts a rejection and logs it (rate-limited per cause).
+    pub fn reject(&self, rejection: Rejection, topic_name: &str, bytes: usize) {
+        let cause = rejection.name();
+        self.update(|c| *c.rejected.entry(cause).or_default() += 1);
+        self.log_limited(cause, |since| {
+            warn!(topic = %topic_name, bytes, cause, since_last_log = since, "message rejected: {rejection}");
+        });
+    }
+
+    /// Runs `log(count since the last log)` when `cause` was not logged in the last
+    /// [`LOG_INTERVAL`].
+    pub fn log_limited(&self, cause: &'static str, log: impl FnOnce(u64)) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let entry = inner
+            .logged
+            .entry(cause)
+            .or_insert((now - LOG_INTERVAL * 2, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= LOG_INTERVAL {
+            let since = entry.1;
+            *entry = (now, 0);
+            drop(inner);
+            log(since);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -162,36 +201,41 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_rejected_by_cause_and_counted_and_state_stays_untouched() {
-        let agg = Mutex::new(Aggregator::new());
-        let stats = IngestStats::default();
+    fn garbage_is_rejected_by_cause() {
         let t = "devtel/v1/telemetry/s/u/d";
-        assert_eq!(handle(&agg, &stats, t, b""), Err(Rejection::Undecodable));
+        assert_eq!(check(t, b"").unwrap_err(), Rejection::Undecodable);
         assert_eq!(
-            handle(&agg, &stats, t, &[FORMAT_VERSION, 0xff, 0xff]),
-            Err(Rejection::Undecodable)
+            check(t, &[FORMAT_VERSION, 0xff, 0xff]).unwrap_err(),
+            Rejection::Undecodable
         );
-        assert_eq!(handle(&agg, &stats, t, &[9, 0]), Err(Rejection::Version));
+        assert_eq!(check(t, &[9, 0]).unwrap_err(), Rejection::Version);
         assert_eq!(
-            handle(&agg, &stats, "devtel/v1/units/u", &payload("u", "d")),
-            Err(Rejection::Topic)
-        );
-        assert_eq!(
-            handle(&agg, &stats, t, &vec![1; MAX_ENCODED_LEN + 1]),
-            Err(Rejection::Oversize)
+            check("devtel/v1/units/u", &payload("u", "d")).unwrap_err(),
+            Rejection::Topic
         );
         assert_eq!(
-            handle(&agg, &stats, t, &payload("u", "other")),
-            Err(Rejection::TopicMismatch)
+            check(t, &vec![1; MAX_ENCODED_LEN + 1]).unwrap_err(),
+            Rejection::Oversize
         );
-        assert_eq!(agg.lock().unwrap().device_count(), 0);
         assert_eq!(
-            handle(&agg, &stats, t, &payload("u", "d")),
-            Ok(vec!["u".to_string()])
+            check(t, &payload("u", "other")).unwrap_err(),
+            Rejection::TopicMismatch
         );
-        let c = stats.snapshot();
-        assert_eq!((c.received, c.applied), (7, 1));
-        assert_eq!(c.rejected.get("undecodable"), Some(&2));
-        assert_eq!(c.rejected.values().sum::<u64>(), 6);
+        assert_eq!(check(t, &payload("u", "d")).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn each_cause_is_logged_once_per_interval_and_always_counted() {
+        let stats = IngestStats::default();
+        let mut logged = Vec::new();
+        for _ in 0..5 {
+            stats.log_limited("a", |n| logged.push(("a", n)));
+            stats.log_limited("b", |n| logged.push(("b", n)));
+        }
+        assert_eq!(logged, [("a", 1), ("b", 1)]);
+        for _ in 0..3 {
+            stats.reject(Rejection::Version, "t", 2);
+        }
+        assert_eq!(stats.snapshot().rejected["version"], 3);
     }
 }

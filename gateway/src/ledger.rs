@@ -399,7 +399,7 @@ mod tests {
                             day.pages_total += i64::from(m + c);
                             day.pages_mono += i64::from(*m);
                             day.pages_colour += i64::from(*c);
-                            if s.marker < m + c && out.len() > 0 {
+                            if s.marker < m + c && !out.is_empty() {
                                 day.counter_wraps += 1;
                             }
                             s.toner = s.toner.saturating_sub((m / 100) as u8);

@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`config`]: the TOML file, validated into [`config::Config`].
 //! - [`aggregate`]: the I/O-free aggregator and the JSON documents derived from it.
-//! - [`ingest`]: from an MQTT message to the aggregator, with counted rejections.
-//! - [`mqtt`]: the MQTT client: subscription, message intake, retained document publishing.
+//! - [`units`], [`calendar`]: the administrative hierarchy; local days and working hours.
+//! - [`meter`], [`ledger`]: counter deltas and per-device history figures (I/O-free).
+//! - [`ingest`]: checks of an MQTT message, with counted rejections.
+//! - [`store`]: the durable SQLite store every figure is rebuilt from.
+//! - [`mqtt`]: receive, commit, apply, acknowledge; dead letters; retained documents.
 //! - [`deliveries`]: which envelopes arrived per collector and epoch (repeats, missing ones).
-//! - [`http`]: the HTTP API (`/healthz`, `/api/units`, `/api/units/{unit}`, `/api/collectors`).
+//! - [`http`]: the HTTP API and `/metrics` (see `docs/api.md`).
 //!
 //! [`run`] starts the MQTT and HTTP sides on a shared [`Shared`] state and stops both on
 //! the shutdown token.
@@ -20,13 +23,17 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod meter;
+pub mod metrics;
 pub mod mqtt;
+pub mod store;
 #[cfg(test)]
 mod testdata;
 pub mod units;
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +42,8 @@ use tracing::info;
 use crate::aggregate::Aggregator;
 use crate::config::Config;
 use crate::ingest::IngestStats;
+use crate::store::Store;
+use crate::units::Units;
 
 /// State shared by the MQTT and HTTP sides. The mutex is a std one: nothing awaits while
 /// holding it, and every critical section is a short in-memory update or read.
@@ -48,6 +57,21 @@ pub struct Shared {
     pub mqtt_connected: AtomicBool,
     /// The latest retained status of every collector site (`devtel/v1/collectors/{site}`).
     pub collectors: Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// The configured units (also inside the aggregator's settings; here for lock-free reads).
+    pub units: Units,
+    /// The database, for history queries (none in unit tests).
+    pub store_path: Option<PathBuf>,
+}
+
+impl Shared {
+    /// State around `aggregator`, without a store.
+    pub fn new(aggregator: Aggregator) -> Self {
+        Shared {
+            units: aggregator.settings().units.clone(),
+            aggregator: Mutex::new(aggregator),
+            ..Shared::default()
+        }
+    }
 }
 
 /// Runs the gateway until `shutdown` is cancelled.
@@ -55,14 +79,29 @@ pub struct Shared {
 /// # Errors
 /// When the HTTP listener cannot be bound.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let shared = Arc::new(Shared::default());
+    let path = config.store_path.clone();
+    let core = config.core.clone();
+    let (store, aggregator, statuses) = tokio::task::spawn_blocking(move || rebuild(&core, &path))
+        .await
+        .context("rebuilding from the store")??;
+    let mut shared = Shared::new(aggregator);
+    shared.store_path = Some(config.store_path.clone());
+    if let Ok(mut c) = shared.collectors.lock() {
+        *c = statuses;
+    }
+    let shared = Arc::new(shared);
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http_listen))?;
     let bound = listener.local_addr().context("reading the HTTP address")?;
     info!(http = %bound, broker = %format!("{}:{}", config.broker_host, config.broker_port), "gateway started");
 
-    let mqtt = tokio::spawn(mqtt::run(config.clone(), shared.clone(), shutdown.clone()));
+    let mqtt = tokio::spawn(mqtt::run(
+        config.clone(),
+        shared.clone(),
+        store,
+        shutdown.clone(),
+    ));
     let app = http::router(shared.clone());
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)
@@ -74,4 +113,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     info!("gateway stopped");
     Ok(())
+}
+
+type Statuses = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Opens the store and rebuilds the aggregator from every stored envelope.
+///
+/// # Errors
+/// When the store cannot be opened or read.
+pub fn rebuild(
+    settings: &aggregate::CoreSettings,
+    path: &std::path::Path,
+) -> anyhow::Result<(Store, Aggregator, Statuses)> {
+    let started = Instant::now();
+    let store = Store::open(path)?;
+    let mut aggregator = Aggregator::with_settings(settings.clone());
+    let replay = store.replay(|e| {
+        aggregator.ingest(&e);
+    })?;
+    let statuses = store
+        .statuses()?
+        .into_iter()
+        .filter_map(|(site, s)| Some((site, serde_json::from_str(&s).ok()?)))
+        .collect();
+    info!(
+        path = %path.display(),
+        envelopes = replay.envelopes,
+        undecodable = replay.undecodable,
+        devices = aggregator.device_count(),
+        ms = started.elapsed().as_millis() as u64,
+        "figures rebuilt from the store"
+    );
+    Ok((store, aggregator, statuses))
 }

@@ -5,6 +5,8 @@
 //! | `devtel/v1/telemetry/{site}/{unit}/{device}` | collector → gateway | postcard [`crate::Envelope`] |
 //! | `devtel/v1/units/{unit}` | gateway → integrators, retained | JSON unit document |
 //! | `devtel/v1/collectors/{site}` | collector → anyone, retained; also the last will | JSON collector status (`online`/`offline`, version, start time, counters) |
+//! | `devtel/v1/devices/{device}` | gateway → integrators, retained | JSON device document (state and figures) |
+//! | `devtel/v1/deadletter/{cause}/{original topic}` | gateway → operators | the rejected message's payload, unchanged |
 //!
 //! Every variable segment is an identifier that [`validate_segment`] accepts: 1 to
 //! [`crate::MAX_ID_LEN`] bytes of ASCII letters, digits, `.`, `_` and `-`. That keeps MQTT wildcards
@@ -28,10 +30,19 @@ pub const UNITS: &str = "units";
 /// Segment of the collectors' retained status (birth message and last will).
 pub const COLLECTORS: &str = "collectors";
 
+/// Segment of the gateway's per-device documents.
+pub const DEVICES: &str = "devices";
+/// Segment of the gateway's dead-letter copies of rejected messages.
+pub const DEAD_LETTER: &str = "deadletter";
+
 /// Subscription filter for all telemetry.
 pub const TELEMETRY_FILTER: &str = "devtel/v1/telemetry/#";
 /// Subscription filter for all unit documents.
 pub const UNITS_FILTER: &str = "devtel/v1/units/+";
+/// Subscription filter for all device documents.
+pub const DEVICES_FILTER: &str = "devtel/v1/devices/+";
+/// Subscription filter for every dead-letter copy.
+pub const DEAD_LETTER_FILTER: &str = "devtel/v1/deadletter/#";
 /// Subscription filter for all collectors' status.
 pub const COLLECTORS_FILTER: &str = "devtel/v1/collectors/+";
 
@@ -62,6 +73,11 @@ pub enum Topic<'a> {
     Collector {
         /// The collector's site.
         site: &'a str,
+    },
+    /// `devtel/v1/devices/{device}`.
+    Device {
+        /// The device id.
+        device: &'a str,
     },
 }
 
@@ -156,6 +172,25 @@ pub fn collector(site: &str) -> Result<TopicString, TopicError> {
     build(&[ROOT, VERSION, COLLECTORS, site])
 }
 
+/// `devtel/v1/devices/{device}`.
+///
+/// # Errors
+/// When `device` is not a valid segment.
+pub fn device(device: &str) -> Result<TopicString, TopicError> {
+    validate_segment(device)?;
+    build(&[ROOT, VERSION, DEVICES, device])
+}
+
+/// `devtel/v1/deadletter/{cause}`: the prefix of a dead-letter topic; the rejected message's
+/// own topic follows after a `/` (MQTT 3.1.1 has no headers to carry it).
+///
+/// # Errors
+/// When `cause` is not a valid segment.
+pub fn dead_letter_prefix(cause: &str) -> Result<TopicString, TopicError> {
+    validate_segment(cause)?;
+    build(&[ROOT, VERSION, DEAD_LETTER, cause])
+}
+
 /// Parses a topic of this scheme.
 ///
 /// # Errors
@@ -187,6 +222,11 @@ pub fn parse(topic: &str) -> Result<Topic<'_>, TopicError> {
             let site = next().ok_or(TopicError::NotDevtel)?;
             validate_segment(site)?;
             Topic::Collector { site }
+        }
+        Some(DEVICES) => {
+            let device = next().ok_or(TopicError::NotDevtel)?;
+            validate_segment(device)?;
+            Topic::Device { device }
         }
         _ => return Err(TopicError::NotDevtel),
     };
@@ -231,6 +271,23 @@ mod tests {
             }
         );
         assert!(collector("a/b").is_err());
+        let d = device("sharp-3og").unwrap();
+        assert_eq!(d.as_str(), "devtel/v1/devices/sharp-3og");
+        assert_eq!(
+            parse(&d).unwrap(),
+            Topic::Device {
+                device: "sharp-3og"
+            }
+        );
+        assert!(DEVICES_FILTER.starts_with(DEVICES_FILTER.trim_end_matches('+')));
+        let dl = dead_letter_prefix("undecodable").unwrap();
+        assert_eq!(dl.as_str(), "devtel/v1/deadletter/undecodable");
+        assert!(dead_letter_prefix("a/b").is_err());
+        assert_eq!(
+            parse(&dl),
+            Err(TopicError::NotDevtel),
+            "not a topic the gateway reads"
+        );
     }
 
     #[test]

@@ -440,7 +440,10 @@ pub fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
     let conf = dir.join("gateway.toml");
     fs::write(
         &conf,
-        format!("broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n"),
+        format!(
+            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n[store]\npath = \"{}\"\n",
+            dir.join("gateway.sqlite").display()
+        ),
     )
     .unwrap();
     let mut gw = Proc::spawn(

@@ -1,0 +1,173 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::Shared;
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+fn one(v: f64) -> Vec<(String, f64)> {
+    vec![(String::new(), v)]
+}
+
+/// Renders every gateway metric.
+pub fn render(shared: &Shared) -> String {
+    let c = shared.stats.snapshot();
+    let (devices, units, unassigned, late, as_of) = shared
+        .aggregator
+        .lock()
+        .map(|a| {
+            (
+                a.device_count(),
+                a.unit_ids().len(),
+                a.unassigned_readings(),
+                a.late_readings(),
+                a.as_of_ms(),
+            )
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "devtel_gateway_messages_received_total",
+        "counter",
+        "MQTT messages received (telemetry and collector statuses).",
+        &one(c.received as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_readings_total",
+        "counter",
+        "Readings by outcome: applied to the current state, stale (older than the current one; history only), duplicate (redelivery, not counted again).",
+        &[
+            ("{outcome=\"applied\"}".into(), c.applied as f64),
+            ("{outcome=\"stale\"}".into(), c.stale as f64),
+            ("{outcome=\"duplicate\"}".into(), c.duplicates as f64),
+        ],
+    );
+    let mut rejected: Vec<(String, f64)> = [
+        "topic",
+        "oversize",
+        "version",
+        "undecodable",
+        "topic_mismatch",
+        "bad_status",
+    ]
+    .iter()
+    .map(|cause| {
+        (
+            format!("{{cause=\"{cause}\"}}"),
+            c.rejected.get(cause).copied().unwrap_or(0) as f64,
+        )
+    })
+    .collect();
+    rejected.sort_by(|a, b| a.0.cmp(&b.0));
+    metric(
+        &mut out,
+        "devtel_gateway_rejected_total",
+        "counter",
+        "Messages rejected, by cause (each copied to devtel/v1/deadletter/{cause}/...).",
+        &rejected,
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_unassigned_readings_total",
+        "counter",
+        "Readings for a unit that is not configured, counted in the unit \"unassigned\" (since start, including the replay).",
+        &one(unassigned as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_late_readings_total",
+        "counter",
+        "Readings that arrived later than the late window (counted as polls; pages stay in the covering interval).",
+        &one(late as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_dead_letters_total",
+        "counter",
+        "Messages copied to the dead-letter topic.",
+        &one(c.dead_lettered as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_store_commits_total",
+        "counter",
+        "Store transactions committed.",
+        &one(c.commits as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_store_committed_messages_total",
+        "counter",
+        "Messages in committed store transactions.",
+        &one(c.committed_messages as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_store_commit_seconds_total",
+        "counter",
+        "Time spent in store commits.",
+        &one(c.commit_seconds),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_store_commit_seconds_max",
+        "gauge",
+        "The slowest store commit since start.",
+        &one(c.commit_seconds_max),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_store_errors_total",
+        "counter",
+        "Failed store commits (the batch stays unacknowledged and is retried).",
+        &one(c.store_errors as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_lag_seconds",
+        "gauge",
+        "Time from the newest committed reading's poll to its commit.",
+        &one(c.lag_seconds),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_newest_poll_timestamp_seconds",
+        "gauge",
+        "Poll time of the newest reading seen.",
+        &one(as_of as f64 / 1000.0),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_devices",
+        "gauge",
+        "Devices known.",
+        &one(devices as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_units",
+        "gauge",
+        "Units known (configured, or reported when none are configured).",
+        &one(units as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_mqtt_connected",
+        "gauge",
+        "1 while connected to the broker.",
+        &one(f64::from(u8::from(
+            shared.mqtt_connected.load(Ordering::Relaxed),
+        ))),
+    );
+    out
+}

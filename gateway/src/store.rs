@@ -1,0 +1,514 @@
+//! The durable store: an embedded SQLite database (WAL, full sync) holding every accepted
+//! envelope exactly as it arrived, and the collectors' latest statuses.
+//!
+//! Design constraints:
+//! - The store is the truth; the aggregator is a function of it. At start the aggregator is
+//!   rebuilt by replaying the envelopes, so there is no second copy of the figures that could
+//!   disagree with the first after a crash.
+//! - An envelope is identified by (collector, epoch, seq), enforced by a UNIQUE constraint:
+//!   whatever the broker redelivers after a crash, the row exists at most once.
+//! - Every batch is one transaction; the MQTT side acknowledges a message only after the
+//!   transaction that holds it has committed.
+//! - The schema is versioned (`PRAGMA user_version`) and migrated forward at open; a database
+//!   written by a newer gateway is refused, not rewritten.
+//! - u64 values (epochs, sequence numbers, timestamps) are stored bit-for-bit as SQLite's i64.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use devtel_protocol::{decode, Envelope};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+/// Schema migrations, in order; migration `i` brings the database to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: envelopes, their readings (for history lookups), collector statuses.
+    "CREATE TABLE envelopes (
+        id INTEGER PRIMARY KEY,
+        collector TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        timestamp_ms INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        UNIQUE (collector, epoch, seq)
+    );
+    CREATE TABLE readings (
+        envelope INTEGER NOT NULL REFERENCES envelopes (id),
+        device TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        timestamp_ms INTEGER NOT NULL
+    );
+    CREATE INDEX readings_by_device ON readings (device, timestamp_ms);
+    CREATE TABLE collector_status (
+        site TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        received_ms INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this gateway writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer gateway.
+    #[error("database {path} has schema version {found}, newer than this gateway's {SCHEMA_VERSION}; upgrade the gateway")]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// Its version.
+        found: i64,
+    },
+    /// The database directory could not be created.
+    #[error("creating {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// One message to commit.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// An accepted telemetry envelope with its original payload.
+    Envelope {
+        /// The decoded envelope.
+        envelope: Box<Envelope>,
+        /// Exactly the bytes received.
+        payload: Vec<u8>,
+        /// When the gateway received it, ms since the Unix epoch.
+        received_ms: u64,
+        /// The units the readings are counted in (parallel to `envelope.readings`).
+        units: Vec<String>,
+    },
+    /// A collector's retained status; `None` clears it.
+    Status {
+        /// Site.
+        site: String,
+        /// The JSON status.
+        status: Option<String>,
+        /// When received.
+        received_ms: u64,
+    },
+}
+
+/// Counts of a replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Envelopes replayed.
+    pub envelopes: u64,
+    /// Rows that no longer decode (never expected; skipped and counted).
+    pub undecodable: u64,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn bits(v: u64) -> i64 {
+    v as i64
+}
+
+fn unbits(v: i64) -> u64 {
+    v as u64
+}
+
+impl Store {
+    /// Opens (creating) the database at `path` and migrates it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the file cannot be opened, is not a database, or is too new.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let name = path.display().to_string();
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        let mut store = Store { conn, path: name };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// A read-only connection to the database at `path` (HTTP history queries run beside the
+    /// writer; WAL lets them read without blocking it).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be opened.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        let store = Store { conn, path: name };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn init(&mut self) -> Result<(), StoreError> {
+        // WAL: readers do not block the writer; synchronous=FULL: a committed transaction
+        // survives a power cut, which is what an MQTT acknowledgement promises.
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.err(e))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
+                .and_then(|()| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            tracing::info!(path = %self.path, version = i + 1, "database migrated");
+        }
+        Ok(())
+    }
+
+    /// Commits `items` in one transaction. Returns, per item, whether it was new (an envelope
+    /// already stored, i.e. a redelivery, gives false).
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing of the batch is stored then.
+    pub fn commit(&mut self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut insert_env = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO envelopes
+                     (collector, epoch, seq, timestamp_ms, received_ms, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(wrap)?;
+            let mut insert_reading = tx
+                .prepare_cached(
+                    "INSERT INTO readings (envelope, device, unit, timestamp_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(wrap)?;
+            let mut upsert_status = tx
+                .prepare_cached(
+                    "INSERT INTO collector_status (site, status, received_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (site) DO UPDATE SET status = ?2, received_ms = ?3",
+                )
+                .map_err(wrap)?;
+            let mut delete_status = tx
+                .prepare_cached("DELETE FROM collector_status WHERE site = ?1")
+                .map_err(wrap)?;
+            for item in items {
+                match item {
+                    Item::Envelope {
+                        envelope,
+                        payload,
+                        received_ms,
+                        units,
+                    } => {
+                        let n = insert_env
+                            .execute(params![
+                                envelope.collector.as_str(),
+                                bits(envelope.epoch),
+                                bits(envelope.seq),
+                                bits(envelope.timestamp_ms),
+                                bits(*received_ms),
+                                payload
+                            ])
+                            .map_err(wrap)?;
+                        if n == 1 {
+                            let id = tx.last_insert_rowid();
+                            for (r, unit) in envelope.readings.iter().zip(units) {
+                                insert_reading
+                                    .execute(params![
+                                        id,
+                                        r.device(),
+                                        unit,
+                                        bits(envelope.timestamp_ms)
+                                    ])
+                                    .map_err(wrap)?;
+                            }
+                        }
+                        out.push(n == 1);
+                    }
+                    Item::Status {
+                        site,
+                        status: Some(status),
+                        received_ms,
+                    } => {
+                        upsert_status
+                            .execute(params![site, status, bits(*received_ms)])
+                            .map_err(wrap)?;
+                        out.push(true);
+                    }
+                    Item::Status {
+                        site, status: None, ..
+                    } => {
+                        delete_status.execute(params![site]).map_err(wrap)?;
+                        out.push(true);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every stored envelope, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn replay(&self, mut f: impl FnMut(Envelope)) -> Result<Replay, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, payload FROM envelopes ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut replay = Replay::default();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let payload = row.get_ref(1).map_err(|e| self.err(e))?;
+            match payload.as_blob().ok().map(decode) {
+                Some(Ok(envelope)) => {
+                    replay.envelopes += 1;
+                    f(envelope);
+                }
+                _ => {
+                    replay.undecodable += 1;
+                    tracing::warn!(id, "stored envelope no longer decodes; skipped");
+                }
+            }
+        }
+        Ok(replay)
+    }
+
+    /// The stored collector statuses by site.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn statuses(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT site, status FROM collector_status ORDER BY site")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Envelopes holding a reading of `device` polled in `[from_ms, to_ms)`, oldest first, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn history(
+        &self,
+        device: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.payload FROM readings r JOIN envelopes e ON e.id = r.envelope
+                 WHERE r.device = ?1 AND r.timestamp_ms >= ?2 AND r.timestamp_ms < ?3
+                 ORDER BY r.timestamp_ms, e.id LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let to = i64::try_from(to_ms).unwrap_or(i64::MAX);
+        let from = i64::try_from(from_ms).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![device, from, to, limit], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let payload = row.map_err(|e| self.err(e))?;
+            if let Ok(envelope) = decode(&payload) {
+                out.push(envelope);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of stored envelopes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn envelope_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM envelopes", [], |r| r.get::<_, i64>(0))
+            .map(unbits)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest envelope of a collector's epoch, when any (diagnostics and tests).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn last_seq(&self, collector: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT max(seq) FROM envelopes WHERE collector = ?1 AND epoch = ?2",
+                params![collector, bits(epoch)],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(|v| v.flatten().map(unbits))
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtel_protocol::{encode_to_vec, DeviceKind, NoResponse, NoResponseCause, Reading};
+
+    fn item(seq: u64, ts: u64) -> Item {
+        let mut e = Envelope::new("c1".try_into().unwrap(), u64::MAX - 1, seq, ts);
+        e.readings
+            .push(Reading::NoResponse(NoResponse {
+                device: "d1".try_into().unwrap(),
+                unit: "u".try_into().unwrap(),
+                kind: DeviceKind::Copier,
+                cause: NoResponseCause::Timeout,
+            }))
+            .unwrap();
+        let payload = encode_to_vec(&e).unwrap();
+        Item::Envelope {
+            envelope: Box::new(e),
+            payload,
+            received_ms: ts + 1,
+            units: vec!["u".into()],
+        }
+    }
+
+    #[test]
+    fn envelopes_survive_reopen_once_each_with_u64_identity() {
+        let dir = std::env::temp_dir().join(format!("devtel-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/devtel.sqlite");
+        {
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(
+                s.commit(&[item(0, 10), item(1, 20), item(0, 10)]).unwrap(),
+                [true, true, false],
+                "a repeat in the same batch is not stored twice"
+            );
+            assert_eq!(
+                s.commit(&[item(1, 20), item(2, 30)]).unwrap(),
+                [false, true]
+            );
+            s.commit(&[Item::Status {
+                site: "s".into(),
+                status: Some("{\"state\":\"online\"}".into()),
+                received_ms: 5,
+            }])
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let mut seqs = Vec::new();
+        let replay = s
+            .replay(|e| {
+                assert_eq!(e.epoch, u64::MAX - 1);
+                seqs.push(e.seq)
+            })
+            .unwrap();
+        assert_eq!(seqs, [0, 1, 2]);
+        assert_eq!(replay.undecodable, 0);
+        assert_eq!(s.last_seq("c1", u64::MAX - 1).unwrap(), Some(2));
+        assert_eq!(s.history("d1", 15, 31, 10).unwrap().len(), 2);
+        assert_eq!(s.history("d1", 15, 31, 1).unwrap()[0].seq, 1);
+        assert_eq!(s.statuses().unwrap()["s"], "{\"state\":\"online\"}");
+        let ro = Store::open_read_only(&path).unwrap();
+        assert_eq!(ro.envelope_count().unwrap(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_newer_schema_and_a_non_database_are_refused_with_the_path() {
+        let dir = std::env::temp_dir().join(format!("devtel-store-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        {
+            let s = Store::open(&path).unwrap();
+            s.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        }
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+        let junk = dir.join("junk.sqlite");
+        std::fs::write(
+            &junk,
+            b"this is not a database, just some bytes long enough....",
+        )
+        .unwrap();
+        let err = Store::open(&junk).unwrap_err().to_string();
+        assert!(err.contains("junk.sqlite"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
