@@ -53,6 +53,10 @@ enum Command {
         /// UDP address to answer on.
         #[arg(long, default_value = "127.0.0.1:16100")]
         listen: std::net::SocketAddr,
+        /// Let every Counter32 (page counters, octets) grow by this much per second, so a
+        /// demo or test sees pages being printed. 0 serves the recordings unchanged.
+        #[arg(long, default_value_t = 0)]
+        advance_counters: u32,
     },
 }
 
@@ -337,9 +341,16 @@ fn main() -> ExitCode {
                 Err(e) => devtel_daemon::config_error(&e),
             }
         }
-        Command::Simulate { recordings, listen } => {
+        Command::Simulate {
+            recordings,
+            listen,
+            advance_counters,
+        } => {
             let agents = match devtel_collector::sim::Agents::load(&recordings) {
-                Ok(a) => std::sync::Arc::new(a),
+                Ok(mut a) => {
+                    a.advance_counters(advance_counters);
+                    std::sync::Arc::new(a)
+                }
                 Err(e) => return devtel_daemon::config_error(&e.into()),
             };
             devtel_daemon::run_until_signal(|shutdown| async move {

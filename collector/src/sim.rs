@@ -38,6 +38,9 @@ pub struct Agents {
     pub answered: AtomicU64,
     /// Requests dropped (malformed, unknown community, unsupported type).
     pub dropped: AtomicU64,
+    /// Counter32 values grow by this much per second since `started` (0: recordings as is).
+    advance_per_second: u32,
+    started: Option<std::time::Instant>,
 }
 
 /// Loading recordings failed.
@@ -89,6 +92,14 @@ impl Agents {
             return Err(SimError::Empty(dir.display().to_string()));
         }
         Ok(agents)
+    }
+
+    /// Makes every Counter32 (prtMarkerLifeCount, interface octets, ...) grow by
+    /// `per_second` for each whole second from now on, as a printing fleet's counters do;
+    /// values wrap at 2³² like a real Counter32.
+    pub fn advance_counters(&mut self, per_second: u32) {
+        self.advance_per_second = per_second;
+        self.started = Some(std::time::Instant::now());
     }
 
     /// Adds (or replaces) the agent answering for `community`.
@@ -193,6 +204,15 @@ impl Agents {
                 }
             }
             _ => return None,
+        }
+        if let (Some(started), 1..) = (self.started, self.advance_per_second) {
+            let secs = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+            let add = secs.wrapping_mul(self.advance_per_second);
+            for (_, value) in &mut out {
+                if let Value::Counter32(v) = value {
+                    *v = v.wrapping_add(add);
+                }
+            }
         }
         let (error_status, error_index) = error.unwrap_or((0, 0));
         if error.is_some() {

@@ -42,6 +42,16 @@ pub const MAX_BATCH: usize = 1024;
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Failpoint for crash tests: with this variable set to N, the gateway aborts right after its
+/// Nth commit that stored a new envelope, before acknowledging it — the worst moment for a
+/// crash. Unset in production.
+pub const FAILPOINT_ENV: &str = "DEVTEL_FAILPOINT_ABORT_AFTER_COMMITS";
+
+fn failpoint() -> Option<u64> {
+    static N: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::env::var(FAILPOINT_ENV).ok()?.parse().ok())
+}
+
 /// Runs the MQTT side until `shutdown`.
 pub async fn run(config: Config, shared: Arc<Shared>, store: Store, shutdown: CancellationToken) {
     let mut options = MqttOptions::new(
@@ -256,6 +266,19 @@ fn handle_batch(
             }
         }
     };
+
+    if let Some(n) = failpoint() {
+        use std::sync::atomic::AtomicU64;
+        static STORED: AtomicU64 = AtomicU64::new(0);
+        let stored_envelope = items
+            .iter()
+            .zip(&new)
+            .any(|(i, is_new)| *is_new && matches!(i, Item::Envelope { .. }));
+        if stored_envelope && STORED.fetch_add(1, Ordering::Relaxed) + 1 >= n {
+            error!("{FAILPOINT_ENV}={n}: aborting after the commit, before the acknowledgement");
+            std::process::abort();
+        }
+    }
 
     // Apply what is new.
     let mut newest_poll = 0u64;

@@ -18,3 +18,6 @@ mod snmpv3;
 
 /// Delivery guarantees: broker outages, SIGKILL, a full spool, TLS and passwords.
 mod delivery;
+
+/// The gateway's figures survive SIGKILL at random points exactly.
+mod durability;

@@ -437,25 +437,39 @@ pub async fn own_simulator(dir: &std::path::Path) -> (Proc, u16) {
 /// The gateway on `broker`, with its HTTP API on a free port; waits until it is connected.
 pub fn start_gateway(dir: &std::path::Path, broker: u16) -> (Proc, u16) {
     let http = free_tcp_port();
-    let conf = dir.join("gateway.toml");
+    (start_gateway_as(dir, "gateway", broker, http, ""), http)
+}
+
+/// Gateway `name` (also its MQTT client id and the stem of its database and log) on `broker`
+/// with its HTTP API on `http` and `extra` TOML appended; waits until it has subscribed.
+pub fn start_gateway_as(
+    dir: &std::path::Path,
+    name: &str,
+    broker: u16,
+    http: u16,
+    extra: &str,
+) -> Proc {
+    let conf = dir.join(format!("{name}.toml"));
+    let client_id = if name == "gateway" { "gw-test" } else { name };
     fs::write(
         &conf,
         format!(
-            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"gw-test\"\nhttp_listen = \"127.0.0.1:{http}\"\n[store]\npath = \"{}\"\n",
-            dir.join("gateway.sqlite").display()
+            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"{client_id}\"\nhttp_listen = \"127.0.0.1:{http}\"\n[store]\npath = \"{}\"\n{extra}",
+            dir.join(format!("{name}.sqlite")).display()
         ),
     )
     .unwrap();
     let mut gw = Proc::spawn(
-        "gateway",
+        name,
         dir,
         Command::new(bin("devtel-gateway"))
             .args(["run", "--config"])
             .arg(&conf),
     );
-    wait_for("gateway /healthz", Duration::from_secs(20), || {
+    wait_for("gateway subscribed", Duration::from_secs(20), || {
         gw.assert_running();
-        http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true)
+        let up = http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true);
+        up.filter(|_| gw.log().contains("subscribed"))
     });
-    (gw, http)
+    gw
 }

@@ -1,0 +1,279 @@
+//! The gateway's figures survive crashes exactly: one gateway is SIGKILLed at random points
+//! while a collector streams through Mosquitto, and ends with the same documents as a second
+//! gateway on the same broker that ran without interruption.
+//!
+//! Both gateways have persistent MQTT sessions with manual acknowledgements, so the broker
+//! redelivers whatever the killed one had received but not committed; its store turns
+//! redeliveries of committed envelopes into counted duplicates.
+
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// (recording, device id, kind, unit). `ba.archive` is not configured: unassigned.
+const DEVICES: &[(&str, &str, &str, &str)] = &[
+    ("epson", "epson-1", "copier", "ba.it"),
+    ("samsungprinter_m4080fx", "samsung-1", "copier", "ba.it"),
+    ("lexmarkprinter", "lexmark-1", "copier", "ba.fb2.bsz"),
+    ("sharp", "sharp-1", "copier", "ba.fb2.bsz"),
+    ("konica_c250i", "konica-1", "copier", "ba.archive"),
+    ("grandstream-ht_ht802", "ata-1", "phone", "ba.fb2.bsz"),
+    ("tplink_sg2008", "desks-1", "dock", "ba.fb2"),
+];
+
+const UNITS: &str = "[aggregation]\ntimezone = \"Europe/Berlin\"\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nworking_hours_start = \"00:00\"\nworking_hours_end = \"24:00\"\nsla_target_percent = 99.9\n\
+[[units]]\nid = \"ba\"\nname = \"Bezirksamt\"\n\
+[[units]]\nid = \"ba.it\"\nparent = \"ba\"\ncost_centre = \"9100\"\n\
+[[units]]\nid = \"ba.fb2\"\nparent = \"ba\"\n\
+[[units]]\nid = \"ba.fb2.bsz\"\nparent = \"ba.fb2\"\ncost_centre = \"2100\"\n";
+
+/// A small xorshift generator; the seed is printed so a failing run can be repeated with
+/// `DEVTEL_TEST_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("DEVTEL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos() as u64
+                    | 1
+            });
+        eprintln!("DEVTEL_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn millis(&mut self, range: std::ops::Range<u64>) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(range.start + self.0 % (range.end - range.start))
+    }
+}
+
+fn collector_conf(dir: &std::path::Path, broker: u16, sim_port: u16) -> std::path::PathBuf {
+    let mut conf = format!(
+        "site = \"durable-site\"\ncollector_id = \"durable\"\nbroker = \"mqtt://127.0.0.1:{broker}\"\npoll_interval = \"1s\"\n[mqtt]\nreconnect_max = \"2s\"\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 1\n",
+        dir.join("spool").display()
+    );
+    for (recording, id, kind, unit) in DEVICES {
+        conf.push_str(&format!(
+            "[[devices]]\nid = \"{id}\"\nkind = \"{kind}\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
+        ));
+        if *kind == "dock" {
+            conf.push_str("seats = [\"2\", \"3\", \"4\", \"5\", \"6\", \"7\", \"8\"]\n");
+        }
+    }
+    let path = dir.join("collector.toml");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// Everything a user or integrator reads from a gateway, for comparison.
+fn documents(http: u16) -> Value {
+    let mut out = serde_json::Map::new();
+    for path in ["/api/units", "/api/devices"] {
+        out.insert(path.into(), http_json(http, path).unwrap());
+    }
+    for unit in ["ba", "ba.it", "ba.fb2", "ba.fb2.bsz", "unassigned"] {
+        let path = format!("/api/consumption?unit={unit}&by=day");
+        out.insert(path.clone(), http_json(http, &path).unwrap());
+    }
+    for (_, id, _, _) in DEVICES {
+        let path = format!("/api/devices/{id}/history?limit=10000");
+        let mut h = http_json(http, &path).unwrap();
+        // Delivery metadata differs by design; the readings and day figures must not.
+        h["readings"] = Value::from(h["readings"].as_array().unwrap().len());
+        out.insert(path, h);
+    }
+    Value::Object(out)
+}
+
+fn epoch_received(http: u16) -> Option<(u64, u64)> {
+    let all = http_json(http, "/api/collectors")?;
+    let e = all.get("durable")?["epochs"].as_array()?.first()?.clone();
+    Some((e["received"].as_u64()?, e["missing"].as_u64()?))
+}
+
+#[test]
+fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not() {
+    let dir = temp_dir("durability");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_tcp_port();
+    let _broker = persistent_mosquitto(&dir, port);
+    let sim_port = free_udp_port();
+    let sim = Proc::spawn(
+        "simulator",
+        &dir,
+        Command::new(bin("devtel-collector")).args([
+            "simulate",
+            "--recordings",
+            corpus().join("snmprec").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+            "--advance-counters",
+            "3",
+        ]),
+    );
+    let mut sim_guard = sim;
+    rt.block_on(wait_for_agent(&mut sim_guard, sim_port, "sharp"));
+
+    let (http_ref, http_kill) = (free_tcp_port(), free_tcp_port());
+    let reference = start_gateway_as(&dir, "gw-reference", port, http_ref, UNITS);
+    let mut victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+
+    let conf = collector_conf(&dir, port, sim_port);
+    let mut collector = Proc::spawn(
+        "collector",
+        &dir,
+        Command::new(bin("devtel-collector"))
+            .args(["run", "--config"])
+            .arg(&conf),
+    );
+
+    // Kill the victim at random points while the collector streams. Every other round it
+    // instead aborts itself right after a commit and before acknowledging it (a failpoint),
+    // so the broker must redeliver what is already stored.
+    let mut rng = Rng::new();
+    let started = Instant::now();
+    let (mut kills, mut aborts, mut redelivered) = (0, 0, 0);
+    while started.elapsed() < Duration::from_secs(20) || kills + aborts < 6 {
+        if (kills + aborts) % 2 == 1 {
+            victim.child.kill().unwrap();
+            victim.child.wait().unwrap();
+            let n = (rng.millis(1..4).as_millis() as u64).to_string();
+            // Same config as before (written by start_gateway_as), plus the failpoint.
+            victim = Proc::spawn(
+                "gw-victim",
+                &dir,
+                Command::new(bin("devtel-gateway"))
+                    .args(["run", "--config"])
+                    .arg(dir.join("gw-victim.toml"))
+                    .env("DEVTEL_FAILPOINT_ABORT_AFTER_COMMITS", &n),
+            );
+            let exited = wait_for("the failpoint abort", Duration::from_secs(20), || {
+                victim.child.try_wait().unwrap()
+            });
+            assert!(!exited.success(), "{}", victim.log());
+            assert!(
+                victim.log().contains("aborting after the commit"),
+                "{}",
+                victim.log()
+            );
+            aborts += 1;
+            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+            // The unacknowledged batch comes again and is recognised as stored.
+            let dups = wait_for("the redelivery", Duration::from_secs(20), || {
+                let h = http_json(http_kill, "/healthz")?;
+                let d = h["ingest"]["duplicates"].as_u64()?;
+                (d > 0).then_some(d)
+            });
+            redelivered += dups;
+        } else {
+            std::thread::sleep(rng.millis(700..3_000));
+            collector.assert_running();
+            victim.assert_running();
+            victim.child.kill().unwrap();
+            victim.child.wait().unwrap();
+            kills += 1;
+            std::thread::sleep(rng.millis(0..1_500));
+            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+        }
+    }
+    eprintln!(
+        "{kills} SIGKILLs, {aborts} aborts after commit, {redelivered} stored readings redelivered"
+    );
+    assert!(
+        collector.terminate(Duration::from_secs(15)),
+        "{}",
+        collector.log()
+    );
+
+    // The collector's last status says how many envelopes it produced.
+    let status = wait_for(
+        "the collector's final status",
+        Duration::from_secs(10),
+        || {
+            let all = http_json(http_ref, "/api/collectors")?;
+            let s = all.get("durable")?.get("status")?.clone();
+            (s["state"] == "offline").then_some(s)
+        },
+    );
+    let spooled = status["counters"]["spooled"].as_u64().unwrap();
+    assert!(spooled >= 7 * 15, "{status}");
+    for (name, http) in [("reference", http_ref), ("victim", http_kill)] {
+        wait_for(
+            &format!("the {name} to hold all {spooled} envelopes"),
+            Duration::from_secs(60),
+            || {
+                epoch_received(http)
+                    .filter(|&(received, missing)| received == spooled && missing == 0)
+            },
+        );
+    }
+    // Let both publish their last documents and settle.
+    std::thread::sleep(Duration::from_millis(1_500));
+
+    let want = documents(http_ref);
+    let got = documents(http_kill);
+    if want != got {
+        for (k, v) in want.as_object().unwrap() {
+            if got.get(k) != Some(v) {
+                panic!(
+                    "{k} differs after {kills} kills and {aborts} aborts\nreference: {v}\nvictim:    {}",
+                    got.get(k).unwrap_or(&Value::Null)
+                );
+            }
+        }
+        panic!("documents differ");
+    }
+
+    // The figures are real, not empty: pages were printed, and everything rolls up.
+    let units = &want["/api/units"];
+    let unit = |id: &str| {
+        units
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["unit"] == id)
+            .unwrap_or_else(|| panic!("no unit {id} in {units}"))
+            .clone()
+    };
+    let ba = unit("ba");
+    assert_eq!(ba["devices_total"], 6, "{ba}");
+    assert_eq!(unit("unassigned")["devices_total"], 1);
+    let it_pages = unit("ba.it")["pages"]["today"]["total"].as_i64().unwrap();
+    let bsz_pages = unit("ba.fb2.bsz")["pages"]["today"]["total"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        it_pages > 0,
+        "the simulator's counters advance: {}",
+        unit("ba.it")
+    );
+    assert_eq!(
+        ba["pages"]["today"]["total"].as_i64().unwrap(),
+        it_pages + bsz_pages,
+        "ba = ba.it + ba.fb2 (whose only copiers are in ba.fb2.bsz)"
+    );
+    let polls = ba["availability"]["polls"].as_i64().unwrap();
+    let unassigned_polls = unit("unassigned")["availability"]["polls"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        (polls + unassigned_polls) as u64,
+        spooled,
+        "every envelope is one poll, counted exactly once"
+    );
+
+    let metrics = http_get(http_kill, "/metrics").unwrap().1;
+    assert!(metrics.contains("devtel_gateway_readings_total{outcome=\"duplicate\"}"));
+    drop(reference);
+}
