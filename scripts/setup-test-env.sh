@@ -17,6 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v snmpget >/dev/null 2>&1 || need_apt+=(snmp)
 [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
