@@ -41,12 +41,48 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest
 "$MOSQUITTO" -c "$RUN/mosquitto.conf" 2> "$RUN/mosquitto.log" & pids+=($!)
 
 target/release/devtel-collector simulate --recordings "$CORPUS/snmprec" --listen "127.0.0.1:$SNMP_PORT" \
+    --advance-counters 2 \
     2> "$RUN/simulator.log" & pids+=($!)
 
 cat > "$RUN/gateway.toml" <<TOML
 broker = "mqtt://127.0.0.1:$MQTT_PORT"
 client_id = "devtel-demo-gateway"
 http_listen = "127.0.0.1:$HTTP_PORT"
+
+[store]
+path = "$RUN/gateway.sqlite"
+
+[aggregation]
+timezone = "Europe/Berlin"
+sla_target_percent = 99.9
+
+[[units]]
+id = "bezirksamt"
+name = "Bezirksamt (demo)"
+
+[[units]]
+id = "bezirksamt.buergeramt"
+name = "Bürgeramt"
+parent = "bezirksamt"
+cost_centre = "2100"
+
+[[units]]
+id = "bezirksamt.jugendamt"
+name = "Jugendamt"
+parent = "bezirksamt"
+cost_centre = "5000"
+
+[[units]]
+id = "bezirksamt.jugendamt.team-1"
+name = "Jugendamt Team 1"
+parent = "bezirksamt.jugendamt"
+cost_centre = "5010"
+
+[[units]]
+id = "bezirksamt.it"
+name = "IT-Service"
+parent = "bezirksamt"
+cost_centre = "9100"
 TOML
 
 # Every recorded copier, spread over three administrative units of a district office, plus an
@@ -81,9 +117,11 @@ cat <<MSG
 
 devtel demo is running (logs in $RUN/).
   Units:            curl -s http://127.0.0.1:$HTTP_PORT/api/units
-  One unit:         curl -s http://127.0.0.1:$HTTP_PORT/api/units/bezirksamt.it
-  Health:           curl -s http://127.0.0.1:$HTTP_PORT/healthz
-  As an integrator: mosquitto_sub -p $MQTT_PORT -t 'devtel/v1/units/+' -v
+  One unit:         curl -s http://127.0.0.1:$HTTP_PORT/api/units/bezirksamt.jugendamt
+  Consumption:      curl -s 'http://127.0.0.1:$HTTP_PORT/api/consumption?unit=bezirksamt&by=day'
+  Devices:          curl -s http://127.0.0.1:$HTTP_PORT/api/devices?kind=dock
+  Health, metrics:  curl -s http://127.0.0.1:$HTTP_PORT/healthz; curl -s http://127.0.0.1:$HTTP_PORT/metrics
+  As an integrator: mosquitto_sub -p $MQTT_PORT -t 'devtel/v1/units/+' -t 'devtel/v1/devices/+' -v
 Press Ctrl-C to stop.
 MSG
 sleep 4
