@@ -1268,4 +1268,148 @@ mod tests {
         assert_eq!(agg.unit("old"), None);
         assert_eq!(agg.unit("new").unwrap().pages.total, 101);
     }
+
+    fn hierarchy() -> CoreSettings {
+        let def = |id: &str, parent: Option<&str>| crate::units::UnitDef {
+            id: id.into(),
+            name: Some(id.to_uppercase()),
+            parent: parent.map(Into::into),
+            cost_centre: Some(format!("cc-{id}")),
+        };
+        CoreSettings {
+            units: Units::new(vec![
+                def("ba", None),
+                def("ba.it", Some("ba")),
+                def("ba.fb2", Some("ba")),
+                def("ba.fb2.bsz", Some("ba.fb2")),
+            ])
+            .unwrap(),
+            sla_target_percent: 99.9,
+            ..CoreSettings::default()
+        }
+    }
+
+    /// A real Sharp MX-3570N reading (corpus) with its counters moved to `pages`.
+    fn sharp(device: &str, unit: &str, pages: u64) -> Reading {
+        let mut r = crate::testdata::printer("sharp");
+        r.device = device.try_into().unwrap();
+        r.unit = unit.try_into().unwrap();
+        let base = r.counters.total.unwrap();
+        r.counters.total = Some(base + pages);
+        r.counters.mono = r.counters.mono.map(|m| m + pages);
+        Reading::Printer(r)
+    }
+
+    #[test]
+    fn figures_roll_up_the_hierarchy_and_unknown_units_are_unassigned() {
+        let mut agg = Aggregator::with_settings(hierarchy());
+        let t0 = 1_795_420_800_000; // Monday 2026-11-23 08:00 UTC
+        let ten_min = 600_000;
+        agg.ingest(&envelope("c", 0, t0, sharp("s1", "ba.it", 0)));
+        agg.ingest(&envelope("c", 1, t0, sharp("s2", "ba.fb2.bsz", 0)));
+        let c = agg.ingest(&envelope("c", 2, t0, sharp("s3", "ba.nope", 0)));
+        assert_eq!(c.unassigned, 1);
+        assert_eq!(c.units, [UNASSIGNED]);
+        let c = agg.ingest(&envelope("c", 3, t0 + ten_min, sharp("s1", "ba.it", 50)));
+        assert_eq!(
+            c.units,
+            ["ba", "ba.it"],
+            "the unit and its ancestors changed"
+        );
+        agg.ingest(&envelope(
+            "c",
+            4,
+            t0 + ten_min,
+            sharp("s2", "ba.fb2.bsz", 20),
+        ));
+        agg.ingest(&envelope("c", 5, t0 + ten_min, sharp("s3", "ba.nope", 7)));
+
+        let ba = agg.unit("ba").unwrap();
+        assert_eq!((ba.devices_total, ba.devices_direct), (2, 0));
+        assert_eq!(ba.children, ["ba.fb2", "ba.it"]);
+        assert_eq!(ba.pages.today.total, 70);
+        assert_eq!(ba.pages.today.mono, 70);
+        assert_eq!(ba.pages.month.total, 70);
+        assert_eq!(ba.availability.polls, 4);
+        assert_eq!(ba.availability.meets_sla, Some(true));
+        let bsz = agg.unit("ba.fb2.bsz").unwrap();
+        assert_eq!(bsz.path, ["ba", "ba.fb2", "ba.fb2.bsz"]);
+        assert_eq!(bsz.cost_centre.as_deref(), Some("cc-ba.fb2.bsz"));
+        assert_eq!(bsz.pages.today.total, 20);
+        assert_eq!(agg.unit("ba.fb2").unwrap().pages.today.total, 20);
+        let un = agg.unit(UNASSIGNED).unwrap();
+        assert_eq!(un.devices[0].reported_unit, "ba.nope");
+        assert_eq!(un.pages.today.total, 7);
+        assert_eq!(agg.unassigned_readings(), 2);
+        assert_eq!(
+            agg.unit_ids(),
+            ["ba", "ba.fb2", "ba.fb2.bsz", "ba.it", UNASSIGNED]
+        );
+        // A configured unit without devices still has a document.
+        assert_eq!(agg.unit("ba.fb2").unwrap().devices_direct, 0);
+        assert!(agg.unit("nope").is_none());
+        // The recorded Sharp needs nothing; one whose black toner is at 5 % does.
+        assert!(
+            ba.supplies_to_order.is_empty(),
+            "{:?}",
+            ba.supplies_to_order
+        );
+        let mut low = sharp("s2", "ba.fb2.bsz", 20);
+        if let Reading::Printer(r) = &mut low {
+            let s = r
+                .supplies
+                .iter_mut()
+                .find(|s| s.colour.as_deref() == Some("black"))
+                .unwrap();
+            let Some(Capacity::Value(max)) = s.max_capacity else {
+                panic!("{s:?}")
+            };
+            s.level = Some(Level::Value(max / 20));
+        }
+        agg.ingest(&envelope("c", 6, t0 + 2 * ten_min, low));
+        let order = agg.unit("ba").unwrap().supplies_to_order;
+        assert_eq!(order.len(), 1, "{order:?}");
+        assert_eq!((order[0].device.as_str(), order[0].state), ("s2", "low"));
+        assert_eq!(order[0].level_percent, Some(5));
+        let s1 = agg.device("s1").unwrap();
+        assert_eq!(s1.pages_today.total, 50);
+        assert_eq!(s1.availability.polls, 2);
+    }
+
+    #[test]
+    fn an_error_poll_counts_against_availability_and_the_sla() {
+        let mut agg = Aggregator::with_settings(hierarchy());
+        let t0 = 1_795_420_800_000;
+        for i in 0..999u64 {
+            agg.ingest(&envelope(
+                "c",
+                i,
+                t0 + i * 60_000,
+                printer("p", "ba.it", 100, 50),
+            ));
+        }
+        let mut jammed = printer("p", "ba.it", 100, 50);
+        if let Reading::Printer(r) = &mut jammed {
+            r.status.device = Some(DeviceStatus::Down);
+        }
+        agg.ingest(&envelope("c", 999, t0 + 999 * 60_000, jammed));
+        let a = agg.unit("ba").unwrap().availability;
+        assert_eq!((a.polls, a.polls_available), (1000, 999));
+        assert_eq!(a.percent, Some(99.9));
+        assert_eq!(a.meets_sla, Some(true));
+        agg.ingest(&envelope(
+            "c",
+            1000,
+            t0 + 1000 * 60_000,
+            Reading::NoResponse(NoResponse {
+                device: "p".try_into().unwrap(),
+                unit: "ba.it".try_into().unwrap(),
+                kind: DeviceKind::Copier,
+                cause: NoResponseCause::Timeout,
+            }),
+        ));
+        let a = agg.unit("ba.it").unwrap().availability;
+        assert_eq!(a.percent, Some(99.8));
+        assert_eq!(a.meets_sla, Some(false));
+    }
 }

@@ -406,4 +406,113 @@ mod tests {
         let (_, health) = get_json(router(shared), "/healthz").await;
         assert_eq!(health["devices"], 1);
     }
+
+    fn copier(seq: u64, ts: u64, pages: u32) -> Envelope {
+        let mut r = devtel_protocol::PrinterReading {
+            device: "c1".try_into().unwrap(),
+            unit: "u1".try_into().unwrap(),
+            ..Default::default()
+        };
+        r.markers
+            .push(devtel_protocol::MarkerCounter {
+                index: 1,
+                unit: None,
+                life_count: pages,
+            })
+            .unwrap();
+        let mut e = Envelope::new("c".try_into().unwrap(), 1, seq, ts);
+        e.readings.push(Reading::Printer(r)).unwrap();
+        e
+    }
+
+    #[tokio::test]
+    async fn consumption_devices_history_and_metrics() {
+        let shared = Arc::new(Shared::default());
+        {
+            let mut agg = shared.aggregator.lock().unwrap();
+            // 2026-11-22 and 2026-11-23, 12:00 UTC.
+            agg.ingest(&copier(0, 1_795_320_000_000, 1000));
+            agg.ingest(&copier(1, 1_795_406_400_000, 1400));
+            agg.ingest(&copier(2, 1_795_410_000_000, 1500));
+        }
+        shared
+            .stats
+            .reject(crate::ingest::Rejection::Version, "t", 3);
+        let app = || router(shared.clone());
+        let (status, c) = get_json(
+            app(),
+            "/api/consumption?unit=u1&from=2026-11-22&to=2026-11-23&by=day",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{c}");
+        assert_eq!(c["pages"]["total"], 500);
+        assert_eq!(c["periods"][0]["period"], "2026-11-22");
+        assert_eq!(
+            c["periods"][0]["pages"]["total"], 0,
+            "the first reading is a baseline"
+        );
+        assert_eq!(c["periods"][1]["pages"]["total"], 500);
+        assert_eq!(c["devices"][0]["device"], "c1");
+        let (_, m) = get_json(
+            app(),
+            "/api/consumption?unit=u1&from=2026-11-01&to=2026-11-30",
+        )
+        .await;
+        assert_eq!(m["periods"][0]["period"], "2026-11");
+        assert_eq!(m["periods"][0]["pages"]["total"], 500);
+        for (uri, want) in [
+            (
+                "/api/consumption?unit=u1&from=22.11.2026",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/consumption?unit=u1&from=2026-11-23&to=2026-11-22",
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/api/consumption?unit=u1&by=week", StatusCode::BAD_REQUEST),
+            ("/api/consumption", StatusCode::BAD_REQUEST),
+            ("/api/consumption?unit=nope", StatusCode::NOT_FOUND),
+            ("/api/devices?unit=nope", StatusCode::NOT_FOUND),
+            ("/api/devices/nope", StatusCode::NOT_FOUND),
+            ("/api/devices/nope/history", StatusCode::NOT_FOUND),
+        ] {
+            let (status, body) = get_json(app(), uri).await;
+            assert_eq!(status, want, "{uri}: {body}");
+            assert!(body["error"].is_string(), "{uri}: {body}");
+        }
+        let (_, devices) = get_json(app(), "/api/devices?unit=u1&kind=copier").await;
+        assert_eq!(devices.as_array().unwrap().len(), 1);
+        assert_eq!(devices[0]["pages_today"]["total"], 500);
+        let (_, none) = get_json(app(), "/api/devices?kind=dock").await;
+        assert_eq!(none.as_array().unwrap().len(), 0);
+        let (_, h) = get_json(
+            app(),
+            "/api/devices/c1/history?from=2026-11-22&to=2026-11-23",
+        )
+        .await;
+        assert_eq!(h["days"].as_array().unwrap().len(), 2);
+        assert_eq!(h["days"][1]["figures"]["polls"], 2);
+
+        let response = app()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            text.contains("devtel_gateway_rejected_total{cause=\"version\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("devtel_gateway_rejected_total{cause=\"undecodable\"} 0"));
+        assert!(text.contains("devtel_gateway_devices 1"));
+        assert!(text.contains("# TYPE devtel_gateway_readings_total counter"));
+    }
 }

@@ -48,8 +48,29 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => {
             match devtel_daemon::load_config(&config, Config::from_toml) {
-                Ok(_) => {
+                Ok(c) => {
+                    let units = &c.core.units;
+                    let top = units.defs().filter(|d| d.parent.is_none()).count();
                     println!("{}: ok", config.display());
+                    println!(
+                        "  broker      mqtt://{}:{} as {}",
+                        c.broker_host, c.broker_port, c.client_id
+                    );
+                    println!("  http        {}", c.http_listen);
+                    println!("  store       {}", c.store_path.display());
+                    println!("  time zone   {}", c.core.ledger.calendar.tz_name());
+                    println!(
+                        "  sla target  {} % over {} days",
+                        c.core.sla_target_percent, c.core.availability_days
+                    );
+                    if units.is_configured() {
+                        println!(
+                            "  units       {} ({top} top-level); others count as \"unassigned\"",
+                            units.defs().count()
+                        );
+                    } else {
+                        println!("  units       none configured: every unit a collector sends is a top-level unit");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => devtel_daemon::config_error(&e),

@@ -285,11 +285,19 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_broker, broker_port) = mosquitto(&dir);
     let (mut gateway, http) = start_gateway(&dir, broker_port);
-    rt.block_on(async {
+    let dead = rt.block_on(async {
         let (client, mut eventloop) = AsyncClient::new(
             MqttOptions::new("e2e-garbage", "127.0.0.1", broker_port),
             16,
         );
+        client
+            .subscribe("devtel/v1/deadletter/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        while !matches!(
+            eventloop.poll().await,
+            Ok(Event::Incoming(Packet::SubAck(_)))
+        ) {}
         let t = "devtel/v1/telemetry/s/u/d";
         client
             .publish(t, QoS::AtLeastOnce, false, vec![0xde, 0xad, 0xbe, 0xef])
@@ -303,19 +311,59 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
             .publish(t, QoS::AtLeastOnce, false, Vec::new())
             .await
             .unwrap();
-        let mut acked = 0;
-        while acked < 3 {
-            if let Ok(Event::Incoming(Packet::PubAck(_))) = eventloop.poll().await {
-                acked += 1;
+        client
+            .publish(
+                "devtel/v1/collectors/s",
+                QoS::AtLeastOnce,
+                false,
+                b"not json".to_vec(),
+            )
+            .await
+            .unwrap();
+        // Every rejected message comes back, unchanged, on the dead-letter topic of its cause.
+        let mut dead = Vec::new();
+        let collect = async {
+            while dead.len() < 4 {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
+                    dead.push((p.topic.clone(), p.payload.to_vec()));
+                }
             }
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(10), collect)
+            .await
+            .expect("four dead letters");
+        dead.sort();
+        dead
     });
+    assert_eq!(
+        dead,
+        [
+            (
+                "devtel/v1/deadletter/bad_status/devtel/v1/collectors/s".to_string(),
+                b"not json".to_vec()
+            ),
+            (
+                "devtel/v1/deadletter/undecodable/devtel/v1/telemetry/s/u/d".to_string(),
+                vec![]
+            ),
+            (
+                "devtel/v1/deadletter/version/devtel/v1/telemetry/s/u/d".to_string(),
+                vec![7, 1, 2]
+            ),
+            (
+                "devtel/v1/deadletter/version/devtel/v1/telemetry/s/u/d".to_string(),
+                vec![0xde, 0xad, 0xbe, 0xef]
+            ),
+        ]
+    );
     let health = wait_for("rejections counted", Duration::from_secs(10), || {
         gateway.assert_running();
-        http_json(http, "/healthz").filter(|h| h["ingest"]["received"] == 3)
+        http_json(http, "/healthz").filter(|h| h["ingest"]["received"] == 4)
     });
     assert_eq!(health["ingest"]["rejected"]["version"], 2, "{health}"); // 0xde and 7 are not version 1
     assert_eq!(health["ingest"]["rejected"]["undecodable"], 1, "{health}"); // empty payload
+    assert_eq!(health["ingest"]["rejected"]["bad_status"], 1, "{health}");
+    assert_eq!(health["ingest"]["dead_lettered"], 4, "{health}");
     assert_eq!(health["devices"], 0);
     assert_eq!(
         http_json(http, "/api/units").unwrap(),
