@@ -134,7 +134,7 @@ async fn publish_all(port: u16, work: &[(String, Vec<u8>)]) {
     o.set_inflight(100);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut ev) = AsyncClient::new(o, 1000);
-    let msgs: Vec<(String, Vec<u8>)> = work.iter().cloned().collect();
+    let msgs: Vec<(String, Vec<u8>)> = work.to_vec();
     let n = msgs.len();
     tokio::spawn(async move {
         for (t, p) in msgs {
