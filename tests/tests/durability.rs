@@ -108,22 +108,8 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     let rt = tokio::runtime::Runtime::new().unwrap();
     let port = free_tcp_port();
     let _broker = persistent_mosquitto(&dir, port);
-    let sim_port = free_udp_port();
-    let sim = Proc::spawn(
-        "simulator",
-        &dir,
-        Command::new(bin("devtel-collector")).args([
-            "simulate",
-            "--recordings",
-            corpus().join("snmprec").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-            "--advance-counters",
-            "3",
-        ]),
-    );
-    let mut sim_guard = sim;
-    rt.block_on(wait_for_agent(&mut sim_guard, sim_port, "sharp"));
+    // Counter32 values (page counters) grow 3 per second: pages are being printed.
+    let (_sim, sim_port) = rt.block_on(own_simulator_with(&dir, &["--advance-counters", "3"]));
 
     let (http_ref, http_kill) = (free_tcp_port(), free_tcp_port());
     let reference = start_gateway_as(&dir, "gw-reference", port, http_ref, UNITS);

@@ -418,17 +418,24 @@ pub fn snmpd(dir: &Path) -> (Proc, u16) {
 
 /// devtel's simulator serving the corpus on a free port, answering.
 pub async fn own_simulator(dir: &std::path::Path) -> (Proc, u16) {
+    own_simulator_with(dir, &[]).await
+}
+
+/// [`own_simulator`] with extra `simulate` arguments (e.g. `--advance-counters 3`).
+pub async fn own_simulator_with(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
     let port = free_udp_port();
     let mut sim = Proc::spawn(
         "simulator",
         dir,
-        std::process::Command::new(bin("devtel-collector")).args([
-            "simulate",
-            "--recordings",
-            corpus().join("snmprec").to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
+        std::process::Command::new(bin("devtel-collector"))
+            .args([
+                "simulate",
+                "--recordings",
+                corpus().join("snmprec").to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(extra),
     );
     wait_for_agent(&mut sim, port, "sharp").await;
     (sim, port)
