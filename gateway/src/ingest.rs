@@ -86,7 +86,8 @@ pub struct IngestStats {
 #[derive(Debug, Default)]
 struct Inner {
     counts: Counts,
-    logged: BTreeMap<&'static str, (Instant, u64)>,
+    /// Per cause: when it was last logged (never: `None`) and how often it came since.
+    logged: BTreeMap<&'static str, (Option<Instant>, u64)>,
 }
 
 /// A snapshot of the ingest counters.
@@ -165,14 +166,15 @@ impl IngestStats {
             return;
         };
         let now = Instant::now();
-        let entry = inner
-            .logged
-            .entry(cause)
-            .or_insert((now - LOG_INTERVAL * 2, 0));
+        // No `now - interval` arithmetic: an Instant shortly after boot cannot go back.
+        let entry = inner.logged.entry(cause).or_insert((None, 0));
         entry.1 += 1;
-        if now.duration_since(entry.0) >= LOG_INTERVAL {
+        if entry
+            .0
+            .is_none_or(|last| now.duration_since(last) >= LOG_INTERVAL)
+        {
             let since = entry.1;
-            *entry = (now, 0);
+            *entry = (Some(now), 0);
             drop(inner);
             log(since);
         }
