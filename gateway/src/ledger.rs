@@ -244,7 +244,12 @@ impl DeviceLedger {
                         let date = cal.date(b.ts_ms);
                         for index in meter::replacements(a, b) {
                             days.entry(date).or_default().cartridges_replaced += sign;
-                            *replaced.entry((date, index)).or_default() += sign;
+                            // A taken-back pair leaves no zero entry behind.
+                            let n = replaced.entry((date, index)).or_default();
+                            *n += sign;
+                            if *n == 0 {
+                                replaced.remove(&(date, index));
+                            }
                         }
                     });
                 }
@@ -271,8 +276,6 @@ impl DeviceLedger {
         if !placed {
             self.late += 1;
         }
-        // Pairs taken back leave zero entries; keep the map exact.
-        self.replaced.retain(|_, v| *v != 0);
     }
 
     fn insert_seats(&mut self, settings: &LedgerSettings, key: Key, point: SeatPoint) -> bool {
