@@ -69,6 +69,38 @@ impl Envelope {
     }
 }
 
+/// The identity of an envelope: who wrote it, in which run, with which number. Read from the
+/// first bytes of an encoded envelope by [`peek_identity`] without decoding the readings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Format version (the first byte).
+    pub version: u8,
+    /// The sending collector's id.
+    pub collector: Id,
+    /// The collector run.
+    pub epoch: u64,
+    /// Sequence number within the epoch.
+    pub seq: u64,
+}
+
+/// Reads the identity at the start of an encoded envelope of the current format version. The
+/// rest of the payload is not checked: this is for a sender's bookkeeping of its own spooled
+/// envelopes, not for accepting untrusted input (use [`crate::decode`] for that).
+///
+/// # Errors
+/// [`Error::Empty`], [`Error::UnsupportedVersion`], [`Error::Malformed`] or
+/// [`Error::InvalidId`].
+pub fn peek_identity(bytes: &[u8]) -> Result<Identity, Error> {
+    let first = *bytes.first().ok_or(Error::Empty)?;
+    if first != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion(first));
+    }
+    let (identity, _rest): (Identity, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|_| Error::Malformed)?;
+    topic::validate_segment(&identity.collector).map_err(|_| Error::InvalidId)?;
+    Ok(identity)
+}
+
 /// The result of polling one device.
 // Boxing the large variant would need `alloc`; the protocol crate is alloc-free by design, and
 // a reading is built once per poll, so its size on the stack is not a concern.

@@ -12,6 +12,7 @@
 //! - [`printer`]: [`PrinterReading`] and its parts (status, marker counters, supplies) with the
 //!   Printer-MIB / HOST-RESOURCES-MIB semantics kept intact (special values are variants, not
 //!   numbers).
+//! - [`ack`]: [`Ack`], the gateway's acknowledgement of what it stored, per collector epoch.
 //! - [`code`]: the `code_enum!` pattern for SNMP enumerations that may carry values nobody has seen.
 //! - [`topic`]: the MQTT topic scheme, built and parsed only here.
 //! - [`broker`]: broker URLs (`mqtt://`, `mqtts://`) as both daemons accept them.
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ack;
 pub mod broker;
 pub mod code;
 pub mod dock;
@@ -37,8 +39,11 @@ pub mod printer;
 pub mod topic;
 pub mod vendor;
 
+pub use ack::{decode_ack, encode_ack, Ack, SeqRange, ACK_VERSION, MAX_ACK_LEN};
 pub use dock::{DockReading, LinkStatus, Neighbour, Occupancy, Seat};
-pub use envelope::{DeviceKind, Envelope, NoResponse, NoResponseCause, Reading};
+pub use envelope::{
+    peek_identity, DeviceKind, Envelope, Identity, NoResponse, NoResponseCause, Reading,
+};
 pub use error::Error;
 pub use phone::{HookState, PhoneLine, PhoneReading, Registration};
 pub use printer::{
@@ -100,6 +105,17 @@ pub type Id = heapless::String<MAX_ID_LEN>;
 /// Upper bound of an encoded [`Envelope`], checked by a test against the largest possible message.
 /// A buffer of this size always suffices for [`encode`].
 pub const MAX_ENCODED_LEN: usize = 32 * 1024;
+
+/// Largest MQTT packet a devtel daemon reads (fixed header, topic, properties and payload), and
+/// the `max_packet_size` to give the broker. Both daemons announce it in CONNECT (MQTT 5's
+/// Maximum Packet Size), so a broker never delivers them anything larger: it drops such a
+/// message for them instead, and no message can break their connection. Anything smaller that
+/// is not a valid message (a payload over [`MAX_ENCODED_LEN`], garbage, a wrong version) is
+/// read, rejected by cause, counted and acknowledged.
+///
+/// This is the one statement of devtel's size limits: [`MAX_ENCODED_LEN`] (the largest valid
+/// envelope) < [`MAX_PACKET_LEN`] (the largest packet read), checked by a test.
+pub const MAX_PACKET_LEN: usize = 4 * 1024 * 1024;
 
 /// Encodes `envelope` into `buf` and returns the written prefix.
 ///

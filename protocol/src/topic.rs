@@ -6,7 +6,8 @@
 //! | `devtel/v1/units/{unit}` | gateway → integrators, retained | JSON unit document |
 //! | `devtel/v1/collectors/{site}` | collector → anyone, retained; also the last will | JSON collector status (`online`/`offline`, version, start time, counters) |
 //! | `devtel/v1/devices/{device}` | gateway → integrators, retained | JSON device document (state and figures) |
-//! | `devtel/v1/deadletter/{cause}/{original topic}` | gateway → operators | the rejected message's payload, unchanged |
+//! | `devtel/v1/acks/{site}/{collector}` | gateway → collector | postcard [`crate::Ack`]: what the gateway stored |
+//! | `devtel/v1/deadletter/{cause}/{original topic}` | gateway → operators | the rejected message's payload, unchanged, or a JSON descriptor when it is too large |
 //!
 //! Every variable segment is an identifier that [`validate_segment`] accepts: 1 to
 //! [`crate::MAX_ID_LEN`] bytes of ASCII letters, digits, `.`, `_` and `-`. That keeps MQTT wildcards
@@ -29,6 +30,9 @@ pub const TELEMETRY: &str = "telemetry";
 pub const UNITS: &str = "units";
 /// Segment of the collectors' retained status (birth message and last will).
 pub const COLLECTORS: &str = "collectors";
+
+/// Segment of the gateway's acknowledgements to collectors.
+pub const ACKS: &str = "acks";
 
 /// Segment of the gateway's per-device documents.
 pub const DEVICES: &str = "devices";
@@ -78,6 +82,13 @@ pub enum Topic<'a> {
     Device {
         /// The device id.
         device: &'a str,
+    },
+    /// `devtel/v1/acks/{site}/{collector}`.
+    Ack {
+        /// The collector's site.
+        site: &'a str,
+        /// The collector.
+        collector: &'a str,
     },
 }
 
@@ -181,6 +192,17 @@ pub fn device(device: &str) -> Result<TopicString, TopicError> {
     build(&[ROOT, VERSION, DEVICES, device])
 }
 
+/// `devtel/v1/acks/{site}/{collector}`: where the gateway acknowledges what it stored of
+/// `collector`'s readings, and what the collector subscribes to.
+///
+/// # Errors
+/// When a part is not a valid segment.
+pub fn ack(site: &str, collector: &str) -> Result<TopicString, TopicError> {
+    validate_segment(site)?;
+    validate_segment(collector)?;
+    build(&[ROOT, VERSION, ACKS, site, collector])
+}
+
 /// `devtel/v1/deadletter/{cause}`: the prefix of a dead-letter topic; the rejected message's
 /// own topic follows after a `/` (MQTT 3.1.1 has no headers to carry it).
 ///
@@ -227,6 +249,15 @@ pub fn parse(topic: &str) -> Result<Topic<'_>, TopicError> {
             let device = next().ok_or(TopicError::NotDevtel)?;
             validate_segment(device)?;
             Topic::Device { device }
+        }
+        Some(ACKS) => {
+            let (site, collector) = match (next(), next()) {
+                (Some(s), Some(c)) => (s, c),
+                _ => return Err(TopicError::NotDevtel),
+            };
+            validate_segment(site)?;
+            validate_segment(collector)?;
+            Topic::Ack { site, collector }
         }
         _ => return Err(TopicError::NotDevtel),
     };
@@ -288,6 +319,22 @@ mod tests {
             Err(TopicError::NotDevtel),
             "not a topic the gateway reads"
         );
+    }
+
+    #[test]
+    fn ack_topic_round_trips() {
+        let t = ack("berlin-mitte", "gw-1").unwrap();
+        assert_eq!(t.as_str(), "devtel/v1/acks/berlin-mitte/gw-1");
+        assert_eq!(
+            parse(&t).unwrap(),
+            Topic::Ack {
+                site: "berlin-mitte",
+                collector: "gw-1"
+            }
+        );
+        assert!(ack("s", "+").is_err());
+        assert!(parse("devtel/v1/acks/s").is_err());
+        assert!(parse("devtel/v1/acks/s/c/x").is_err());
     }
 
     #[test]

@@ -478,3 +478,142 @@ fn dock_reading_has_the_documented_bytes() {
     assert_eq!(encode(&env, &mut buf).unwrap(), expected);
     assert_eq!(decode(expected).unwrap(), env);
 }
+
+mod acknowledgements {
+    use devtel_protocol::ack::{MAX_REJECTED_RANGES, MAX_STORED_RANGES};
+    use devtel_protocol::{
+        decode_ack, encode_ack, peek_identity, Ack, Error, SeqRange, MAX_ACK_LEN, MAX_ENCODED_LEN,
+        MAX_PACKET_LEN,
+    };
+
+    /// The worked example of WIRE.md: gateway acknowledges seq 0..300 and 302..310 of
+    /// collector "gw1", epoch 7, as stored, and 300 as rejected (301 is still missing).
+    fn example() -> Ack {
+        let mut ack = Ack::new("gw1".try_into().unwrap(), 7);
+        ack.stored.extend([
+            SeqRange {
+                start: 0,
+                count: 300,
+            },
+            SeqRange {
+                start: 302,
+                count: 8,
+            },
+        ]);
+        ack.rejected.extend([SeqRange {
+            start: 300,
+            count: 1,
+        }]);
+        ack
+    }
+
+    #[rustfmt::skip]
+    const EXAMPLE_BYTES: &[u8] = &[
+        0x01,                         // version = 1 (acknowledgement format)
+        0x03, b'g', b'w', b'1',       // collector = "gw1"
+        0x07,                         // epoch = 7
+        0x02,                         // stored: 2 ranges
+        0x00, 0xac, 0x02,             //   start 0, count 300
+        0xae, 0x02, 0x08,             //   start 302, count 8
+        0x01,                         // rejected: 1 range
+        0xac, 0x02, 0x01,             //   start 300, count 1
+    ];
+
+    #[test]
+    fn worked_example_has_the_documented_bytes() {
+        let mut buf = [0u8; MAX_ACK_LEN];
+        let bytes = encode_ack(&example(), &mut buf).unwrap();
+        assert_eq!(bytes, EXAMPLE_BYTES, "{bytes:02x?}");
+        let back = decode_ack(EXAMPLE_BYTES).unwrap();
+        assert_eq!(back, example());
+        assert!(back.covers(0) && back.covers(299) && back.covers(300) && back.covers(309));
+        assert!(!back.covers(301) && !back.covers(310));
+    }
+
+    #[test]
+    fn the_largest_ack_fits_max_ack_len_and_limits_are_ordered() {
+        let mut ack = Ack::new("x".repeat(64).as_str().try_into().unwrap(), u64::MAX);
+        // Sorted, disjoint ranges with the longest varints (10-byte starts, 9-byte counts).
+        for i in 0..MAX_STORED_RANGES as u64 {
+            let start = (1 << 63) + i * (1 << 57);
+            ack.stored
+                .push(SeqRange {
+                    start,
+                    count: 1 << 56,
+                })
+                .unwrap();
+        }
+        for i in 0..MAX_REJECTED_RANGES as u64 {
+            let start = (1 << 62) + i * (1 << 57);
+            ack.rejected
+                .push(SeqRange {
+                    start,
+                    count: 1 << 56,
+                })
+                .unwrap();
+        }
+        let mut buf = vec![0u8; 4 * MAX_ACK_LEN];
+        let len = encode_ack(&ack, &mut buf).unwrap().len();
+        assert!(
+            len <= MAX_ACK_LEN && len * 2 > MAX_ACK_LEN,
+            "worst case {len}"
+        );
+        // The size limits, stated once in the protocol crate, are consistent.
+        let topic = devtel_protocol::topic::MAX_TOPIC_LEN;
+        assert!(MAX_ENCODED_LEN + topic + 16 < MAX_PACKET_LEN);
+        assert!(MAX_ACK_LEN + topic + 16 < MAX_PACKET_LEN);
+    }
+
+    #[test]
+    fn other_versions_garbage_and_trailing_bytes_are_errors() {
+        assert_eq!(decode_ack(&[]), Err(Error::Empty));
+        assert_eq!(decode_ack(&[3, 0]), Err(Error::UnsupportedVersion(3)));
+        let mut long = EXAMPLE_BYTES.to_vec();
+        long.push(0);
+        assert_eq!(decode_ack(&long), Err(Error::TrailingBytes(1)));
+        for cut in 1..EXAMPLE_BYTES.len() {
+            assert!(decode_ack(&EXAMPLE_BYTES[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_envelope_identity_is_read_without_decoding_the_readings() {
+        let id = peek_identity(super::EXAMPLE_BYTES).unwrap();
+        assert_eq!((id.collector.as_str(), id.epoch, id.seq), ("gw1", 7, 300));
+        // Only the header is needed: the readings may be cut off.
+        let id = peek_identity(&super::EXAMPLE_BYTES[..10]).unwrap();
+        assert_eq!(id.seq, 300);
+        assert_eq!(
+            peek_identity(&[2, 1, b'a']),
+            Err(Error::UnsupportedVersion(2))
+        );
+        assert_eq!(peek_identity(&[3, 1, b'/', 0, 0]), Err(Error::InvalidId));
+        assert_eq!(peek_identity(&[3, 5]), Err(Error::Malformed));
+    }
+
+    mod garbage {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                if let Ok(ack) = decode_ack(&bytes) {
+                    prop_assert!(ack.validate().is_ok());
+                }
+                let _ = peek_identity(&bytes);
+            }
+
+            #[test]
+            fn mutated_examples_never_panic(pos in 0usize..EXAMPLE_BYTES.len(), val in any::<u8>()) {
+                let mut bytes = EXAMPLE_BYTES.to_vec();
+                bytes[pos] = val;
+                if let Ok(ack) = decode_ack(&bytes) {
+                    let mut buf = [0u8; MAX_ACK_LEN];
+                    let again = encode_ack(&ack, &mut buf).unwrap();
+                    prop_assert_eq!(decode_ack(again).unwrap(), ack);
+                }
+            }
+        }
+    }
+}
