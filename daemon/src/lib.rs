@@ -1,6 +1,8 @@
 //! What `devtel-collector` and `devtel-gateway` share at their edges, so each `main.rs` stays a
-//! thin shell: logging setup, the runtime with SIGINT/SIGTERM handling, exit codes, and the
-//! reconnect backoff policy.
+//! thin shell: logging setup, the runtime with SIGINT/SIGTERM handling, exit codes, the
+//! reconnect backoff policy, and the MQTT edge ([`mqtt`]: config section, TLS, MQTT 5 options).
+
+pub mod mqtt;
 
 use std::future::Future;
 use std::io::IsTerminal;

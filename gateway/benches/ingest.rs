@@ -243,8 +243,10 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> (Duration,
     let store = Store::open(&db).unwrap();
     let shared = Arc::new(Shared::new(Aggregator::with_settings(config.core.clone())));
     let stop = tokio_util::sync::CancellationToken::new();
+    let options = devtel_gateway::mqtt::options(&config).unwrap();
     let task = tokio::spawn(devtel_gateway::mqtt::run(
-        config,
+        options,
+        config.mqtt.reconnect_max,
         shared.clone(),
         store,
         stop.clone(),
@@ -273,7 +275,7 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> (Duration,
     publisher.await.unwrap();
     let c = shared.stats.snapshot();
     stop.cancel();
-    task.await.unwrap();
+    task.await.unwrap().unwrap();
     clear_session(port, CLIENT).await;
     let per_commit = c.committed_messages as f64 / c.commits.max(1) as f64;
     (elapsed, per_commit, c.commits)

@@ -215,6 +215,17 @@ impl Aggregator {
         self.deliveries.report()
     }
 
+    /// The stored ranges `[start, end)` of `(collector, epoch)` around `seqs` (see
+    /// [`Deliveries::covering`]): what the gateway acknowledges to the collector.
+    pub fn stored_ranges(
+        &self,
+        collector: &str,
+        epoch: u64,
+        seqs: impl IntoIterator<Item = u64>,
+    ) -> Vec<(u64, u64)> {
+        self.deliveries.covering(collector, epoch, seqs)
+    }
+
     /// The newest poll time seen, ms since the Unix epoch (0 before the first reading).
     pub fn as_of_ms(&self) -> u64 {
         self.as_of_ms

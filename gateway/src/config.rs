@@ -22,9 +22,12 @@ pub const EXAMPLE: &str = include_str!("../gateway.example.toml");
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Broker URL, `mqtt://host[:port]`.
+    /// Broker URL, `mqtt://host[:port]` or `mqtts://host[:port]`.
     #[serde(default = "default_broker")]
     pub broker: String,
+    /// MQTT credentials, TLS, keep-alive, in-flight window, reconnect cap.
+    #[serde(default)]
+    pub mqtt: devtel_daemon::mqtt::RawMqtt,
     /// MQTT client id.
     #[serde(default = "default_client_id")]
     pub client_id: String,
@@ -151,10 +154,8 @@ pub enum ConfigError {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Broker host.
-    pub broker_host: String,
-    /// Broker port.
-    pub broker_port: u16,
+    /// Broker connection.
+    pub mqtt: devtel_daemon::mqtt::Mqtt,
     /// MQTT client id.
     pub client_id: String,
     /// HTTP listen address (port 0 picks a free port; the bound address is logged).
@@ -172,16 +173,12 @@ impl Config {
     /// [`ConfigError`] naming the offending key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        let url = broker::parse(&raw.broker).map_err(|e| ConfigError::Invalid {
-            key: "broker",
-            reason: format!("{:?}: {e}", raw.broker),
+        let mqtt = devtel_daemon::mqtt::settings(&raw.broker, &raw.mqtt).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key,
+                reason: e.reason,
+            }
         })?;
-        if url.tls {
-            return Err(ConfigError::Invalid {
-                key: "broker",
-                reason: "mqtts:// (TLS) is not supported yet; use mqtt://".into(),
-            });
-        }
         if raw.client_id.is_empty() || raw.client_id.len() > 64 {
             return Err(ConfigError::Invalid {
                 key: "client_id",
@@ -249,8 +246,7 @@ impl Config {
             availability_days: a.availability_days,
         };
         Ok(Config {
-            broker_host: url.host.to_string(),
-            broker_port: url.port,
+            mqtt,
             client_id: raw.client_id,
             http_listen,
             store_path,
@@ -275,6 +271,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("broker:"), "{err}");
+        let err = Config::from_toml("[mqtt]\ninflight = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mqtt.inflight:"), "{err}");
+        let err = Config::from_toml("broker = \"mqtts://x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mqtt.ca_file:"), "TLS needs its CA: {err}");
         let err = Config::from_toml("brokr = \"mqtt://x\"")
             .unwrap_err()
             .to_string();

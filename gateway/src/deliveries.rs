@@ -55,6 +55,15 @@ impl Ranges {
         true
     }
 
+    /// The range `[start, end)` holding `seq`, if any.
+    fn containing(&self, seq: u64) -> Option<(u64, u64)> {
+        self.ranges
+            .range(..=seq)
+            .next_back()
+            .filter(|(_, end)| seq < **end)
+            .map(|(s, e)| (*s, *e))
+    }
+
     fn received(&self) -> u64 {
         self.ranges.iter().map(|(s, e)| e - s).sum()
     }
@@ -136,6 +145,25 @@ impl Deliveries {
         }
     }
 
+    /// The received ranges `[start, end)` of `(collector, epoch)` that hold any of `seqs`,
+    /// sorted and disjoint: what a gateway acknowledgement says is stored. Sequence numbers not
+    /// received are left out.
+    pub fn covering(
+        &self,
+        collector: &str,
+        epoch: u64,
+        seqs: impl IntoIterator<Item = u64>,
+    ) -> Vec<(u64, u64)> {
+        let Some(stream) = self.by_stream.get(&(collector.to_string(), epoch)) else {
+            return Vec::new();
+        };
+        let found: std::collections::BTreeSet<(u64, u64)> = seqs
+            .into_iter()
+            .filter_map(|seq| stream.containing(seq))
+            .collect();
+        found.into_iter().collect()
+    }
+
     /// Per collector, its epochs in order.
     pub fn report(&self) -> BTreeMap<String, Vec<EpochReport>> {
         let mut out: BTreeMap<String, Vec<EpochReport>> = BTreeMap::new();
@@ -193,6 +221,18 @@ mod tests {
         let c = &d.report()["c"][0];
         assert_eq!((c.received, c.missing), (10, 0));
         assert!(c.gaps.is_empty());
+    }
+
+    #[test]
+    fn covering_ranges_hold_the_asked_sequence_numbers() {
+        let mut d = Deliveries::new();
+        for seq in [0, 1, 2, 5, 6, 9] {
+            d.record("c", 7, seq, 10);
+        }
+        assert_eq!(d.covering("c", 7, [1, 6, 2]), vec![(0, 3), (5, 7)]);
+        assert_eq!(d.covering("c", 7, [3, 4]), vec![], "not received");
+        assert_eq!(d.covering("c", 8, [1]), vec![], "another epoch");
+        assert_eq!(d.covering("x", 7, [1]), vec![]);
     }
 
     proptest! {

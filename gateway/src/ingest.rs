@@ -36,6 +36,9 @@ pub enum Rejection {
     /// A collector status that is not a JSON object.
     #[error("collector status is not a JSON object")]
     BadStatus,
+    /// A QoS 0 message that found the ingest queue full (QoS 1 messages always find room).
+    #[error("QoS 0 message dropped: the ingest queue is full")]
+    Overflow,
 }
 
 impl Rejection {
@@ -48,8 +51,20 @@ impl Rejection {
             Rejection::Undecodable => "undecodable",
             Rejection::TopicMismatch => "topic_mismatch",
             Rejection::BadStatus => "bad_status",
+            Rejection::Overflow => "overflow",
         }
     }
+
+    /// Every cause, for metrics that list them all.
+    pub const ALL: [Rejection; 7] = [
+        Rejection::Topic,
+        Rejection::Oversize,
+        Rejection::Version,
+        Rejection::Undecodable,
+        Rejection::TopicMismatch,
+        Rejection::BadStatus,
+        Rejection::Overflow,
+    ];
 }
 
 /// Checks a telemetry message and decodes it.
@@ -107,6 +122,11 @@ pub struct Counts {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Messages copied to the dead-letter topic.
     pub dead_lettered: u64,
+    /// Acknowledgements published to collectors.
+    pub acks_published: u64,
+    /// Unit and device documents not published (larger than the broker's packet limit, or the
+    /// client's queue refused them).
+    pub documents_not_published: u64,
     /// Store commits.
     pub commits: u64,
     /// Messages in those commits.

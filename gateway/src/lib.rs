@@ -8,7 +8,9 @@
 //! - [`meter`], [`ledger`]: counter deltas and per-device history figures (I/O-free).
 //! - [`ingest`]: checks of an MQTT message, with counted rejections.
 //! - [`store`]: the durable SQLite store every figure is rebuilt from.
-//! - [`mqtt`]: receive, commit, apply, acknowledge; dead letters; retained documents.
+//! - [`batch`]: the I/O-free plan of a batch: check, acknowledgements, dead-letter copies.
+//! - [`mqtt`]: receive, commit, apply, acknowledge (to the broker and to the collectors);
+//!   dead letters; retained documents.
 //! - [`deliveries`]: which envelopes arrived per collector and epoch (repeats, missing ones).
 //! - [`http`]: the HTTP API and `/metrics` (see `docs/api.md`).
 //!
@@ -16,6 +18,7 @@
 //! the shutdown token.
 
 pub mod aggregate;
+pub mod batch;
 pub mod calendar;
 pub mod config;
 pub mod deliveries;
@@ -77,8 +80,10 @@ impl Shared {
 /// Runs the gateway until `shutdown` is cancelled.
 ///
 /// # Errors
-/// When the HTTP listener cannot be bound.
+/// When the HTTP listener cannot be bound, the TLS files are unusable, or ingest stopped
+/// because a batch could not be applied.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let options = mqtt::options(&config).context("[mqtt] TLS")?;
     let path = config.store_path.clone();
     let core = config.core.clone();
     let (store, aggregator, statuses) = tokio::task::spawn_blocking(move || rebuild(&core, &path))
@@ -94,10 +99,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http_listen))?;
     let bound = listener.local_addr().context("reading the HTTP address")?;
-    info!(http = %bound, broker = %format!("{}:{}", config.broker_host, config.broker_port), "gateway started");
+    info!(http = %bound, broker = %config.mqtt.describe(), "gateway started");
 
     let mqtt = tokio::spawn(mqtt::run(
-        config.clone(),
+        options,
+        config.mqtt.reconnect_max,
         shared.clone(),
         store,
         shutdown.clone(),
@@ -108,8 +114,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await
         .context("serving HTTP")?;
-    if let Err(error) = mqtt.await {
-        tracing::warn!(%error, "MQTT task ended abnormally");
+    match mqtt.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(error.into()),
+        Err(error) => tracing::warn!(%error, "MQTT task ended abnormally"),
     }
     info!("gateway stopped");
     Ok(())

@@ -53,8 +53,9 @@ fn main() -> ExitCode {
                     let top = units.defs().filter(|d| d.parent.is_none()).count();
                     println!("{}: ok", config.display());
                     println!(
-                        "  broker      mqtt://{}:{} as {}",
-                        c.broker_host, c.broker_port, c.client_id
+                        "  broker      {} (client id {})",
+                        c.mqtt.describe(),
+                        c.client_id
                     );
                     println!("  http        {}", c.http_listen);
                     println!("  store       {}", c.store_path.display());

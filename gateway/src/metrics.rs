@@ -52,22 +52,16 @@ pub fn render(shared: &Shared) -> String {
             ("{outcome=\"duplicate\"}".into(), c.duplicates as f64),
         ],
     );
-    let mut rejected: Vec<(String, f64)> = [
-        "topic",
-        "oversize",
-        "version",
-        "undecodable",
-        "topic_mismatch",
-        "bad_status",
-    ]
-    .iter()
-    .map(|cause| {
-        (
-            format!("{{cause=\"{cause}\"}}"),
-            c.rejected.get(cause).copied().unwrap_or(0) as f64,
-        )
-    })
-    .collect();
+    let mut rejected: Vec<(String, f64)> = crate::ingest::Rejection::ALL
+        .iter()
+        .map(|r| r.name())
+        .map(|cause| {
+            (
+                format!("{{cause=\"{cause}\"}}"),
+                c.rejected.get(cause).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect();
     rejected.sort_by(|a, b| a.0.cmp(&b.0));
     metric(
         &mut out,
@@ -96,6 +90,20 @@ pub fn render(shared: &Shared) -> String {
         "counter",
         "Messages copied to the dead-letter topic.",
         &one(c.dead_lettered as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_acks_published_total",
+        "counter",
+        "Acknowledgements published to collectors (devtel/v1/acks/{site}/{collector}) after commits.",
+        &one(c.acks_published as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_documents_not_published_total",
+        "counter",
+        "Unit or device documents not published (larger than the broker's packet limit, or refused by the MQTT client's queue).",
+        &one(c.documents_not_published as f64),
     );
     metric(
         &mut out,

@@ -1,43 +1,57 @@
-//! The gateway's MQTT side: receive, commit, then acknowledge.
+//! The gateway's MQTT side: receive, commit, apply, then acknowledge — to the broker and to
+//! the collectors. The decisions live in [`crate::batch`]; this module moves the bytes.
 //!
-//! - One task owns the rumqttc event loop and only moves data: it subscribes on every ConnAck
-//!   and forwards every PUBLISH to the processor. Acknowledgements are manual: the broker
-//!   keeps a message (and redelivers it after a reconnect) until the processor has committed
-//!   it to the store. The session is persistent (`clean_session = false`), so a broker with
-//!   persistence queues telemetry while the gateway is away.
-//! - The processor runs on its own thread (SQLite is blocking). It takes whatever has arrived
-//!   as one batch (up to [`MAX_BATCH`]): checks each message, commits the accepted envelopes
-//!   and statuses in one transaction, applies the new ones to the aggregator, copies rejected
-//!   messages to the dead-letter topic, and only then acknowledges the whole batch. A crash at
-//!   any point either loses nothing (not acknowledged: redelivered) or repeats nothing (stored:
-//!   the UNIQUE identity turns the redelivery into a counted duplicate).
+//! - One task owns the MQTT 5 event loop. It subscribes on every ConnAck, bounds every
+//!   received message ([`Inbound`]: an oversize payload is reduced to its size and SHA-256
+//!   right here) and hands it to the processor over a bounded channel. The broker sends at
+//!   most [`RECEIVE_MAXIMUM`] unacknowledged QoS 1 messages (MQTT 5 Receive Maximum), and the
+//!   channel holds more than that, so backpressure is the broker's: nothing queues without
+//!   bound. The Maximum Packet Size announced in CONNECT makes the broker drop what the client
+//!   could not read, so no message can break the connection and come back forever.
+//! - The processor runs on its own thread (SQLite is blocking). It takes what has arrived as
+//!   one batch (up to [`MAX_BATCH`]) and runs the plan of [`crate::batch`]: check, commit in
+//!   one transaction, apply, then acknowledge: a devtel [`devtel_protocol::Ack`] per collector
+//!   epoch on `devtel/v1/acks/{site}/{collector}`, dead-letter copies of what was rejected,
+//!   and the MQTT acknowledgement of every message of the batch. A crash before the commit
+//!   loses nothing (not acknowledged: redelivered, or sent again by the collector); a crash
+//!   after it repeats nothing (the store's UNIQUE identity makes the repeat a counted
+//!   duplicate, which is acknowledged again). A batch that cannot be applied (a poisoned lock)
+//!   is never acknowledged: the gateway stops, and its next start rebuilds from the store.
 //! - Changed unit and device documents are published retained at most once per
-//!   [`DOC_INTERVAL`] (and whenever the intake goes idle), so a burst of readings costs one
-//!   document per unit, not one per reading.
+//!   [`DOC_INTERVAL`] (and whenever the intake goes idle).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc as std_mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devtel_protocol::topic;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use bytes::Bytes;
+use devtel_protocol::{encode_ack, topic, MAX_ACK_LEN, MAX_PACKET_LEN};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::batch::{self, Checked, Inbound};
 use crate::config::Config;
-use crate::ingest::{self, Rejection};
+use crate::ingest::Rejection;
 use crate::store::{Item, Store};
 use crate::Shared;
 
-/// Largest MQTT packet accepted. Larger than any valid envelope, so oversize payloads reach
-/// [`ingest`] and are rejected there with a cause instead of breaking the connection.
-const MAX_PACKET: usize = 1024 * 1024;
-
 /// Most messages in one store transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// Most unacknowledged QoS 1 messages the broker may send the gateway (MQTT 5 Receive
+/// Maximum): two batches, so the next one arrives while one commits.
+pub const RECEIVE_MAXIMUM: u16 = 2 * MAX_BATCH as u16;
+
+/// Capacity of the channel between the event loop and the processor: more than the broker may
+/// send unacknowledged, so a QoS 1 message never waits for room; QoS 0 messages that find no
+/// room are dropped and counted.
+const CHANNEL: usize = RECEIVE_MAXIMUM as usize + 256;
 
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,44 +66,93 @@ fn failpoint() -> Option<u64> {
     *N.get_or_init(|| std::env::var(FAILPOINT_ENV).ok()?.parse().ok())
 }
 
-/// Runs the MQTT side until `shutdown`.
-pub async fn run(config: Config, shared: Arc<Shared>, store: Store, shutdown: CancellationToken) {
-    let mut options = MqttOptions::new(
-        config.client_id.clone(),
-        config.broker_host.clone(),
-        config.broker_port,
-    );
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-    options.set_clean_session(false);
-    options.set_manual_acks(true);
+/// The gateway's MQTT 5 options: its `[mqtt]` settings, manual acknowledgements and the
+/// Receive Maximum that bounds what the broker sends ahead.
+///
+/// # Errors
+/// When the TLS files are unusable.
+pub fn options(config: &Config) -> Result<MqttOptions, devtel_daemon::mqtt::TlsError> {
+    devtel_daemon::mqtt::options(
+        &config.mqtt,
+        devtel_daemon::mqtt::Session {
+            client_id: config.client_id.clone(),
+            last_will: None,
+            receive_maximum: Some(RECEIVE_MAXIMUM),
+            manual_acks: true,
+        },
+    )
+}
+
+/// Why the MQTT side stopped before it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// The processor could not apply a committed batch (it was not acknowledged).
+    #[error("ingest stopped: {0}")]
+    Ingest(String),
+}
+
+/// Runs the MQTT side until `shutdown`. Cancels `shutdown` itself when ingest cannot go on.
+///
+/// # Errors
+/// [`MqttError`] when ingest stopped on its own.
+pub async fn run(
+    options: MqttOptions,
+    reconnect_max: Duration,
+    shared: Arc<Shared>,
+    store: Store,
+    shutdown: CancellationToken,
+) -> Result<(), MqttError> {
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
-    let (tx, rx) = std_mpsc::channel::<Publish>();
+    let (tx, rx) = mpsc::channel::<Inbound>(CHANNEL);
+    let broker_max = Arc::new(AtomicUsize::new(MAX_PACKET_LEN));
     let processor = {
-        let client = client.clone();
+        let out = Out {
+            client: client.clone(),
+            handle: Handle::current(),
+            broker_max: broker_max.clone(),
+        };
         let shared = shared.clone();
-        let handle = Handle::current();
         let stop = shutdown.clone();
         std::thread::Builder::new()
             .name("devtel-ingest".into())
-            .spawn(move || process(&rx, &client, &shared, store, &handle, &stop))
+            .spawn(move || {
+                let result = process(rx, &out, &shared, store, &stop);
+                if result.is_err() {
+                    stop.cancel();
+                }
+                result
+            })
     };
     let processor = match processor {
         Ok(p) => p,
         Err(error) => {
-            error!(%error, "cannot start the ingest thread");
-            return;
+            shutdown.cancel();
+            return Err(MqttError::Ingest(format!(
+                "cannot start the ingest thread: {error}"
+            )));
         }
     };
 
-    let mut failures = 0u32;
+    let mut reconnect = devtel_daemon::mqtt::Reconnect::new(reconnect_max);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    info!(session_present = ack.session_present, "connected to MQTT broker; subscribing to {} and {}", topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER);
-                    failures = 0;
+                    let limit = ack
+                        .properties
+                        .as_ref()
+                        .and_then(|p| p.max_packet_size)
+                        .map_or(MAX_PACKET_LEN, |m| (m as usize).min(MAX_PACKET_LEN));
+                    broker_max.store(limit, Ordering::Relaxed);
+                    info!(
+                        session_present = ack.session_present,
+                        broker_max_packet = limit,
+                        "connected to MQTT broker; subscribing to {} and {}",
+                        topic::TELEMETRY_FILTER,
+                        topic::COLLECTORS_FILTER
+                    );
+                    reconnect.connected();
                     shared.mqtt_connected.store(true, Ordering::Relaxed);
                     // Subscribe on every connect: a broker that lost the session lost the
                     // subscriptions too.
@@ -104,15 +167,24 @@ pub async fn run(config: Config, shared: Arc<Shared>, store: Store, shutdown: Ca
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => info!("subscribed"),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).is_err() {
-                        break;
+                    let acknowledged = p.qos != QoS::AtMostOnce;
+                    let message = Inbound::new(&p.topic, p.payload, p.pkid, acknowledged);
+                    if acknowledged {
+                        if tx.send(message).await.is_err() {
+                            break;
+                        }
+                    } else if let Err(mpsc::error::TrySendError::Full(m)) = tx.try_send(message) {
+                        shared.stats.reject(Rejection::Overflow, &m.topic, m.size);
                     }
                 }
                 Ok(_) => {}
                 Err(error) => {
                     shared.mqtt_connected.store(false, Ordering::Relaxed);
-                    if !devtel_daemon::pause_before_reconnect(&mut failures, &error, &shutdown).await {
-                        break;
+                    let delay = reconnect.failed();
+                    warn!(error = %devtel_daemon::mqtt::describe(&error), retry_in = ?delay, "MQTT connection error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
@@ -124,23 +196,26 @@ pub async fn run(config: Config, shared: Arc<Shared>, store: Store, shutdown: Ca
     let mut join = tokio::task::spawn_blocking(move || processor.join());
     let deadline = tokio::time::sleep(Duration::from_secs(10));
     tokio::pin!(deadline);
-    loop {
+    let result = loop {
         tokio::select! {
-            r = &mut join => {
-                if !matches!(r, Ok(Ok(()))) {
-                    warn!("ingest thread ended abnormally");
-                }
-                break;
-            }
+            r = &mut join => match r {
+                Ok(Ok(result)) => break result,
+                _ => break Err(MqttError::Ingest("the ingest thread panicked".into())),
+            },
             _ = &mut deadline => {
                 warn!("ingest thread did not stop within 10 s");
-                break;
+                break Ok(());
             }
             event = eventloop.poll() => if event.is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
+    };
+    disconnect(&client, &mut eventloop).await;
+    result
+}
+
+async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     if client.disconnect().await.is_ok() {
         let drained = tokio::time::timeout(Duration::from_secs(2), async {
             while let Ok(event) = eventloop.poll().await {
@@ -162,6 +237,53 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// What the processor publishes through.
+struct Out {
+    client: AsyncClient,
+    handle: Handle,
+    /// The broker's Maximum Packet Size (from CONNACK), at most ours.
+    broker_max: Arc<AtomicUsize>,
+}
+
+impl Out {
+    /// Publishes QoS 1 unless the packet would exceed the broker's limit (then false).
+    fn publish(&self, topic: String, retain: bool, payload: Bytes) -> bool {
+        let limit = self.broker_max.load(Ordering::Relaxed);
+        if 64 + topic.len() + payload.len() > limit {
+            warn!(
+                topic,
+                bytes = payload.len(),
+                limit,
+                "not published: larger than the broker's packet limit"
+            );
+            return false;
+        }
+        let result = self.handle.block_on(self.client.publish_bytes(
+            topic,
+            QoS::AtLeastOnce,
+            retain,
+            payload,
+        ));
+        if let Err(error) = result {
+            debug!(%error, "publish not queued");
+            return false;
+        }
+        true
+    }
+
+    /// The MQTT acknowledgement of one received message.
+    fn ack(&self, message: &Inbound) {
+        if !message.acknowledged {
+            return;
+        }
+        let mut p = Publish::new("", QoS::AtLeastOnce, Bytes::new(), None);
+        p.pkid = message.pkid;
+        if let Err(error) = self.handle.block_on(self.client.ack(&p)) {
+            debug!(%error, "acknowledgement not queued");
+        }
+    }
+}
+
 /// Documents waiting to be republished.
 #[derive(Default)]
 struct Dirty {
@@ -171,75 +293,62 @@ struct Dirty {
 }
 
 fn process(
-    rx: &std_mpsc::Receiver<Publish>,
-    client: &AsyncClient,
+    mut rx: mpsc::Receiver<Inbound>,
+    out: &Out,
     shared: &Shared,
     mut store: Store,
-    handle: &Handle,
     stop: &CancellationToken,
-) {
+) -> Result<(), MqttError> {
     let mut dirty = Dirty::default();
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(p) => Some(p),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-        };
+        let first = out
+            .handle
+            .block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await });
         let mut batch = Vec::new();
-        if let Some(p) = first {
-            batch.push(p);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+        match first {
+            Ok(Some(m)) => {
+                batch.push(m);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {} // idle
+        }
+        if !batch.is_empty() {
+            match handle_batch(&batch, out, shared, &mut store, stop, &mut dirty) {
+                Ok(true) => {}
+                Ok(false) => break, // stopping before the commit succeeded
+                Err(e) => {
+                    error!(error = %e, messages = batch.len(), "batch not acknowledged; the gateway stops (its next start rebuilds from the store)");
+                    return Err(e);
                 }
             }
         }
-        if !batch.is_empty()
-            && !handle_batch(&batch, client, shared, &mut store, handle, stop, &mut dirty)
-        {
-            break;
-        }
         let due = dirty.since.is_some_and(|t| t.elapsed() >= DOC_INTERVAL);
         if due || (batch.is_empty() && dirty.since.is_some()) {
-            publish_documents(client, shared, handle, &mut dirty);
+            publish_documents(out, shared, &mut dirty);
         }
     }
-    publish_documents(client, shared, handle, &mut dirty);
+    publish_documents(out, shared, &mut dirty);
+    Ok(())
 }
 
-/// Commits, applies and acknowledges one batch. False when shutting down before the commit
-/// succeeded (the batch stays unacknowledged).
-fn handle_batch(
-    batch: &[Publish],
-    client: &AsyncClient,
-    shared: &Shared,
+/// Commits `items`, retrying with backoff (nothing is acknowledged meanwhile) until it works;
+/// `None` when the gateway stops first.
+fn commit(
     store: &mut Store,
-    handle: &Handle,
+    items: &[Item],
+    shared: &Shared,
     stop: &CancellationToken,
-    dirty: &mut Dirty,
-) -> bool {
-    let received_ms = now_ms();
-    let mut items = Vec::with_capacity(batch.len());
-    // For each item, the index of its message in `batch`.
-    let mut sources = Vec::with_capacity(batch.len());
-    let mut dead: Vec<(&'static str, &Publish)> = Vec::new();
-    shared.stats.update(|c| c.received += batch.len() as u64);
-    let units = &shared.units;
-    for (index, p) in batch.iter().enumerate() {
-        let before = items.len();
-        check_one(p, units, received_ms, shared, &mut items, &mut dead);
-        if items.len() > before {
-            sources.push(index);
-        }
-    }
-
-    // Commit; on a store error retry (nothing is acknowledged meanwhile) until it works or
-    // the gateway stops.
+) -> Option<Vec<bool>> {
     let mut attempt = 0u32;
-    let new = loop {
+    loop {
         let started = Instant::now();
-        match store.commit(&items) {
+        match store.commit(items) {
             Ok(new) => {
                 let secs = started.elapsed().as_secs_f64();
                 shared.stats.update(|c| {
@@ -248,7 +357,7 @@ fn handle_batch(
                     c.commit_seconds += secs;
                     c.commit_seconds_max = c.commit_seconds_max.max(secs);
                 });
-                break new;
+                return Some(new);
             }
             Err(e) => {
                 shared.stats.update(|c| c.store_errors += 1);
@@ -260,82 +369,137 @@ fn handle_batch(
                 );
                 attempt = attempt.saturating_add(1);
                 if stop.is_cancelled() {
-                    return false;
+                    return None;
                 }
                 std::thread::sleep(pause);
             }
         }
-    };
+    }
+}
 
+fn check_failpoint(checked: &Checked, new: &[bool]) {
     if let Some(n) = failpoint() {
         use std::sync::atomic::AtomicU64;
         static STORED: AtomicU64 = AtomicU64::new(0);
-        let stored_envelope = items
+        let stored_envelope = checked
+            .items
             .iter()
-            .zip(&new)
+            .zip(new)
             .any(|(i, is_new)| *is_new && matches!(i, Item::Envelope { .. }));
         if stored_envelope && STORED.fetch_add(1, Ordering::Relaxed) + 1 >= n {
             error!("{FAILPOINT_ENV}={n}: aborting after the commit, before the acknowledgement");
             std::process::abort();
         }
     }
+}
 
-    // Apply what is new.
-    let mut newest_poll = 0u64;
-    let mut unassigned: Vec<usize> = Vec::new();
-    if let Ok(mut agg) = shared.aggregator.lock() {
-        for (i, (item, is_new)) in items.iter().zip(&new).enumerate() {
-            match item {
-                Item::Envelope { envelope, .. } if *is_new => {
-                    let changes = agg.ingest(envelope);
-                    shared.stats.outcomes(&changes.outcomes);
-                    if changes.unassigned > 0 {
-                        shared
-                            .stats
-                            .update(|c| c.unassigned += changes.unassigned as u64);
-                        unassigned.push(i);
-                    }
-                    newest_poll = newest_poll.max(envelope.timestamp_ms);
-                    if dirty.since.is_none()
-                        && !(changes.units.is_empty() && changes.devices.is_empty())
-                    {
-                        dirty.since = Some(Instant::now());
-                    }
-                    dirty.units.extend(changes.units);
-                    dirty.devices.extend(changes.devices);
-                }
-                Item::Envelope { envelope, .. } => {
+/// What applying a batch produced, for the acknowledgement step.
+struct Applied {
+    acks: Vec<(topic::TopicString, devtel_protocol::Ack)>,
+    /// Items whose unit is not configured (their payload is copied to the dead letters).
+    unassigned: Vec<usize>,
+    newest_poll: u64,
+}
+
+/// Step 3: applies the new envelopes and statuses, and computes the acknowledgements while
+/// the aggregator is locked.
+fn apply(
+    checked: &Checked,
+    new: &[bool],
+    shared: &Shared,
+    dirty: &mut Dirty,
+) -> Result<Applied, MqttError> {
+    let poisoned = |what: &str| MqttError::Ingest(format!("the {what} lock is poisoned"));
+    let mut agg = shared
+        .aggregator
+        .lock()
+        .map_err(|_| poisoned("aggregator"))?;
+    let mut applied = Applied {
+        acks: Vec::new(),
+        unassigned: Vec::new(),
+        newest_poll: 0,
+    };
+    for (i, (item, is_new)) in checked.items.iter().zip(new).enumerate() {
+        match item {
+            Item::Envelope { envelope, .. } if *is_new => {
+                let changes = agg.ingest(envelope);
+                shared.stats.outcomes(&changes.outcomes);
+                if changes.unassigned > 0 {
                     shared
                         .stats
-                        .update(|c| c.duplicates += envelope.readings.len() as u64);
+                        .update(|c| c.unassigned += changes.unassigned as u64);
+                    applied.unassigned.push(i);
                 }
-                Item::Status { site, status, .. } => {
-                    if let Ok(mut collectors) = shared.collectors.lock() {
-                        match status
-                            .as_deref()
-                            .map(serde_json::from_str::<serde_json::Value>)
-                        {
-                            Some(Ok(v)) => {
-                                collectors.insert(site.clone(), v);
-                            }
-                            _ => {
-                                collectors.remove(site);
-                            }
-                        }
+                applied.newest_poll = applied.newest_poll.max(envelope.timestamp_ms);
+                if dirty.since.is_none()
+                    && !(changes.units.is_empty() && changes.devices.is_empty())
+                {
+                    dirty.since = Some(Instant::now());
+                }
+                dirty.units.extend(changes.units);
+                dirty.devices.extend(changes.devices);
+            }
+            Item::Envelope { envelope, .. } => {
+                shared
+                    .stats
+                    .update(|c| c.duplicates += envelope.readings.len() as u64);
+            }
+            Item::Status { site, status, .. } => {
+                let mut collectors = shared
+                    .collectors
+                    .lock()
+                    .map_err(|_| poisoned("collectors"))?;
+                match status
+                    .as_deref()
+                    .map(serde_json::from_str::<serde_json::Value>)
+                {
+                    Some(Ok(v)) => {
+                        collectors.insert(site.clone(), v);
+                    }
+                    _ => {
+                        collectors.remove(site);
                     }
                 }
             }
         }
     }
-    if newest_poll > 0 {
-        let lag = received_ms.saturating_sub(newest_poll) as f64 / 1000.0;
+    applied.acks = batch::acknowledgements(checked, |collector, epoch, seqs| {
+        agg.stored_ranges(collector, epoch, seqs.iter().copied())
+    });
+    Ok(applied)
+}
+
+/// Runs the plan of one batch (see [`crate::batch`]). `Ok(false)` when stopping before the
+/// commit succeeded (nothing acknowledged); an error when the batch could not be applied.
+fn handle_batch(
+    batch: &[Inbound],
+    out: &Out,
+    shared: &Shared,
+    store: &mut Store,
+    stop: &CancellationToken,
+    dirty: &mut Dirty,
+) -> Result<bool, MqttError> {
+    let received_ms = now_ms();
+    shared.stats.update(|c| c.received += batch.len() as u64);
+    let checked = batch::check(batch, &shared.units, received_ms);
+    for r in &checked.rejected {
+        let m = &batch[r.index];
+        shared.stats.reject(r.cause, &m.topic, m.size);
+    }
+    let Some(new) = commit(store, &checked.items, shared, stop) else {
+        return Ok(false);
+    };
+    check_failpoint(&checked, &new);
+    let applied = apply(&checked, &new, shared, dirty)?;
+    if applied.newest_poll > 0 {
+        let lag = received_ms.saturating_sub(applied.newest_poll) as f64 / 1000.0;
         shared.stats.update(|c| c.lag_seconds = lag);
     }
-    for i in unassigned {
-        if let Item::Envelope {
-            envelope, payload, ..
-        } = &items[i]
-        {
+
+    // Step 4: acknowledge.
+    let limit = out.broker_max.load(Ordering::Relaxed);
+    for &i in &applied.unassigned {
+        if let Item::Envelope { envelope, .. } = &checked.items[i] {
             let unit = envelope
                 .readings
                 .first()
@@ -348,56 +512,49 @@ fn handle_batch(
                     "reading for a unit that is not configured; counted in \"unassigned\""
                 );
             });
-            // Copy (the reading itself is kept and counted in `unassigned`).
-            let topic_name = &batch[sources[i]].topic;
+            // A copy: the reading itself is kept and counted in `unassigned`.
             dead_letter(
-                client,
+                out,
                 shared,
-                handle,
                 "unknown_unit",
-                topic_name,
-                payload.clone(),
+                &batch[checked.sources[i]],
+                limit,
             );
         }
     }
-    for (cause, p) in dead {
-        dead_letter(client, shared, handle, cause, &p.topic, p.payload.to_vec());
+    for r in &checked.rejected {
+        dead_letter(out, shared, r.cause.name(), &batch[r.index], limit);
     }
-    // Only now: acknowledge.
-    handle.block_on(async {
-        for p in batch {
-            if let Err(error) = client.ack(p).await {
-                debug!(%error, "acknowledgement not queued");
+    let mut buf = [0u8; MAX_ACK_LEN];
+    for (topic, ack) in &applied.acks {
+        match encode_ack(ack, &mut buf) {
+            Ok(bytes) => {
+                if out.publish(topic.to_string(), false, Bytes::copy_from_slice(bytes)) {
+                    shared.stats.update(|c| c.acks_published += 1);
+                }
             }
+            Err(e) => warn!(error = %e, %topic, "acknowledgement not encoded"),
         }
-    });
-    true
+    }
+    for message in batch {
+        out.ack(message);
+    }
+    Ok(true)
 }
 
-fn dead_letter(
-    client: &AsyncClient,
-    shared: &Shared,
-    handle: &Handle,
-    cause: &str,
-    original_topic: &str,
-    payload: Vec<u8>,
-) {
-    let Ok(prefix) = topic::dead_letter_prefix(cause) else {
-        return;
-    };
-    let t = format!("{prefix}/{original_topic}");
-    let result = handle.block_on(client.publish(t, QoS::AtLeastOnce, false, payload));
-    match result {
-        Ok(()) => shared.stats.update(|c| c.dead_lettered += 1),
-        Err(error) => debug!(%error, "dead-letter copy not queued"),
+fn dead_letter(out: &Out, shared: &Shared, cause: &str, message: &Inbound, limit: usize) {
+    if let Some((topic, body)) = batch::dead_letter(cause, message, limit) {
+        if out.publish(topic, false, body) {
+            shared.stats.update(|c| c.dead_lettered += 1);
+        }
     }
 }
 
-fn publish_documents(client: &AsyncClient, shared: &Shared, handle: &Handle, dirty: &mut Dirty) {
+fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
     let units = std::mem::take(&mut dirty.units);
     let devices = std::mem::take(&mut dirty.devices);
     dirty.since = None;
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
     {
         let Ok(agg) = shared.aggregator.lock() else {
             return;
@@ -408,7 +565,7 @@ fn publish_documents(client: &AsyncClient, shared: &Shared, handle: &Handle, dir
                 .unit(&unit)
                 .and_then(|d| serde_json::to_vec(&d).ok())
                 .unwrap_or_default();
-            out.push((t.to_string(), body));
+            docs.push((t.to_string(), body));
         }
         for device in devices {
             let Ok(t) = topic::device(&device) else {
@@ -418,69 +575,12 @@ fn publish_documents(client: &AsyncClient, shared: &Shared, handle: &Handle, dir
                 .device(&device)
                 .and_then(|d| serde_json::to_vec(&d).ok())
                 .unwrap_or_default();
-            out.push((t.to_string(), body));
+            docs.push((t.to_string(), body));
         }
     }
-    handle.block_on(async {
-        for (t, body) in out {
-            if let Err(error) = client.publish(t, QoS::AtLeastOnce, true, body).await {
-                warn!(%error, "document not published");
-            }
-        }
-    });
-}
-
-/// Checks one message: an [`Item`] to commit, or a rejection (counted, queued for the
-/// dead-letter topic).
-fn check_one<'a>(
-    p: &'a Publish,
-    units: &crate::units::Units,
-    received_ms: u64,
-    shared: &Shared,
-    items: &mut Vec<Item>,
-    dead: &mut Vec<(&'static str, &'a Publish)>,
-) {
-    if let Ok(topic::Topic::Collector { site }) = topic::parse(&p.topic) {
-        if p.payload.is_empty() {
-            items.push(Item::Status {
-                site: site.to_string(),
-                status: None,
-                received_ms,
-            });
-            return;
-        }
-        match serde_json::from_slice::<serde_json::Value>(&p.payload) {
-            Ok(v) if v.is_object() => items.push(Item::Status {
-                site: site.to_string(),
-                status: Some(v.to_string()),
-                received_ms,
-            }),
-            _ => {
-                shared
-                    .stats
-                    .reject(Rejection::BadStatus, &p.topic, p.payload.len());
-                dead.push((Rejection::BadStatus.name(), p));
-            }
-        }
-        return;
-    }
-    match ingest::check(&p.topic, &p.payload) {
-        Ok(envelope) => {
-            let unit_ids = envelope
-                .readings
-                .iter()
-                .map(|r| units.resolve(r.unit()).to_string())
-                .collect();
-            items.push(Item::Envelope {
-                envelope: Box::new(envelope),
-                payload: p.payload.to_vec(),
-                received_ms,
-                units: unit_ids,
-            });
-        }
-        Err(rejection) => {
-            shared.stats.reject(rejection, &p.topic, p.payload.len());
-            dead.push((rejection.name(), p));
+    for (t, body) in docs {
+        if !out.publish(t, true, Bytes::from(body)) {
+            shared.stats.update(|c| c.documents_not_published += 1);
         }
     }
 }

@@ -1,0 +1,545 @@
+//! The gateway's delivery decisions, I/O-free: what a received message is ([`Inbound`]), what
+//! a batch of them becomes ([`check`]), what is acknowledged to whom once the batch is
+//! committed and applied ([`acknowledgements`]), and what a rejected message's dead-letter copy
+//! looks like ([`dead_letter`]). The MQTT side (`mqtt.rs`) only moves bytes between these
+//! decisions, the store and the broker.
+//!
+//! # The plan of one batch
+//! 1. **check**: each message becomes an [`Item`] to commit or a [`Rejected`] with its cause.
+//!    Nothing a broker can deliver is an error of the batch: too large, undecodable, the wrong
+//!    version or topic, a status that is not JSON — each is a counted rejection.
+//! 2. **commit** the items in one transaction (the store says which envelopes are new).
+//! 3. **apply** the new ones to the aggregator.
+//! 4. **acknowledge**, only when 1–3 succeeded: a devtel [`Ack`] per collector epoch (what is
+//!    stored, and what was refused for good), dead-letter copies of the rejected messages, and
+//!    the MQTT acknowledgement of every message of the batch, so the broker stops
+//!    redelivering them. A batch that could not be applied is never acknowledged.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use devtel_protocol::ack::{MAX_REJECTED_RANGES, MAX_STORED_RANGES};
+use devtel_protocol::topic::{self, TopicString};
+use devtel_protocol::{peek_identity, Ack, Id, SeqRange, MAX_ENCODED_LEN};
+use serde::Serialize;
+
+use crate::ingest::{self, Rejection};
+use crate::store::Item;
+use crate::units::Units;
+
+/// Longest topic kept of a received message; a longer one is cut (no devtel topic is that
+/// long, so it is rejected as [`Rejection::Topic`]).
+pub const MAX_KEPT_TOPIC: usize = topic::MAX_TOPIC_LEN;
+
+/// A received message as the ingest sees it: bounded whatever arrived. A payload larger than
+/// [`MAX_ENCODED_LEN`] is not kept (only its size and SHA-256), a topic longer than
+/// [`MAX_KEPT_TOPIC`] is cut.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The topic (cut to [`MAX_KEPT_TOPIC`] bytes at a character boundary; invalid UTF-8
+    /// replaced).
+    pub topic: String,
+    /// Length of the topic as received, in bytes.
+    pub topic_len: usize,
+    /// The payload; empty when it was larger than [`MAX_ENCODED_LEN`].
+    pub payload: Bytes,
+    /// Size of the payload as received.
+    pub size: usize,
+    /// SHA-256 of a payload that was not kept.
+    pub sha256: Option<[u8; 32]>,
+    /// MQTT packet id (for the acknowledgement; 0 for QoS 0).
+    pub pkid: u16,
+    /// Whether it came with QoS 1 or 2 (needs an MQTT acknowledgement).
+    pub acknowledged: bool,
+}
+
+impl Inbound {
+    /// Bounds a received message: see the type's documentation.
+    pub fn new(topic: &[u8], payload: Bytes, pkid: u16, acknowledged: bool) -> Inbound {
+        let size = payload.len();
+        let (payload, sha256) = if size > MAX_ENCODED_LEN {
+            let digest = ring::digest::digest(&ring::digest::SHA256, &payload);
+            let mut sha = [0u8; 32];
+            sha.copy_from_slice(digest.as_ref());
+            (Bytes::new(), Some(sha))
+        } else {
+            (payload, None)
+        };
+        let kept = &topic[..topic.len().min(MAX_KEPT_TOPIC)];
+        let mut text = String::from_utf8_lossy(kept).into_owned();
+        while text.len() > MAX_KEPT_TOPIC {
+            text.pop();
+        }
+        Inbound {
+            topic: text,
+            topic_len: topic.len(),
+            payload,
+            size,
+            sha256,
+            pkid,
+            acknowledged,
+        }
+    }
+
+    /// Whether the payload was too large to keep.
+    pub fn oversize(&self) -> bool {
+        self.size > MAX_ENCODED_LEN
+    }
+
+    /// Whether the topic was cut.
+    pub fn topic_cut(&self) -> bool {
+        self.topic_len > self.topic.len()
+    }
+}
+
+/// Where an envelope's acknowledgement goes: the topic's site and the envelope's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckTarget {
+    /// The site of the telemetry topic.
+    pub site: String,
+    /// The collector of the envelope.
+    pub collector: Id,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+/// A message the batch refused.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Index of the message in the batch.
+    pub index: usize,
+    /// Why.
+    pub cause: Rejection,
+    /// For an envelope that decoded but was refused for good: whom to tell, so the collector
+    /// does not send it forever.
+    pub target: Option<AckTarget>,
+}
+
+/// A checked batch.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// What to commit, in batch order.
+    pub items: Vec<Item>,
+    /// For each item: the index of its message in the batch.
+    pub sources: Vec<usize>,
+    /// For each item: where its acknowledgement goes (envelopes only).
+    pub targets: Vec<Option<AckTarget>>,
+    /// The refused messages.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Step 1 of the plan: turns every message of `batch` into an item or a rejection.
+pub fn check(batch: &[Inbound], units: &Units, received_ms: u64) -> Checked {
+    let mut out = Checked::default();
+    for (index, message) in batch.iter().enumerate() {
+        match check_one(message, units, received_ms) {
+            Ok((item, target)) => {
+                out.items.push(item);
+                out.sources.push(index);
+                out.targets.push(target);
+            }
+            Err((cause, target)) => out.rejected.push(Rejected {
+                index,
+                cause,
+                target,
+            }),
+        }
+    }
+    out
+}
+
+type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
+
+fn check_one(message: &Inbound, units: &Units, received_ms: u64) -> Checked1 {
+    if message.topic_cut() {
+        return Err((Rejection::Topic, None));
+    }
+    match topic::parse(&message.topic) {
+        Ok(topic::Topic::Collector { site }) => {
+            if message.oversize() {
+                return Err((Rejection::Oversize, None));
+            }
+            if message.payload.is_empty() {
+                return Ok((
+                    Item::Status {
+                        site: site.to_string(),
+                        status: None,
+                        received_ms,
+                    },
+                    None,
+                ));
+            }
+            match serde_json::from_slice::<serde_json::Value>(&message.payload) {
+                Ok(v) if v.is_object() => Ok((
+                    Item::Status {
+                        site: site.to_string(),
+                        status: Some(v.to_string()),
+                        received_ms,
+                    },
+                    None,
+                )),
+                _ => Err((Rejection::BadStatus, None)),
+            }
+        }
+        Ok(topic::Topic::Telemetry { site, .. }) => {
+            if message.oversize() {
+                return Err((Rejection::Oversize, None));
+            }
+            match ingest::check(&message.topic, &message.payload) {
+                Ok(envelope) => {
+                    let target = AckTarget {
+                        site: site.to_string(),
+                        collector: envelope.collector.clone(),
+                        epoch: envelope.epoch,
+                        seq: envelope.seq,
+                    };
+                    let unit_ids = envelope
+                        .readings
+                        .iter()
+                        .map(|r| units.resolve(r.unit()).to_string())
+                        .collect();
+                    Ok((
+                        Item::Envelope {
+                            envelope: Box::new(envelope),
+                            payload: message.payload.to_vec(),
+                            received_ms,
+                            units: unit_ids,
+                        },
+                        Some(target),
+                    ))
+                }
+                Err(cause) => {
+                    // Decoded but refused for good: the collector is told, so it lets go.
+                    let target = match cause {
+                        Rejection::TopicMismatch => {
+                            peek_identity(&message.payload).ok().map(|id| AckTarget {
+                                site: site.to_string(),
+                                collector: id.collector,
+                                epoch: id.epoch,
+                                seq: id.seq,
+                            })
+                        }
+                        _ => None,
+                    };
+                    Err((cause, target))
+                }
+            }
+        }
+        _ => Err((Rejection::Topic, None)),
+    }
+}
+
+/// Step 4 of the plan: the devtel acknowledgements of a committed and applied batch. Per
+/// `(site, collector, epoch)`: `stored` are the ranges `stored_ranges` reports around the
+/// batch's envelopes (new or repeated: both are stored), `rejected` the refused envelopes'
+/// sequence numbers. More ranges than one [`Ack`] holds are split over several.
+pub fn acknowledgements(
+    checked: &Checked,
+    stored_ranges: impl Fn(&str, u64, &[u64]) -> Vec<(u64, u64)>,
+) -> Vec<(TopicString, Ack)> {
+    type Key = (String, Id, u64);
+    let mut stored: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
+    let mut rejected: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
+    for (item, target) in checked.items.iter().zip(&checked.targets) {
+        if let (Item::Envelope { .. }, Some(t)) = (item, target) {
+            let key = (t.site.clone(), t.collector.clone(), t.epoch);
+            stored.entry(key).or_default().push(t.seq);
+        }
+    }
+    for r in &checked.rejected {
+        if let Some(t) = &r.target {
+            let key = (t.site.clone(), t.collector.clone(), t.epoch);
+            rejected.entry(key).or_default().push(t.seq);
+        }
+    }
+    let mut keys: Vec<&Key> = stored.keys().chain(rejected.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for key in keys {
+        let (site, collector, epoch) = key;
+        let Ok(topic) = topic::ack(site, collector) else {
+            continue;
+        };
+        let stored_list: Vec<SeqRange> = stored
+            .get(key)
+            .map(|seqs| stored_ranges(collector, *epoch, seqs))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(s, e)| SeqRange::from_bounds(s, e))
+            .collect();
+        let rejected_list = rejected
+            .get(key)
+            .map(|seqs| merge(seqs.clone()))
+            .unwrap_or_default();
+        let mut stored_chunks = stored_list.chunks(MAX_STORED_RANGES);
+        let mut rejected_chunks = rejected_list.chunks(MAX_REJECTED_RANGES);
+        loop {
+            let (s, r) = (stored_chunks.next(), rejected_chunks.next());
+            if s.is_none() && r.is_none() {
+                break;
+            }
+            let mut ack = Ack::new(collector.clone(), *epoch);
+            ack.stored.extend(s.unwrap_or_default().iter().copied());
+            ack.rejected.extend(r.unwrap_or_default().iter().copied());
+            out.push((topic.clone(), ack));
+        }
+    }
+    out
+}
+
+/// Sequence numbers as sorted, disjoint ranges.
+fn merge(mut seqs: Vec<u64>) -> Vec<SeqRange> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut out: Vec<SeqRange> = Vec::new();
+    for seq in seqs {
+        match out.last_mut() {
+            Some(last) if last.end() == seq => last.count += 1,
+            _ => out.push(SeqRange {
+                start: seq,
+                count: 1,
+            }),
+        }
+    }
+    out
+}
+
+/// The JSON that stands in for a dead-letter copy too large to publish.
+#[derive(Debug, Serialize)]
+struct Descriptor<'a> {
+    cause: &'a str,
+    topic: &'a str,
+    topic_bytes: usize,
+    size: usize,
+    sha256: String,
+}
+
+/// The dead-letter copy of `message`, refused for `cause`: on
+/// `devtel/v1/deadletter/{cause}/{original topic}` (just `devtel/v1/deadletter/{cause}` when
+/// the topic was cut), the payload unchanged when the packet stays within `max_packet` bytes,
+/// the payload within [`MAX_ENCODED_LEN`] and the topic was kept whole; otherwise a small JSON descriptor: cause,
+/// topic, sizes and the payload's SHA-256.
+pub fn dead_letter(cause: &str, message: &Inbound, max_packet: usize) -> Option<(String, Bytes)> {
+    let prefix = topic::dead_letter_prefix(cause).ok()?;
+    let topic = if message.topic_cut() || message.topic.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/{}", message.topic)
+    };
+    // Fixed header, topic length, packet id and properties: well under 64 bytes.
+    let packet = 64 + topic.len() + message.size;
+    if !message.oversize() && !message.topic_cut() && packet <= max_packet {
+        return Some((topic, message.payload.clone()));
+    }
+    let sha = message.sha256.unwrap_or_else(|| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &message.payload);
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(digest.as_ref());
+        sha
+    });
+    let descriptor = Descriptor {
+        cause,
+        topic: &message.topic,
+        topic_bytes: message.topic_len,
+        size: message.size,
+        sha256: sha.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    let body = serde_json::to_vec(&descriptor).ok()?;
+    Some((topic, Bytes::from(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtel_protocol::{encode_to_vec, DeviceKind, Envelope, NoResponse, NoResponseCause};
+
+    fn envelope(collector: &str, epoch: u64, seq: u64, unit: &str, device: &str) -> Vec<u8> {
+        let mut e = Envelope::new(collector.try_into().unwrap(), epoch, seq, 1_000 + seq);
+        e.readings
+            .push(devtel_protocol::Reading::NoResponse(NoResponse {
+                device: device.try_into().unwrap(),
+                unit: unit.try_into().unwrap(),
+                kind: DeviceKind::Copier,
+                cause: NoResponseCause::Timeout,
+            }))
+            .unwrap();
+        encode_to_vec(&e).unwrap()
+    }
+
+    fn inbound(topic: &str, payload: Vec<u8>) -> Inbound {
+        Inbound::new(topic.as_bytes(), Bytes::from(payload), 1, true)
+    }
+
+    #[test]
+    fn every_kind_of_bad_message_is_a_counted_cause_not_an_error() {
+        let units = Units::default();
+        let good = "devtel/v1/telemetry/s1/u/d";
+        let long_topic = format!("devtel/v1/telemetry/s1/u/{}", "d".repeat(70_000));
+        let batch = vec![
+            inbound(good, envelope("c", 7, 0, "u", "d")),
+            inbound(good, vec![0x55; 2 << 20]),
+            inbound(good, vec![3, 0xff, 0xff]),
+            inbound(good, vec![9, 1, 2]),
+            inbound(
+                "devtel/v1/telemetry/s1/u/other",
+                envelope("c", 7, 1, "u", "d"),
+            ),
+            inbound("devtel/v1/units/u", envelope("c", 7, 2, "u", "d")),
+            inbound("devtel/v1/collectors/s1", b"not json".to_vec()),
+            inbound(
+                "devtel/v1/collectors/s1",
+                b"{\"state\":\"online\"}".to_vec(),
+            ),
+            inbound(&long_topic, envelope("c", 7, 3, "u", "d")),
+        ];
+        assert!(
+            batch[1].payload.is_empty(),
+            "an oversize payload is not kept"
+        );
+        assert_eq!(batch[8].topic.len(), MAX_KEPT_TOPIC);
+        let checked = check(&batch, &units, 5);
+        assert_eq!(checked.items.len(), 2);
+        assert_eq!(checked.sources, [0, 7]);
+        let causes: Vec<(usize, Rejection, bool)> = checked
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.cause, r.target.is_some()))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                (1, Rejection::Oversize, false),
+                (2, Rejection::Undecodable, false),
+                (3, Rejection::Version, false),
+                (4, Rejection::TopicMismatch, true),
+                (5, Rejection::Topic, false),
+                (6, Rejection::BadStatus, false),
+                (8, Rejection::Topic, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn acknowledgements_cover_stored_ranges_and_refusals_per_epoch() {
+        let units = Units::default();
+        let t = "devtel/v1/telemetry/s1/u/d";
+        let batch = vec![
+            inbound(t, envelope("c", 7, 4, "u", "d")),
+            inbound(t, envelope("c", 7, 5, "u", "d")),
+            inbound(t, envelope("c", 8, 0, "u", "d")),
+            inbound("devtel/v1/telemetry/s2/u/d", envelope("k", 1, 9, "u", "d")),
+            inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
+        ];
+        let checked = check(&batch, &units, 5);
+        // What the gateway holds: 0..6 of (c, 7) (4 and 5 just now), 0 of (c, 8), 9 of (k, 1).
+        let acks = acknowledgements(&checked, |collector, epoch, seqs| {
+            assert!(!seqs.is_empty());
+            match (collector, epoch) {
+                ("c", 7) => vec![(0, 6)],
+                ("c", 8) => vec![(0, 1)],
+                ("k", 1) => vec![(9, 10)],
+                _ => vec![],
+            }
+        });
+        let view: Vec<(String, String, u64, Vec<(u64, u64)>, Vec<(u64, u64)>)> = acks
+            .iter()
+            .map(|(topic, a)| {
+                (
+                    topic.to_string(),
+                    a.collector.to_string(),
+                    a.epoch,
+                    a.stored.iter().map(|r| (r.start, r.count)).collect(),
+                    a.rejected.iter().map(|r| (r.start, r.count)).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (
+                    "devtel/v1/acks/s1/c".into(),
+                    "c".into(),
+                    7,
+                    vec![(0, 6)],
+                    vec![(6, 1)]
+                ),
+                (
+                    "devtel/v1/acks/s1/c".into(),
+                    "c".into(),
+                    8,
+                    vec![(0, 1)],
+                    vec![]
+                ),
+                (
+                    "devtel/v1/acks/s2/k".into(),
+                    "k".into(),
+                    1,
+                    vec![(9, 1)],
+                    vec![]
+                ),
+            ]
+        );
+        for (_, a) in &acks {
+            a.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn many_ranges_are_split_over_several_acknowledgements() {
+        let units = Units::default();
+        let t = "devtel/v1/telemetry/s/u/d";
+        let batch: Vec<Inbound> = (0..100)
+            .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
+            .collect();
+        let checked = check(&batch, &units, 5);
+        let acks = acknowledgements(&checked, |_, _, seqs| {
+            seqs.iter().map(|s| (*s, s + 1)).collect()
+        });
+        assert_eq!(
+            acks.len(),
+            4,
+            "100 ranges in acknowledgements of at most 32"
+        );
+        let covered: u64 = acks
+            .iter()
+            .flat_map(|(_, a)| a.stored.iter().map(|r| r.count))
+            .sum();
+        assert_eq!(covered, 100);
+        assert!(acks.iter().all(|(_, a)| a.validate().is_ok()));
+    }
+
+    #[test]
+    fn dead_letters_are_copies_within_the_limit_and_descriptors_beyond() {
+        let small = inbound("devtel/v1/telemetry/s/u/d", vec![1, 2, 3]);
+        let (topic, body) = dead_letter("undecodable", &small, 1 << 20).unwrap();
+        assert_eq!(
+            topic,
+            "devtel/v1/deadletter/undecodable/devtel/v1/telemetry/s/u/d"
+        );
+        assert_eq!(&body[..], &[1, 2, 3]);
+        let huge = inbound("devtel/v1/telemetry/s/u/d", vec![0x55; 2 << 20]);
+        let (topic, body) = dead_letter("oversize", &huge, 4 << 20).unwrap();
+        assert!(topic.ends_with("/devtel/v1/telemetry/s/u/d"));
+        let d: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(d["size"], 2 << 20);
+        assert_eq!(d["cause"], "oversize");
+        let expected = ring::digest::digest(&ring::digest::SHA256, &vec![0x55u8; 2 << 20]);
+        let hex: String = expected
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(d["sha256"], hex);
+        // A copy the broker would not take (its Maximum Packet Size) becomes a descriptor too.
+        let (_, body) = dead_letter("undecodable", &small, 40).unwrap();
+        assert!(body.starts_with(b"{\"cause\""));
+        let cut = Inbound::new(&vec![b'a'; 70_000], Bytes::from_static(b"x"), 1, true);
+        let (topic, body) = dead_letter("topic", &cut, 1 << 20).unwrap();
+        assert_eq!(topic, "devtel/v1/deadletter/topic");
+        let d: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(d["topic_bytes"], 70_000);
+    }
+}
