@@ -37,7 +37,10 @@ pub struct RawConfig {
     pub snmp: RawSnmp,
     /// MQTT session, credentials and TLS.
     #[serde(default)]
-    pub mqtt: RawMqtt,
+    pub mqtt: devtel_daemon::mqtt::RawMqtt,
+    /// End-to-end delivery.
+    #[serde(default)]
+    pub delivery: RawDelivery,
     /// The on-disk spool.
     #[serde(default)]
     pub spool: RawSpool,
@@ -79,30 +82,17 @@ impl Default for RawSnmp {
     }
 }
 
-/// `[mqtt]`: session, credentials and TLS.
+/// `[delivery]`: who releases a reading from the spool, and when it is sent again.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMqtt {
-    /// User name for the broker.
-    pub username: Option<String>,
-    /// Password (prefer `password_file` or the `DEVTEL_MQTT_PASSWORD` environment variable).
-    pub password: Option<String>,
-    /// File whose first line is the password.
-    pub password_file: Option<PathBuf>,
-    /// PEM file with the CA certificate(s) that signed the broker's certificate (`mqtts://`).
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (chain) for brokers that require one.
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key of `client_cert`.
-    pub client_key: Option<PathBuf>,
-    /// MQTT keep-alive.
+pub struct RawDelivery {
+    /// `"gateway"` (the gateway's acknowledgement, end to end) or `"broker"` (PUBACK).
+    pub acknowledge: Option<String>,
+    /// How long a reading with the broker waits for the gateway before it is sent again.
     #[serde(default, with = "humantime_serde")]
-    pub keep_alive: Option<Duration>,
-    /// Most unacknowledged publishes at once.
-    pub inflight: Option<u16>,
-    /// Longest wait between reconnect attempts (the backoff's cap).
-    #[serde(default, with = "humantime_serde")]
-    pub reconnect_max: Option<Duration>,
+    pub ack_timeout: Option<Duration>,
+    /// Most readings with the broker and not yet confirmed by the gateway.
+    pub max_awaiting: Option<usize>,
 }
 
 /// `[spool]`: where readings wait for the broker's acknowledgement.
@@ -226,56 +216,26 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Environment variable read for the MQTT password when the file names none.
-pub const PASSWORD_ENV: &str = "DEVTEL_MQTT_PASSWORD";
 /// Default spool directory (systemd's `StateDirectory`, when set, takes its place).
 pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/devtel-collector/spool";
 /// Default spool size.
 pub const DEFAULT_SPOOL_BYTES: u64 = 256 << 20;
+/// Default first resend delay of a reading the gateway has not confirmed: long enough for a
+/// gateway restart, short enough that a broker that lost messages costs minutes, not hours.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default most readings with the broker and not confirmed: below Mosquitto's default
+/// `max_queued_messages` (1,000), so a gateway that is away never makes the broker drop.
+pub const DEFAULT_MAX_AWAITING: usize = 500;
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// TLS files for `mqtts://`.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    /// CA certificate(s), PEM.
-    pub ca_file: PathBuf,
-    /// Client certificate and key, PEM.
-    pub client: Option<(PathBuf, PathBuf)>,
-}
-
-/// Validated `[mqtt]` settings with the broker address.
-#[derive(Debug, Clone)]
-pub struct Mqtt {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// TLS, for `mqtts://`.
-    pub tls: Option<Tls>,
-    /// User name and password.
-    pub credentials: Option<(String, Secret)>,
-    /// Keep-alive.
-    pub keep_alive: Duration,
-    /// In-flight window.
-    pub inflight: u16,
-    /// Reconnect backoff cap.
-    pub reconnect_max: Duration,
+/// Validated `[delivery]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// Who releases a reading.
+    pub acknowledge: crate::outbox::Acknowledge,
+    /// First resend delay of a reading with the broker and not confirmed by the gateway.
+    pub ack_timeout: Duration,
+    /// Most readings with the broker and not confirmed.
+    pub max_awaiting: usize,
 }
 
 /// Validated `[spool]` settings.
@@ -297,7 +257,9 @@ pub struct Config {
     /// Collector id.
     pub collector_id: Id,
     /// Broker connection.
-    pub mqtt: Mqtt,
+    pub mqtt: devtel_daemon::mqtt::Mqtt,
+    /// End-to-end delivery.
+    pub delivery: Delivery,
     /// Spool.
     pub spool: Spool,
     /// Poll interval.
@@ -438,103 +400,43 @@ fn usm(
     .map_err(|e| invalid(key(e.field), e.reason))
 }
 
-/// Reads a PEM file's existence and readability now, so a typo is a config error, not a
-/// connection error an hour later.
-fn readable(key: &str, path: &std::path::Path) -> Result<(), ConfigError> {
-    std::fs::metadata(path)
-        .and_then(|m| {
-            if m.is_file() {
-                Ok(())
-            } else {
-                Err(std::io::Error::other("not a file"))
-            }
-        })
-        .map_err(|e| invalid(key, format!("{}: {e}", path.display())))
-}
-
-fn mqtt(raw: &RawMqtt, url: &broker::BrokerUrl<'_>) -> Result<Mqtt, ConfigError> {
-    let tls = if url.tls {
-        let ca_file = raw.ca_file.clone().ok_or_else(|| {
-            invalid(
-                "mqtt.ca_file",
-                "required for mqtts:// (the PEM file of the CA that signed the broker's certificate)",
-            )
-        })?;
-        readable("mqtt.ca_file", &ca_file)?;
-        let client = match (&raw.client_cert, &raw.client_key) {
-            (Some(cert), Some(key)) => {
-                readable("mqtt.client_cert", cert)?;
-                readable("mqtt.client_key", key)?;
-                Some((cert.clone(), key.clone()))
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(invalid("mqtt.client_key", "required with mqtt.client_cert"))
-            }
-            (None, Some(_)) => {
-                return Err(invalid("mqtt.client_cert", "required with mqtt.client_key"))
-            }
-        };
-        Some(Tls { ca_file, client })
-    } else {
-        for (key, set) in [
-            ("mqtt.ca_file", raw.ca_file.is_some()),
-            ("mqtt.client_cert", raw.client_cert.is_some()),
-            ("mqtt.client_key", raw.client_key.is_some()),
-        ] {
-            if set {
-                return Err(invalid(key, "only applies to an mqtts:// broker"));
-            }
-        }
-        None
-    };
-    let password = match (&raw.password, &raw.password_file) {
-        (Some(_), Some(_)) => {
+fn delivery(raw: &RawDelivery) -> Result<Delivery, ConfigError> {
+    use crate::outbox::Acknowledge;
+    let acknowledge = match raw.acknowledge.as_deref() {
+        None | Some("gateway") => Acknowledge::Gateway,
+        Some("broker") => Acknowledge::Broker,
+        Some(other) => {
             return Err(invalid(
-                "mqtt.password_file",
-                "give either mqtt.password or mqtt.password_file, not both",
+                "delivery.acknowledge",
+                format!("{other:?}: expected \"gateway\" or \"broker\""),
             ))
         }
-        (Some(p), None) => Some(p.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", path.display())))?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
-        (None, None) => std::env::var(PASSWORD_ENV).ok(),
     };
-    let credentials = match (&raw.username, password) {
-        (Some(user), password) => {
-            if user.is_empty() {
-                return Err(invalid("mqtt.username", "must not be empty"));
-            }
-            Some((user.clone(), Secret(password.unwrap_or_default())))
-        }
-        (None, _) if raw.password.is_some() || raw.password_file.is_some() => {
-            return Err(invalid("mqtt.username", "required with a password"))
-        }
-        (None, _) => None,
-    };
-    let keep_alive = raw.keep_alive.unwrap_or(Duration::from_secs(30));
-    if keep_alive < Duration::from_secs(5) || keep_alive > Duration::from_secs(65_535) {
-        return Err(invalid("mqtt.keep_alive", "must be between 5s and 18h"));
+    let ack_timeout = raw.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
+    if ack_timeout < Duration::from_secs(1) || ack_timeout > Duration::from_secs(86_400) {
+        return Err(invalid("delivery.ack_timeout", "must be between 1s and 1d"));
     }
-    let inflight = raw.inflight.unwrap_or(32);
-    if inflight == 0 || inflight > 1000 {
-        return Err(invalid("mqtt.inflight", "must be between 1 and 1000"));
+    let max_awaiting = raw.max_awaiting.unwrap_or(DEFAULT_MAX_AWAITING);
+    if max_awaiting == 0 || max_awaiting > 100_000 {
+        return Err(invalid(
+            "delivery.max_awaiting",
+            "must be between 1 and 100000",
+        ));
     }
-    let reconnect_max = raw.reconnect_max.unwrap_or(Duration::from_secs(30));
-    if reconnect_max < Duration::from_secs(1) || reconnect_max > Duration::from_secs(3600) {
-        return Err(invalid("mqtt.reconnect_max", "must be between 1s and 1h"));
+    if acknowledge == Acknowledge::Broker
+        && (raw.ack_timeout.is_some() || raw.max_awaiting.is_some())
+    {
+        let key = if raw.ack_timeout.is_some() {
+            "delivery.ack_timeout"
+        } else {
+            "delivery.max_awaiting"
+        };
+        return Err(invalid(key, "only applies to acknowledge = \"gateway\""));
     }
-    Ok(Mqtt {
-        reconnect_max,
-        host: url.host.to_string(),
-        port: url.port,
-        tls,
-        credentials,
-        keep_alive,
-        inflight,
+    Ok(Delivery {
+        acknowledge,
+        ack_timeout,
+        max_awaiting,
     })
 }
 
@@ -630,9 +532,9 @@ impl TryFrom<RawConfig> for Config {
             Some(c) => ident("collector_id", c)?,
             None => site.clone(),
         };
-        let url = broker::parse(&raw.broker)
-            .map_err(|e| invalid("broker", format!("{:?}: {e}", raw.broker)))?;
-        let mqtt = mqtt(&raw.mqtt, &url)?;
+        let mqtt = devtel_daemon::mqtt::settings(&raw.broker, &raw.mqtt)
+            .map_err(|e| invalid(e.key, e.reason))?;
+        let delivery = delivery(&raw.delivery)?;
         let spool = spool(&raw.spool)?;
         if raw.poll_interval < Duration::from_secs(1) {
             return Err(invalid("poll_interval", "must be at least 1s"));
@@ -724,6 +626,7 @@ impl TryFrom<RawConfig> for Config {
             site,
             collector_id,
             mqtt,
+            delivery,
             spool,
             poll_interval: raw.poll_interval,
             snmp: SnmpOptions {
@@ -812,23 +715,26 @@ mod tests {
     }
 
     #[test]
-    fn the_password_comes_from_the_file_and_never_shows_in_debug() {
-        let dir = std::env::temp_dir().join(format!("devtel-pw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("pw");
-        std::fs::write(&file, "from-file-secret\nsecond line ignored\n").unwrap();
-        let config = Config::from_toml(&format!(
-            "site = \"s\"\n[mqtt]\nusername = \"u\"\npassword_file = \"{}\"\n",
-            file.display()
+    fn delivery_defaults_to_the_gateways_acknowledgement() {
+        use crate::outbox::Acknowledge;
+        let base = "site = \"s\"\n";
+        let d = Config::from_toml(base).unwrap().delivery;
+        assert_eq!(d.acknowledge, Acknowledge::Gateway);
+        assert_eq!(d.ack_timeout, DEFAULT_ACK_TIMEOUT);
+        assert_eq!(d.max_awaiting, DEFAULT_MAX_AWAITING);
+        let d = Config::from_toml(&format!("{base}[delivery]\nacknowledge = \"broker\"\n"))
+            .unwrap()
+            .delivery;
+        assert_eq!(d.acknowledge, Acknowledge::Broker);
+        let d = Config::from_toml(&format!(
+            "{base}[delivery]\nack_timeout = \"10s\"\nmax_awaiting = 50\n"
         ))
-        .unwrap();
-        let (user, password) = config.mqtt.credentials.clone().unwrap();
+        .unwrap()
+        .delivery;
         assert_eq!(
-            (user.as_str(), password.expose()),
-            ("u", "from-file-secret")
+            (d.ack_timeout, d.max_awaiting),
+            (Duration::from_secs(10), 50)
         );
-        assert!(!format!("{config:?}").contains("from-file-secret"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -900,6 +806,13 @@ mod tests {
             (format!("{base}[mqtt]\ninflight = 0\n"), "mqtt.inflight"),
             (format!("{base}[mqtt]\nkeep_alive = \"1s\"\n"), "mqtt.keep_alive"),
             (format!("{base}[mqtt]\nreconnect_max = \"0s\"\n"), "mqtt.reconnect_max"),
+            (format!("{base}[delivery]\nacknowledge = \"nobody\"\n"), "delivery.acknowledge"),
+            (format!("{base}[delivery]\nack_timeout = \"0s\"\n"), "delivery.ack_timeout"),
+            (format!("{base}[delivery]\nmax_awaiting = 0\n"), "delivery.max_awaiting"),
+            (
+                format!("{base}[delivery]\nacknowledge = \"broker\"\nmax_awaiting = 9\n"),
+                "delivery.max_awaiting",
+            ),
             (format!("{base}[spool]\nmax_size = \"lots\"\n"), "spool.max_size"),
             (format!("{base}[spool]\nmax_size = \"1 KiB\"\n"), "spool.max_size"),
             (format!("{base}[spool]\nmax_size = -5\n"), "spool.max_size"),

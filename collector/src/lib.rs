@@ -6,7 +6,10 @@
 //! - [`devices`]: one module per device kind; each maps varbinds to a typed reading, purely.
 //! - [`poller`]: runs a kind's plan against one device within a deadline.
 //! - [`spool`]: the on-disk spool every reading passes through before it is published.
-//! - [`publisher`]: delivery from the spool to the broker (QoS 1, window, acks, status, TLS).
+//! - [`outbox`]: the I/O-free delivery bookkeeping (window, resends, acknowledgements).
+//! - [`publisher`]: the delivery loop: spool, outbox and the MQTT 5 client (status, TLS).
+//! - [`probe`], [`discover`], [`report`]: one device polled and printed; address sweeps; the
+//!   text and JSON of both.
 //! - [`snmprec`]: reads snmpsim recordings (tests replay real devices through it).
 //! - [`sim`]: an SNMP v1/v2c simulator serving those recordings (demo, tests, load tests).
 //!
@@ -17,6 +20,7 @@
 pub mod config;
 pub mod devices;
 pub mod discover;
+pub mod outbox;
 pub mod poller;
 pub mod probe;
 pub mod publisher;
@@ -37,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::Config;
-use crate::publisher::{Delivery, Identity, Intake, Stats};
+use crate::outbox::Outbox;
+use crate::publisher::{Identity, Intake, Stats, Timing};
 use crate::spool::{Spool, SpoolConfig};
 
 /// Runs the collector until `shutdown` is cancelled: stop polling, spool what was polled,
@@ -51,12 +56,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let dir = config.spool.dir.clone();
     let epoch = spool::next_epoch(&dir, started_ms)
         .with_context(|| format!("spool.dir {}", dir.display()))?;
-    let spool = Spool::open(SpoolConfig::new(
-        &dir,
-        config.spool.max_bytes,
-        config.spool.fsync,
-    ))
+    let mut outbox = Outbox::new(
+        outbox::Settings {
+            window: usize::from(config.mqtt.inflight),
+            max_awaiting: config.delivery.max_awaiting,
+            ack_timeout: config.delivery.ack_timeout,
+            acknowledge: config.delivery.acknowledge,
+            live_for: config.poll_interval,
+        },
+        0,
+    );
+    let mut foreign = 0u64;
+    let spool = Spool::open_with(
+        SpoolConfig::new(&dir, config.spool.max_bytes, config.spool.fsync),
+        |id, payload| match publisher::record_identity(payload) {
+            Some((epoch, seq)) => outbox.recovered(id, epoch, seq),
+            None => foreign += 1,
+        },
+    )
     .with_context(|| format!("spool.dir {}", dir.display()))?;
+    if foreign > 0 {
+        tracing::warn!(
+            records = foreign,
+            "spooled readings of an older format: released by the broker's PUBACK, the gateway cannot confirm them"
+        );
+    }
     let identity = Identity {
         site: config.site.clone(),
         collector: config.collector_id.clone(),
@@ -67,9 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let options = publisher::options(&config.mqtt, &client_id, &identity)?;
     let stats = Arc::new(Stats::default());
     let (tx, rx) = mpsc::channel::<Intake>(1024);
-    let delivery = Delivery {
-        window: usize::from(config.mqtt.inflight),
-        live_for: config.poll_interval,
+    let timing = Timing {
         drain: Duration::from_secs(5),
         backoff_cap: config.mqtt.reconnect_max,
     };
@@ -79,7 +101,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         epoch,
         devices = config.devices.len(),
         interval = ?config.poll_interval,
-        broker = %format!("{}{}:{}", if config.mqtt.tls.is_some() { "mqtts://" } else { "mqtt://" }, config.mqtt.host, config.mqtt.port),
+        broker = %config.mqtt.url(),
+        acknowledge = config.delivery.acknowledge.name(),
         spool = %dir.display(),
         spooled = spool.pending(),
         "collector started"
@@ -88,9 +111,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         options,
         identity,
         spool,
+        outbox,
         rx,
         stats.clone(),
-        delivery,
+        timing,
     ));
 
     let fleet = Arc::new(config.devices.clone());
@@ -153,6 +177,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             spooled = c.spooled,
             published = c.published,
             acknowledged = c.acknowledged,
+            awaiting_gateway = c.awaiting_gateway,
+            awaiting_gateway_oldest_s = c.awaiting_gateway_oldest_s,
+            resent = c.resent,
             pending = c.spool_pending,
             dropped = c.dropped,
             reconnects = c.reconnects,

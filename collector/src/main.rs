@@ -312,21 +312,11 @@ fn main() -> ExitCode {
             match devtel_daemon::load_config(&config, Config::from_toml) {
                 Ok(c) => {
                     println!(
-                        "{}: ok ({} devices; broker {}://{}:{}{}; spool {} up to {} MiB, fsync {})",
+                        "{}: ok ({} devices; broker {}; released on the {}'s acknowledgement; spool {} up to {} MiB, fsync {})",
                         config.display(),
                         c.devices.len(),
-                        if c.mqtt.tls.is_some() {
-                            "mqtts"
-                        } else {
-                            "mqtt"
-                        },
-                        c.mqtt.host,
-                        c.mqtt.port,
-                        c.mqtt
-                            .credentials
-                            .as_ref()
-                            .map(|(user, _)| format!(" as {user}"))
-                            .unwrap_or_default(),
+                        c.mqtt.describe(),
+                        c.delivery.acknowledge.name(),
                         c.spool.dir.display(),
                         c.spool.max_bytes >> 20,
                         match c.spool.fsync {

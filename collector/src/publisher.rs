@@ -1,37 +1,38 @@
-//! Delivery: from the poller through the spool to the broker, at least once, in effect exactly
-//! once (receivers drop repeats by `(collector, epoch, seq)`).
+//! Delivery: from the poller through the spool to the broker and on to the gateway, at least
+//! once, in effect exactly once (the gateway drops repeats by `(collector, epoch, seq)`).
 //!
-//! One task ([`run`]) owns the [`Spool`] and the rumqttc event loop:
+//! One task ([`run`]) owns the [`Spool`], the [`Outbox`] (the I/O-free bookkeeping of what is
+//! sent, with the broker and confirmed) and the MQTT 5 event loop; it only moves events
+//! between them:
 //! 1. Readings arrive over a bounded channel ([`Intake`]). Each batch is encoded, appended to the
 //!    spool and synced (the spool's fsync policy) before any of it is published.
-//! 2. At most `mqtt.inflight` records are unacknowledged at once. The next record alternates
-//!    between the newest readings (the current poll round, so live data is never starved) and
-//!    the oldest unacknowledged ones (replay after an outage or restart, oldest first).
-//! 3. A PUBACK removes its record from the spool. rumqttc reports packet ids only in events, so
-//!    the task matches `Outgoing::Publish(pkid)` events to its publishes in order.
-//! 4. After a reconnect into a *new* session (the broker forgot us, e.g. it restarted without
-//!    persistence) rumqttc drops its unacknowledged publishes; the task puts them back into
-//!    the replay queue, so nothing depends on the broker's memory. In a resumed session rumqttc
-//!    resends them itself with their packet ids.
-//! 5. Reconnects wait a capped exponential backoff with jitter ([`devtel_daemon::backoff`]).
-//! 6. A retained status on `devtel/v1/collectors/{site}` says `online` (on every connect and
+//! 2. The outbox says what to publish next: what goes again first, then alternately the newest
+//!    readings (live data is never starved) and the oldest pending ones (the backlog).
+//! 3. A PUBACK means "with the broker". With `acknowledge = "gateway"` (the default) only the
+//!    gateway's acknowledgement on `devtel/v1/acks/{site}/{collector}` removes a reading from
+//!    the spool; what the gateway does not confirm within the resend delay, and what was with
+//!    the broker at a reconnect, is published again. With `"broker"` the PUBACK releases.
+//! 4. Reconnects wait a capped exponential backoff with jitter ([`devtel_daemon::mqtt`]).
+//! 5. A retained status on `devtel/v1/collectors/{site}` says `online` (on every connect and
 //!    after every poll round, with the counters), and the broker publishes the last will
 //!    `offline` if the collector vanishes; a clean stop publishes `offline` itself.
-//! 7. When the intake closes (shutdown), the task publishes for at most the drain time, then
-//!    disconnects and persists the spool. What is still unacknowledged stays in the spool.
+//! 6. When the intake closes (shutdown), the task delivers for at most the drain time, then
+//!    disconnects and persists the spool. What is unconfirmed stays in the spool.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use devtel_protocol::{encode_to_vec, topic, Envelope, Id, MAX_ENCODED_LEN};
-use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use devtel_protocol::{decode_ack, encode_to_vec, peek_identity, topic, Envelope, Id};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Mqtt, Tls};
+use crate::outbox::{Acknowledge, Outbox};
 use crate::spool::Spool;
 
 /// Counters of the whole collector, shared by the poller and the delivery task; published in
@@ -46,10 +47,25 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Readings written to the spool.
     pub spooled: AtomicU64,
-    /// Publishes handed to the MQTT client (replays included).
+    /// Publishes handed to the MQTT client (repeats included).
     pub published: AtomicU64,
-    /// Readings acknowledged by the broker (and removed from the spool).
+    /// Publishes the broker acknowledged (PUBACK).
+    pub broker_acked: AtomicU64,
+    /// Publishes the broker refused (PUBACK with an error reason, e.g. not authorized).
+    pub broker_refused: AtomicU64,
+    /// Readings released from the spool by an acknowledgement (the gateway's, or the broker's
+    /// with `acknowledge = "broker"`).
     pub acknowledged: AtomicU64,
+    /// Of those, readings the gateway refused for good (e.g. topic and payload disagree).
+    pub rejected: AtomicU64,
+    /// Readings published again (not confirmed in time, or with the broker at a reconnect).
+    pub resent: AtomicU64,
+    /// Readings with the broker and not yet confirmed by the gateway (gauge).
+    pub awaiting_gateway: AtomicU64,
+    /// Age of the oldest of those, seconds (gauge).
+    pub awaiting_gateway_oldest_s: AtomicU64,
+    /// Messages on the acknowledgement topic that were not a valid acknowledgement for us.
+    pub bad_acks: AtomicU64,
     /// Unacknowledged readings dropped because the spool was full.
     pub dropped: AtomicU64,
     /// Spool records found corrupt (torn tail after power loss, failed checksum).
@@ -76,7 +92,14 @@ impl Stats {
             failed: get(&self.failed),
             spooled: get(&self.spooled),
             published: get(&self.published),
+            broker_acked: get(&self.broker_acked),
+            broker_refused: get(&self.broker_refused),
             acknowledged: get(&self.acknowledged),
+            rejected: get(&self.rejected),
+            resent: get(&self.resent),
+            awaiting_gateway: get(&self.awaiting_gateway),
+            awaiting_gateway_oldest_s: get(&self.awaiting_gateway_oldest_s),
+            bad_acks: get(&self.bad_acks),
             dropped: get(&self.dropped),
             corrupt: get(&self.corrupt),
             lost: get(&self.lost),
@@ -97,7 +120,14 @@ pub struct Counters {
     pub failed: u64,
     pub spooled: u64,
     pub published: u64,
+    pub broker_acked: u64,
+    pub broker_refused: u64,
     pub acknowledged: u64,
+    pub rejected: u64,
+    pub resent: u64,
+    pub awaiting_gateway: u64,
+    pub awaiting_gateway_oldest_s: u64,
+    pub bad_acks: u64,
     pub dropped: u64,
     pub corrupt: u64,
     pub lost: u64,
@@ -140,12 +170,19 @@ struct Status<'a> {
     started_at: String,
     started_at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    acknowledge: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     updated_at_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counters: Option<Counters>,
 }
 
-fn status_json(identity: &Identity, state: &str, counters: Option<Counters>) -> Vec<u8> {
+fn status_json(
+    identity: &Identity,
+    state: &str,
+    acknowledge: Option<Acknowledge>,
+    counters: Option<Counters>,
+) -> Vec<u8> {
     let started = UNIX_EPOCH + Duration::from_millis(identity.started_ms);
     let status = Status {
         state,
@@ -155,6 +192,7 @@ fn status_json(identity: &Identity, state: &str, counters: Option<Counters>) -> 
         epoch: identity.epoch,
         started_at: humantime::format_rfc3339_millis(started).to_string(),
         started_at_ms: identity.started_ms,
+        acknowledge: acknowledge.map(Acknowledge::name),
         updated_at_ms: counters.map(|_| now_ms()),
         counters,
     };
@@ -168,123 +206,33 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Why TLS could not be set up (named file, clear cause).
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{key} {path}: {reason}")]
-    File {
-        /// The config key.
-        key: &'static str,
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// rustls refused the combination (e.g. a key that does not match the certificate).
-    #[error("TLS setup: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-fn tls_config(tls: &Tls) -> Result<rustls::ClientConfig, TlsError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let file_err = |key: &'static str, path: &std::path::Path, reason: String| TlsError::File {
-        key,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let certs = |key: &'static str, path: &std::path::Path| {
-        let iter =
-            CertificateDer::pem_file_iter(path).map_err(|e| file_err(key, path, e.to_string()))?;
-        let certs = iter
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_err(key, path, e.to_string()))?;
-        if certs.is_empty() {
-            return Err(file_err(key, path, "no PEM certificate in the file".into()));
-        }
-        Ok(certs)
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs("mqtt.ca_file", &tls.ca_file)? {
-        roots.add(cert).map_err(|e| {
-            file_err(
-                "mqtt.ca_file",
-                &tls.ca_file,
-                format!("unusable certificate: {e}"),
-            )
-        })?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    Ok(match &tls.client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = certs("mqtt.client_cert", cert)?;
-            let key_der = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| file_err("mqtt.client_key", key, e.to_string()))?;
-            builder.with_client_auth_cert(chain, key_der)?
-        }
-    })
-}
-
-/// MQTT options: persistent session, in-flight window, last will, credentials and TLS.
+/// MQTT 5 options: the `[mqtt]` settings with the collector's client id and its last will.
 ///
 /// # Errors
-/// [`TlsError`] when the TLS files are unusable.
-pub fn options(mqtt: &Mqtt, client_id: &str, identity: &Identity) -> Result<MqttOptions, TlsError> {
-    let mut options = MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
-    options.set_keep_alive(mqtt.keep_alive);
-    options.set_max_packet_size(MAX_ENCODED_LEN + 1024, MAX_ENCODED_LEN + 1024);
-    options.set_clean_session(false);
-    options.set_inflight(mqtt.inflight);
-    if let Ok(status_topic) = topic::collector(&identity.site) {
-        options.set_last_will(LastWill::new(
-            status_topic.as_str(),
-            status_json(identity, "offline", None),
+/// When the TLS files are unusable.
+pub fn options(
+    mqtt: &devtel_daemon::mqtt::Mqtt,
+    client_id: &str,
+    identity: &Identity,
+) -> Result<MqttOptions, devtel_daemon::mqtt::TlsError> {
+    let last_will = topic::collector(&identity.site).ok().map(|t| {
+        LastWill::new(
+            t.as_str(),
+            status_json(identity, "offline", None, None),
             QoS::AtLeastOnce,
             true,
-        ));
-    }
-    if let Some((user, password)) = &mqtt.credentials {
-        options.set_credentials(user.clone(), password.expose().to_string());
-    }
-    if let Some(tls) = &mqtt.tls {
-        let config = tls_config(tls)?;
-        options.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
-        ));
-    }
-    Ok(options)
-}
-
-/// A connection error in words site IT can act on.
-pub fn describe(error: &ConnectionError) -> String {
-    let text = error.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
-        Some("the broker's certificate is not signed by the CA in mqtt.ca_file")
-    } else if text.contains("NotValidForName") {
-        Some("the broker's certificate does not name the host in `broker`")
-    } else if text.contains("BadUserNamePassword") || text.contains("NotAuthorized") {
-        Some("the broker refused mqtt.username / password")
-    } else if text.contains("Connection refused") {
-        Some("nothing listens at the broker address")
-    } else {
-        None
-    };
-    match hint {
-        Some(hint) => format!("{hint} ({text})"),
-        None => text,
-    }
-}
-
-/// A publish handed to rumqttc whose packet id is not known yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tracked {
-    Record(u64),
-    Status,
+            None,
+        )
+    });
+    devtel_daemon::mqtt::options(
+        mqtt,
+        devtel_daemon::mqtt::Session {
+            client_id: client_id.to_string(),
+            last_will,
+            receive_maximum: None,
+            manual_acks: false,
+        },
+    )
 }
 
 /// A spool record's payload: `[topic length: u16 LE][topic][envelope]`, so replay needs no
@@ -303,13 +251,17 @@ fn split_payload(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((topic, payload.get(2 + len..)?))
 }
 
-/// Delivery settings.
+/// The `(epoch, seq)` of a spooled record, for the outbox's index (`None`: a record of another
+/// format, which only a broker's PUBACK can release).
+pub fn record_identity(payload: &[u8]) -> Option<(u64, u64)> {
+    let (_, envelope) = split_payload(payload)?;
+    let id = peek_identity(envelope).ok()?;
+    Some((id.epoch, id.seq))
+}
+
+/// Timing of the delivery task.
 #[derive(Debug, Clone, Copy)]
-pub struct Delivery {
-    /// Most unacknowledged publishes.
-    pub window: usize,
-    /// How long a reading counts as live (preferred over the replay); normally the poll interval.
-    pub live_for: Duration,
+pub struct Timing {
     /// Longest wait for acknowledgements at shutdown.
     pub drain: Duration,
     /// Reconnect backoff cap.
@@ -319,39 +271,35 @@ pub struct Delivery {
 struct Sender {
     client: AsyncClient,
     spool: Spool,
+    outbox: Outbox,
     stats: Arc<Stats>,
     identity: Identity,
     status_topic: Option<String>,
-    delivery: Delivery,
-    /// Packet id → what it carries.
-    inflight: HashMap<u16, Tracked>,
-    /// Handed to rumqttc, packet id not yet seen, in order.
-    unassigned: VecDeque<Tracked>,
-    /// Records handed to rumqttc and not yet acknowledged, with their spool payload: a copy
-    /// survives the record's segment being dropped for space, and serves resends.
-    outstanding: HashMap<u64, Vec<u8>>,
-    /// Outstanding records to publish again (their session was lost), oldest first.
-    resend: VecDeque<u64>,
-    /// Replay position: the oldest id that may still need sending.
-    cursor: u64,
-    /// Recently appended ids, newest readings first in line.
-    live: VecDeque<(u64, Instant)>,
-    take_live: bool,
-    connected: bool,
+    ack_topic: Option<String>,
     connected_once: bool,
+    last_bad_ack_log: Option<Instant>,
 }
 
 impl Sender {
     fn update_gauges(&self) {
         let s = self.spool.stats();
-        self.stats
-            .spool_pending
+        let o = self.outbox.counts();
+        let st = &self.stats;
+        st.spool_pending
             .store(self.spool.pending(), Ordering::Relaxed);
-        self.stats
-            .spool_bytes
-            .store(self.spool.bytes(), Ordering::Relaxed);
-        self.stats.dropped.store(s.dropped, Ordering::Relaxed);
-        self.stats.corrupt.store(s.corrupt, Ordering::Relaxed);
+        st.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
+        st.dropped.store(s.dropped, Ordering::Relaxed);
+        st.corrupt.store(s.corrupt, Ordering::Relaxed);
+        st.published.store(o.published, Ordering::Relaxed);
+        st.broker_acked.store(o.broker_acked, Ordering::Relaxed);
+        st.broker_refused.store(o.broker_refused, Ordering::Relaxed);
+        st.acknowledged.store(o.acknowledged, Ordering::Relaxed);
+        st.rejected.store(o.rejected, Ordering::Relaxed);
+        st.resent.store(o.resent, Ordering::Relaxed);
+        let (awaiting, oldest) = self.outbox.awaiting(Instant::now());
+        st.awaiting_gateway.store(awaiting, Ordering::Relaxed);
+        st.awaiting_gateway_oldest_s
+            .store(oldest.as_secs(), Ordering::Relaxed);
     }
 
     fn intake(&mut self, envelope: &Envelope) {
@@ -377,10 +325,8 @@ impl Sender {
         match self.spool.append(&spool_payload(&topic, &bytes)) {
             Ok(id) => {
                 self.stats.spooled.fetch_add(1, Ordering::Relaxed);
-                self.live.push_back((id, Instant::now()));
-                if self.live.len() > 100_000 {
-                    self.live.pop_front();
-                }
+                self.outbox
+                    .appended(id, envelope.epoch, envelope.seq, Instant::now());
             }
             Err(e) => {
                 self.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -395,79 +341,22 @@ impl Sender {
         }
     }
 
-    /// The next record to publish: alternately the newest live reading and the oldest pending.
-    fn pick(&mut self) -> Option<u64> {
-        for _ in 0..2 {
-            if self.take_live {
-                self.take_live = false;
-                while let Some((id, at)) = self.live.pop_front() {
-                    if at.elapsed() <= self.delivery.live_for
-                        && !self.outstanding.contains_key(&id)
-                        && self.spool.is_pending(id)
-                    {
-                        return Some(id);
-                    }
-                }
-            } else {
-                self.take_live = true;
-                let mut from = self.cursor;
-                while let Some(id) = self.spool.next_pending(from) {
-                    if self.outstanding.contains_key(&id) {
-                        from = id + 1;
-                        continue;
-                    }
-                    self.cursor = id + 1;
-                    return Some(id);
-                }
-                self.cursor = from;
-            }
-        }
-        None
-    }
-
     fn fill_window(&mut self) {
-        while self.connected && self.inflight.len() + self.unassigned.len() < self.delivery.window {
-            // Resends of a lost session first, from the copies kept in memory.
-            let (id, payload, fresh) = if let Some(id) = self.resend.pop_front() {
-                match self.outstanding.get(&id) {
-                    Some(p) => (id, p.clone(), false),
-                    None => continue,
-                }
-            } else {
-                let Some(id) = self.pick() else { break };
-                match self.spool.read(id) {
-                    Ok(Some(p)) => (id, p, true),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        warn!(error = %e, "spooled reading skipped");
-                        continue;
-                    }
-                }
-            };
-            let Some((topic, envelope)) = split_payload(&payload) else {
-                warn!(id, "spooled record has no topic; skipped");
-                let _ = self.spool.ack(id);
+        while let Some(next) = self.outbox.next_publish(&mut self.spool, Instant::now()) {
+            let Some((topic, envelope)) = split_payload(&next.payload) else {
+                warn!(id = next.id, "spooled record has no topic; skipped");
+                let _ = self.spool.ack(next.id);
                 continue;
             };
+            let (topic, envelope) = (topic.to_string(), envelope.to_vec());
             match self
                 .client
-                .try_publish(topic, QoS::AtLeastOnce, false, envelope.to_vec())
+                .try_publish(topic, QoS::AtLeastOnce, false, envelope)
             {
-                Ok(()) => {
-                    self.unassigned.push_back(Tracked::Record(id));
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                    if fresh {
-                        self.spool.mark_sent(id);
-                        self.outstanding.insert(id, payload);
-                    }
-                }
+                Ok(()) => self.outbox.published(next, &mut self.spool),
                 Err(e) => {
                     debug!(error = %e, "MQTT request queue full; retrying later");
-                    if fresh {
-                        self.cursor = self.cursor.min(id);
-                    } else {
-                        self.resend.push_front(id);
-                    }
+                    self.outbox.not_published(next);
                     break;
                 }
             }
@@ -479,108 +368,146 @@ impl Sender {
         let Some(t) = self.status_topic.clone() else {
             return;
         };
+        self.update_gauges();
         let counters = Some(self.stats.snapshot());
-        let body = status_json(&self.identity, state, counters);
+        let mode = Some(self.outbox.settings().acknowledge);
+        let body = status_json(&self.identity, state, mode, counters);
         if self
             .client
             .try_publish(t, QoS::AtLeastOnce, true, body)
             .is_ok()
         {
-            self.unassigned.push_back(Tracked::Status);
+            self.outbox.status_published();
+        }
+    }
+
+    fn bad_ack(&mut self, why: &str) {
+        self.stats.bad_acks.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if self
+            .last_bad_ack_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.last_bad_ack_log = Some(now);
+            warn!(
+                why,
+                total = self.stats.bad_acks.load(Ordering::Relaxed),
+                "message on the acknowledgement topic ignored"
+            );
+        }
+    }
+
+    fn on_ack_message(&mut self, payload: &[u8]) {
+        match decode_ack(payload) {
+            Ok(ack) if ack.collector == self.identity.collector => {
+                if let Err(e) = self.outbox.gateway_ack(&ack, &mut self.spool) {
+                    warn!(error = %e, "spool acknowledgement not recorded; the reading may be sent again");
+                }
+            }
+            Ok(_) => self.bad_ack("for another collector"),
+            Err(e) => self.bad_ack(&e.to_string()),
         }
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Incoming(Packet::ConnAck(ack)) => {
-                self.connected = true;
                 if self.connected_once {
                     self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 self.connected_once = true;
-                if !ack.session_present {
-                    // rumqttc dropped its unacknowledged publishes: send them again, oldest first.
-                    let mut ids: Vec<u64> = self.outstanding.keys().copied().collect();
-                    ids.sort_unstable();
-                    if !ids.is_empty() {
-                        info!(
-                            resend = ids.len(),
-                            "new MQTT session: unacknowledged readings are sent again"
-                        );
-                    }
-                    self.resend = ids.into();
-                    self.inflight.clear();
-                    self.unassigned.clear();
-                }
+                let before = self.outbox.counts().resent;
+                self.outbox.connected(ack.session_present);
+                let again = self.outbox.counts().resent - before;
                 info!(
                     session_present = ack.session_present,
                     pending = self.spool.pending(),
+                    sent_again = again,
                     "connected to MQTT broker"
                 );
+                if let Some(t) = &self.ack_topic {
+                    if let Err(e) = self.client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
+                        warn!(error = %e, topic = t, "acknowledgement subscription not queued");
+                    }
+                }
                 self.publish_status("online");
             }
-            // A packet id already in flight is rumqttc resending it in a resumed session.
-            Event::Outgoing(Outgoing::Publish(pkid))
-                if pkid != 0 && !self.inflight.contains_key(&pkid) =>
-            {
-                if let Some(tracked) = self.unassigned.pop_front() {
-                    self.inflight.insert(pkid, tracked);
+            Event::Incoming(Packet::SubAck(ack)) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .any(|c| !matches!(c, SubscribeReasonCode::Success(_)));
+                if refused {
+                    error!(topic = ?self.ack_topic, codes = ?ack.return_codes, "the broker refused the acknowledgement subscription: readings are delivered but never leave the spool (check the broker's ACL)");
                 }
             }
+            Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => {
+                self.outbox.outgoing_publish(pkid);
+            }
             Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(Tracked::Record(id)) = self.inflight.remove(&ack.pkid) {
-                    self.outstanding.remove(&id);
-                    self.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = self.spool.ack(id) {
-                        warn!(error = %e, "spool acknowledgement not recorded; the reading may be sent again");
-                    }
+                let accepted = matches!(
+                    ack.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                );
+                if !accepted {
+                    warn!(reason = ?ack.reason, "the broker refused a reading; it is sent again later");
+                }
+                if let Err(e) =
+                    self.outbox
+                        .puback(ack.pkid, accepted, &mut self.spool, Instant::now())
+                {
+                    warn!(error = %e, "spool acknowledgement not recorded; the reading may be sent again");
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                if self.ack_topic.as_deref().map(str::as_bytes) == Some(&p.topic[..]) {
+                    self.on_ack_message(&p.payload);
+                } else {
+                    self.bad_ack("unexpected topic");
                 }
             }
             _ => {}
         }
     }
-
-    fn idle(&self) -> bool {
-        self.outstanding.is_empty() && self.spool.pending() == 0
-    }
 }
 
 /// Runs delivery until `intake` closes and the drain ends. See the module documentation.
+/// `outbox` knows the identities of the records in `spool` (see [`record_identity`]).
 pub async fn run(
     options: MqttOptions,
     identity: Identity,
     spool: Spool,
+    mut outbox: Outbox,
     mut intake: mpsc::Receiver<Intake>,
     stats: Arc<Stats>,
-    delivery: Delivery,
+    timing: Timing,
 ) -> Spool {
-    let (client, mut eventloop) = AsyncClient::new(options, delivery.window * 2 + 16);
+    let window = outbox.settings().window;
+    let (client, mut eventloop) = AsyncClient::new(options, window * 2 + 16);
     let status_topic = topic::collector(&identity.site)
         .ok()
         .map(|t| t.as_str().to_string());
-    let cursor = spool.next_pending(0).unwrap_or(0);
+    let ack_topic = (outbox.settings().acknowledge == Acknowledge::Gateway)
+        .then(|| topic::ack(&identity.site, &identity.collector).ok())
+        .flatten()
+        .map(|t| t.as_str().to_string());
+    outbox.set_cursor(spool.next_pending(0).unwrap_or(0));
     let mut s = Sender {
         client,
         spool,
+        outbox,
         stats,
         identity,
         status_topic,
-        delivery,
-        inflight: HashMap::new(),
-        unassigned: VecDeque::new(),
-        outstanding: HashMap::new(),
-        resend: VecDeque::new(),
-        cursor,
-        live: VecDeque::new(),
-        take_live: true,
-        connected: false,
+        ack_topic,
         connected_once: false,
+        last_bad_ack_log: None,
     };
     s.update_gauges();
-    let mut failures = 0u32;
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut reconnect = devtel_daemon::mqtt::Reconnect::new(timing.backoff_cap);
+    let mut retry_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut drain_until: Option<Instant> = None;
 
     loop {
         tokio::select! {
@@ -598,30 +525,29 @@ pub async fn run(
                     }
                     s.sync();
                     s.update_gauges();
-                    if round_done && s.connected {
+                    if round_done && s.outbox.is_connected() {
                         s.publish_status("online");
                     }
                 }
                 None => {
                     s.sync();
-                    drain_until = Some(tokio::time::Instant::now() + s.delivery.drain);
+                    drain_until = Some(Instant::now() + timing.drain);
                     info!(pending = s.spool.pending(), "intake closed; delivering what is pending before disconnecting");
                 }
             },
             event = eventloop.poll(), if retry_at.is_none() => match event {
                 Ok(event) => {
                     if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
-                        failures = 0;
+                        reconnect.connected();
                     }
                     s.on_event(event);
                 }
                 Err(e) => {
-                    s.connected = false;
+                    s.outbox.disconnected();
                     s.stats.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    let delay = devtel_daemon::backoff(failures, s.delivery.backoff_cap, devtel_daemon::jitter());
-                    failures = failures.saturating_add(1);
-                    warn!(error = %describe(&e), retry_in = ?delay, pending = s.spool.pending(), "MQTT connection error");
-                    retry_at = Some(tokio::time::Instant::now() + delay);
+                    let delay = reconnect.failed();
+                    warn!(error = %devtel_daemon::mqtt::describe(&e), retry_in = ?delay, pending = s.spool.pending(), "MQTT connection error");
+                    retry_at = Some(Instant::now() + delay);
                 }
             },
             _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } }, if retry_at.is_some() => {
@@ -629,29 +555,30 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 s.sync();
+                s.outbox.tick(Instant::now());
                 if let Err(e) = s.spool.persist() {
                     warn!(error = %e, "spool watermark not written");
                 }
             }
             _ = async { if let Some(at) = drain_until { tokio::time::sleep_until(at).await } }, if drain_until.is_some() => {
-                warn!(pending = s.spool.pending(), "drain time over; unacknowledged readings stay in the spool for the next start");
+                warn!(pending = s.spool.pending(), "drain time over; unconfirmed readings stay in the spool for the next start");
                 break;
             }
         }
         s.fill_window();
-        if drain_until.is_some() && s.idle() {
+        if drain_until.is_some() && s.outbox.idle(&s.spool) {
             break;
         }
     }
 
     // Clean stop: retained offline status, then DISCONNECT (the will is not published then).
-    if s.connected {
+    if s.outbox.is_connected() {
         s.publish_status("offline");
         let _ = s.client.try_disconnect();
         let flushed = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
                     Ok(event) => s.on_event(event),
                 }
             }
@@ -682,10 +609,24 @@ mod tests {
         assert_eq!(split_payload(&[]), None);
         assert_eq!(split_payload(&[200, 0, b'a']), None);
         assert_eq!(split_payload(&[1, 0, 0xff]), None);
+        assert_eq!(record_identity(&p), None, "not an envelope");
+        let mut e = Envelope::new("c".try_into().unwrap(), 9, 41, 5);
+        e.readings
+            .push(devtel_protocol::Reading::NoResponse(
+                devtel_protocol::NoResponse {
+                    device: "d".try_into().unwrap(),
+                    unit: "u".try_into().unwrap(),
+                    kind: devtel_protocol::DeviceKind::Copier,
+                    cause: devtel_protocol::NoResponseCause::Timeout,
+                },
+            ))
+            .unwrap();
+        let p = spool_payload("t", &encode_to_vec(&e).unwrap());
+        assert_eq!(record_identity(&p), Some((9, 41)));
     }
 
     #[test]
-    fn status_names_state_version_and_counters() {
+    fn status_names_state_version_mode_and_counters() {
         let identity = Identity {
             site: "s".try_into().unwrap(),
             collector: "c".try_into().unwrap(),
@@ -693,26 +634,24 @@ mod tests {
             started_ms: 1_700_000_000_000,
         };
         let will: serde_json::Value =
-            serde_json::from_slice(&status_json(&identity, "offline", None)).unwrap();
+            serde_json::from_slice(&status_json(&identity, "offline", None, None)).unwrap();
         assert_eq!(will["state"], "offline");
         assert_eq!(will["started_at"], "2023-11-14T22:13:20.000Z");
         assert_eq!(will["version"], env!("CARGO_PKG_VERSION"));
         assert!(will.get("counters").is_none());
         let stats = Stats::default();
         stats.dropped.store(7, Ordering::Relaxed);
-        let online: serde_json::Value =
-            serde_json::from_slice(&status_json(&identity, "online", Some(stats.snapshot())))
-                .unwrap();
+        stats.awaiting_gateway.store(3, Ordering::Relaxed);
+        let online: serde_json::Value = serde_json::from_slice(&status_json(
+            &identity,
+            "online",
+            Some(Acknowledge::Gateway),
+            Some(stats.snapshot()),
+        ))
+        .unwrap();
         assert_eq!(online["counters"]["dropped"], 7);
+        assert_eq!(online["counters"]["awaiting_gateway"], 3);
+        assert_eq!(online["acknowledge"], "gateway");
         assert_eq!(online["epoch"], 1_700_000_000_000u64);
-    }
-
-    #[test]
-    fn connection_errors_get_a_hint() {
-        let refused = ConnectionError::Io(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "Connection refused (os error 111)",
-        ));
-        assert!(describe(&refused).starts_with("nothing listens"));
     }
 }

@@ -269,6 +269,18 @@ impl Spool {
     /// # Errors
     /// When the directory or a segment cannot be read or written.
     pub fn open(config: SpoolConfig) -> Result<Spool, SpoolError> {
+        Spool::open_with(config, |_, _| {})
+    }
+
+    /// [`Spool::open`], calling `visit(id, payload)` for every unacknowledged record found, in
+    /// id order (the caller learns what it holds without reading it all again).
+    ///
+    /// # Errors
+    /// As [`Spool::open`].
+    pub fn open_with(
+        config: SpoolConfig,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<Spool, SpoolError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let watermark = read_number(&dir.join("acked"))?.unwrap_or(0);
@@ -296,7 +308,7 @@ impl Spool {
         let count = firsts.len();
         for (i, first_id) in firsts.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            spool.load_segment(first_id, watermark, is_last)?;
+            spool.load_segment(first_id, watermark, is_last, &mut visit)?;
         }
         if let Some(last) = spool.segments.back() {
             spool.next_id = spool.next_id.max(last.end_id());
@@ -321,6 +333,7 @@ impl Spool {
         first_id: u64,
         watermark: u64,
         is_last: bool,
+        visit: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), SpoolError> {
         let path = segment_path(&self.config.dir, first_id);
         let mut file = OpenOptions::new()
@@ -373,6 +386,19 @@ impl Spool {
             .into_iter()
             .map(|o| o + MAGIC.len() as u32)
             .collect();
+        for (i, &offset) in offsets.iter().enumerate() {
+            let id = first_id + i as u64;
+            if id < watermark {
+                continue;
+            }
+            let start = offset as usize + RECORD_HEADER;
+            let len = data
+                .get(offset as usize..offset as usize + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if let Some(payload) = data.get(start..start + len) {
+                visit(id, payload);
+            }
+        }
         let acked: Vec<bool> = (0..offsets.len() as u64)
             .map(|i| first_id + i < watermark)
             .collect();
