@@ -14,14 +14,14 @@ use serde_json::Value;
 
 use crate::util::*;
 
-const COPIERS: &[(&str, &str)] = &[
+pub(crate) const COPIERS: &[(&str, &str)] = &[
     ("sharp", "sharp-3og"),
     ("ricoh_mpc3002", "ricoh-2og"),
     ("konica_c250i", "konica-eg"),
 ];
 
 /// A collector config polling three recorded copiers every second.
-fn collector_conf(
+pub(crate) fn collector_conf(
     dir: &Path,
     name: &str,
     broker: &str,
@@ -53,7 +53,7 @@ fn collector_conf(
     path
 }
 
-fn start_collector(dir: &Path, name: &str, conf: &Path) -> Proc {
+pub(crate) fn start_collector(dir: &Path, name: &str, conf: &Path) -> Proc {
     Proc::spawn(
         name,
         dir,
@@ -64,21 +64,21 @@ fn start_collector(dir: &Path, name: &str, conf: &Path) -> Proc {
 }
 
 /// The gateway's view of `collector`: its epochs (ascending) and its retained status.
-fn collector_view(http: u16, collector: &str) -> Option<(Vec<Value>, Value)> {
+pub(crate) fn collector_view(http: u16, collector: &str) -> Option<(Vec<Value>, Value)> {
     let all = http_json(http, "/api/collectors")?;
     let entry = all.get(collector)?;
     let epochs = entry["epochs"].as_array()?.clone();
     Some((epochs, entry.get("status").cloned().unwrap_or(Value::Null)))
 }
 
-fn n(v: &Value, key: &str) -> u64 {
+pub(crate) fn n(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 /// The `spooled=N` of the collector's last "poll round finished" log line.
-fn spooled_so_far(proc: &Proc) -> u64 {
+pub(crate) fn spooled_so_far(proc: &Proc) -> u64 {
     proc.log()
         .lines()
         .filter(|l| l.contains("poll round finished"))
@@ -93,7 +93,7 @@ fn spooled_so_far(proc: &Proc) -> u64 {
 
 /// Checks the gateway's ingest counters: every distinct envelope applied (or stale) once, and
 /// every repeat counted as a duplicate, never applied.
-fn assert_no_double_counting(http: u16) {
+pub(crate) fn assert_no_double_counting(http: u16) {
     let health = http_json(http, "/healthz").unwrap();
     let all = http_json(http, "/api/collectors").unwrap();
     let (mut distinct, mut repeats) = (0, 0);

@@ -21,3 +21,7 @@ mod delivery;
 
 /// The gateway's figures survive SIGKILL at random points exactly.
 mod durability;
+
+/// End to end: a reading leaves the site only when the gateway stored it; no message can stop
+/// ingest.
+mod zero_loss;

@@ -1,0 +1,417 @@
+//! Zero loss end to end, against real Mosquitto, devtel's simulator and the real daemons: a
+//! reading leaves the collector's spool only when the gateway has stored it, whatever the
+//! broker does with its queues and sessions; and no message on a subscribed topic can stop
+//! the gateway's ingest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+use crate::delivery::{collector_view, n, spooled_so_far, start_collector, COPIERS};
+use crate::util::*;
+
+/// Mosquitto's default `max_queued_messages`.
+const BROKER_QUEUE: u64 = 1_000;
+
+/// A collector polling `devices` simulated copiers every second.
+fn fleet_conf(
+    dir: &Path,
+    name: &str,
+    broker: u16,
+    sim: u16,
+    devices: usize,
+    delivery: &str,
+) -> PathBuf {
+    let mut conf = format!(
+        "site = \"{name}-site\"\ncollector_id = \"{name}\"\nbroker = \"mqtt://127.0.0.1:{broker}\"\npoll_interval = \"1s\"\n[mqtt]\nreconnect_max = \"2s\"\n[delivery]\n{delivery}\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 1\n",
+        dir.join(format!("{name}-spool")).display()
+    );
+    for i in 0..devices {
+        let (recording, id) = COPIERS[i % COPIERS.len()];
+        conf.push_str(&format!(
+            "[[devices]]\nid = \"{id}-{i}\"\naddress = \"127.0.0.1\"\nport = {sim}\ncommunity = \"{recording}\"\nunit = \"ba.it\"\n"
+        ));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, conf).unwrap();
+    path
+}
+
+/// Mosquitto as a site would run it: persistence on, every limit at its default.
+fn default_mosquitto(dir: &Path, port: u16, persistence: bool) -> Proc {
+    let db = dir.join("mosquitto-db");
+    fs::create_dir_all(&db).unwrap();
+    let persistence = if persistence {
+        format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+            db.display()
+        )
+    } else {
+        "persistence false\n".to_string()
+    };
+    mosquitto_with(
+        dir,
+        "mosquitto",
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}"),
+        port,
+    )
+}
+
+/// The envelopes a gateway rebuilt its figures from at start (its log says so).
+fn rebuilt(gateway: &Proc) -> u64 {
+    gateway
+        .log()
+        .lines()
+        .find(|l| l.contains("figures rebuilt from the store"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("envelopes="))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no rebuild line in\n{}", gateway.log()))
+}
+
+/// Stops `collector` cleanly and checks the final accounting: every sequence number of its
+/// one epoch arrived exactly once, nothing dropped or lost, nothing left in the spool; the
+/// running `gateway` applied each envelope it did not rebuild from its store exactly once.
+fn stop_and_check_complete(http: u16, name: &str, collector: &mut Proc, gateway: &Proc) -> Value {
+    assert!(
+        collector.terminate(Duration::from_secs(20)),
+        "{}",
+        collector.log()
+    );
+    let (epochs, status) = wait_for("the offline status", Duration::from_secs(20), || {
+        collector_view(http, name).filter(|(_, s)| s["state"] == "offline")
+    });
+    let counters = status["counters"].clone();
+    let spooled = n(&counters, "spooled");
+    assert_eq!(epochs.len(), 1, "{epochs:?}");
+    let e = &epochs[0];
+    assert_eq!(
+        (
+            n(e, "first_seq"),
+            n(e, "last_seq") + 1,
+            n(e, "received"),
+            n(e, "missing")
+        ),
+        (0, spooled, spooled, 0),
+        "every sequence number exactly once: {e} {status}"
+    );
+    for key in ["dropped", "lost", "spool_pending", "awaiting_gateway"] {
+        assert_eq!(n(&counters, key), 0, "{key}: {status}");
+    }
+    assert_eq!(n(&counters, "acknowledged"), spooled, "{status}");
+    let health = http_json(http, "/healthz").unwrap();
+    let ingest = &health["ingest"];
+    assert_eq!(
+        n(ingest, "applied") + n(ingest, "stale") + rebuilt(gateway),
+        n(e, "received"),
+        "each envelope applied once: {health} {e}"
+    );
+    assert_eq!(n(ingest, "duplicates"), n(e, "repeats"), "{health} {e}");
+    counters
+}
+
+#[test]
+fn a_gateway_outage_three_times_the_brokers_queue_loses_no_reading() {
+    let dir = temp_dir("gateway-outage");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_tcp_port();
+    let broker = default_mosquitto(&dir, port, true);
+    let (_sim, sim_port) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    let conf = fleet_conf(&dir, "fleet", port, sim_port, 120, "");
+    let mut collector = start_collector(&dir, "collector", &conf);
+    wait_for("first deliveries", Duration::from_secs(30), || {
+        collector.assert_running();
+        collector_view(http, "fleet")
+            .filter(|(e, _)| e.first().is_some_and(|e| n(e, "received") >= 120))
+    });
+
+    // The gateway goes away (an upgrade) while the collector polls 3x what the broker queues.
+    assert!(
+        gateway.terminate(Duration::from_secs(15)),
+        "{}",
+        gateway.log()
+    );
+    let at_stop = spooled_so_far(&collector);
+    wait_for(
+        "3x the broker's queue polled",
+        Duration::from_secs(120),
+        || {
+            collector.assert_running();
+            (spooled_so_far(&collector) >= at_stop + 3 * BROKER_QUEUE).then_some(())
+        },
+    );
+    let at_return = spooled_so_far(&collector);
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+
+    wait_for(
+        "the whole outage delivered",
+        Duration::from_secs(90),
+        || {
+            collector.assert_running();
+            gateway.assert_running();
+            collector_view(http, "fleet")
+                .filter(|(e, _)| n(&e[0], "received") >= at_return && n(&e[0], "missing") == 0)
+        },
+    );
+    stop_and_check_complete(http, "fleet", &mut collector, &gateway);
+    // Flow control kept the broker's queue below its limit: it never had to drop.
+    assert!(
+        !broker.log().contains("dropped"),
+        "the broker dropped messages:\n{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn a_broker_restarted_without_persistence_while_the_gateway_is_down_loses_no_reading() {
+    let dir = temp_dir("broker-amnesia");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_tcp_port();
+    let mut broker = default_mosquitto(&dir, port, false);
+    let (_sim, sim_port) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    let conf = fleet_conf(&dir, "amnesia", port, sim_port, 10, "ack_timeout = \"3s\"");
+    let mut collector = start_collector(&dir, "collector", &conf);
+    wait_for("first deliveries", Duration::from_secs(30), || {
+        collector.assert_running();
+        collector_view(http, "amnesia")
+            .filter(|(e, _)| e.first().is_some_and(|e| n(e, "received") >= 10))
+    });
+
+    assert!(gateway.terminate(Duration::from_secs(15)));
+    let at_stop = spooled_so_far(&collector);
+    wait_for(
+        "readings queued for the absent gateway",
+        Duration::from_secs(30),
+        || (spooled_so_far(&collector) >= at_stop + 100).then_some(()),
+    );
+    // The broker forgets everything: the gateway's session, its queue, the collector's session.
+    assert!(broker.terminate(Duration::from_secs(10)));
+    broker = default_mosquitto(&dir, port, false);
+    let after_restart = spooled_so_far(&collector);
+    wait_for(
+        "the collector back on the new broker",
+        Duration::from_secs(30),
+        || {
+            collector.assert_running();
+            (spooled_so_far(&collector) >= after_restart + 30
+                && collector.log().contains("session_present=false"))
+            .then_some(())
+        },
+    );
+    let at_return = spooled_so_far(&collector);
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    wait_for("everything delivered", Duration::from_secs(90), || {
+        collector.assert_running();
+        gateway.assert_running();
+        collector_view(http, "amnesia")
+            .filter(|(e, _)| n(&e[0], "received") >= at_return && n(&e[0], "missing") == 0)
+    });
+    let counters = stop_and_check_complete(http, "amnesia", &mut collector, &gateway);
+    assert!(
+        n(&counters, "resent") > 0,
+        "what the broker forgot was sent again: {counters}"
+    );
+    broker.assert_running();
+}
+
+/// A small deterministic generator for the random payloads.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn sha256_hex(bytes: &[u8], dir: &Path) -> String {
+    let file = dir.join("payload.bin");
+    fs::write(&file, bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&file).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn no_message_can_stop_ingest() {
+    let dir = temp_dir("hostile");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = free_tcp_port();
+    let _broker = default_mosquitto(&dir, port, false);
+    let (_sim, sim_port) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    let conf = fleet_conf(&dir, "site", port, sim_port, 3, "");
+    let mut collector = start_collector(&dir, "collector", &conf);
+    wait_for("first deliveries", Duration::from_secs(30), || {
+        collector.assert_running();
+        collector_view(http, "site")
+            .filter(|(e, _)| e.first().is_some_and(|e| n(e, "received") >= 3))
+    });
+
+    let limit = devtel_protocol::MAX_PACKET_LEN;
+    let big = vec![0x55u8; 2 << 20];
+    let just_under = vec![0x03u8; limit - 1024];
+    let beyond = vec![0x07u8; limit + 1024];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let random: Vec<Vec<u8>> = (0..1000)
+        .map(|_| {
+            let len = 1 + (rng.next() % 300) as usize;
+            (0..len).map(|_| rng.next() as u8).collect()
+        })
+        .collect();
+    // A valid envelope on a topic that names another device.
+    let mut envelope = devtel_protocol::Envelope::new("site".try_into().unwrap(), 1, 424_242, 1);
+    envelope
+        .readings
+        .push(devtel_protocol::Reading::NoResponse(
+            devtel_protocol::NoResponse {
+                device: "real-device".try_into().unwrap(),
+                unit: "ba.it".try_into().unwrap(),
+                kind: devtel_protocol::DeviceKind::Copier,
+                cause: devtel_protocol::NoResponseCause::Timeout,
+            },
+        ))
+        .unwrap();
+    let mismatched = devtel_protocol::encode_to_vec(&envelope).unwrap();
+
+    let evil = "devtel/v1/telemetry/evil/u0/c0";
+    let dead = rt.block_on(async {
+        let mut o = MqttOptions::new("e2e-evil", "127.0.0.1", port);
+        o.set_max_packet_size(8 << 20, 8 << 20);
+        let (client, mut eventloop) = AsyncClient::new(o, 64);
+        client
+            .subscribe("devtel/v1/deadletter/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        while !matches!(
+            eventloop.poll().await,
+            Ok(Event::Incoming(Packet::SubAck(_)))
+        ) {}
+        let publisher = tokio::spawn({
+            let client = client.clone();
+            let (big, just_under, beyond) = (big.clone(), just_under.clone(), beyond.clone());
+            async move {
+                for payload in [big, just_under, beyond] {
+                    client
+                        .publish(evil, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .unwrap();
+                }
+                for (i, payload) in random.into_iter().enumerate() {
+                    let t = format!("devtel/v1/telemetry/evil/u{i}/c{i}");
+                    client
+                        .publish(t, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .unwrap();
+                }
+                client
+                    .publish(
+                        "devtel/v1/telemetry/site-site/ba.it/other-device",
+                        QoS::AtLeastOnce,
+                        false,
+                        mismatched,
+                    )
+                    .await
+                    .unwrap();
+            }
+        });
+        // Collect the dead letters of the two oversize messages and of the mismatch.
+        let mut dead: Vec<(String, Vec<u8>)> = Vec::new();
+        let collect = async {
+            loop {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
+                    let done = p.topic.starts_with("devtel/v1/deadletter/topic_mismatch/");
+                    if !p.topic.contains("/undecodable/") && !p.topic.contains("/version/") {
+                        dead.push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    if done {
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), collect)
+            .await
+            .expect("the dead letters");
+        publisher.await.unwrap();
+        dead
+    });
+
+    // Counted by cause: both oversize messages the gateway could read, every random payload,
+    // the mismatch. The one beyond the packet limit never reached the gateway.
+    let health = wait_for("every rejection counted", Duration::from_secs(30), || {
+        gateway.assert_running();
+        http_json(http, "/healthz").filter(|h| {
+            let r = &h["ingest"]["rejected"];
+            let random = ["version", "undecodable", "topic"]
+                .iter()
+                .map(|c| r[c].as_u64().unwrap_or(0))
+                .sum::<u64>();
+            r["oversize"] == 2 && r["topic_mismatch"] == 1 && random == 1000
+        })
+    });
+    assert_eq!(health["mqtt_connected"], true, "{health}");
+    let oversize: Vec<&(String, Vec<u8>)> = dead
+        .iter()
+        .filter(|(t, _)| t == "devtel/v1/deadletter/oversize/devtel/v1/telemetry/evil/u0/c0")
+        .collect();
+    assert_eq!(
+        oversize.len(),
+        2,
+        "{:?}",
+        dead.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    let descriptor: Value = serde_json::from_slice(&oversize[0].1).unwrap();
+    assert_eq!(descriptor["size"], big.len(), "{descriptor}");
+    assert_eq!(descriptor["sha256"], sha256_hex(&big, &dir), "{descriptor}");
+    let descriptor: Value = serde_json::from_slice(&oversize[1].1).unwrap();
+    assert_eq!(descriptor["size"], just_under.len(), "{descriptor}");
+    let mismatch = dead
+        .iter()
+        .find(|(t, _)| t.contains("/topic_mismatch/"))
+        .unwrap();
+    assert_eq!(
+        mismatch.1,
+        devtel_protocol::encode_to_vec(&envelope).unwrap(),
+        "copied unchanged"
+    );
+
+    // And ingest goes on: the collector's readings polled after all this are applied within
+    // seconds, its connection never broke, nothing was applied from the garbage.
+    let before = collector_view(http, "site")
+        .map(|(e, _)| n(&e[0], "received"))
+        .unwrap();
+    wait_for(
+        "readings after the garbage",
+        Duration::from_secs(15),
+        || {
+            collector.assert_running();
+            collector_view(http, "site").filter(|(e, _)| n(&e[0], "received") >= before + 6)
+        },
+    );
+    assert!(
+        !gateway.log().contains("MQTT connection error"),
+        "{}",
+        gateway.log()
+    );
+    let devices = http_json(http, "/api/devices").unwrap();
+    assert_eq!(devices.as_array().map(Vec::len), Some(3), "{devices}");
+    let counters = stop_and_check_complete(http, "site", &mut collector, &gateway);
+    assert_eq!(n(&counters, "rejected"), 0);
+}
