@@ -444,7 +444,8 @@ mod tests {
                 _ => vec![],
             }
         });
-        let view: Vec<(String, String, u64, Vec<(u64, u64)>, Vec<(u64, u64)>)> = acks
+        type View = (String, String, u64, Vec<(u64, u64)>, Vec<(u64, u64)>);
+        let view: Vec<View> = acks
             .iter()
             .map(|(topic, a)| {
                 (

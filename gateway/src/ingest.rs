@@ -36,8 +36,9 @@ pub enum Rejection {
     /// A collector status that is not a JSON object.
     #[error("collector status is not a JSON object")]
     BadStatus,
-    /// A QoS 0 message that found the ingest queue full (QoS 1 messages always find room).
-    #[error("QoS 0 message dropped: the ingest queue is full")]
+    /// A message that found the ingest queue full: QoS 0, or QoS 1 from a broker that sends
+    /// far beyond the Receive Maximum (not acknowledged, so it comes again after a reconnect).
+    #[error("message dropped: the ingest queue is full")]
     Overflow,
 }
 

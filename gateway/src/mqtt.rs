@@ -53,6 +53,10 @@ pub const RECEIVE_MAXIMUM: u16 = 2 * MAX_BATCH as u16;
 /// room are dropped and counted.
 const CHANNEL: usize = RECEIVE_MAXIMUM as usize + 256;
 
+/// Most QoS 1 messages held by the event loop when the channel is full (a compliant broker
+/// never sends that many ahead).
+const MAX_BACKLOG: usize = RECEIVE_MAXIMUM as usize;
+
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -134,9 +138,17 @@ pub async fn run(
     };
 
     let mut reconnect = devtel_daemon::mqtt::Reconnect::new(reconnect_max);
+    // Messages the channel had no room for. The event loop never waits for the processor:
+    // the processor publishes its acknowledgements through this very loop, so waiting here
+    // could stop both. Bounded: the broker sends at most RECEIVE_MAXIMUM unacknowledged.
+    let mut backlog: std::collections::VecDeque<Inbound> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            permit = tx.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
+                (Ok(permit), Some(message)) => permit.send(message),
+                _ => break,
+            },
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     let limit = ack
@@ -169,12 +181,23 @@ pub async fn run(
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let acknowledged = p.qos != QoS::AtMostOnce;
                     let message = Inbound::new(&p.topic, p.payload, p.pkid, acknowledged);
-                    if acknowledged {
-                        if tx.send(message).await.is_err() {
-                            break;
+                    let full = if backlog.is_empty() {
+                        match tx.try_send(message) {
+                            Ok(()) => None,
+                            Err(mpsc::error::TrySendError::Full(m)) => Some(m),
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
                         }
-                    } else if let Err(mpsc::error::TrySendError::Full(m)) = tx.try_send(message) {
-                        shared.stats.reject(Rejection::Overflow, &m.topic, m.size);
+                    } else {
+                        Some(message)
+                    };
+                    if let Some(m) = full {
+                        if acknowledged && backlog.len() < MAX_BACKLOG {
+                            backlog.push_back(m);
+                        } else {
+                            // QoS 0, or a broker sending far beyond the Receive Maximum: not
+                            // acknowledged (a QoS 1 message comes again after a reconnect).
+                            shared.stats.reject(Rejection::Overflow, &m.topic, m.size);
+                        }
                     }
                 }
                 Ok(_) => {}
