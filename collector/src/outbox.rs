@@ -211,7 +211,8 @@ pub struct Counts {
     pub rejected: u64,
     /// Records published again (timeout or reconnect).
     pub resent: u64,
-    /// Acknowledged sequence numbers the outbox did not hold (repeats, unknown epochs).
+    /// Acknowledgements that named nothing the spool still holds (repeats, unknown epochs),
+    /// and PUBACKs of records already released.
     pub unknown_acks: u64,
 }
 

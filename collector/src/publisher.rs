@@ -66,6 +66,9 @@ pub struct Stats {
     pub awaiting_gateway_oldest_s: AtomicU64,
     /// Messages on the acknowledgement topic that were not a valid acknowledgement for us.
     pub bad_acks: AtomicU64,
+    /// Acknowledgements (or PUBACKs) that named nothing the spool still holds: repeats, or an
+    /// epoch this spool no longer has.
+    pub unknown_acks: AtomicU64,
     /// Unacknowledged readings dropped because the spool was full.
     pub dropped: AtomicU64,
     /// Spool records found corrupt (torn tail after power loss, failed checksum).
@@ -100,6 +103,7 @@ impl Stats {
             awaiting_gateway: get(&self.awaiting_gateway),
             awaiting_gateway_oldest_s: get(&self.awaiting_gateway_oldest_s),
             bad_acks: get(&self.bad_acks),
+            unknown_acks: get(&self.unknown_acks),
             dropped: get(&self.dropped),
             corrupt: get(&self.corrupt),
             lost: get(&self.lost),
@@ -128,6 +132,7 @@ pub struct Counters {
     pub awaiting_gateway: u64,
     pub awaiting_gateway_oldest_s: u64,
     pub bad_acks: u64,
+    pub unknown_acks: u64,
     pub dropped: u64,
     pub corrupt: u64,
     pub lost: u64,
@@ -296,6 +301,7 @@ impl Sender {
         st.acknowledged.store(o.acknowledged, Ordering::Relaxed);
         st.rejected.store(o.rejected, Ordering::Relaxed);
         st.resent.store(o.resent, Ordering::Relaxed);
+        st.unknown_acks.store(o.unknown_acks, Ordering::Relaxed);
         let (awaiting, oldest) = self.outbox.awaiting(Instant::now());
         st.awaiting_gateway.store(awaiting, Ordering::Relaxed);
         st.awaiting_gateway_oldest_s

@@ -414,4 +414,7 @@ fn no_message_can_stop_ingest() {
     assert_eq!(devices.as_array().map(Vec::len), Some(3), "{devices}");
     let counters = stop_and_check_complete(http, "site", &mut collector, &gateway);
     assert_eq!(n(&counters, "rejected"), 0);
+    // The mismatched envelope claimed this collector's name with epoch 1: its "rejected"
+    // acknowledgement reached the real collector, which holds no such epoch.
+    assert!(n(&counters, "unknown_acks") >= 1, "{counters}");
 }
