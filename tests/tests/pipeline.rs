@@ -192,13 +192,18 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         recorded("konica_c250i", "1.3.6.1.2.1.43.5.1.1.17.1").unwrap()
     );
 
-    let list = http_json(http, "/api/units").unwrap();
-    let ids: Vec<_> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["unit"].as_str().unwrap().to_string())
-        .collect();
+    // The dock switch's first reading may come a moment after the copiers' documents.
+    let unit_ids = || -> Vec<String> {
+        http_json(http, "/api/units")
+            .and_then(|l| l.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|u| u["unit"].as_str().map(String::from))
+            .collect()
+    };
+    let ids = wait_for("all three units", Duration::from_secs(30), || {
+        Some(unit_ids()).filter(|ids| ids.len() >= 3)
+    });
     assert_eq!(ids, ["ba.desks", "ba.it", "jugendamt.team-2"]);
 
     // Dock seats: occupied = link up and a MAC learned in VLAN 10 on that port, derived here
