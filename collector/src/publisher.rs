@@ -2,8 +2,10 @@
 //! once, in effect exactly once (the gateway drops repeats by `(collector, epoch, seq)`).
 //!
 //! One task ([`run`]) owns the [`Spool`], the [`Outbox`] (the I/O-free bookkeeping of what is
-//! sent, with the broker and confirmed) and the MQTT 5 event loop; it only moves events
-//! between them:
+//! sent, with the broker and confirmed) and the MQTT client; it only moves events between
+//! them. The client's event loop is driven by [`devtel_daemon::mqtt::spawn_poller`] and its
+//! events arrive over a bounded channel (a poll cancelled midway would lose a PUBLISH and
+//! hold its packet id until the connection ends):
 //! 1. Readings arrive over a bounded channel ([`Intake`]). Each batch is encoded, appended to the
 //!    spool and synced (the spool's fsync policy) before any of it is published.
 //! 2. The outbox says what to publish next: what goes again first, then alternately the newest
@@ -23,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use devtel_daemon::mqtt::Polled;
 use devtel_protocol::{decode_ack, encode_to_vec, peek_identity, topic, Envelope, Id};
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
@@ -489,7 +492,9 @@ pub async fn run(
     timing: Timing,
 ) -> Spool {
     let window = outbox.settings().window;
-    let (client, mut eventloop) = AsyncClient::new(options, window * 2 + 16);
+    let (client, eventloop) = AsyncClient::new(options, window * 2 + 16);
+    let (mut events, poller) =
+        devtel_daemon::mqtt::spawn_poller(eventloop, timing.backoff_cap, window * 2 + 64);
     let status_topic = topic::collector(&identity.site)
         .ok()
         .map(|t| t.as_str().to_string());
@@ -510,8 +515,6 @@ pub async fn run(
         last_bad_ack_log: None,
     };
     s.update_gauges();
-    let mut reconnect = devtel_daemon::mqtt::Reconnect::new(timing.backoff_cap);
-    let mut retry_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut drain_until: Option<Instant> = None;
 
@@ -541,24 +544,18 @@ pub async fn run(
                     info!(pending = s.spool.pending(), "intake closed; delivering what is pending before disconnecting");
                 }
             },
-            event = eventloop.poll(), if retry_at.is_none() => match event {
-                Ok(event) => {
-                    if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
-                        reconnect.connected();
-                    }
-                    s.on_event(event);
-                }
-                Err(e) => {
+            polled = events.recv() => match polled {
+                Some(Polled::Event(event)) => s.on_event(event),
+                Some(Polled::Failed { error, retry_in }) => {
                     s.outbox.disconnected();
                     s.stats.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    let delay = reconnect.failed();
-                    warn!(error = %devtel_daemon::mqtt::describe(&e), retry_in = ?delay, pending = s.spool.pending(), "MQTT connection error");
-                    retry_at = Some(Instant::now() + delay);
+                    warn!(%error, ?retry_in, pending = s.spool.pending(), "MQTT connection error");
+                }
+                None => {
+                    error!("the MQTT event loop stopped; unconfirmed readings stay in the spool for the next start");
+                    break;
                 }
             },
-            _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } }, if retry_at.is_some() => {
-                retry_at = None;
-            }
             _ = tick.tick() => {
                 s.sync();
                 s.outbox.tick(Instant::now());
@@ -583,9 +580,11 @@ pub async fn run(
         let _ = s.client.try_disconnect();
         let flushed = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
-                match eventloop.poll().await {
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(event) => s.on_event(event),
+                match events.recv().await {
+                    Some(Polled::Event(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
+                    | Some(Polled::Failed { .. })
+                    | None => break,
+                    Some(Polled::Event(event)) => s.on_event(event),
                 }
             }
         })
@@ -594,6 +593,8 @@ pub async fn run(
             debug!("broker did not take the DISCONNECT in time");
         }
     }
+    drop(events);
+    let _ = poller.await;
     if let Err(e) = s.spool.close() {
         error!(error = %e, "spool not closed cleanly");
     }

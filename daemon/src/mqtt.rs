@@ -1,5 +1,6 @@
 //! The one MQTT edge of both daemons: the `[mqtt]` config section, credentials, TLS, the
-//! MQTT 5 client options, connection errors in words, and the reconnect policy.
+//! MQTT 5 client options, connection errors in words, the reconnect policy and the task that
+//! drives the client's event loop ([`spawn_poller`]).
 //!
 //! Both daemons speak MQTT 5 (rumqttc's `v5` client) for one reason above the others: the
 //! Maximum Packet Size they announce in CONNECT ([`devtel_protocol::MAX_PACKET_LEN`]) makes
@@ -13,8 +14,10 @@ use std::time::Duration;
 
 use devtel_protocol::{broker, MAX_PACKET_LEN};
 use rumqttc::v5::mqttbytes::v5::LastWill;
-use rumqttc::v5::{ConnectionError, MqttOptions};
+use rumqttc::v5::{ConnectionError, Event, EventLoop, MqttOptions};
 use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Environment variable read for the MQTT password when the config names none.
 pub const PASSWORD_ENV: &str = "DEVTEL_MQTT_PASSWORD";
@@ -382,6 +385,91 @@ pub fn describe(error: &ConnectionError) -> String {
         Some(hint) => format!("{hint} ({text})"),
         None => text,
     }
+}
+
+/// What the poller reports to its daemon.
+#[derive(Debug)]
+// Nearly every message is an `Event`: boxing it would allocate per packet to save bytes on
+// the rare failure.
+#[allow(clippy::large_enum_variant)]
+pub enum Polled {
+    /// A packet received or sent.
+    Event(Event),
+    /// The connection failed; the poller reconnects after `retry_in`.
+    Failed {
+        /// [`describe`]d error.
+        error: String,
+        /// The wait before the next attempt ([`Reconnect`]).
+        retry_in: Duration,
+    },
+}
+
+/// Drives a client's event loop on its own task and hands its events to the daemon over a
+/// bounded channel of `capacity`.
+///
+/// rumqttc's `EventLoop::poll` is not cancel-safe: a poll dropped while it writes (inside a
+/// `select!` whose other branch won) loses the request it had already taken — a PUBACK that
+/// then never reaches the broker, or a PUBLISH whose packet id stays in flight until the
+/// connection ends. Under load the broker's window or the client's fills with such ghosts and
+/// delivery stops for good. So the event loop is polled here and nowhere else, to completion
+/// every time; the daemon receives from the channel (`recv` is cancel-safe) and selects freely.
+///
+/// After a connection error the poller waits as [`Reconnect`] says (capped at
+/// `reconnect_max`) and polls again, which reconnects — at once after a DISCONNECT the daemon
+/// sent (the gateway disconnects to have the broker resend what it did not acknowledge).
+/// It ends when the receiver is dropped (a clean stop: after the outgoing DISCONNECT was
+/// reported); only then is a poll abandoned midway, with the event loop itself.
+pub fn spawn_poller(
+    mut eventloop: EventLoop,
+    reconnect_max: Duration,
+    capacity: usize,
+) -> (mpsc::Receiver<Polled>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let task = tokio::spawn(async move {
+        let mut reconnect = Reconnect::new(reconnect_max);
+        // A DISCONNECT the daemon asked for: the connection error that follows is expected,
+        // and the reconnect is immediate.
+        let mut asked_to_disconnect = false;
+        loop {
+            let polled = tokio::select! {
+                () = tx.closed() => break,
+                polled = eventloop.poll() => polled,
+            };
+            let (message, wait) = match polled {
+                Ok(event) => {
+                    match &event {
+                        Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)) => {
+                            reconnect.connected();
+                        }
+                        Event::Outgoing(rumqttc::Outgoing::Disconnect) => {
+                            asked_to_disconnect = true;
+                        }
+                        _ => {}
+                    }
+                    (Polled::Event(event), None)
+                }
+                Err(error) => {
+                    let retry_in = if std::mem::take(&mut asked_to_disconnect) {
+                        Duration::ZERO
+                    } else {
+                        reconnect.failed()
+                    };
+                    let error = describe(&error);
+                    (Polled::Failed { error, retry_in }, Some(retry_in))
+                }
+            };
+            if tx.send(message).await.is_err() {
+                break;
+            }
+            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                tokio::select! {
+                    () = tx.closed() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    });
+    (rx, task)
 }
 
 /// The reconnect policy of both daemons: [`crate::backoff`] with jitter, capped, reset by a

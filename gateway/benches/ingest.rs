@@ -264,10 +264,16 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> (Duration,
         let work = work.to_vec();
         async move { publish_all(port, &work).await }
     });
+    let mut last = (0, Instant::now());
     loop {
         let c = shared.stats.snapshot();
         if c.applied + c.stale >= n {
             break;
+        }
+        if c.applied + c.stale > last.0 {
+            last = (c.applied + c.stale, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            panic!("devtel stalled at {} of {n}: {c:?}", last.0);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -319,6 +325,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::var_os("RUST_LOG").is_some() {
+        devtel_daemon::init_tracing(0);
+    }
     let n: usize = std::env::var("DEVTEL_BENCH_READINGS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -346,8 +355,11 @@ fn main() {
     let mut devtels = Vec::new();
     for _ in 0..2 {
         peers.push(rt.block_on(peer(port, &work)));
+        eprintln!("peer (rumqttc): {:.2?}", peers.last());
         subs.extend(rt.block_on(mosquitto_sub(port, &work)));
+        eprintln!("peer (mosquitto_sub): {:.2?}", subs.last());
         devtels.push(rt.block_on(devtel(port, &dir, &work)));
+        eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
     }
     let best_peer = peers.iter().min().copied().unwrap_or_default();
     let (devtel_time, per_commit, commits) = devtels

@@ -36,9 +36,9 @@ pub enum Rejection {
     /// A collector status that is not a JSON object.
     #[error("collector status is not a JSON object")]
     BadStatus,
-    /// A message that found the ingest queue full: QoS 0, or QoS 1 from a broker that sends
-    /// far beyond the Receive Maximum (not acknowledged, so it comes again after a reconnect).
-    #[error("message dropped: the ingest queue is full")]
+    /// A QoS 0 message that found the ingest queue full (QoS 0 cannot come again). QoS 1
+    /// messages are never dropped this way: see [`Counts::held_back`].
+    #[error("QoS 0 message dropped: the ingest queue is full")]
     Overflow,
 }
 
@@ -123,6 +123,12 @@ pub struct Counts {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Messages copied to the dead-letter topic.
     pub dead_lettered: u64,
+    /// QoS 1 messages not taken because the ingest queue and its backlog were full (a broker
+    /// sending beyond the Receive Maximum). Not acknowledged: they come again after the
+    /// reconnect the gateway makes once it has caught up ([`Counts::redelivery_reconnects`]).
+    pub held_back: u64,
+    /// Reconnects made to have held-back messages sent again.
+    pub redelivery_reconnects: u64,
     /// Acknowledgements published to collectors.
     pub acks_published: u64,
     /// Unit and device documents not published (larger than the broker's packet limit, or the

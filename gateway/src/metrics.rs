@@ -93,6 +93,20 @@ pub fn render(shared: &Shared) -> String {
     );
     metric(
         &mut out,
+        "devtel_gateway_held_back_total",
+        "counter",
+        "QoS 1 messages not taken while the ingest queue was full (the broker sent beyond the Receive Maximum); not acknowledged, they come again after a reconnect.",
+        &one(c.held_back as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_redelivery_reconnects_total",
+        "counter",
+        "Reconnects made so that the broker sends held-back messages again.",
+        &one(c.redelivery_reconnects as f64),
+    );
+    metric(
+        &mut out,
         "devtel_gateway_acks_published_total",
         "counter",
         "Acknowledgements published to collectors (devtel/v1/acks/{site}/{collector}) after commits.",

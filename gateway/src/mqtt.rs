@@ -1,12 +1,17 @@
 //! The gateway's MQTT side: receive, commit, apply, then acknowledge — to the broker and to
 //! the collectors. The decisions live in [`crate::batch`]; this module moves the bytes.
 //!
-//! - One task owns the MQTT 5 event loop. It subscribes on every ConnAck, bounds every
-//!   received message ([`Inbound`]: an oversize payload is reduced to its size and SHA-256
-//!   right here) and hands it to the processor over a bounded channel. The broker sends at
-//!   most [`RECEIVE_MAXIMUM`] unacknowledged QoS 1 messages (MQTT 5 Receive Maximum), and the
-//!   channel holds more than that, so backpressure is the broker's: nothing queues without
-//!   bound. The Maximum Packet Size announced in CONNECT makes the broker drop what the client
+//! - The MQTT 5 event loop is driven by [`devtel_daemon::mqtt::spawn_poller`] (never
+//!   cancelled midway, which would lose acknowledgements). The gateway's task subscribes on
+//!   every ConnAck, bounds every received message ([`Inbound`]: an oversize payload is
+//!   reduced to its size and SHA-256 right here) and hands it to the processor over a bounded
+//!   channel without ever waiting (the processor's acknowledgements go out through the same
+//!   event loop). The broker should send at most [`RECEIVE_MAXIMUM`] unacknowledged QoS 1
+//!   messages (MQTT 5 Receive Maximum), which the channel always has room for; what a broker
+//!   sends beyond that (Mosquitto 2.0 does under a burst) waits in a bounded backlog, and
+//!   beyond the backlog it is held back — not acknowledged, counted, and sent again by the
+//!   broker after the reconnect the gateway makes once it has caught up
+//!   ([`Intake::deliver`]). Nothing queues without bound and nothing QoS 1 is dropped. The Maximum Packet Size announced in CONNECT makes the broker drop what the client
 //!   could not read, so no message can break the connection and come back forever.
 //! - The processor runs on its own thread (SQLite is blocking). It takes what has arrived as
 //!   one batch (up to [`MAX_BATCH`]) and runs the plan of [`crate::batch`]: check, commit in
@@ -20,16 +25,17 @@
 //! - Changed unit and device documents are published retained at most once per
 //!   [`DOC_INTERVAL`] (and whenever the intake goes idle).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use devtel_daemon::mqtt::Polled;
 use devtel_protocol::{encode_ack, topic, MAX_ACK_LEN, MAX_PACKET_LEN};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,14 +54,9 @@ pub const MAX_BATCH: usize = 1024;
 /// Maximum): two batches, so the next one arrives while one commits.
 pub const RECEIVE_MAXIMUM: u16 = 2 * MAX_BATCH as u16;
 
-/// Capacity of the channel between the event loop and the processor: more than the broker may
-/// send unacknowledged, so a QoS 1 message never waits for room; QoS 0 messages that find no
-/// room are dropped and counted.
+/// Capacity of the channel between the event loop and the processor: everything the broker
+/// may send unacknowledged (QoS 1) plus a share for QoS 0 messages ([`Intake::deliver`]).
 const CHANNEL: usize = RECEIVE_MAXIMUM as usize + 256;
-
-/// Most QoS 1 messages held by the event loop when the channel is full (a compliant broker
-/// never sends that many ahead).
-const MAX_BACKLOG: usize = RECEIVE_MAXIMUM as usize;
 
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
@@ -106,8 +107,8 @@ pub async fn run(
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<(), MqttError> {
-    let (client, mut eventloop) = AsyncClient::new(options, 4096);
-    let (tx, rx) = mpsc::channel::<Inbound>(CHANNEL);
+    let (client, eventloop) = AsyncClient::new(options, 4096);
+    let (tx, rx) = mpsc::channel::<Inbound>(test_queue().unwrap_or(CHANNEL));
     let broker_max = Arc::new(AtomicUsize::new(MAX_PACKET_LEN));
     let processor = {
         let out = Out {
@@ -137,83 +138,71 @@ pub async fn run(
         }
     };
 
-    let mut reconnect = devtel_daemon::mqtt::Reconnect::new(reconnect_max);
-    // Messages the channel had no room for. The event loop never waits for the processor:
-    // the processor publishes its acknowledgements through this very loop, so waiting here
-    // could stop both. Bounded: the broker sends at most RECEIVE_MAXIMUM unacknowledged.
-    let mut backlog: std::collections::VecDeque<Inbound> = std::collections::VecDeque::new();
+    let (mut events, poller) = devtel_daemon::mqtt::spawn_poller(eventloop, reconnect_max, 1024);
+    let mut intake = Intake::new();
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = tx.reserve(), if !backlog.is_empty() => match (permit, backlog.pop_front()) {
-                (Ok(permit), Some(message)) => permit.send(message),
+        let polled = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = tx.reserve(), if intake.has_backlog() => match (permit, intake.pop()) {
+                (Ok(permit), Some(message)) => {
+                    permit.send(message);
+                    intake.maybe_resync(&tx, &client, &shared);
+                    continue;
+                }
                 _ => break,
             },
-            event = eventloop.poll() => match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    let limit = ack
-                        .properties
-                        .as_ref()
-                        .and_then(|p| p.max_packet_size)
-                        .map_or(MAX_PACKET_LEN, |m| (m as usize).min(MAX_PACKET_LEN));
-                    broker_max.store(limit, Ordering::Relaxed);
+            polled = events.recv() => polled,
+        };
+        let Some(polled) = polled else { break };
+        match polled {
+            Polled::Event(Event::Incoming(Packet::ConnAck(ack))) => {
+                let limit = ack
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.max_packet_size)
+                    .map_or(MAX_PACKET_LEN, |m| (m as usize).min(MAX_PACKET_LEN));
+                broker_max.store(limit, Ordering::Relaxed);
+                info!(
+                    session_present = ack.session_present,
+                    broker_max_packet = limit,
+                    "connected to MQTT broker; subscribing to {} and {}",
+                    topic::TELEMETRY_FILTER,
+                    topic::COLLECTORS_FILTER
+                );
+                shared.mqtt_connected.store(true, Ordering::Relaxed);
+                // Subscribe on every connect: a broker that lost the session lost the
+                // subscriptions too.
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for filter in [topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER] {
+                        if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                            warn!(%error, filter, "subscribe request failed");
+                        }
+                    }
+                });
+            }
+            Polled::Event(Event::Incoming(Packet::SubAck(_))) => info!("subscribed"),
+            Polled::Event(Event::Incoming(Packet::Publish(p))) => {
+                if !intake.deliver(&tx, &shared, &p) {
+                    break;
+                }
+            }
+            Polled::Event(_) => {}
+            Polled::Failed { error, retry_in } => {
+                shared.mqtt_connected.store(false, Ordering::Relaxed);
+                if std::mem::take(&mut intake.resyncing) {
                     info!(
-                        session_present = ack.session_present,
-                        broker_max_packet = limit,
-                        "connected to MQTT broker; subscribing to {} and {}",
-                        topic::TELEMETRY_FILTER,
-                        topic::COLLECTORS_FILTER
+                        ?retry_in,
+                        "disconnected to have held-back messages redelivered; reconnecting"
                     );
-                    reconnect.connected();
-                    shared.mqtt_connected.store(true, Ordering::Relaxed);
-                    // Subscribe on every connect: a broker that lost the session lost the
-                    // subscriptions too.
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        for filter in [topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER] {
-                            if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
-                                warn!(%error, filter, "subscribe request failed");
-                            }
-                        }
-                    });
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => info!("subscribed"),
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let acknowledged = p.qos != QoS::AtMostOnce;
-                    let message = Inbound::new(&p.topic, p.payload, p.pkid, acknowledged);
-                    let full = if backlog.is_empty() {
-                        match tx.try_send(message) {
-                            Ok(()) => None,
-                            Err(mpsc::error::TrySendError::Full(m)) => Some(m),
-                            Err(mpsc::error::TrySendError::Closed(_)) => break,
-                        }
-                    } else {
-                        Some(message)
-                    };
-                    if let Some(m) = full {
-                        if acknowledged && backlog.len() < MAX_BACKLOG {
-                            backlog.push_back(m);
-                        } else {
-                            // QoS 0, or a broker sending far beyond the Receive Maximum: not
-                            // acknowledged (a QoS 1 message comes again after a reconnect).
-                            shared.stats.reject(Rejection::Overflow, &m.topic, m.size);
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    shared.mqtt_connected.store(false, Ordering::Relaxed);
-                    let delay = reconnect.failed();
-                    warn!(error = %devtel_daemon::mqtt::describe(&error), retry_in = ?delay, "MQTT connection error");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                } else {
+                    warn!(%error, ?retry_in, "MQTT connection error");
                 }
             }
         }
+        intake.maybe_resync(&tx, &client, &shared);
     }
-    // Let the processor finish its batch (it may still acknowledge) while the event loop keeps
+    // Let the processor finish its batch (it may still acknowledge) while the poller keeps
     // moving requests; messages arriving now are not acknowledged and come again next time.
     drop(tx);
     let mut join = tokio::task::spawn_blocking(move || processor.join());
@@ -225,24 +214,178 @@ pub async fn run(
                 Ok(Ok(result)) => break result,
                 _ => break Err(MqttError::Ingest("the ingest thread panicked".into())),
             },
-            _ = &mut deadline => {
+            () = &mut deadline => {
                 warn!("ingest thread did not stop within 10 s");
                 break Ok(());
             }
-            event = eventloop.poll() => if event.is_err() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            polled = events.recv() => if polled.is_none() {
+                break Ok(());
             }
         }
     };
-    disconnect(&client, &mut eventloop).await;
+    disconnect(&client, &mut events).await;
+    drop(events);
+    let _ = poller.await;
     result
 }
 
-async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
-    if client.disconnect().await.is_ok() {
+/// Most QoS 1 messages held by the event loop while the channel to the processor is full.
+/// A compliant broker never fills the channel; Mosquitto 2.0 does under a burst (each PUBACK
+/// that arrives while messages are queued for the gateway lets one more than the Receive
+/// Maximum through).
+const MAX_BACKLOG: usize = 16 * 1024;
+
+/// Most payload bytes in that backlog.
+const MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
+/// For tests: with this variable set to N, the channel to the processor and the backlog hold
+/// N messages each — far less than the broker may send unacknowledged — so that the
+/// held-back path (reconnect, redelivery) can be driven against a real, compliant broker.
+/// Unset in production.
+pub const QUEUE_ENV: &str = "DEVTEL_TEST_INGEST_QUEUE";
+
+fn test_queue() -> Option<usize> {
+    std::env::var(QUEUE_ENV)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+/// The event loop's side of the channel to the processor: it never waits (the processor's
+/// acknowledgements go out through the same event loop, so waiting could stop both).
+struct Intake {
+    max_backlog: usize,
+    /// QoS 1 messages for which the channel had no room, oldest first.
+    backlog: VecDeque<Inbound>,
+    backlog_bytes: usize,
+    /// QoS 1 messages not taken (backlog full) since the last reconnect.
+    held_back: u64,
+    /// A reconnect was asked for; the connection error that follows is expected.
+    resyncing: bool,
+    overflow_logged: Option<Instant>,
+}
+
+impl Intake {
+    fn new() -> Intake {
+        Intake {
+            max_backlog: test_queue().unwrap_or(MAX_BACKLOG),
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            held_back: 0,
+            resyncing: false,
+            overflow_logged: None,
+        }
+    }
+
+    fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    fn pop(&mut self) -> Option<Inbound> {
+        let m = self.backlog.pop_front()?;
+        self.backlog_bytes -= m.payload.len();
+        Some(m)
+    }
+
+    /// Bounds `p` and hands it to the processor, or holds it; false when the processor is
+    /// gone.
+    ///
+    /// - QoS 1 goes to the channel, or when that is full to the bounded backlog, in order. A
+    ///   message that finds the backlog full too is *held back*: not acknowledged, counted,
+    ///   and once the processor has caught up the gateway reconnects, which makes the broker
+    ///   send it again (MQTT 5 resends what was not acknowledged, from its session).
+    /// - QoS 0 cannot come again. It is let in only while the channel has more room than the
+    ///   broker may send unacknowledged ([`RECEIVE_MAXIMUM`]), so it never takes the place of
+    ///   a QoS 1 message; otherwise it is dropped and counted as an overflow.
+    fn deliver(&mut self, tx: &mpsc::Sender<Inbound>, shared: &Shared, p: &Publish) -> bool {
+        let acknowledged = p.qos != QoS::AtMostOnce;
+        let message = Inbound::new(&p.topic, p.payload.clone(), p.pkid, acknowledged);
+        if !acknowledged && (!self.backlog.is_empty() || tx.capacity() <= RECEIVE_MAXIMUM as usize)
+        {
+            self.log_full(
+                shared,
+                &message,
+                "QoS 0 message dropped: the ingest queue is full",
+            );
+            shared
+                .stats
+                .reject(Rejection::Overflow, &message.topic, message.size);
+            return true;
+        }
+        let message = if self.backlog.is_empty() {
+            match tx.try_send(message) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Full(m)) => m,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        } else {
+            message
+        };
+        if self.backlog.len() < self.max_backlog
+            && self.backlog_bytes + message.payload.len() <= MAX_BACKLOG_BYTES
+        {
+            self.backlog_bytes += message.payload.len();
+            self.backlog.push_back(message);
+        } else {
+            self.held_back += 1;
+            shared.stats.update(|c| c.held_back += 1);
+            self.log_full(
+                shared,
+                &message,
+                "message held back (not acknowledged): the broker sends beyond the Receive Maximum; it comes again after a reconnect",
+            );
+        }
+        true
+    }
+
+    /// Reconnects once the processor has taken everything, if messages were held back.
+    fn maybe_resync(&mut self, tx: &mpsc::Sender<Inbound>, client: &AsyncClient, shared: &Shared) {
+        if self.resyncing
+            || self.held_back == 0
+            || !self.backlog.is_empty()
+            || tx.capacity() < tx.max_capacity()
+        {
+            return;
+        }
+        info!(
+            held_back = self.held_back,
+            "the ingest queue has drained; reconnecting so that the broker sends the held-back messages again"
+        );
+        if client.try_disconnect().is_ok() {
+            self.held_back = 0;
+            self.resyncing = true;
+            shared.stats.update(|c| c.redelivery_reconnects += 1);
+        }
+    }
+
+    fn log_full(&mut self, shared: &Shared, m: &Inbound, what: &'static str) {
+        let now = Instant::now();
+        if self
+            .overflow_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.overflow_logged = Some(now);
+            let c = shared.stats.snapshot();
+            warn!(
+                topic = m.topic,
+                backlog = self.backlog.len(),
+                held_back_total = c.held_back,
+                overflow_total = c.rejected.get("overflow").copied().unwrap_or(0),
+                "{what}"
+            );
+        }
+    }
+}
+
+async fn disconnect(client: &AsyncClient, events: &mut mpsc::Receiver<Polled>) {
+    if client.try_disconnect().is_ok() {
         let drained = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Ok(event) = eventloop.poll().await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            while let Some(polled) = events.recv().await {
+                if matches!(
+                    polled,
+                    Polled::Event(Event::Outgoing(rumqttc::Outgoing::Disconnect))
+                ) {
                     break;
                 }
             }

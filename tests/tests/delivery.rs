@@ -64,10 +64,15 @@ pub(crate) fn start_collector(dir: &Path, name: &str, conf: &Path) -> Proc {
 }
 
 /// The gateway's view of `collector`: its epochs (ascending) and its retained status.
+/// The collector's epochs and status from `/api/collectors`, once it has delivered a reading
+/// (its status may come first).
 pub(crate) fn collector_view(http: u16, collector: &str) -> Option<(Vec<Value>, Value)> {
     let all = http_json(http, "/api/collectors")?;
     let entry = all.get(collector)?;
     let epochs = entry["epochs"].as_array()?.clone();
+    if epochs.is_empty() {
+        return None;
+    }
     Some((epochs, entry.get("status").cloned().unwrap_or(Value::Null)))
 }
 

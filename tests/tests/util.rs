@@ -456,6 +456,18 @@ pub fn start_gateway_as(
     http: u16,
     extra: &str,
 ) -> Proc {
+    start_gateway_with(dir, name, broker, http, extra, &[])
+}
+
+/// [`start_gateway_as`] with environment variables.
+pub fn start_gateway_with(
+    dir: &std::path::Path,
+    name: &str,
+    broker: u16,
+    http: u16,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Proc {
     let conf = dir.join(format!("{name}.toml"));
     let client_id = if name == "gateway" { "gw-test" } else { name };
     fs::write(
@@ -471,7 +483,8 @@ pub fn start_gateway_as(
         dir,
         Command::new(bin("devtel-gateway"))
             .args(["run", "--config"])
-            .arg(&conf),
+            .arg(&conf)
+            .envs(env.iter().copied()),
     );
     wait_for("gateway subscribed", Duration::from_secs(20), || {
         gw.assert_running();

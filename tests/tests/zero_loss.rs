@@ -418,3 +418,120 @@ fn no_message_can_stop_ingest() {
     // acknowledgement reached the real collector, which holds no such epoch.
     assert!(n(&counters, "unknown_acks") >= 1, "{counters}");
 }
+
+/// A broker may send more than the gateway can hold (Mosquitto 2.0 lets more than the
+/// Receive Maximum through under a burst). Here the gateway's queue is cut to 256 messages
+/// (channel and backlog) while Mosquitto may send it 2,048 unacknowledged, so it must hold
+/// messages back — unacknowledged, counted — and reconnect once it has caught up so that the
+/// broker sends them again: every envelope arrives, none is applied twice. The gateway is
+/// stopped (SIGSTOP) at the start of the burst so that the broker's queue for it is long
+/// when it resumes while more arrives; the broker's own queue limit is out of the way
+/// (`max_queued_messages 0`) so that only the gateway's behaviour is measured.
+#[test]
+fn a_broker_sending_beyond_the_receive_maximum_loses_nothing() {
+    const N: u64 = 8_000;
+    let dir = temp_dir("overshoot");
+    let port = free_tcp_port();
+    let _broker = mosquitto_with(
+        &dir,
+        "mosquitto",
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
+        ),
+        port,
+    );
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_with(
+        &dir,
+        "gateway",
+        port,
+        http,
+        "",
+        &[("DEVTEL_TEST_INGEST_QUEUE", "256")],
+    );
+    let pid = gateway.child.id().to_string();
+    let signal = move |sig: &'static str| {
+        assert!(Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut o = MqttOptions::new("e2e-burst", "127.0.0.1", port);
+        o.set_inflight(100);
+        let (client, mut eventloop) = AsyncClient::new(o, 1000);
+        let publisher = tokio::spawn(async move {
+            for seq in 0..N {
+                let device = format!("copier-{:02}", seq % 50);
+                let mut e = devtel_protocol::Envelope::new(
+                    "burst".try_into().unwrap(),
+                    1,
+                    seq,
+                    1_795_000_000_000 + seq * 1000,
+                );
+                e.readings
+                    .push(devtel_protocol::Reading::NoResponse(
+                        devtel_protocol::NoResponse {
+                            device: device.as_str().try_into().unwrap(),
+                            unit: "ba.it".try_into().unwrap(),
+                            kind: devtel_protocol::DeviceKind::Copier,
+                            cause: devtel_protocol::NoResponseCause::Timeout,
+                        },
+                    ))
+                    .unwrap();
+                let t = devtel_protocol::topic::telemetry("burst-site", "ba.it", &device).unwrap();
+                let payload = devtel_protocol::encode_to_vec(&e).unwrap();
+                client
+                    .publish(t.as_str(), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .unwrap();
+            }
+        });
+        let resume = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            signal("-CONT");
+        });
+        let mut acked = 0;
+        while acked < N {
+            if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
+                acked += 1;
+            }
+        }
+        publisher.await.unwrap();
+        resume.await.unwrap();
+    });
+    let (epochs, _) = wait_for("every envelope stored", Duration::from_secs(120), || {
+        gateway.assert_running();
+        collector_view(http, "burst").filter(|(e, _)| n(&e[0], "received") >= N)
+    });
+    let e = &epochs[0];
+    assert_eq!(
+        (n(e, "first_seq"), n(e, "last_seq"), n(e, "missing")),
+        (0, N - 1, 0),
+        "{e}"
+    );
+    let health = http_json(http, "/healthz").unwrap();
+    let ingest = &health["ingest"];
+    assert!(
+        n(ingest, "held_back") > 0 && n(ingest, "redelivery_reconnects") > 0,
+        "the broker sent more than 512 unacknowledged messages, so some were held back: {health}\n{}",
+        gateway.log()
+    );
+    assert_eq!(
+        n(ingest, "applied") + n(ingest, "stale"),
+        N,
+        "each envelope applied once, the redelivered ones counted as duplicates: {health}"
+    );
+    let rejected = ingest["rejected"].as_object().unwrap();
+    assert!(rejected.values().all(|v| v == 0), "{health}");
+    assert!(
+        gateway
+            .log()
+            .contains("reconnecting so that the broker sends the held-back messages again"),
+        "{}",
+        gateway.log()
+    );
+}
