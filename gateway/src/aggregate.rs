@@ -76,12 +76,13 @@ struct DeviceState {
     timestamp_ms: u64,
     /// The last poll's outcome when the device did not answer.
     no_response: Option<NoResponseCause>,
-    /// The last successful reading (kept while the device is unreachable).
-    last_reading: Option<PrinterReading>,
+    /// The last successful reading (kept while the device is unreachable). Boxed, as are the
+    /// two below: a reading is kilobytes (heapless), and the map moves its values around.
+    last_reading: Option<Box<PrinterReading>>,
     /// The last successful phone reading (kept while the phone is unreachable).
-    last_phone: Option<PhoneReading>,
+    last_phone: Option<Box<PhoneReading>>,
     /// The last successful dock-switch reading (kept while the switch is unreachable).
-    last_dock: Option<DockReading>,
+    last_dock: Option<Box<DockReading>>,
 }
 
 /// All state of the gateway's figures.
@@ -178,9 +179,9 @@ impl Aggregator {
                 units.extend(self.settings.units.lineage(&prev.unit));
             }
             let (no_response, last_reading, last_phone, last_dock) = match reading {
-                Reading::Printer(r) => (None, Some(r.clone()), None, None),
-                Reading::Phone(p) => (None, None, Some(p.clone()), None),
-                Reading::Dock(d) => (None, None, None, Some(d.clone())),
+                Reading::Printer(r) => (None, Some(Box::new(r.clone())), None, None),
+                Reading::Phone(p) => (None, None, Some(Box::new(p.clone())), None),
+                Reading::Dock(d) => (None, None, None, Some(Box::new(d.clone()))),
                 Reading::NoResponse(n) => {
                     let previous = previous.map(|p| (p.last_reading, p.last_phone, p.last_dock));
                     let (printer, phone, dock) = previous.unwrap_or_default();
@@ -330,7 +331,7 @@ impl Aggregator {
             let supplies = self
                 .devices
                 .get(d)
-                .and_then(|s| s.last_reading.as_ref())
+                .and_then(|s| s.last_reading.as_deref())
                 .map(|r| r.supplies.as_slice())
                 .unwrap_or(&[]);
             for (index, count) in by_index.into_iter().filter(|(_, n)| *n > 0) {
@@ -420,7 +421,7 @@ impl Aggregator {
                 let unit = d.page_count_unit.unwrap_or("unspecified");
                 *pages.by_counter_unit.entry(unit).or_default() += count;
             }
-            to_order.extend(supplies_to_order(&d, state.last_reading.as_ref()));
+            to_order.extend(supplies_to_order(&d, state.last_reading.as_deref()));
             if own.contains(id) {
                 devices.push(d);
             }
@@ -495,7 +496,7 @@ impl Aggregator {
         let window = self.figures(&ids, from, to);
         let doc = device_doc(id, state);
         Some(DeviceFullDoc {
-            supplies_to_order: supplies_to_order(&doc, state.last_reading.as_ref()),
+            supplies_to_order: supplies_to_order(&doc, state.last_reading.as_deref()),
             device: doc,
             as_of: today.to_string(),
             pages_today: PageFigures::of(&day),
@@ -916,9 +917,9 @@ fn link_since_ms(poll_ms: u64, uptime: Option<u32>, last_change: Option<u32>) ->
 }
 
 fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
-    let r = d.last_reading.as_ref();
-    let phone = d.last_phone.as_ref();
-    let dock = d.last_dock.as_ref();
+    let r = d.last_reading.as_deref();
+    let phone = d.last_phone.as_deref();
+    let dock = d.last_dock.as_deref();
     let status = match (d.no_response, r, phone, dock) {
         (Some(_), ..) => "unreachable",
         (None, Some(r), _, _) => r.status.health().name(),

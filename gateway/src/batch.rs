@@ -202,7 +202,7 @@ fn check_one(message: &Inbound, units: &Units, received_ms: u64) -> Checked1 {
                         .collect();
                     Ok((
                         Item::Envelope {
-                            envelope: Box::new(envelope),
+                            envelope,
                             payload: message.payload.to_vec(),
                             received_ms,
                             units: unit_ids,

@@ -68,18 +68,19 @@ impl Rejection {
     ];
 }
 
-/// Checks a telemetry message and decodes it.
+/// Checks a telemetry message and decodes it (boxed: an envelope is tens of kilobytes, and it
+/// travels on through the batch).
 ///
 /// # Errors
 /// The [`Rejection`] cause.
-pub fn check(topic_name: &str, payload: &[u8]) -> Result<Envelope, Rejection> {
+pub fn check(topic_name: &str, payload: &[u8]) -> Result<Box<Envelope>, Rejection> {
     let Ok(topic::Topic::Telemetry { unit, device, .. }) = topic::parse(topic_name) else {
         return Err(Rejection::Topic);
     };
     if payload.len() > MAX_ENCODED_LEN {
         return Err(Rejection::Oversize);
     }
-    let envelope = decode(payload).map_err(|e| match e {
+    let envelope = decode(payload).map(Box::new).map_err(|e| match e {
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
     })?;
