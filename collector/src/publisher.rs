@@ -74,8 +74,17 @@ pub struct Stats {
     pub unknown_acks: AtomicU64,
     /// Unacknowledged readings dropped because the spool was full.
     pub dropped: AtomicU64,
-    /// Spool records found corrupt (torn tail after power loss, failed checksum).
+    /// Corrupt places in the spool (torn tail after power loss, a corrupt stretch skipped at
+    /// open, a failed checksum on read, a segment file that is not the spool's).
     pub corrupt: AtomicU64,
+    /// Spool segment files that could not be placed (moved aside as `.unplaced`).
+    pub spool_unplaced: AtomicU64,
+    /// Spool writes the disk refused (full, I/O error); the reading was kept in memory.
+    pub spool_write_errors: AtomicU64,
+    /// Failed spool fsyncs (what was not durable was written again).
+    pub spool_sync_failures: AtomicU64,
+    /// Readings kept in memory because the disk refuses writes (gauge).
+    pub spool_in_memory: AtomicU64,
     /// Readings that could not be encoded or spooled (logged with the cause).
     pub lost: AtomicU64,
     /// Successful reconnects after the first connection.
@@ -109,6 +118,10 @@ impl Stats {
             unknown_acks: get(&self.unknown_acks),
             dropped: get(&self.dropped),
             corrupt: get(&self.corrupt),
+            spool_unplaced: get(&self.spool_unplaced),
+            spool_write_errors: get(&self.spool_write_errors),
+            spool_sync_failures: get(&self.spool_sync_failures),
+            spool_in_memory: get(&self.spool_in_memory),
             lost: get(&self.lost),
             reconnects: get(&self.reconnects),
             connection_errors: get(&self.connection_errors),
@@ -138,6 +151,10 @@ pub struct Counters {
     pub unknown_acks: u64,
     pub dropped: u64,
     pub corrupt: u64,
+    pub spool_unplaced: u64,
+    pub spool_write_errors: u64,
+    pub spool_sync_failures: u64,
+    pub spool_in_memory: u64,
     pub lost: u64,
     pub reconnects: u64,
     pub connection_errors: u64,
@@ -298,6 +315,13 @@ impl Sender {
         st.spool_bytes.store(self.spool.bytes(), Ordering::Relaxed);
         st.dropped.store(s.dropped, Ordering::Relaxed);
         st.corrupt.store(s.corrupt, Ordering::Relaxed);
+        st.spool_unplaced.store(s.unplaced, Ordering::Relaxed);
+        st.spool_write_errors
+            .store(s.write_errors, Ordering::Relaxed);
+        st.spool_sync_failures
+            .store(s.sync_failures, Ordering::Relaxed);
+        st.spool_in_memory
+            .store(self.spool.in_memory() as u64, Ordering::Relaxed);
         st.published.store(o.published, Ordering::Relaxed);
         st.broker_acked.store(o.broker_acked, Ordering::Relaxed);
         st.broker_refused.store(o.broker_refused, Ordering::Relaxed);
@@ -493,8 +517,11 @@ pub async fn run(
 ) -> Spool {
     let window = outbox.settings().window;
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 16);
-    let (mut events, poller) =
-        devtel_daemon::mqtt::spawn_poller(eventloop, timing.backoff_cap, window * 2 + 64);
+    let devtel_daemon::mqtt::Poller {
+        mut events,
+        task: poller,
+        ..
+    } = devtel_daemon::mqtt::spawn_poller(eventloop, timing.backoff_cap, window * 2 + 64);
     let status_topic = topic::collector(&identity.site)
         .ok()
         .map(|t| t.as_str().to_string());
@@ -598,6 +625,9 @@ pub async fn run(
     if let Err(e) = s.spool.close() {
         error!(error = %e, "spool not closed cleanly");
     }
+    s.stats
+        .lost
+        .fetch_add(s.spool.stats().lost_in_memory, Ordering::Relaxed);
     s.update_gauges();
     s.spool
 }

@@ -8,16 +8,21 @@
 //! 2. **Only two ways out.** A record leaves the spool through [`Spool::ack`] or through the
 //!    drop-oldest policy when the spool is full ([`SpoolStats::dropped`], logged). Nothing else
 //!    removes a record; a record that fails its checksum on disk is counted
-//!    ([`SpoolStats::corrupt`]) and logged. A record already handed to the broker
+//!    ([`SpoolStats::corrupt`]) and logged. A record the disk refuses (full, I/O error) is kept
+//!    in memory, in order, up to [`MAX_IN_MEMORY`], and written when the disk takes writes
+//!    again; the failed write is cut back to the last whole record first, so later records
+//!    stay readable. A record already handed to the broker
 //!    ([`Spool::mark_sent`]) whose segment is dropped for space is not counted as dropped: the
 //!    sender keeps its copy in memory until the PUBACK.
 //! 3. **Dense ids.** Record ids are 0, 1, 2, ... per spool directory, in append order, never
 //!    reused: a new segment never starts below the persisted ack watermark or the end of the
 //!    previous segment.
 //! 4. **Framing.** A segment file `{first_id:020}.seg` is an 8-byte magic followed by records
-//!    `[len: u32 LE][crc32(len bytes ‖ payload): u32 LE][payload]`. Opening stops a segment at
-//!    the first record whose length or checksum does not hold: a torn tail after power loss is
-//!    truncated away (and counted) instead of crashing or being replayed as garbage.
+//!    `[len: u32 LE][crc32(len bytes ‖ payload): u32 LE][payload]`. At a record whose length or
+//!    checksum does not hold, opening resynchronises on the next offset where both hold (the
+//!    stretch between is counted and logged; the records after it are replayed whatever the
+//!    watermark says, since their ids moved). A torn tail after power loss is truncated away
+//!    (and counted) instead of crashing or being replayed as garbage.
 //! 5. **Bounded.** The segments together never exceed `max_bytes` after an append: the oldest
 //!    segments are dropped first (whole segments, so the dropped readings are always the oldest).
 //! 6. **At least once, never skipped.** The `acked` file holds a watermark below which every
@@ -28,7 +33,9 @@
 //!
 //! # Durability (`spool.fsync`)
 //! - `always` (default): `fdatasync` after every batch of appends, before publishing. A power cut
-//!   loses nothing that was polled before the batch was synced.
+//!   loses nothing that was polled before the batch was synced. A failed fsync is never taken
+//!   as success: what was written since the last good sync is written again (the kernel may
+//!   have dropped those pages) and synced on the next try.
 //! - a duration such as `"1s"`: sync at most that often. A crash of the process loses nothing (the
 //!   data is in the kernel); a power cut may lose the readings of the last interval.
 //! - `never`: leave it to the kernel (about 30 s on Linux). For SD cards that must be spared.
@@ -43,7 +50,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// First bytes of every segment file (format version 1 of the spool).
 const MAGIC: &[u8; 8] = b"DTSPOOL1";
@@ -51,6 +58,11 @@ const MAGIC: &[u8; 8] = b"DTSPOOL1";
 pub const RECORD_HEADER: usize = 8;
 /// Largest payload accepted (a record larger than this on disk is taken as corruption).
 pub const MAX_RECORD: usize = 1 << 20;
+/// Most payload bytes kept in memory while the disk refuses writes.
+pub const MAX_IN_MEMORY: usize = 4 << 20;
+/// Most bytes written but not yet synced that are kept to be written again if the fsync
+/// fails; beyond it the spool syncs before it writes more.
+pub const MAX_UNSYNCED: usize = 4 << 20;
 /// How often the ack watermark is written while acks come in.
 pub const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
@@ -110,6 +122,14 @@ pub enum SpoolError {
         /// The spool's `max_bytes`.
         max: u64,
     },
+    /// The disk refuses writes and the readings kept in memory meanwhile fill their bound.
+    #[error("the spool cannot write to disk and holds {held} readings ({bytes} bytes) in memory, its limit")]
+    NoRoom {
+        /// Readings held in memory.
+        held: usize,
+        /// Their bytes.
+        bytes: usize,
+    },
     /// A record's checksum failed when it was read back.
     #[error("spool record {id} in {path} is corrupt")]
     Corrupt {
@@ -136,8 +156,21 @@ pub struct SpoolStats {
     pub acked: u64,
     /// Unacknowledged records dropped because the spool was full.
     pub dropped: u64,
-    /// Records found corrupt (torn tails at open, failed checksums on read).
+    /// Corrupt places found: torn tails and corrupt stretches skipped at open (the scan
+    /// resynchronises on the next record whose framing and checksum hold), failed checksums on
+    /// read, segment files that are not the spool's.
     pub corrupt: u64,
+    /// Bytes skipped past corrupt records at open.
+    pub skipped_bytes: u64,
+    /// Segment files that could not be placed (ids overlapping their predecessor): moved
+    /// aside as `.unplaced`, their readings not replayed.
+    pub unplaced: u64,
+    /// Writes that failed (disk full, I/O error): the record was cut back and kept in memory.
+    pub write_errors: u64,
+    /// Failed fsyncs: what was not synced was written again and is synced on the next try.
+    pub sync_failures: u64,
+    /// Readings that were only in memory when the spool closed (the disk never took them).
+    pub lost_in_memory: u64,
     /// Unacknowledged records found at open (to be replayed).
     pub recovered: u64,
 }
@@ -153,6 +186,8 @@ struct Segment {
     sent: Vec<bool>,
     unacked: usize,
     len: u64,
+    /// A failed write could not be cut back: the next record goes to a new segment.
+    broken: bool,
 }
 
 impl Segment {
@@ -172,6 +207,33 @@ pub struct Spool {
     watermark_written: u64,
     last_watermark_write: Instant,
     stats: SpoolStats,
+    /// Records the disk refused, oldest first; their ids follow the last record on disk.
+    unwritten: VecDeque<Unwritten>,
+    unwritten_bytes: usize,
+    /// Frames written since the last successful sync: (segment, offset, bytes).
+    unsynced_frames: Vec<(u64, u64, Vec<u8>)>,
+    unsynced_bytes: usize,
+    last_write_error_log: Option<Instant>,
+    #[cfg(test)]
+    faults: Faults,
+}
+
+/// A record kept in memory while the disk refuses writes.
+struct Unwritten {
+    id: u64,
+    payload: Vec<u8>,
+    acked: bool,
+    sent: bool,
+}
+
+/// Injected failures (tests only).
+#[cfg(test)]
+#[derive(Default)]
+struct Faults {
+    /// Writes that write half their bytes, then fail.
+    short_writes: u32,
+    /// Syncs that fail after the kernel "lost" the unsynced bytes (they are zeroed).
+    failed_syncs: u32,
 }
 
 fn checksum(len_bytes: &[u8; 4], payload: &[u8]) -> u32 {
@@ -189,28 +251,54 @@ fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Splits `data` (a segment without its magic) into records: their offsets (relative to
-/// `data`) and the length of the valid prefix. Stops at the first record that does not check.
-fn scan(data: &[u8]) -> (Vec<u32>, usize) {
-    let mut offsets = Vec::new();
+/// The length of the record whose header starts at `pos` when its framing and checksum hold.
+fn record_at(data: &[u8], pos: usize) -> Option<usize> {
+    let header = data.get(pos..pos.checked_add(RECORD_HEADER)?)?;
+    let len_bytes = [header[0], header[1], header[2], header[3]];
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = data.get(pos + RECORD_HEADER..pos + RECORD_HEADER + len)?;
+    (checksum(&len_bytes, payload) == crc).then_some(len)
+}
+
+/// What [`scan`] found in a segment.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// Offsets of the valid records (relative to the data).
+    offsets: Vec<u32>,
+    /// End of the last valid record: what follows is a torn tail.
+    valid_len: usize,
+    /// Corrupt stretches skipped between valid records: (offset, length).
+    skipped: Vec<(usize, usize)>,
+    /// Index (in `offsets`) of the first record after a skipped stretch: its id and all later
+    /// ones in this segment are shifted, so the watermark no longer applies to them.
+    first_shifted: Option<usize>,
+}
+
+/// Splits `data` (a segment without its magic) into records. At a record whose framing or
+/// checksum does not hold, the scan resynchronises on the next offset where both hold; what
+/// lies between is skipped (and reported). After the last valid record comes the torn tail.
+fn scan(data: &[u8]) -> Scan {
+    let mut out = Scan::default();
     let mut pos = 0usize;
-    while let Some(header) = data.get(pos..pos + RECORD_HEADER) {
-        let len_bytes = [header[0], header[1], header[2], header[3]];
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len == 0 || len > MAX_RECORD {
-            break;
+    while pos < data.len() {
+        if let Some(len) = record_at(data, pos) {
+            out.offsets.push(pos as u32);
+            pos += RECORD_HEADER + len;
+            out.valid_len = pos;
+            continue;
         }
-        let Some(payload) = data.get(pos + RECORD_HEADER..pos + RECORD_HEADER + len) else {
+        let Some(next) = (pos + 1..data.len()).find(|&q| record_at(data, q).is_some()) else {
             break;
         };
-        if checksum(&len_bytes, payload) != crc {
-            break;
-        }
-        offsets.push(pos as u32);
-        pos += RECORD_HEADER + len;
+        out.skipped.push((pos, next - pos));
+        out.first_shifted.get_or_insert(out.offsets.len());
+        pos = next;
     }
-    (offsets, pos)
+    out
 }
 
 fn segment_path(dir: &Path, first_id: u64) -> PathBuf {
@@ -304,6 +392,13 @@ impl Spool {
             watermark_written: watermark,
             last_watermark_write: now,
             stats: SpoolStats::default(),
+            unwritten: VecDeque::new(),
+            unwritten_bytes: 0,
+            unsynced_frames: Vec::new(),
+            unsynced_bytes: 0,
+            last_write_error_log: None,
+            #[cfg(test)]
+            faults: Faults::default(),
         };
         let count = firsts.len();
         for (i, first_id) in firsts.into_iter().enumerate() {
@@ -357,13 +452,25 @@ impl Spool {
             self.stats.corrupt += 1;
             return Ok(());
         }
-        let (offsets, valid) = scan(&data[MAGIC.len()..]);
-        let valid_len = (MAGIC.len() + valid) as u64;
+        let found = scan(&data[MAGIC.len()..]);
+        let valid_len = (MAGIC.len() + found.valid_len) as u64;
+        if !found.skipped.is_empty() {
+            let bytes: usize = found.skipped.iter().map(|s| s.1).sum();
+            self.stats.corrupt += found.skipped.len() as u64;
+            self.stats.skipped_bytes += bytes as u64;
+            warn!(
+                path = %path.display(),
+                stretches = found.skipped.len(),
+                skipped_bytes = bytes,
+                kept_records = found.offsets.len(),
+                "corrupt records inside a spool segment skipped; the records after them are replayed"
+            );
+        }
         if valid_len < data.len() as u64 {
             self.stats.corrupt += 1;
             warn!(
                 path = %path.display(),
-                kept_records = offsets.len(),
+                kept_records = found.offsets.len(),
                 discarded_bytes = data.len() as u64 - valid_len,
                 "spool segment ends in a torn or corrupt record (power loss?); cut off there"
             );
@@ -378,17 +485,30 @@ impl Spool {
         // A segment must not start below ids already in use (invariant 3).
         if let Some(prev) = self.segments.back() {
             if first_id < prev.end_id() {
-                warn!(path = %path.display(), "spool segment overlaps its predecessor; left alone");
+                let aside = path.with_extension("unplaced");
+                self.stats.unplaced += 1;
+                warn!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    records = found.offsets.len(),
+                    overlaps_up_to = prev.end_id(),
+                    "spool segment overlaps its predecessor and cannot be placed; moved aside, its readings are not replayed"
+                );
+                drop(file);
+                fs::rename(&path, &aside).map_err(io_err(&path))?;
                 return Ok(());
             }
         }
-        let offsets: Vec<u32> = offsets
+        let shifted_from = found.first_shifted.unwrap_or(usize::MAX);
+        let offsets: Vec<u32> = found
+            .offsets
             .into_iter()
             .map(|o| o + MAGIC.len() as u32)
             .collect();
+        let is_acked = |i: usize| i < shifted_from && first_id + (i as u64) < watermark;
         for (i, &offset) in offsets.iter().enumerate() {
             let id = first_id + i as u64;
-            if id < watermark {
+            if is_acked(i) {
                 continue;
             }
             let start = offset as usize + RECORD_HEADER;
@@ -399,9 +519,7 @@ impl Spool {
                 visit(id, payload);
             }
         }
-        let acked: Vec<bool> = (0..offsets.len() as u64)
-            .map(|i| first_id + i < watermark)
-            .collect();
+        let acked: Vec<bool> = (0..offsets.len()).map(is_acked).collect();
         let unacked = acked.iter().filter(|a| !**a).count();
         self.bytes += valid_len;
         self.segments.push_back(Segment {
@@ -413,12 +531,12 @@ impl Spool {
             acked,
             unacked,
             len: valid_len,
+            broken: false,
         });
         Ok(())
     }
 
-    fn new_segment(&mut self) -> Result<(), SpoolError> {
-        let first_id = self.next_id;
+    fn new_segment(&mut self, first_id: u64) -> Result<(), SpoolError> {
         let path = segment_path(&self.config.dir, first_id);
         let mut file = OpenOptions::new()
             .read(true)
@@ -438,6 +556,7 @@ impl Spool {
             sent: Vec::new(),
             unacked: 0,
             len: MAGIC.len() as u64,
+            broken: false,
         });
         Ok(())
     }
@@ -446,8 +565,14 @@ impl Spool {
     /// oldest segments are dropped first (counted in [`SpoolStats::dropped`] and logged).
     /// Call [`Spool::sync`] before publishing what was appended.
     ///
+    /// When the disk refuses the write (full, I/O error), the segment is cut back to its last
+    /// whole record and the reading is kept in memory, in order, up to [`MAX_IN_MEMORY`]; it
+    /// can be read, published and acknowledged like any other, and is written as soon as the
+    /// disk takes writes again (on the next append or [`Spool::persist`]).
+    ///
     /// # Errors
-    /// [`SpoolError::TooLarge`] for a payload that cannot fit at all; I/O errors.
+    /// [`SpoolError::TooLarge`] for a payload that cannot fit at all; [`SpoolError::NoRoom`]
+    /// when the disk refuses writes and memory holds its limit.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
         let record = (RECORD_HEADER + payload.len()) as u64;
         let fits_alone = MAGIC.len() as u64 + record;
@@ -457,9 +582,112 @@ impl Spool {
                 max: self.config.max_bytes,
             });
         }
+        let id = self.next_id;
+        if self.flush_unwritten() {
+            match self.write_record(id, payload) {
+                Ok(()) => {
+                    self.next_id += 1;
+                    self.stats.appended += 1;
+                    return Ok(id);
+                }
+                Err(e) => self.write_failed(&e),
+            }
+        }
+        if self.unwritten_bytes + payload.len() > MAX_IN_MEMORY {
+            return Err(SpoolError::NoRoom {
+                held: self.unwritten.len(),
+                bytes: self.unwritten_bytes,
+            });
+        }
+        self.unwritten_bytes += payload.len();
+        self.unwritten.push_back(Unwritten {
+            id,
+            payload: payload.to_vec(),
+            acked: false,
+            sent: false,
+        });
+        self.next_id += 1;
+        self.stats.appended += 1;
+        Ok(id)
+    }
+
+    fn write_failed(&mut self, e: &SpoolError) {
+        self.stats.write_errors += 1;
+        let now = Instant::now();
+        if self
+            .last_write_error_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.last_write_error_log = Some(now);
+            warn!(
+                error = %e,
+                in_memory = self.unwritten.len(),
+                write_errors = self.stats.write_errors,
+                "spool write failed; readings are kept in memory (bounded) and written when the disk takes writes again"
+            );
+        }
+    }
+
+    /// Writes what is kept in memory, oldest first. True when nothing is left in memory.
+    fn flush_unwritten(&mut self) -> bool {
+        let mut written = 0usize;
+        while let Some(front) = self.unwritten.pop_front() {
+            match self.write_record(front.id, &front.payload) {
+                Ok(()) => {
+                    written += 1;
+                    self.unwritten_bytes -= front.payload.len();
+                    if front.sent {
+                        self.mark_sent(front.id);
+                    }
+                    if front.acked {
+                        self.mark_acked(front.id);
+                    }
+                }
+                Err(e) => {
+                    self.unwritten.push_front(front);
+                    self.write_failed(&e);
+                    return false;
+                }
+            }
+        }
+        if written > 0 {
+            info!(
+                written,
+                "the spool's disk takes writes again; the readings kept in memory are written"
+            );
+            if let Err(e) = self.collect_acked() {
+                warn!(error = %e, "acknowledged spool segment not deleted");
+            }
+        }
+        true
+    }
+
+    /// Writes one record with id `id` (the next id on disk).
+    fn write_record(&mut self, id: u64, payload: &[u8]) -> Result<(), SpoolError> {
+        let record = (RECORD_HEADER + payload.len()) as u64;
+        let fits_alone = MAGIC.len() as u64 + record;
+        if self.config.fsync != Fsync::Never && self.unsynced_bytes + record as usize > MAX_UNSYNCED
+        {
+            // Keep what may have to be written again bounded.
+            self.sync_now()?;
+        }
+        // A segment that could not be cut back after a failed write takes no more records.
+        if self
+            .segments
+            .back()
+            .is_some_and(|s| s.broken && s.offsets.is_empty())
+        {
+            if let Some(seg) = self.segments.pop_back() {
+                self.bytes -= seg.len;
+            }
+        }
         let needs_new = match self.segments.back() {
             None => true,
-            Some(s) => !s.offsets.is_empty() && s.len + record > self.config.segment_bytes,
+            Some(s) => {
+                s.broken
+                    || s.end_id() != id
+                    || (!s.offsets.is_empty() && s.len + record > self.config.segment_bytes)
+            }
         };
         let extra = if needs_new { fits_alone } else { record };
         while self.bytes + extra > self.config.max_bytes {
@@ -472,25 +700,49 @@ impl Spool {
             if self.unsynced && self.config.fsync == Fsync::Always {
                 self.sync_now()?;
             }
-            self.new_segment()?;
+            self.new_segment(id)?;
         }
         let mut buf = Vec::with_capacity(record as usize);
         frame(payload, &mut buf);
-        let id = self.next_id;
         let Some(seg) = self.segments.back_mut() else {
             unreachable!("a segment was just ensured");
         };
-        seg.file.write_all(&buf).map_err(io_err(&seg.path))?;
-        seg.offsets.push(seg.len as u32);
+        let at = seg.len;
+        #[cfg(test)]
+        let written = if self.faults.short_writes > 0 {
+            self.faults.short_writes -= 1;
+            seg.file
+                .write_all(&buf[..buf.len() / 2])
+                .and_then(|()| Err(io::Error::other("injected short write")))
+        } else {
+            seg.file.write_all(&buf)
+        };
+        #[cfg(not(test))]
+        let written = seg.file.write_all(&buf);
+        if let Err(e) = written {
+            // Cut back to the last whole record, so that later records stay readable.
+            let cut = seg
+                .file
+                .set_len(at)
+                .and_then(|()| seg.file.seek(SeekFrom::Start(at)).map(|_| ()));
+            if cut.is_err() {
+                seg.broken = true;
+            }
+            return Err(io_err(&seg.path)(e));
+        }
+        seg.offsets.push(at as u32);
         seg.acked.push(false);
         seg.sent.push(false);
         seg.unacked += 1;
         seg.len += record;
+        let first_id = seg.first_id;
         self.bytes += record;
-        self.next_id += 1;
         self.unsynced = true;
-        self.stats.appended += 1;
-        Ok(id)
+        if self.config.fsync != Fsync::Never {
+            self.unsynced_bytes += buf.len();
+            self.unsynced_frames.push((first_id, at, buf));
+        }
+        Ok(())
     }
 
     /// Drops the oldest segment. Returns false when there is nothing to drop.
@@ -534,13 +786,63 @@ impl Spool {
         }
     }
 
+    /// Syncs every segment written since the last sync. A failed fsync means "not durable"
+    /// (after one the kernel may have dropped the dirty pages and the next fsync would
+    /// succeed without them): what was written since the last good sync is written again, and
+    /// the records stay unsynced until a later sync succeeds.
     fn sync_now(&mut self) -> Result<(), SpoolError> {
-        if let Some(seg) = self.segments.back() {
-            seg.file.sync_data().map_err(io_err(&seg.path))?;
+        let mut firsts: Vec<u64> = self.unsynced_frames.iter().map(|f| f.0).collect();
+        firsts.extend(self.segments.back().map(|s| s.first_id));
+        firsts.sort_unstable();
+        firsts.dedup();
+        for first in firsts {
+            let Some(seg) = self.segments.iter().find(|s| s.first_id == first) else {
+                continue;
+            };
+            #[cfg(test)]
+            let synced = if self.faults.failed_syncs > 0 {
+                self.faults.failed_syncs -= 1;
+                // The kernel lost the pages: zero what was not synced yet.
+                for (f, offset, bytes) in &self.unsynced_frames {
+                    if *f == first {
+                        let _ = seg.file.write_all_at(&vec![0; bytes.len()], *offset);
+                    }
+                }
+                Err(io::Error::other("injected fsync failure"))
+            } else {
+                seg.file.sync_data()
+            };
+            #[cfg(not(test))]
+            let synced = seg.file.sync_data();
+            if let Err(e) = synced {
+                let path = seg.path.clone();
+                self.stats.sync_failures += 1;
+                self.rewrite_unsynced();
+                return Err(io_err(&path)(e));
+            }
         }
+        self.unsynced_frames.clear();
+        self.unsynced_bytes = 0;
         self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
+    }
+
+    fn rewrite_unsynced(&mut self) {
+        let mut rewritten = 0usize;
+        for (first, offset, bytes) in &self.unsynced_frames {
+            if let Some(seg) = self.segments.iter().find(|s| s.first_id == *first) {
+                if seg.file.write_all_at(bytes, *offset).is_ok() {
+                    rewritten += 1;
+                }
+            }
+        }
+        warn!(
+            rewritten,
+            of = self.unsynced_frames.len(),
+            sync_failures = self.stats.sync_failures,
+            "spool fsync failed: what was not yet durable was written again; it is synced on the next try"
+        );
     }
 
     fn locate(&self, id: u64) -> Option<(usize, usize)> {
@@ -558,7 +860,10 @@ impl Spool {
     /// and taken out of the spool); I/O errors.
     pub fn read(&mut self, id: u64) -> Result<Option<Vec<u8>>, SpoolError> {
         let Some((s, index)) = self.locate(id) else {
-            return Ok(None);
+            return Ok(self
+                .in_memory_record(id)
+                .filter(|u| !u.acked)
+                .map(|u| u.payload.clone()));
         };
         let seg = &self.segments[s];
         if seg.acked[index] {
@@ -591,7 +896,17 @@ impl Spool {
     pub fn mark_sent(&mut self, id: u64) {
         if let Some((s, i)) = self.locate(id) {
             self.segments[s].sent[i] = true;
+        } else if let Some(i) = self.in_memory_index(id) {
+            self.unwritten[i].sent = true;
         }
+    }
+
+    fn in_memory_index(&self, id: u64) -> Option<usize> {
+        self.unwritten.binary_search_by_key(&id, |u| u.id).ok()
+    }
+
+    fn in_memory_record(&self, id: u64) -> Option<&Unwritten> {
+        self.in_memory_index(id).map(|i| &self.unwritten[i])
     }
 
     /// Marks a record acknowledged; deletes segments that are fully acknowledged. Unknown ids
@@ -612,7 +927,20 @@ impl Spool {
 
     fn mark_acked(&mut self, id: u64) -> bool {
         let Some((s, index)) = self.locate(id) else {
-            return false;
+            let Some(i) = self.in_memory_index(id) else {
+                return false;
+            };
+            if self.unwritten[i].acked {
+                return false;
+            }
+            self.unwritten[i].acked = true;
+            // Acknowledged before the disk took it: it need not be written at all.
+            while self.unwritten.front().is_some_and(|u| u.acked) {
+                if let Some(u) = self.unwritten.pop_front() {
+                    self.unwritten_bytes -= u.payload.len();
+                }
+            }
+            return true;
         };
         let seg = &mut self.segments[s];
         if seg.acked[index] {
@@ -643,7 +971,10 @@ impl Spool {
                 }
             }
         }
-        self.next_id
+        self.unwritten
+            .iter()
+            .find(|u| !u.acked)
+            .map_or(self.next_id, |u| u.id)
     }
 
     /// Writes the ack watermark if it moved (atomically; synced unless the policy is `never`).
@@ -651,6 +982,9 @@ impl Spool {
     /// # Errors
     /// When the file cannot be written.
     pub fn persist(&mut self) -> Result<(), SpoolError> {
+        if !self.unwritten.is_empty() {
+            self.flush_unwritten();
+        }
         let watermark = self.watermark();
         self.last_watermark_write = Instant::now();
         if watermark == self.watermark_written {
@@ -671,6 +1005,14 @@ impl Spool {
     /// # Errors
     /// I/O errors.
     pub fn close(&mut self) -> Result<(), SpoolError> {
+        if !self.unwritten.is_empty() && !self.flush_unwritten() {
+            let lost = self.unwritten.iter().filter(|u| !u.acked).count();
+            self.stats.lost_in_memory += lost as u64;
+            error!(
+                lost,
+                "spool closed while its disk refused writes: readings kept only in memory are lost"
+            );
+        }
         if self.unsynced && self.config.fsync != Fsync::Never {
             self.sync_now()?;
         }
@@ -689,18 +1031,29 @@ impl Spool {
                 return Some(seg.first_id + (skip + i) as u64);
             }
         }
-        None
+        self.unwritten
+            .iter()
+            .find(|u| u.id >= from && !u.acked)
+            .map(|u| u.id)
     }
 
     /// Whether `id` is in the spool and not acknowledged.
     pub fn is_pending(&self, id: u64) -> bool {
-        self.locate(id)
-            .is_some_and(|(s, i)| !self.segments[s].acked[i])
+        match self.locate(id) {
+            Some((s, i)) => !self.segments[s].acked[i],
+            None => self.in_memory_record(id).is_some_and(|u| !u.acked),
+        }
     }
 
-    /// Unacknowledged records.
+    /// Unacknowledged records (on disk and in memory).
     pub fn pending(&self) -> u64 {
-        self.segments.iter().map(|s| s.unacked as u64).sum()
+        let on_disk: u64 = self.segments.iter().map(|s| s.unacked as u64).sum();
+        on_disk + self.unwritten.iter().filter(|u| !u.acked).count() as u64
+    }
+
+    /// Records kept in memory because the disk refused them.
+    pub fn in_memory(&self) -> usize {
+        self.unwritten.len()
     }
 
     /// Bytes on disk (segments).
@@ -937,6 +1290,165 @@ mod tests {
             "a corrupt record is not replayed forever"
         );
         assert_eq!(spool.read(2).unwrap().unwrap(), payload(2, 100));
+    }
+
+    fn payloads(spool: &mut Spool) -> Vec<Vec<u8>> {
+        drain(spool).into_iter().map(|(_, p)| p).collect()
+    }
+
+    #[test]
+    fn a_short_write_is_cut_back_kept_in_memory_and_written_when_the_disk_takes_it() {
+        let tmp = TempDir::new("short");
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        for i in 0..3 {
+            spool.append(&payload(i, 100)).unwrap();
+        }
+        let seg = segment_path(&tmp.0, 0);
+        let before = fs::metadata(&seg).unwrap().len();
+        spool.faults.short_writes = 2;
+        assert_eq!(spool.append(&payload(3, 100)).unwrap(), 3, "kept, not lost");
+        assert_eq!(
+            fs::metadata(&seg).unwrap().len(),
+            before,
+            "cut back to whole records"
+        );
+        assert_eq!(spool.in_memory(), 1);
+        // Still refused: it queues behind the first, in order, and can be read meanwhile.
+        assert_eq!(spool.append(&payload(4, 100)).unwrap(), 4);
+        assert_eq!(spool.in_memory(), 2);
+        assert_eq!(spool.read(4).unwrap().unwrap(), payload(4, 100));
+        assert_eq!(spool.pending(), 5);
+        assert_eq!(spool.stats().write_errors, 2);
+        // The disk takes writes again: both are written before the next.
+        assert_eq!(spool.append(&payload(5, 100)).unwrap(), 5);
+        assert_eq!(spool.in_memory(), 0);
+        spool.close().unwrap();
+        drop(spool);
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        assert_eq!(
+            payloads(&mut spool),
+            (0..6).map(|i| payload(i, 100)).collect::<Vec<_>>()
+        );
+        assert_eq!(spool.stats().corrupt, 0, "no torn record was left behind");
+    }
+
+    #[test]
+    fn memory_is_bounded_and_an_acknowledged_reading_need_not_be_written() {
+        let tmp = TempDir::new("memory");
+        let mut spool = Spool::open(config(&tmp.0, 64 << 20)).unwrap();
+        spool.faults.short_writes = u32::MAX;
+        let len = 64 * 1024;
+        let fit = MAX_IN_MEMORY / len;
+        for i in 0..fit as u64 {
+            assert_eq!(spool.append(&payload(i, len)).unwrap(), i);
+        }
+        assert!(matches!(
+            spool.append(&payload(99, len)),
+            Err(SpoolError::NoRoom { held, .. }) if held == fit
+        ));
+        // Acknowledged while only in memory: gone from memory, never written.
+        for i in 0..fit as u64 - 1 {
+            spool.ack(i).unwrap();
+        }
+        assert_eq!(spool.in_memory(), 1);
+        spool.faults.short_writes = 0;
+        spool.persist().unwrap();
+        assert_eq!(spool.in_memory(), 0);
+        spool.close().unwrap();
+        drop(spool);
+        let mut spool = Spool::open(config(&tmp.0, 64 << 20)).unwrap();
+        let left = drain(&mut spool);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1, payload(fit as u64 - 1, len));
+        assert!(
+            left[0].0 >= fit as u64 - 1,
+            "ids never go back: {}",
+            left[0].0
+        );
+    }
+
+    #[test]
+    fn a_failed_fsync_writes_again_what_was_not_durable() {
+        let tmp = TempDir::new("fsync");
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        spool.append(&payload(0, 100)).unwrap();
+        spool.sync().unwrap();
+        for i in 1..4 {
+            spool.append(&payload(i, 100)).unwrap();
+        }
+        // The kernel drops the dirty pages and reports the failure once.
+        spool.faults.failed_syncs = 1;
+        assert!(spool.sync().is_err());
+        assert_eq!(spool.stats().sync_failures, 1);
+        // Not treated as synced: the next sync really syncs (the rewritten bytes).
+        spool.sync().unwrap();
+        drop(spool);
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        assert_eq!(
+            payloads(&mut spool),
+            (0..4).map(|i| payload(i, 100)).collect::<Vec<_>>()
+        );
+        assert_eq!(spool.stats().corrupt, 0);
+    }
+
+    #[test]
+    fn a_corrupt_record_inside_a_segment_is_skipped_and_the_rest_replayed() {
+        let tmp = TempDir::new("resync");
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        for i in 0..10 {
+            spool.append(&payload(i, 100)).unwrap();
+        }
+        for i in 0..3 {
+            spool.ack(i).unwrap();
+        }
+        spool.close().unwrap();
+        drop(spool);
+        // Record 4's length field and payload are garbage now.
+        let record = (RECORD_HEADER + 100) as u64;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(&tmp.0, 0))
+            .unwrap();
+        file.write_all_at(&[0xff; 40], MAGIC.len() as u64 + 4 * record)
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut spool =
+            Spool::open_with(config(&tmp.0, 1 << 20), |_, p| seen.push(p.to_vec())).unwrap();
+        let want: Vec<Vec<u8>> = [3, 5, 6, 7, 8, 9]
+            .iter()
+            .map(|&i| payload(i, 100))
+            .collect();
+        assert_eq!(
+            payloads(&mut spool),
+            want,
+            "everything after the corrupt record"
+        );
+        assert_eq!(seen, want);
+        assert_eq!(spool.stats().corrupt, 1);
+        assert_eq!(spool.stats().skipped_bytes, record);
+        // New records follow, and a reopen sees the same.
+        spool.append(&payload(10, 100)).unwrap();
+        spool.close().unwrap();
+        drop(spool);
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        assert_eq!(payloads(&mut spool).len(), 7);
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_placed_is_counted_and_moved_aside() {
+        let tmp = TempDir::new("unplaced");
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        for i in 0..5 {
+            spool.append(&payload(i, 100)).unwrap();
+        }
+        spool.close().unwrap();
+        drop(spool);
+        // A copy claiming ids from 2: overlaps ids 2..5 of the first segment.
+        fs::copy(segment_path(&tmp.0, 0), segment_path(&tmp.0, 2)).unwrap();
+        let mut spool = Spool::open(config(&tmp.0, 1 << 20)).unwrap();
+        assert_eq!(spool.stats().unplaced, 1);
+        assert!(segment_path(&tmp.0, 2).with_extension("unplaced").exists());
+        assert_eq!(payloads(&mut spool).len(), 5);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! daemon while it is away.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -404,6 +405,33 @@ pub enum Polled {
     },
 }
 
+/// The task that drives a client's event loop ([`spawn_poller`]).
+pub struct Poller {
+    /// What the event loop reports, in order.
+    pub events: mpsc::Receiver<Polled>,
+    /// The task; it ends when `events` is dropped or after a final DISCONNECT.
+    pub task: JoinHandle<()>,
+    /// Asks for a reconnect after the next DISCONNECT.
+    pub redial: Redial,
+}
+
+/// See [`Redial::after_disconnect`].
+#[derive(Debug, Clone)]
+pub struct Redial(Arc<AtomicBool>);
+
+impl Redial {
+    /// The next DISCONNECT the daemon sends is not the end: the poller reconnects at once
+    /// (the gateway disconnects to have the broker resend what it did not acknowledge).
+    pub fn after_disconnect(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Withdraws [`Redial::after_disconnect`] (the DISCONNECT could not be queued).
+    pub fn cancel(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Drives a client's event loop on its own task and hands its events to the daemon over a
 /// bounded channel of `capacity`.
 ///
@@ -415,61 +443,72 @@ pub enum Polled {
 /// every time; the daemon receives from the channel (`recv` is cancel-safe) and selects freely.
 ///
 /// After a connection error the poller waits as [`Reconnect`] says (capped at
-/// `reconnect_max`) and polls again, which reconnects — at once after a DISCONNECT the daemon
-/// sent (the gateway disconnects to have the broker resend what it did not acknowledge).
-/// It ends when the receiver is dropped (a clean stop: after the outgoing DISCONNECT was
-/// reported); only then is a poll abandoned midway, with the event loop itself.
-pub fn spawn_poller(
-    mut eventloop: EventLoop,
-    reconnect_max: Duration,
-    capacity: usize,
-) -> (mpsc::Receiver<Polled>, JoinHandle<()>) {
+/// `reconnect_max`) and polls again, which reconnects. After the daemon's DISCONNECT it passes
+/// the event on and ends — a clean stop must not reconnect (a new connection dropped at exit
+/// would make the broker publish the last will) — unless
+/// [`Redial::after_disconnect`] was called, then it reconnects at once. It also
+/// ends when the receiver is dropped; only then is a poll abandoned midway, with the event
+/// loop itself.
+pub fn spawn_poller(mut eventloop: EventLoop, reconnect_max: Duration, capacity: usize) -> Poller {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let task = tokio::spawn(async move {
-        let mut reconnect = Reconnect::new(reconnect_max);
-        // A DISCONNECT the daemon asked for: the connection error that follows is expected,
-        // and the reconnect is immediate.
-        let mut asked_to_disconnect = false;
-        loop {
-            let polled = tokio::select! {
-                () = tx.closed() => break,
-                polled = eventloop.poll() => polled,
-            };
-            let (message, wait) = match polled {
-                Ok(event) => {
-                    match &event {
-                        Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)) => {
-                            reconnect.connected();
-                        }
-                        Event::Outgoing(rumqttc::Outgoing::Disconnect) => {
-                            asked_to_disconnect = true;
-                        }
-                        _ => {}
-                    }
-                    (Polled::Event(event), None)
-                }
-                Err(error) => {
-                    let retry_in = if std::mem::take(&mut asked_to_disconnect) {
-                        Duration::ZERO
-                    } else {
-                        reconnect.failed()
-                    };
-                    let error = describe(&error);
-                    (Polled::Failed { error, retry_in }, Some(retry_in))
-                }
-            };
-            if tx.send(message).await.is_err() {
-                break;
-            }
-            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
-                tokio::select! {
+    let redial = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn({
+        let redial = redial.clone();
+        async move {
+            let mut reconnect = Reconnect::new(reconnect_max);
+            // A DISCONNECT the daemon asked for, to reconnect: the connection error that
+            // follows is expected, and the reconnect is immediate.
+            let mut redialing = false;
+            loop {
+                let polled = tokio::select! {
                     () = tx.closed() => break,
-                    () = tokio::time::sleep(wait) => {}
+                    polled = eventloop.poll() => polled,
+                };
+                let mut last = false;
+                let (message, wait) = match polled {
+                    Ok(event) => {
+                        match &event {
+                            Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_)) => {
+                                reconnect.connected();
+                            }
+                            Event::Outgoing(rumqttc::Outgoing::Disconnect) => {
+                                if redial.swap(false, Ordering::SeqCst) {
+                                    redialing = true;
+                                } else {
+                                    last = true;
+                                }
+                            }
+                            _ => {}
+                        }
+                        (Polled::Event(event), None)
+                    }
+                    Err(error) => {
+                        let retry_in = if std::mem::take(&mut redialing) {
+                            Duration::ZERO
+                        } else {
+                            reconnect.failed()
+                        };
+                        let error = describe(&error);
+                        (Polled::Failed { error, retry_in }, Some(retry_in))
+                    }
+                };
+                if tx.send(message).await.is_err() || last {
+                    break;
+                }
+                if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                    tokio::select! {
+                        () = tx.closed() => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }
     });
-    (rx, task)
+    Poller {
+        events: rx,
+        task,
+        redial: Redial(redial),
+    }
 }
 
 /// The reconnect policy of both daemons: [`crate::backoff`] with jitter, capped, reset by a

@@ -138,7 +138,11 @@ pub async fn run(
         }
     };
 
-    let (mut events, poller) = devtel_daemon::mqtt::spawn_poller(eventloop, reconnect_max, 1024);
+    let devtel_daemon::mqtt::Poller {
+        mut events,
+        task: poller,
+        redial,
+    } = devtel_daemon::mqtt::spawn_poller(eventloop, reconnect_max, 1024);
     let mut intake = Intake::new();
     loop {
         let polled = tokio::select! {
@@ -146,7 +150,7 @@ pub async fn run(
             permit = tx.reserve(), if intake.has_backlog() => match (permit, intake.pop()) {
                 (Ok(permit), Some(message)) => {
                     permit.send(message);
-                    intake.maybe_resync(&tx, &client, &shared);
+                    intake.maybe_resync(&tx, &client, &redial, &shared);
                     continue;
                 }
                 _ => break,
@@ -200,7 +204,7 @@ pub async fn run(
                 }
             }
         }
-        intake.maybe_resync(&tx, &client, &shared);
+        intake.maybe_resync(&tx, &client, &redial, &shared);
     }
     // Let the processor finish its batch (it may still acknowledge) while the poller keeps
     // moving requests; messages arriving now are not acknowledged and come again next time.
@@ -340,7 +344,13 @@ impl Intake {
     }
 
     /// Reconnects once the processor has taken everything, if messages were held back.
-    fn maybe_resync(&mut self, tx: &mpsc::Sender<Inbound>, client: &AsyncClient, shared: &Shared) {
+    fn maybe_resync(
+        &mut self,
+        tx: &mpsc::Sender<Inbound>,
+        client: &AsyncClient,
+        redial: &devtel_daemon::mqtt::Redial,
+        shared: &Shared,
+    ) {
         if self.resyncing
             || self.held_back == 0
             || !self.backlog.is_empty()
@@ -352,10 +362,13 @@ impl Intake {
             held_back = self.held_back,
             "the ingest queue has drained; reconnecting so that the broker sends the held-back messages again"
         );
+        redial.after_disconnect();
         if client.try_disconnect().is_ok() {
             self.held_back = 0;
             self.resyncing = true;
             shared.stats.update(|c| c.redelivery_reconnects += 1);
+        } else {
+            redial.cancel();
         }
     }
 

@@ -510,3 +510,120 @@ fn tls_with_a_generated_ca_and_a_password_file_works_and_a_wrong_ca_is_named() {
     }
     assert!(ok.terminate(Duration::from_secs(15)));
 }
+
+/// A tmpfs mounted for the test; unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs as the spool's disk and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `dir` until it refuses writes.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+/// The spool's disk fills up while the broker is away: readings are kept in memory, written
+/// when space returns, and survive a SIGKILL after that; every reading arrives, none is lost
+/// or dropped.
+#[test]
+fn a_full_disk_keeps_readings_in_memory_until_space_returns() {
+    let mut rig = Rig::new("diskfull");
+    let http = rig.http;
+    let _disk = Tmpfs::mount(&rig.dir.join("full-spool"), "512k");
+    let conf = rig.conf("full", "max_size = \"64 MiB\"");
+    let mut first = start_collector(&rig.dir, "collector-1", &conf);
+    wait_for("first deliveries", Duration::from_secs(30), || {
+        first.assert_running();
+        collector_view(http, "full").filter(|(e, _)| n(&e[0], "received") >= 3)
+    });
+
+    rig.stop_broker();
+    let filler = fill(&rig.dir.join("full-spool"));
+    wait_for("writes refused", Duration::from_secs(30), || {
+        first.assert_running();
+        first
+            .log()
+            .contains("spool write failed; readings are kept in memory")
+            .then_some(())
+    });
+    let refused_at = spooled_so_far(&first);
+    wait_for(
+        "readings polled while the disk is full",
+        Duration::from_secs(30),
+        || {
+            first.assert_running();
+            (spooled_so_far(&first) >= refused_at + 9).then_some(())
+        },
+    );
+    fs::remove_file(&filler).unwrap();
+    wait_for(
+        "the memory written to disk",
+        Duration::from_secs(30),
+        || {
+            first.assert_running();
+            first
+                .log()
+                .contains("the spool's disk takes writes again")
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // a round spooled to disk directly
+    let spooled_before_kill = spooled_so_far(&first);
+    first.child.kill().unwrap(); // what was only in memory would be gone now
+    first.child.wait().unwrap();
+
+    rig.start_broker();
+    let mut second = start_collector(&rig.dir, "collector-2", &conf);
+    let (epochs, _) = wait_for(
+        "the first run's readings, complete",
+        Duration::from_secs(60),
+        || {
+            second.assert_running();
+            collector_view(http, "full").filter(|(e, _)| {
+                e.len() == 2
+                    && n(&e[0], "received") >= spooled_before_kill
+                    && n(&e[0], "missing") == 0
+                    && n(&e[1], "received") >= 3
+            })
+        },
+    );
+    let old = &epochs[0];
+    assert_eq!(n(old, "first_seq"), 0);
+    assert_eq!(n(old, "received"), n(old, "last_seq") + 1, "{old}");
+    assert!(n(old, "received") >= spooled_before_kill, "{old}");
+    assert!(second.terminate(Duration::from_secs(15)));
+    let (_, status) = wait_for("the offline status", Duration::from_secs(15), || {
+        collector_view(http, "full").filter(|(_, s)| s["state"] == "offline")
+    });
+    let counters = &status["counters"];
+    for key in ["dropped", "lost", "spool_in_memory"] {
+        assert_eq!(n(counters, key), 0, "{key}: {status}");
+    }
+    assert_no_double_counting(http);
+}
