@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use devtel_protocol::topic;
 use devtel_protocol::{
     CounterUnit, DeviceKind, DockReading, Envelope, Health, NoResponseCause, PhoneReading,
     PrinterReading, Reading, SupplyState,
@@ -1016,6 +1017,65 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
     }
 }
 
+/// A device as the retained unit message lists it: where to find its document.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceLink<'a> {
+    /// Device id.
+    pub device: &'a str,
+    /// `copier`, `phone` or `dock`.
+    pub kind: &'static str,
+    /// Status at its last poll.
+    pub status: &'static str,
+    /// Why the last poll went unanswered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_response_cause: Option<&'static str>,
+    /// The topic of its retained device document.
+    pub topic: String,
+}
+
+/// Most entries of `supplies_to_order` in the retained unit message.
+pub const MAX_ORDERS_IN_MESSAGE: usize = 1000;
+
+/// The unit document as retained on `devtel/v1/units/{unit}`: its devices are linked (id,
+/// kind, status and the topic of the device's own document) rather than embedded, and
+/// `supplies_to_order` lists at most [`MAX_ORDERS_IN_MESSAGE`] entries (the most urgent
+/// first: empty before low; `supplies_to_order_count` says how many there are). So the
+/// message stays bounded for any unit size: about 130 bytes per device plus at most some
+/// 200 KB of orders, against the 4 MiB packet limit. `GET /api/units/{unit}` embeds the full
+/// entries and the whole list.
+///
+/// # Errors
+/// When the document cannot be serialised (it always can).
+pub fn unit_message(doc: &UnitDoc) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(doc)?;
+    let links: Vec<DeviceLink> = doc
+        .devices
+        .iter()
+        .map(|d| DeviceLink {
+            device: &d.device,
+            kind: d.kind,
+            status: d.status,
+            no_response_cause: d.no_response_cause,
+            topic: topic::device(&d.device)
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut orders: Vec<&SupplyOrder> = doc.supplies_to_order.iter().collect();
+    // Stable: within a state, the document's order (by device) stays.
+    orders.sort_by_key(|o| o.state != "empty" && o.state != "full");
+    orders.truncate(MAX_ORDERS_IN_MESSAGE);
+    if let Some(o) = value.as_object_mut() {
+        o.insert("devices".into(), serde_json::to_value(links)?);
+        o.insert(
+            "supplies_to_order_count".into(),
+            doc.supplies_to_order.len().into(),
+        );
+        o.insert("supplies_to_order".into(), serde_json::to_value(orders)?);
+    }
+    serde_json::to_vec(&value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1129,6 +1189,97 @@ mod tests {
             link_since_ms(1_000_000, Some(5), Some(u32::MAX - 9)),
             Some(1_000_000 - 150)
         );
+    }
+
+    #[test]
+    fn the_retained_unit_message_stays_small_for_a_thousand_copiers_or_two_hundred_switches() {
+        use devtel_protocol::{DockReading, LinkStatus, Occupancy, Seat, MAX_PACKET_LEN};
+        let mut agg = Aggregator::new();
+        let names = [
+            "ricoh_mpc3002",
+            "sharp",
+            "konica_c250i",
+            "jetdirect_m130nw",
+            "utax",
+            "epson",
+        ];
+        let printers: Vec<PrinterReading> =
+            names.iter().map(|n| crate::testdata::printer(n)).collect();
+        let mut seq = 0;
+        for i in 0..1000 {
+            let mut r = printers[i % printers.len()].clone();
+            r.device = format!("copier-{i:04}").as_str().try_into().unwrap();
+            r.unit = "ba.big".try_into().unwrap();
+            // Every supply low: the longest list of supplies to order.
+            for s in r.supplies.iter_mut() {
+                s.max_capacity = Some(Capacity::Value(100));
+                s.level = Some(Level::from_raw(5));
+            }
+            seq += 1;
+            agg.ingest(&envelope("c", seq, 1_000 + seq, Reading::Printer(r)));
+        }
+        for i in 0..200 {
+            let mut d = DockReading {
+                device: format!("switch-{i:03}").as_str().try_into().unwrap(),
+                unit: "ba.docks".try_into().unwrap(),
+                fdb_read: true,
+                ..DockReading::default()
+            };
+            for port in 1..=48 {
+                d.seats
+                    .push(Seat {
+                        if_index: port,
+                        name: Some(
+                            format!("GigabitEthernet1/0/{port}")
+                                .as_str()
+                                .try_into()
+                                .unwrap(),
+                        ),
+                        label: Some(
+                            format!("Raum 3.{port:02} Platz A")
+                                .as_str()
+                                .try_into()
+                                .unwrap(),
+                        ),
+                        link: Some(LinkStatus::Up),
+                        speed_mbps: Some(1000),
+                        last_change_ticks: Some(0),
+                        clients: 1,
+                        client_mac: Some([0, 0xe0, 0x4c, 1, 2, port as u8]),
+                        phone: None,
+                        occupancy: Occupancy::Occupied,
+                    })
+                    .unwrap();
+            }
+            seq += 1;
+            agg.ingest(&envelope("c", seq, 1_000 + seq, Reading::Dock(d)));
+        }
+        for (unit, devices) in [("ba.big", 1000), ("ba.docks", 200)] {
+            let doc = agg.unit(unit).unwrap();
+            assert_eq!(doc.devices.len(), devices);
+            let embedded = serde_json::to_vec(&doc).unwrap().len();
+            let message = unit_message(&doc).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&message).unwrap();
+            assert_eq!(v["devices"].as_array().unwrap().len(), devices);
+            assert_eq!(
+                v["devices"][0]["topic"],
+                format!("devtel/v1/devices/{}", doc.devices[0].device)
+            );
+            assert_eq!(v["devices_total"], devices, "the figures are all there");
+            let orders = v["supplies_to_order"].as_array().unwrap().len();
+            assert_eq!(
+                orders,
+                doc.supplies_to_order.len().min(MAX_ORDERS_IN_MESSAGE)
+            );
+            assert_eq!(v["supplies_to_order_count"], doc.supplies_to_order.len());
+            // Well within the packet limit, with room for growth.
+            assert!(
+                message.len() < MAX_PACKET_LEN / 4,
+                "{unit}: {} bytes (embedded: {embedded})",
+                message.len()
+            );
+            eprintln!("{unit}: {} B linked, {embedded} B embedded", message.len());
+        }
     }
 
     #[test]

@@ -742,7 +742,7 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
             let Ok(t) = topic::unit(&unit) else { continue };
             let body = agg
                 .unit(&unit)
-                .and_then(|d| serde_json::to_vec(&d).ok())
+                .and_then(|d| crate::aggregate::unit_message(&d).ok())
                 .unwrap_or_default();
             docs.push((t.to_string(), body));
         }

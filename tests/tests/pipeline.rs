@@ -15,7 +15,7 @@ const DEVICES: &[(&str, &str, &str)] = &[
     ("konica_c250i", "konica-eg", "jugendamt.team-2"),
 ];
 
-/// Subscribes to every unit document and collects the retained ones.
+/// Subscribes to every unit and device document and collects the retained ones.
 fn unit_documents(
     rt: &tokio::runtime::Runtime,
     broker: u16,
@@ -25,10 +25,12 @@ fn unit_documents(
         let mut options = MqttOptions::new("e2e-integrator", "127.0.0.1", broker);
         options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 16);
-        client
-            .subscribe(devtel_protocol::topic::UNITS_FILTER, QoS::AtLeastOnce)
-            .await
-            .unwrap();
+        for filter in [
+            devtel_protocol::topic::UNITS_FILTER,
+            devtel_protocol::topic::DEVICES_FILTER,
+        ] {
+            client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        }
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -264,10 +266,32 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
                 .is_some_and(|d| d["pages"]["total"] == team["pages"]["total"]);
         ok.then_some(())
     });
-    let retained = &latest["devtel/v1/units/ba.it"];
-    for (recording, id, unit) in DEVICES.iter().filter(|d| d.2 == "ba.it") {
-        assert_eq!(*unit, "ba.it");
-        assert_device_matches_recording(retained, recording, id);
+    // The unit document links its devices; each link leads to the device's retained
+    // document, which matches the recording.
+    let retained = latest["devtel/v1/units/ba.it"].clone();
+    let links = retained["devices"].as_array().unwrap().clone();
+    assert_eq!(
+        links.len(),
+        DEVICES.iter().filter(|d| d.2 == "ba.it").count(),
+        "{retained}"
+    );
+    for (recording, id, _) in DEVICES.iter().filter(|d| d.2 == "ba.it") {
+        let link = links.iter().find(|l| l["device"] == *id).unwrap();
+        assert_eq!(link["kind"], "copier");
+        let topic = link["topic"].as_str().unwrap().to_string();
+        let device = wait_for(
+            "the linked device document",
+            Duration::from_secs(30),
+            || {
+                while let Ok((topic, doc)) = docs.try_recv() {
+                    latest.insert(topic, doc);
+                }
+                latest.get(&topic).cloned()
+            },
+        );
+        assert_eq!(device["device"], *id);
+        assert_eq!(link["status"], device["status"]);
+        assert_device_matches_recording(&serde_json::json!({ "devices": [device] }), recording, id);
     }
 
     // Both daemons stop cleanly on SIGTERM.
