@@ -416,7 +416,7 @@ pub struct Poller {
 }
 
 /// See [`Redial::after_disconnect`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Redial(Arc<AtomicBool>);
 
 impl Redial {
@@ -424,6 +424,11 @@ impl Redial {
     /// (the gateway disconnects to have the broker resend what it did not acknowledge).
     pub fn after_disconnect(&self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a reconnect after the next DISCONNECT is pending.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 
     /// Withdraws [`Redial::after_disconnect`] (the DISCONNECT could not be queued).

@@ -471,6 +471,16 @@ struct Dirty {
     since: Option<Instant>,
 }
 
+impl Dirty {
+    /// Whether to publish now: a change waits at most [`DOC_INTERVAL`] while ingest is busy
+    /// (a burst republishes a unit once a second, not per batch), and goes out as soon as the
+    /// intake is idle.
+    fn due(&self, now: Instant, idle: bool) -> bool {
+        self.since
+            .is_some_and(|t| idle || now.saturating_duration_since(t) >= DOC_INTERVAL)
+    }
+}
+
 fn process(
     mut rx: mpsc::Receiver<Inbound>,
     out: &Out,
@@ -507,8 +517,7 @@ fn process(
                 }
             }
         }
-        let due = dirty.since.is_some_and(|t| t.elapsed() >= DOC_INTERVAL);
-        if due || (batch.is_empty() && dirty.since.is_some()) {
+        if dirty.due(Instant::now(), batch.is_empty()) {
             publish_documents(out, shared, &mut dirty);
         }
     }
@@ -761,5 +770,114 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
         if !out.publish(t, true, Bytes::from(body)) {
             shared.stats.update(|c| c.documents_not_published += 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Aggregator;
+
+    fn publish(qos: QoS, pkid: u16) -> Publish {
+        let mut p = Publish::new(
+            "devtel/v1/telemetry/s/u/d",
+            qos,
+            Bytes::from_static(b"\x01\x02"),
+            None,
+        );
+        p.pkid = pkid;
+        p
+    }
+
+    fn client() -> (AsyncClient, rumqttc::v5::EventLoop) {
+        AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 16)
+    }
+
+    #[tokio::test]
+    async fn qos1_beyond_channel_and_backlog_is_held_back_and_resent_after_the_queue_drains() {
+        let shared = Shared::new(Aggregator::new());
+        let (tx, mut rx) = mpsc::channel::<Inbound>(4);
+        let (client, _eventloop) = client();
+        let redial = devtel_daemon::mqtt::Redial::default();
+        let mut intake = Intake::new();
+        intake.max_backlog = 3;
+        for pkid in 1..=10 {
+            assert!(intake.deliver(&tx, &shared, &publish(QoS::AtLeastOnce, pkid)));
+            intake.maybe_resync(&tx, &client, &redial, &shared);
+        }
+        // 4 in the channel, 3 waiting in order, 3 held back (not acknowledged).
+        assert_eq!(
+            intake.backlog.iter().map(|m| m.pkid).collect::<Vec<_>>(),
+            [5, 6, 7]
+        );
+        let c = shared.stats.snapshot();
+        assert_eq!((c.held_back, c.redelivery_reconnects), (3, 0));
+        assert!(
+            c.rejected.values().all(|n| *n == 0),
+            "nothing QoS 1 is dropped"
+        );
+        assert!(
+            !redial.requested(),
+            "no reconnect while messages are queued"
+        );
+        // The processor takes the channel; the backlog moves up in order.
+        let mut taken = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            taken.push(m.pkid);
+            if let Ok(permit) = tx.try_reserve() {
+                if let Some(m) = intake.pop() {
+                    permit.send(m);
+                }
+            }
+            intake.maybe_resync(&tx, &client, &redial, &shared);
+        }
+        assert_eq!(taken, [1, 2, 3, 4, 5, 6, 7]);
+        // Drained: one reconnect, asked for once, that the poller turns into a redial.
+        assert!(redial.requested());
+        assert_eq!(shared.stats.snapshot().redelivery_reconnects, 1);
+        assert!(intake.resyncing);
+        intake.maybe_resync(&tx, &client, &redial, &shared);
+        assert_eq!(shared.stats.snapshot().redelivery_reconnects, 1);
+    }
+
+    #[tokio::test]
+    async fn qos0_only_takes_room_that_qos1_cannot_need() {
+        let shared = Shared::new(Aggregator::new());
+        let (tx, _rx) = mpsc::channel::<Inbound>(CHANNEL);
+        let mut intake = Intake::new();
+        // QoS 0 fills only the share above the Receive Maximum ...
+        for _ in 0..CHANNEL {
+            assert!(intake.deliver(&tx, &shared, &publish(QoS::AtMostOnce, 0)));
+        }
+        assert_eq!(CHANNEL - tx.capacity(), CHANNEL - RECEIVE_MAXIMUM as usize);
+        let c = shared.stats.snapshot();
+        assert_eq!(c.rejected["overflow"], RECEIVE_MAXIMUM as u64);
+        // ... so every QoS 1 message the broker may send unacknowledged still fits.
+        for pkid in 1..=RECEIVE_MAXIMUM {
+            assert!(intake.deliver(&tx, &shared, &publish(QoS::AtLeastOnce, pkid)));
+        }
+        assert!(intake.backlog.is_empty());
+        assert_eq!(tx.capacity(), 0);
+        assert_eq!(shared.stats.snapshot().held_back, 0);
+    }
+
+    #[test]
+    fn documents_go_out_once_a_second_while_busy_and_at_once_when_idle() {
+        let t0 = Instant::now();
+        let mut dirty = Dirty::default();
+        assert!(!dirty.due(t0, true), "nothing changed");
+        dirty.since = Some(t0);
+        assert!(!dirty.due(t0 + Duration::from_millis(999), false));
+        assert!(dirty.due(t0 + DOC_INTERVAL, false));
+        assert!(dirty.due(t0 + Duration::from_millis(1), true));
+    }
+
+    #[tokio::test]
+    async fn a_closed_processor_stops_the_intake() {
+        let shared = Shared::new(Aggregator::new());
+        let (tx, rx) = mpsc::channel::<Inbound>(4);
+        drop(rx);
+        let mut intake = Intake::new();
+        assert!(!intake.deliver(&tx, &shared, &publish(QoS::AtLeastOnce, 1)));
     }
 }
