@@ -11,13 +11,17 @@
 //!   sends beyond that (Mosquitto 2.0 does under a burst) waits in a bounded backlog, and
 //!   beyond the backlog it is held back — not acknowledged, counted, and sent again by the
 //!   broker after the reconnect the gateway makes once it has caught up
-//!   ([`Intake::deliver`]). Nothing queues without bound and nothing QoS 1 is dropped. The Maximum Packet Size announced in CONNECT makes the broker drop what the client
-//!   could not read, so no message can break the connection and come back forever.
-//! - The processor runs on its own thread (SQLite is blocking). It takes what has arrived as
-//!   one batch (up to [`MAX_BATCH`]) and runs the plan of [`crate::batch`]: check, commit in
-//!   one transaction, apply, then acknowledge: a devtel [`devtel_protocol::Ack`] per collector
-//!   epoch on `devtel/v1/acks/{site}/{collector}`, dead-letter copies of what was rejected,
-//!   and the MQTT acknowledgement of every message of the batch. A crash before the commit
+//!   ([`Intake::deliver`]). Nothing queues without bound and nothing QoS 1 is dropped. The
+//!   Maximum Packet Size announced in CONNECT makes the broker drop what the client could not
+//!   read, so no message can break the connection and come back forever.
+//! - The processor runs on two threads (SQLite is blocking): one takes what has arrived as
+//!   one batch (up to [`MAX_BATCH`]) and checks it (decoding is the largest cost), the other
+//!   commits the batch before it — so the two overlap — and runs the rest of the plan of
+//!   [`crate::batch`]: commit in one transaction, apply, then acknowledge: a devtel
+//!   [`devtel_protocol::Ack`] per collector epoch on `devtel/v1/acks/{site}/{collector}`,
+//!   dead-letter copies of what was rejected, and the MQTT acknowledgement of every message
+//!   of the batch. At most two batches are decoded at any time (the hand-over is a
+//!   rendezvous). A crash before the commit
 //!   loses nothing (not acknowledged: redelivered, or sent again by the collector); a crash
 //!   after it repeats nothing (the store's UNIQUE identity makes the repeat a counted
 //!   duplicate, which is acknowledged again). A batch that cannot be applied (a poisoned lock)
@@ -481,48 +485,94 @@ impl Dirty {
     }
 }
 
+/// A batch checked and ready to commit.
+struct Ready {
+    batch: Vec<Inbound>,
+    checked: Checked,
+    received_ms: u64,
+}
+
+/// The processor: a checking stage (decode, bounds, topic) on its own thread feeds the
+/// committing stage (commit, apply, acknowledge) on this one, so decoding the next batch
+/// overlaps committing this one. The hand-over is a rendezvous: at most two batches are
+/// decoded at any time.
 fn process(
-    mut rx: mpsc::Receiver<Inbound>,
+    rx: mpsc::Receiver<Inbound>,
     out: &Out,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut store: Store,
     stop: &CancellationToken,
 ) -> Result<(), MqttError> {
+    let (to_commit, ready) = std::sync::mpsc::sync_channel::<Ready>(0);
+    let checker = {
+        let handle = out.handle.clone();
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("devtel-check".into())
+            .spawn(move || check_stage(rx, &handle, &shared, &to_commit))
+            .map_err(|e| MqttError::Ingest(format!("cannot start the check thread: {e}")))?
+    };
     let mut dirty = Dirty::default();
-    loop {
-        let first = out
-            .handle
-            .block_on(async { tokio::time::timeout(Duration::from_millis(200), rx.recv()).await });
-        let mut batch = Vec::new();
-        match first {
-            Ok(Some(m)) => {
-                batch.push(m);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(_) => {} // idle
-        }
-        if !batch.is_empty() {
-            match handle_batch(&batch, out, shared, &mut store, stop, &mut dirty) {
+    let result = loop {
+        let (next, idle) = match ready.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => (Some(r), false),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (None, true),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+        };
+        if let Some(r) = next {
+            match handle_batch(&r, out, shared, &mut store, stop, &mut dirty) {
                 Ok(true) => {}
-                Ok(false) => break, // stopping before the commit succeeded
+                Ok(false) => break Ok(()), // stopping before the commit succeeded
                 Err(e) => {
-                    error!(error = %e, messages = batch.len(), "batch not acknowledged; the gateway stops (its next start rebuilds from the store)");
-                    return Err(e);
+                    error!(error = %e, messages = r.batch.len(), "batch not acknowledged; the gateway stops (its next start rebuilds from the store)");
+                    break Err(e);
                 }
             }
         }
-        if dirty.due(Instant::now(), batch.is_empty()) {
+        if dirty.due(Instant::now(), idle) {
             publish_documents(out, shared, &mut dirty);
         }
+    };
+    // Ends the check stage (its next hand-over fails), which closes the intake channel.
+    drop(ready);
+    if checker.join().is_err() {
+        error!("the check thread panicked");
     }
     publish_documents(out, shared, &mut dirty);
-    Ok(())
+    result
+}
+
+/// Takes what has arrived as one batch (up to [`MAX_BATCH`]), checks it and hands it on.
+fn check_stage(
+    mut rx: mpsc::Receiver<Inbound>,
+    handle: &Handle,
+    shared: &Shared,
+    to_commit: &std::sync::mpsc::SyncSender<Ready>,
+) {
+    while let Some(first) = handle.block_on(rx.recv()) {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let received_ms = now_ms();
+        shared.stats.update(|c| c.received += batch.len() as u64);
+        let checked = batch::check(&batch, &shared.units, received_ms);
+        for r in &checked.rejected {
+            let m = &batch[r.index];
+            shared.stats.reject(r.cause, &m.topic, m.size);
+        }
+        let ready = Ready {
+            batch,
+            checked,
+            received_ms,
+        };
+        if to_commit.send(ready).is_err() {
+            break; // the committing stage stopped
+        }
+    }
 }
 
 /// Commits `items`, retrying with backoff (nothing is acknowledged meanwhile) until it works;
@@ -660,25 +710,24 @@ fn apply(
 /// Runs the plan of one batch (see [`crate::batch`]). `Ok(false)` when stopping before the
 /// commit succeeded (nothing acknowledged); an error when the batch could not be applied.
 fn handle_batch(
-    batch: &[Inbound],
+    ready: &Ready,
     out: &Out,
     shared: &Shared,
     store: &mut Store,
     stop: &CancellationToken,
     dirty: &mut Dirty,
 ) -> Result<bool, MqttError> {
-    let received_ms = now_ms();
-    shared.stats.update(|c| c.received += batch.len() as u64);
-    let checked = batch::check(batch, &shared.units, received_ms);
-    for r in &checked.rejected {
-        let m = &batch[r.index];
-        shared.stats.reject(r.cause, &m.topic, m.size);
-    }
+    let Ready {
+        batch,
+        checked,
+        received_ms,
+    } = ready;
+    let (batch, checked, received_ms) = (&batch[..], checked, *received_ms);
     let Some(new) = commit(store, &checked.items, shared, stop) else {
         return Ok(false);
     };
-    check_failpoint(&checked, &new);
-    let applied = apply(&checked, &new, shared, dirty)?;
+    check_failpoint(checked, &new);
+    let applied = apply(checked, &new, shared, dirty)?;
     if applied.newest_poll > 0 {
         let lag = received_ms.saturating_sub(applied.newest_poll) as f64 / 1000.0;
         shared.stats.update(|c| c.lag_seconds = lag);
