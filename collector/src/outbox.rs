@@ -872,6 +872,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn replicas_on_a_shared_subscription_each_ack_their_share_and_the_union_releases() {
+        let mut rig = Rig::new(Acknowledge::Gateway);
+        rig.outbox.connected(false);
+        rig.poll(6, 0);
+        rig.send();
+        rig.pubacks();
+        // The broker split the stream: replica A stored 0, 2, 4 and B 1, 3, 5. Each
+        // acknowledges only what it committed, cumulatively.
+        rig.ack(EPOCH, &[(0, 1)], &[]);
+        rig.ack(EPOCH, &[(1, 1)], &[]);
+        rig.ack(EPOCH, &[(0, 1), (2, 1)], &[]);
+        rig.ack(EPOCH, &[(1, 1), (3, 1)], &[]);
+        assert_eq!(rig.spool.acked, [0, 1, 2, 3]);
+        // Silence from A on 5 and from B on 4 holds nothing back: each names its own.
+        rig.ack(EPOCH, &[(1, 1), (3, 1), (5, 1)], &[]);
+        assert_eq!(rig.spool.acked, [0, 1, 2, 3, 5]);
+        assert!(
+            !rig.outbox.idle(&rig.spool),
+            "seq 4 still awaits its replica"
+        );
+        rig.ack(EPOCH, &[(0, 1), (2, 1), (4, 1)], &[]);
+        assert_eq!(rig.spool.acked, [0, 1, 2, 3, 5, 4]);
+        assert!(rig.outbox.idle(&rig.spool));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn readings_refused_by_the_gateway_are_released_and_counted() {
         let mut rig = Rig::new(Acknowledge::Gateway);
         rig.outbox.connected(false);
