@@ -215,7 +215,51 @@ fn a_30s_broker_outage_loses_no_reading_and_counts_none_twice() {
     });
     let counters = &status["counters"];
     let spooled = n(counters, "spooled");
-    let e = &epochs[0];
+    assert_every_seq_once(&epochs[0], spooled, &status);
+    assert_eq!(n(counters, "dropped"), 0);
+    assert_eq!(n(counters, "lost"), 0);
+    assert_eq!(n(counters, "spool_pending"), 0);
+    assert!(n(counters, "reconnects") >= 1, "{status}");
+    assert!(n(counters, "connection_errors") >= 1, "{status}");
+    assert_eq!(n(counters, "polls"), spooled);
+    assert_no_double_counting(http);
+    assert!(collector.log().contains("MQTT connection error"));
+}
+
+/// SIGKILLs `first` (no flush, no goodbye), brings the broker back and starts the collector
+/// again; waits until the killed run's epoch holds at least what it had spooled, without a
+/// hole, and the new run delivers. Returns the new process, the two epochs and what the killed
+/// run had spooled.
+fn kill_restart_and_wait(
+    rig: &mut Rig,
+    mut first: Proc,
+    conf: &Path,
+    name: &str,
+) -> (Proc, Vec<Value>, u64) {
+    let http = rig.http;
+    let spooled_before_kill = spooled_so_far(&first);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    rig.start_broker();
+    let mut second = start_collector(&rig.dir, "collector-2", conf);
+    let (epochs, _) = wait_for(
+        "the killed run's readings and the new run's",
+        Duration::from_secs(60),
+        || {
+            second.assert_running();
+            collector_view(http, name).filter(|(e, _)| {
+                e.len() == 2
+                    && n(&e[0], "received") >= spooled_before_kill
+                    && n(&e[0], "missing") == 0
+                    && n(&e[1], "received") >= 3
+            })
+        },
+    );
+    (second, epochs, spooled_before_kill)
+}
+
+/// One epoch that holds every sequence number from 0 to `spooled - 1` exactly once.
+pub(crate) fn assert_every_seq_once(e: &Value, spooled: u64, status: &Value) {
     assert_eq!(
         (
             n(e, "first_seq"),
@@ -226,14 +270,6 @@ fn a_30s_broker_outage_loses_no_reading_and_counts_none_twice() {
         (0, spooled, spooled, 0),
         "every sequence number exactly once: {e} {status}"
     );
-    assert_eq!(n(counters, "dropped"), 0);
-    assert_eq!(n(counters, "lost"), 0);
-    assert_eq!(n(counters, "spool_pending"), 0);
-    assert!(n(counters, "reconnects") >= 1, "{status}");
-    assert!(n(counters, "connection_errors") >= 1, "{status}");
-    assert_eq!(n(counters, "polls"), spooled);
-    assert_no_double_counting(http);
-    assert!(collector.log().contains("MQTT connection error"));
 }
 
 #[test]
@@ -252,25 +288,7 @@ fn a_collector_killed_during_an_outage_delivers_its_spool_after_restart() {
         first.assert_running();
         (spooled_so_far(&first) >= 20).then_some(())
     });
-    let spooled_before_kill = spooled_so_far(&first);
-    first.child.kill().unwrap(); // SIGKILL: no flush, no goodbye
-    first.child.wait().unwrap();
-
-    rig.start_broker();
-    let mut second = start_collector(&rig.dir, "collector-2", &conf);
-    let (epochs, _) = wait_for(
-        "the killed run's readings and the new run's",
-        Duration::from_secs(60),
-        || {
-            second.assert_running();
-            collector_view(http, "killed").filter(|(e, _)| {
-                e.len() == 2
-                    && n(&e[0], "received") >= spooled_before_kill
-                    && n(&e[0], "missing") == 0
-                    && n(&e[1], "received") >= 3
-            })
-        },
-    );
+    let (second, epochs, _) = kill_restart_and_wait(&mut rig, first, &conf, "killed");
     let (old, new) = (&epochs[0], &epochs[1]);
     assert!(n(new, "epoch") > n(old, "epoch"));
     assert_eq!(n(old, "first_seq"), 0);
@@ -593,26 +611,10 @@ fn a_full_disk_keeps_readings_in_memory_until_space_returns() {
                 .then_some(())
         },
     );
-    std::thread::sleep(Duration::from_millis(1500)); // a round spooled to disk directly
-    let spooled_before_kill = spooled_so_far(&first);
-    first.child.kill().unwrap(); // what was only in memory would be gone now
-    first.child.wait().unwrap();
-
-    rig.start_broker();
-    let mut second = start_collector(&rig.dir, "collector-2", &conf);
-    let (epochs, _) = wait_for(
-        "the first run's readings, complete",
-        Duration::from_secs(60),
-        || {
-            second.assert_running();
-            collector_view(http, "full").filter(|(e, _)| {
-                e.len() == 2
-                    && n(&e[0], "received") >= spooled_before_kill
-                    && n(&e[0], "missing") == 0
-                    && n(&e[1], "received") >= 3
-            })
-        },
-    );
+    // A round spooled to disk directly; what was only in memory would be gone after the kill.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut second, epochs, spooled_before_kill) =
+        kill_restart_and_wait(&mut rig, first, &conf, "full");
     let old = &epochs[0];
     assert_eq!(n(old, "first_seq"), 0);
     assert_eq!(n(old, "received"), n(old, "last_seq") + 1, "{old}");

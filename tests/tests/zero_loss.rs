@@ -11,7 +11,9 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-use crate::delivery::{collector_view, n, spooled_so_far, start_collector, COPIERS};
+use crate::delivery::{
+    assert_every_seq_once, collector_view, n, spooled_so_far, start_collector, COPIERS,
+};
 use crate::util::*;
 
 /// Mosquitto's default `max_queued_messages`.
@@ -91,16 +93,7 @@ fn stop_and_check_complete(http: u16, name: &str, collector: &mut Proc, gateway:
     let spooled = n(&counters, "spooled");
     assert_eq!(epochs.len(), 1, "{epochs:?}");
     let e = &epochs[0];
-    assert_eq!(
-        (
-            n(e, "first_seq"),
-            n(e, "last_seq") + 1,
-            n(e, "received"),
-            n(e, "missing")
-        ),
-        (0, spooled, spooled, 0),
-        "every sequence number exactly once: {e} {status}"
-    );
+    assert_every_seq_once(e, spooled, &status);
     for key in ["dropped", "lost", "spool_pending", "awaiting_gateway"] {
         assert_eq!(n(&counters, key), 0, "{key}: {status}");
     }
