@@ -45,6 +45,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::aggregate::Outcome;
 use crate::batch::{self, Checked, Inbound};
 use crate::config::Config;
 use crate::ingest::Rejection;
@@ -641,12 +642,7 @@ struct Applied {
 
 /// Step 3: applies the new envelopes and statuses, and computes the acknowledgements while
 /// the aggregator is locked.
-fn apply(
-    checked: &Checked,
-    new: &[bool],
-    shared: &Shared,
-    dirty: &mut Dirty,
-) -> Result<Applied, MqttError> {
+fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applied, MqttError> {
     let poisoned = |what: &str| MqttError::Ingest(format!("the {what} lock is poisoned"));
     let mut agg = shared
         .aggregator
@@ -657,9 +653,12 @@ fn apply(
         unassigned: Vec::new(),
         newest_poll: 0,
     };
-    for (i, (item, is_new)) in checked.items.iter().zip(new).enumerate() {
+    for (i, item) in checked.items.iter().enumerate() {
         match item {
-            Item::Envelope { envelope, .. } if *is_new => {
+            // A repeat the store recognised is one the aggregator holds too: ingesting it
+            // records the repeat in the collector's delivery ledger and counts its readings as
+            // duplicates, so `/api/collectors` and the ingest counters agree.
+            Item::Envelope { envelope, .. } => {
                 let changes = agg.ingest(envelope);
                 shared.stats.outcomes(&changes.outcomes);
                 if changes.unassigned > 0 {
@@ -668,7 +667,9 @@ fn apply(
                         .update(|c| c.unassigned += changes.unassigned as u64);
                     applied.unassigned.push(i);
                 }
-                applied.newest_poll = applied.newest_poll.max(envelope.timestamp_ms);
+                if changes.outcomes.iter().any(|o| *o != Outcome::Duplicate) {
+                    applied.newest_poll = applied.newest_poll.max(envelope.timestamp_ms);
+                }
                 if dirty.since.is_none()
                     && !(changes.units.is_empty() && changes.devices.is_empty())
                 {
@@ -676,11 +677,6 @@ fn apply(
                 }
                 dirty.units.extend(changes.units);
                 dirty.devices.extend(changes.devices);
-            }
-            Item::Envelope { envelope, .. } => {
-                shared
-                    .stats
-                    .update(|c| c.duplicates += envelope.readings.len() as u64);
             }
             Item::Status { site, status, .. } => {
                 let mut collectors = shared
@@ -727,7 +723,7 @@ fn handle_batch(
         return Ok(false);
     };
     check_failpoint(checked, &new);
-    let applied = apply(checked, &new, shared, dirty)?;
+    let applied = apply(checked, shared, dirty)?;
     if applied.newest_poll > 0 {
         let lag = received_ms.saturating_sub(applied.newest_poll) as f64 / 1000.0;
         shared.stats.update(|c| c.lag_seconds = lag);

@@ -399,3 +399,56 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
         serde_json::json!([])
     );
 }
+
+/// The same envelope published again after the gateway stored it (a collector resending what
+/// it had no acknowledgement for, a broker redelivering after a restart) is recognised by the
+/// store, applied once, and counted both in the ingest counters and in the collector's delivery
+/// ledger, so that `/healthz` and `/api/collectors` tell the same story.
+#[test]
+fn an_envelope_published_again_after_its_commit_is_applied_once_and_counted_as_a_repeat() {
+    let dir = temp_dir("repeat");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_broker, broker_port) = mosquitto(&dir);
+    let (mut gateway, http) = start_gateway(&dir, broker_port);
+    let mut envelope =
+        devtel_protocol::Envelope::new("replayer".try_into().unwrap(), 7, 41, 1_796_000_000_000);
+    envelope
+        .readings
+        .push(devtel_protocol::Reading::NoResponse(
+            devtel_protocol::NoResponse {
+                device: "copier-1".try_into().unwrap(),
+                unit: "ba.it".try_into().unwrap(),
+                kind: devtel_protocol::DeviceKind::Copier,
+                cause: devtel_protocol::NoResponseCause::Timeout,
+            },
+        ))
+        .unwrap();
+    let payload = devtel_protocol::encode_to_vec(&envelope).unwrap();
+    let topic = devtel_protocol::topic::telemetry("site", "ba.it", "copier-1").unwrap();
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("e2e-replayer", "127.0.0.1", broker_port),
+        16,
+    );
+    rt.spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let publish = || {
+        rt.block_on(client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload.clone()))
+            .unwrap();
+    };
+
+    publish();
+    wait_for("the first copy applied", Duration::from_secs(10), || {
+        gateway.assert_running();
+        http_json(http, "/healthz").filter(|h| h["ingest"]["applied"] == 1)
+    });
+    publish();
+    let health = wait_for("the second copy counted", Duration::from_secs(10), || {
+        gateway.assert_running();
+        http_json(http, "/healthz").filter(|h| h["ingest"]["duplicates"] == 1)
+    });
+    assert_eq!(health["ingest"]["applied"], 1, "{health}");
+    assert_eq!(health["ingest"]["received"], 2, "{health}");
+    let epochs = &http_json(http, "/api/collectors").unwrap()["replayer"]["epochs"];
+    assert_eq!(epochs[0]["received"], 1, "{epochs}");
+    assert_eq!(epochs[0]["repeats"], 1, "{epochs}");
+    crate::delivery::assert_no_double_counting(http);
+}
