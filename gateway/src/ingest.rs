@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use devtel_protocol::{decode, topic, Envelope, Error as WireError, MAX_ENCODED_LEN};
+use devtel_protocol::{decode_boxed, topic, Envelope, Error as WireError, MAX_ENCODED_LEN};
 use tracing::warn;
 
 use crate::aggregate::Outcome;
@@ -80,7 +80,7 @@ pub fn check(topic_name: &str, payload: &[u8]) -> Result<Box<Envelope>, Rejectio
     if payload.len() > MAX_ENCODED_LEN {
         return Err(Rejection::Oversize);
     }
-    let envelope = decode(payload).map(Box::new).map_err(|e| match e {
+    let envelope = decode_boxed(payload).map_err(|e| match e {
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
     })?;

@@ -22,7 +22,11 @@ use crate::{
 };
 
 /// One transmission from a collector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Deserialize` is written out in [`de`] rather than derived: it decodes the readings in
+/// place, into the envelope's own storage, where the derived code moves each reading (up to
+/// 15 KB) and then the envelope (30 KB) through several temporaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Envelope {
     /// Wire format version; always [`FORMAT_VERSION`] for envelopes this build writes.
     pub version: u8,
@@ -205,6 +209,151 @@ impl NoResponseCause {
             NoResponseCause::Network => "network",
             NoResponseCause::Auth => "auth",
             NoResponseCause::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// Deserialization of [`Envelope`] in place: the field order and the calls made to the
+/// deserializer are exactly those of `#[derive(Deserialize)]` (a struct is a tuple of its fields
+/// in declaration order, an enum a `u32` variant index and then its content), so the wire format
+/// is the derived one; `tests::in_place_decoding_is_the_derived_format` pins it against a
+/// derived twin.
+pub(crate) mod de {
+    use core::fmt;
+
+    use heapless::Vec;
+    use serde::de::{self, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    use super::{Envelope, Reading};
+    use crate::{Id, MAX_READINGS};
+
+    const FIELDS: &[&str] = &[
+        "version",
+        "collector",
+        "epoch",
+        "seq",
+        "timestamp_ms",
+        "readings",
+    ];
+    const VARIANTS: &[&str] = &["Printer", "NoResponse", "Phone", "Dock"];
+
+    impl<'de> Deserialize<'de> for Envelope {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let mut envelope = Envelope::new(Id::new(), 0, 0, 0);
+            InPlace(&mut envelope).deserialize(deserializer)?;
+            Ok(envelope)
+        }
+    }
+
+    /// Decodes an envelope into the one it holds (whose readings are cleared first).
+    pub(crate) struct InPlace<'a>(pub(crate) &'a mut Envelope);
+
+    impl<'de> DeserializeSeed<'de> for InPlace<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            self.0.readings.clear();
+            deserializer.deserialize_struct("Envelope", FIELDS, self)
+        }
+    }
+
+    fn field<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+        seq: &mut A,
+        index: usize,
+    ) -> Result<T, A::Error> {
+        seq.next_element()?
+            .ok_or_else(|| de::Error::invalid_length(index, &"struct Envelope with 6 elements"))
+    }
+
+    impl<'de> Visitor<'de> for InPlace<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("struct Envelope")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let envelope = self.0;
+            envelope.version = field(&mut seq, 0)?;
+            envelope.collector = field(&mut seq, 1)?;
+            envelope.epoch = field(&mut seq, 2)?;
+            envelope.seq = field(&mut seq, 3)?;
+            envelope.timestamp_ms = field(&mut seq, 4)?;
+            seq.next_element_seed(Readings(&mut envelope.readings))?
+                .ok_or_else(|| de::Error::invalid_length(5, &"struct Envelope with 6 elements"))
+        }
+    }
+
+    /// The readings, each decoded straight into its slot.
+    struct Readings<'a>(&'a mut Vec<Reading, MAX_READINGS>);
+
+    impl<'de> DeserializeSeed<'de> for Readings<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Readings<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a sequence of at most {MAX_READINGS} readings")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let readings = self.0;
+            // As heapless does for its own vectors: one element beyond the capacity is an
+            // invalid length, never a panic.
+            while seq.next_element_seed(OneReading(readings))?.is_some() {}
+            Ok(())
+        }
+    }
+
+    /// One reading, pushed onto the vector.
+    struct OneReading<'a>(&'a mut Vec<Reading, MAX_READINGS>);
+
+    impl<'de> DeserializeSeed<'de> for OneReading<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            if self.0.is_full() {
+                return Err(de::Error::invalid_length(
+                    MAX_READINGS + 1,
+                    &"at most MAX_READINGS readings",
+                ));
+            }
+            deserializer.deserialize_enum("Reading", VARIANTS, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for OneReading<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("enum Reading")
+        }
+
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+            let (index, variant): (u32, _) = data.variant()?;
+            let reading = match index {
+                0 => Reading::Printer(variant.newtype_variant()?),
+                1 => Reading::NoResponse(variant.newtype_variant()?),
+                2 => Reading::Phone(variant.newtype_variant()?),
+                3 => Reading::Dock(variant.newtype_variant()?),
+                other => {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Unsigned(other.into()),
+                        &"variant index 0 <= i < 4",
+                    ))
+                }
+            };
+            // Checked above; a full vector cannot be reached here.
+            self.0.push(reading).map_err(|_| {
+                de::Error::invalid_length(MAX_READINGS + 1, &"at most MAX_READINGS readings")
+            })
         }
     }
 }

@@ -617,3 +617,119 @@ mod acknowledgements {
         }
     }
 }
+
+/// `Envelope`'s `Deserialize` is written by hand (it decodes in place); these tests pin it to
+/// the format `#[derive(Deserialize)]` reads, with a derived twin of the struct.
+mod in_place {
+    use super::*;
+    use devtel_protocol::{decode_into, DockReading, PhoneReading, MAX_READINGS};
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize, Serialize)]
+    struct Twin<const N: usize> {
+        version: u8,
+        collector: devtel_protocol::Id,
+        epoch: u64,
+        seq: u64,
+        timestamp_ms: u64,
+        readings: heapless::Vec<Reading, N>,
+    }
+
+    /// What the derived code decodes, with `decode`'s checks.
+    fn derived(bytes: &[u8]) -> Option<Envelope> {
+        let (twin, rest): (Twin<MAX_READINGS>, &[u8]) = postcard::take_from_bytes(bytes).ok()?;
+        let mut envelope = Envelope::new(twin.collector, twin.epoch, twin.seq, twin.timestamp_ms);
+        envelope.version = twin.version;
+        envelope.readings = twin.readings;
+        (rest.is_empty()
+            && envelope.version == devtel_protocol::FORMAT_VERSION
+            && envelope.validate().is_ok())
+        .then_some(envelope)
+    }
+
+    fn two_kinds() -> Envelope {
+        let mut env = Envelope::new(id("gw1"), 9, 12, 1_700_000_000_123);
+        let mut dock = DockReading {
+            device: id("s"),
+            unit: id("u"),
+            ..DockReading::default()
+        };
+        dock.seats
+            .push(devtel_protocol::Seat {
+                if_index: 3,
+                name: Some("p3".try_into().unwrap()),
+                label: None,
+                link: None,
+                speed_mbps: Some(1000),
+                last_change_ticks: None,
+                clients: 1,
+                client_mac: Some([2, 0, 0, 0, 0, 1]),
+                phone: None,
+                occupancy: devtel_protocol::Occupancy::Occupied,
+            })
+            .unwrap();
+        env.readings
+            .push(Reading::Phone(PhoneReading {
+                device: id("p"),
+                unit: id("u"),
+                model: Some("HT".try_into().unwrap()),
+                ..PhoneReading::default()
+            }))
+            .unwrap();
+        env.readings.push(Reading::Dock(dock)).unwrap();
+        env
+    }
+
+    fn bytes(env: &Envelope) -> Vec<u8> {
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        encode(env, &mut buf).unwrap().to_vec()
+    }
+
+    #[test]
+    fn in_place_decoding_is_the_derived_format() {
+        for env in [example(), two_kinds()] {
+            let b = bytes(&env);
+            assert_eq!(decode(&b).unwrap(), env);
+            assert_eq!(derived(&b).unwrap(), env);
+        }
+        // One reading more than the capacity: both refuse it.
+        let mut three = Twin::<3> {
+            version: devtel_protocol::FORMAT_VERSION,
+            collector: id("gw1"),
+            epoch: 1,
+            seq: 1,
+            timestamp_ms: 1,
+            readings: heapless::Vec::new(),
+        };
+        for r in example().readings.iter().chain(two_kinds().readings.iter()) {
+            three.readings.push(r.clone()).unwrap();
+        }
+        let mut buf = [0u8; 4 * MAX_ENCODED_LEN];
+        let b = postcard::to_slice(&three, &mut buf).unwrap();
+        assert!(derived(b).is_none());
+        assert_eq!(decode(b), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn decoding_into_a_used_envelope_replaces_everything() {
+        let mut place = two_kinds();
+        decode_into(EXAMPLE_BYTES, &mut place).unwrap();
+        assert_eq!(place, example());
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_payloads_decode_as_the_derived_code_decodes(
+            pos in 0usize..4096, val in any::<u8>(), cut in 0usize..4096,
+        ) {
+            for env in [example(), two_kinds()] {
+                let mut b = bytes(&env);
+                let pos = pos % b.len();
+                b[pos] = val;
+                b.truncate(b.len() - cut % 8);
+                prop_assert_eq!(decode(&b).ok(), derived(&b));
+            }
+        }
+    }
+}
