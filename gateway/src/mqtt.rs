@@ -607,10 +607,19 @@ fn commit(
                     devtel_daemon::jitter(),
                 );
                 attempt = attempt.saturating_add(1);
-                if stop.is_cancelled() {
-                    return None;
+                // The pause ends early when the gateway stops: a store that stays broken must
+                // not hold a shutdown for the whole backoff.
+                let until = Instant::now() + pause;
+                loop {
+                    if stop.is_cancelled() {
+                        return None;
+                    }
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
                 }
-                std::thread::sleep(pause);
             }
         }
     }
@@ -836,6 +845,99 @@ mod tests {
 
     fn client() -> (AsyncClient, rumqttc::v5::EventLoop) {
         AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 16)
+    }
+
+    /// A store whose database another connection holds the write lock of: every commit fails
+    /// (SQLITE_BUSY after the busy timeout) until the returned connection lets go.
+    fn locked_store(name: &str) -> (Store, rusqlite::Connection, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("devtel-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let store = Store::open(&path).unwrap();
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        (store, blocker, dir)
+    }
+
+    fn one_envelope() -> Vec<Item> {
+        let mut envelope = devtel_protocol::Envelope::new("c".try_into().unwrap(), 1, 0, 1);
+        envelope
+            .readings
+            .push(devtel_protocol::Reading::NoResponse(
+                devtel_protocol::NoResponse {
+                    device: "d".try_into().unwrap(),
+                    unit: "u".try_into().unwrap(),
+                    kind: devtel_protocol::DeviceKind::Copier,
+                    cause: devtel_protocol::NoResponseCause::Timeout,
+                },
+            ))
+            .unwrap();
+        vec![Item::Envelope {
+            payload: devtel_protocol::encode_to_vec(&envelope).unwrap(),
+            units: vec!["u".into()],
+            envelope: Box::new(envelope),
+            received_ms: 1,
+        }]
+    }
+
+    #[test]
+    fn a_failing_store_is_retried_until_the_batch_is_stored() {
+        let (mut store, blocker, dir) = locked_store("retry");
+        let shared = Arc::new(Shared::new(Aggregator::new()));
+        let releaser = std::thread::spawn({
+            let shared = shared.clone();
+            move || {
+                // Let go once the gateway has seen the store fail.
+                while shared.stats.snapshot().store_errors == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                blocker.execute_batch("ROLLBACK").unwrap();
+            }
+        });
+        let stop = CancellationToken::new();
+        let items = one_envelope();
+        assert_eq!(commit(&mut store, &items, &shared, &stop), Some(vec![true]));
+        releaser.join().unwrap();
+        let c = shared.stats.snapshot();
+        assert!(c.store_errors >= 1, "{c:?}");
+        assert_eq!((c.commits, c.committed_messages), (1, 1), "{c:?}");
+        assert_eq!(store.envelope_count().unwrap(), 1);
+        // The same batch again (a redelivery after a restart) is stored once.
+        assert_eq!(
+            commit(&mut store, &items, &shared, &stop),
+            Some(vec![false])
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_stop_ends_the_retries_of_a_store_that_stays_broken_without_storing() {
+        let (mut store, blocker, dir) = locked_store("retry-stop");
+        let shared = Arc::new(Shared::new(Aggregator::new()));
+        let stop = CancellationToken::new();
+        let stopper = std::thread::spawn({
+            let (shared, stop) = (shared.clone(), stop.clone());
+            move || {
+                while shared.stats.snapshot().store_errors == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                stop.cancel();
+                Instant::now()
+            }
+        });
+        assert_eq!(commit(&mut store, &one_envelope(), &shared, &stop), None);
+        let stopped = stopper.join().unwrap();
+        // Out of the backoff within a slice of it, not after the whole pause.
+        assert!(
+            stopped.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            stopped.elapsed()
+        );
+        drop(blocker);
+        assert_eq!(store.envelope_count().unwrap(), 0);
+        assert_eq!(shared.stats.snapshot().commits, 0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
