@@ -300,7 +300,6 @@ fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
             .map(|(_, p)| {
                 let e = devtel_protocol::decode(p).unwrap();
                 Item::Envelope {
-                    units: e.readings.iter().map(|r| r.unit().to_string()).collect(),
                     envelope: Box::new(e),
                     payload: p.clone(),
                     received_ms: 0,
@@ -342,7 +341,6 @@ fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64) {
             .iter()
             .zip(envs)
             .map(|((_, p), e)| Item::Envelope {
-                units: e.readings.iter().map(|r| r.unit().to_string()).collect(),
                 envelope: Box::new(e.clone()),
                 payload: p.clone(),
                 received_ms: 0,

@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::ingest::{self, Rejection};
 use crate::store::Item;
-use crate::units::Units;
 
 /// Longest topic kept of a received message; a longer one is cut (no devtel topic is that
 /// long, so it is rejected as [`Rejection::Topic`]).
@@ -131,10 +130,10 @@ pub struct Checked {
 }
 
 /// Step 1 of the plan: turns every message of `batch` into an item or a rejection.
-pub fn check(batch: &[Inbound], units: &Units, received_ms: u64) -> Checked {
+pub fn check(batch: &[Inbound], received_ms: u64) -> Checked {
     let mut out = Checked::default();
     for (index, message) in batch.iter().enumerate() {
-        match check_one(message, units, received_ms) {
+        match check_one(message, received_ms) {
             Ok((item, target)) => {
                 out.items.push(item);
                 out.sources.push(index);
@@ -152,7 +151,7 @@ pub fn check(batch: &[Inbound], units: &Units, received_ms: u64) -> Checked {
 
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
 
-fn check_one(message: &Inbound, units: &Units, received_ms: u64) -> Checked1 {
+fn check_one(message: &Inbound, received_ms: u64) -> Checked1 {
     if message.topic_cut() {
         return Err((Rejection::Topic, None));
     }
@@ -195,17 +194,11 @@ fn check_one(message: &Inbound, units: &Units, received_ms: u64) -> Checked1 {
                         epoch: envelope.epoch,
                         seq: envelope.seq,
                     };
-                    let unit_ids = envelope
-                        .readings
-                        .iter()
-                        .map(|r| units.resolve(r.unit()).to_string())
-                        .collect();
                     Ok((
                         Item::Envelope {
                             envelope,
                             payload: message.payload.to_vec(),
                             received_ms,
-                            units: unit_ids,
                         },
                         Some(target),
                     ))
@@ -375,7 +368,6 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_message_is_a_counted_cause_not_an_error() {
-        let units = Units::default();
         let good = "devtel/v1/telemetry/s1/u/d";
         let long_topic = format!("devtel/v1/telemetry/s1/u/{}", "d".repeat(70_000));
         let batch = vec![
@@ -400,7 +392,7 @@ mod tests {
             "an oversize payload is not kept"
         );
         assert_eq!(batch[8].topic.len(), MAX_KEPT_TOPIC);
-        let checked = check(&batch, &units, 5);
+        let checked = check(&batch, 5);
         assert_eq!(checked.items.len(), 2);
         assert_eq!(checked.sources, [0, 7]);
         let causes: Vec<(usize, Rejection, bool)> = checked
@@ -424,7 +416,6 @@ mod tests {
 
     #[test]
     fn acknowledgements_cover_stored_ranges_and_refusals_per_epoch() {
-        let units = Units::default();
         let t = "devtel/v1/telemetry/s1/u/d";
         let batch = vec![
             inbound(t, envelope("c", 7, 4, "u", "d")),
@@ -433,7 +424,7 @@ mod tests {
             inbound("devtel/v1/telemetry/s2/u/d", envelope("k", 1, 9, "u", "d")),
             inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
         ];
-        let checked = check(&batch, &units, 5);
+        let checked = check(&batch, 5);
         // What the gateway holds: 0..6 of (c, 7) (4 and 5 just now), 0 of (c, 8), 9 of (k, 1).
         let acks = acknowledgements(&checked, |collector, epoch, seqs| {
             assert!(!seqs.is_empty());
@@ -490,12 +481,11 @@ mod tests {
 
     #[test]
     fn many_ranges_are_split_over_several_acknowledgements() {
-        let units = Units::default();
         let t = "devtel/v1/telemetry/s/u/d";
         let batch: Vec<Inbound> = (0..100)
             .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
             .collect();
-        let checked = check(&batch, &units, 5);
+        let checked = check(&batch, 5);
         let acks = acknowledgements(&checked, |_, _, seqs| {
             seqs.iter().map(|s| (*s, s + 1)).collect()
         });

@@ -560,7 +560,7 @@ fn check_stage(
         }
         let received_ms = now_ms();
         shared.stats.update(|c| c.received += batch.len() as u64);
-        let checked = batch::check(&batch, &shared.units, received_ms);
+        let checked = batch::check(&batch, received_ms);
         for r in &checked.rejected {
             let m = &batch[r.index];
             shared.stats.reject(r.cause, &m.topic, m.size);
@@ -875,7 +875,6 @@ mod tests {
             .unwrap();
         vec![Item::Envelope {
             payload: devtel_protocol::encode_to_vec(&envelope).unwrap(),
-            units: vec!["u".into()],
             envelope: Box::new(envelope),
             received_ms: 1,
         }]

@@ -45,7 +45,29 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL,
         received_ms INTEGER NOT NULL
     );",
+    // 2: the per-device history index is filled in bulk, HISTORY_INDEX_EVERY envelopes at a
+    // time, instead of row by row in every commit (it was half of the commit's cost: each
+    // batch dirtied one index page per device). Envelopes carry their device; those above
+    // the `history_indexed_through` cursor are found by a scan of that bounded tail. The
+    // readings' unit column was never read and is not kept.
+    "CREATE TABLE device_history (
+        device TEXT NOT NULL,
+        timestamp_ms INTEGER NOT NULL,
+        envelope INTEGER NOT NULL,
+        PRIMARY KEY (device, timestamp_ms, envelope)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO device_history (device, timestamp_ms, envelope)
+        SELECT device, timestamp_ms, envelope FROM readings;
+    DROP TABLE readings;
+    ALTER TABLE envelopes ADD COLUMN device TEXT;
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO store_meta (key, value)
+        SELECT 'history_indexed_through', coalesce(max(id), 0) FROM envelopes;",
 ];
+
+/// The history index is brought up to date when this many envelopes are above its cursor
+/// (see migration 2): at most this many rows are scanned beside the index by a history query.
+pub const HISTORY_INDEX_EVERY: i64 = 8192;
 
 /// The schema version this gateway writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -90,8 +112,6 @@ pub enum Item {
         payload: Vec<u8>,
         /// When the gateway received it, ms since the Unix epoch.
         received_ms: u64,
-        /// The units the readings are counted in (parallel to `envelope.readings`).
-        units: Vec<String>,
     },
     /// A collector's retained status; `None` clears it.
     Status {
@@ -117,6 +137,9 @@ pub struct Replay {
 pub struct Store {
     conn: Connection,
     path: String,
+    /// Envelopes with an id up to this are in `device_history` (the writer's copy of
+    /// `store_meta.history_indexed_through`).
+    indexed_through: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,8 +173,20 @@ impl Store {
             path: name.clone(),
             source,
         })?;
-        let mut store = Store { conn, path: name };
+        let mut store = Store {
+            conn,
+            path: name,
+            indexed_through: 0,
+        };
         store.init()?;
+        store.indexed_through = store
+            .conn
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'history_indexed_through'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| store.err(e))?;
         Ok(store)
     }
 
@@ -170,7 +205,11 @@ impl Store {
             path: name.clone(),
             source,
         })?;
-        let store = Store { conn, path: name };
+        let store = Store {
+            conn,
+            path: name,
+            indexed_through: 0,
+        };
         store
             .conn
             .busy_timeout(Duration::from_secs(5))
@@ -237,18 +276,19 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut out = Vec::with_capacity(items.len());
+        let mut last_id = self.indexed_through;
         {
             let mut insert_env = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO envelopes
-                     (collector, epoch, seq, timestamp_ms, received_ms, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     (collector, epoch, seq, timestamp_ms, received_ms, payload, device)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(wrap)?;
-            let mut insert_reading = tx
+            let mut insert_history = tx
                 .prepare_cached(
-                    "INSERT INTO readings (envelope, device, unit, timestamp_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO device_history (device, timestamp_ms, envelope)
+                     VALUES (?1, ?2, ?3)",
                 )
                 .map_err(wrap)?;
             let mut upsert_status = tx
@@ -266,8 +306,8 @@ impl Store {
                         envelope,
                         payload,
                         received_ms,
-                        units,
                     } => {
+                        let device = envelope.readings.first().map(|r| r.device());
                         let n = insert_env
                             .execute(params![
                                 envelope.collector.as_str(),
@@ -275,20 +315,27 @@ impl Store {
                                 bits(envelope.seq),
                                 bits(envelope.timestamp_ms),
                                 bits(*received_ms),
-                                payload
+                                payload,
+                                device,
                             ])
                             .map_err(wrap)?;
                         if n == 1 {
+                            // The envelope's device is found through its `device` column
+                            // until the next bulk indexing; another device in the same
+                            // envelope (the gateway accepts one device per envelope, the
+                            // store does not rely on it) is indexed at once.
                             let id = tx.last_insert_rowid();
-                            for (r, unit) in envelope.readings.iter().zip(units) {
-                                insert_reading
-                                    .execute(params![
-                                        id,
-                                        r.device(),
-                                        unit,
-                                        bits(envelope.timestamp_ms)
-                                    ])
-                                    .map_err(wrap)?;
+                            last_id = id;
+                            for r in envelope.readings.iter().skip(1) {
+                                if Some(r.device()) != device {
+                                    insert_history
+                                        .execute(params![
+                                            r.device(),
+                                            bits(envelope.timestamp_ms),
+                                            id
+                                        ])
+                                        .map_err(wrap)?;
+                                }
                             }
                         }
                         out.push(n == 1);
@@ -312,7 +359,14 @@ impl Store {
                 }
             }
         }
+        let indexed_through = if last_id - self.indexed_through >= HISTORY_INDEX_EVERY {
+            index_history(&tx, self.indexed_through, last_id).map_err(wrap)?;
+            last_id
+        } else {
+            self.indexed_through
+        };
         tx.commit().map_err(wrap)?;
+        self.indexed_through = indexed_through;
         Ok(out)
     }
 
@@ -371,28 +425,42 @@ impl Store {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT e.payload FROM readings r JOIN envelopes e ON e.id = r.envelope
-                 WHERE r.device = ?1 AND r.timestamp_ms >= ?2 AND r.timestamp_ms < ?3
-                 ORDER BY r.timestamp_ms, e.id LIMIT ?4",
-            )
-            .map_err(|e| self.err(e))?;
         let to = i64::try_from(to_ms).unwrap_or(i64::MAX);
         let from = i64::try_from(from_ms).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map(params![device, from, to, limit], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let payload = row.map_err(|e| self.err(e))?;
-            if let Ok(envelope) = decode(&payload) {
-                out.push(envelope);
-            }
-        }
-        Ok(out)
+        // Both parts are read in one transaction, so that an indexing in between cannot
+        // move an envelope from one part to the other.
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let rows = |sql: &str| -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+            let mut stmt = tx.prepare_cached(sql).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(params![device, from, to, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        };
+        // The indexed part, in the index's order, and the tail not yet indexed (at most
+        // HISTORY_INDEX_EVERY envelopes and a batch), merged.
+        let mut found = rows(
+            "SELECT h.timestamp_ms, e.id, e.payload FROM device_history h
+             JOIN envelopes e ON e.id = h.envelope
+             WHERE h.device = ?1 AND h.timestamp_ms >= ?2 AND h.timestamp_ms < ?3
+             ORDER BY h.timestamp_ms, h.envelope LIMIT ?4",
+        )?;
+        found.extend(rows(
+            "SELECT timestamp_ms, id, payload FROM envelopes
+             WHERE id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
+               AND device = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
+             ORDER BY timestamp_ms, id LIMIT ?4",
+        )?);
+        drop(tx);
+        found.sort_by_key(|(ts, id, _)| (*ts, *id));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found
+            .into_iter()
+            .filter_map(|(_, _, payload)| decode(&payload).ok())
+            .collect())
     }
 
     /// Number of stored envelopes.
@@ -423,16 +491,35 @@ impl Store {
     }
 }
 
+/// Adds the envelopes in `(after, through]` to the history index and moves its cursor.
+fn index_history(tx: &rusqlite::Transaction, after: i64, through: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO device_history (device, timestamp_ms, envelope)
+         SELECT device, timestamp_ms, id FROM envelopes
+         WHERE id > ?1 AND id <= ?2 AND device IS NOT NULL",
+        params![after, through],
+    )?;
+    tx.execute(
+        "UPDATE store_meta SET value = ?1 WHERE key = 'history_indexed_through'",
+        params![through],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use devtel_protocol::{encode_to_vec, DeviceKind, NoResponse, NoResponseCause, Reading};
 
     fn item(seq: u64, ts: u64) -> Item {
+        item_for("d1", seq, ts)
+    }
+
+    fn item_for(device: &str, seq: u64, ts: u64) -> Item {
         let mut e = Envelope::new("c1".try_into().unwrap(), u64::MAX - 1, seq, ts);
         e.readings
             .push(Reading::NoResponse(NoResponse {
-                device: "d1".try_into().unwrap(),
+                device: device.try_into().unwrap(),
                 unit: "u".try_into().unwrap(),
                 kind: DeviceKind::Copier,
                 cause: NoResponseCause::Timeout,
@@ -443,7 +530,6 @@ mod tests {
             envelope: Box::new(e),
             payload,
             received_ms: ts + 1,
-            units: vec!["u".into()],
         }
     }
 
@@ -486,6 +572,141 @@ mod tests {
         assert_eq!(s.statuses().unwrap()["s"], "{\"state\":\"online\"}");
         let ro = Store::open_read_only(&path).unwrap();
         assert_eq!(ro.envelope_count().unwrap(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("devtel-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn cursor(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'history_indexed_through'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Envelopes of three devices, more than one bulk indexing: the history of each is the
+    /// same whether a reading is in the index or still in the tail, in poll-time order, and
+    /// the limit counts across both.
+    #[test]
+    fn history_is_the_same_across_the_indexed_part_and_the_tail() {
+        let dir = temp("history");
+        let path = dir.join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        let n = HISTORY_INDEX_EVERY as u64 + 3000;
+        let devices = ["a", "b", "c"];
+        // Poll times not in id order: every 10th envelope is a late one from long ago.
+        let ts = |seq: u64| {
+            if seq % 10 == 9 {
+                seq / 10
+            } else {
+                1_000_000 + seq
+            }
+        };
+        let all: Vec<Item> = (0..n)
+            .map(|seq| item_for(devices[(seq % 3) as usize], seq, ts(seq)))
+            .collect();
+        for batch in all.chunks(1000) {
+            assert!(s.commit(batch).unwrap().iter().all(|new| *new));
+        }
+        let through = cursor(&path);
+        assert!(
+            through >= HISTORY_INDEX_EVERY && through < n as i64,
+            "{through}"
+        );
+        let ro = Store::open_read_only(&path).unwrap();
+        for (d, device) in devices.iter().enumerate() {
+            let mut expected: Vec<(u64, u64)> = (0..n)
+                .filter(|seq| seq % 3 == d as u64)
+                .map(|seq| (ts(seq), seq))
+                .collect();
+            expected.sort();
+            let got: Vec<(u64, u64)> = ro
+                .history(device, 0, u64::MAX, usize::MAX)
+                .unwrap()
+                .iter()
+                .map(|e| (e.timestamp_ms, e.seq))
+                .collect();
+            assert_eq!(got, expected, "{device}");
+            // A window and a limit that cut across the index and the tail.
+            let from = ts(through as u64 - 100);
+            let window: Vec<(u64, u64)> = expected
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= from && *t < from + 500)
+                .take(120)
+                .collect();
+            let got: Vec<(u64, u64)> = ro
+                .history(device, from, from + 500, 120)
+                .unwrap()
+                .iter()
+                .map(|e| (e.timestamp_ms, e.seq))
+                .collect();
+            assert_eq!(got, window, "{device}");
+        }
+        // Repeats are not indexed twice, and a reopened store keeps its cursor.
+        assert!(s.commit(&all[..10]).unwrap().iter().all(|new| !*new));
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.indexed_through, through);
+        assert_eq!(
+            s.history("a", 0, u64::MAX, usize::MAX).unwrap().len(),
+            n.div_ceil(3) as usize
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store written by the schema of version 1 (the readings table) opens with the same
+    /// history, and what comes after the migration joins it.
+    #[test]
+    fn a_version_1_store_migrates_with_its_history() {
+        let dir = temp("v1");
+        let path = dir.join("db.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            for seq in 0..5u64 {
+                let Item::Envelope { payload, .. } = item_for("d1", seq, 100 + seq) else {
+                    unreachable!()
+                };
+                conn.execute(
+                    "INSERT INTO envelopes (collector, epoch, seq, timestamp_ms, received_ms, payload)
+                     VALUES ('c1', ?1, ?2, ?3, 0, ?4)",
+                    params![bits(u64::MAX - 1), bits(seq), bits(100 + seq), payload],
+                )
+                .unwrap();
+                let id = conn.last_insert_rowid();
+                conn.execute(
+                    "INSERT INTO readings (envelope, device, unit, timestamp_ms) VALUES (?1, 'd1', 'u', ?2)",
+                    params![id, bits(100 + seq)],
+                )
+                .unwrap();
+            }
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.indexed_through, 5);
+        let seqs = |s: &Store| -> Vec<u64> {
+            s.history("d1", 0, u64::MAX, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(&s), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            s.commit(&[item(4, 104), item(5, 105)]).unwrap(),
+            [false, true]
+        );
+        assert_eq!(seqs(&s), [0, 1, 2, 3, 4, 5]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
