@@ -232,7 +232,31 @@ async fn clear_session(port: u16, id: &str) {
 }
 
 /// devtel: the gateway's MQTT side with its store.
-async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> (Duration, f64, u64) {
+/// CPU seconds (user + system) so far of this process's threads named `name`, from
+/// /proc/self/task (Linux; 0 elsewhere).
+fn thread_cpu(name: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name in parentheses: utime and stime are 14 and 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
+        })
+        .sum()
+}
+
+/// One devtel run: its time, messages per commit, commits, and the CPU seconds of its check
+/// and commit threads.
+type DevtelRun = (Duration, f64, u64, f64, f64);
+
+async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun {
     let db = dir.join("ingest.sqlite");
     let _ = std::fs::remove_file(&db);
     let config = Config::from_toml(&format!(
@@ -280,11 +304,12 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> (Duration,
     let elapsed = started.elapsed();
     publisher.await.unwrap();
     let c = shared.stats.snapshot();
+    let (check_cpu, commit_cpu) = (thread_cpu("devtel-check"), thread_cpu("devtel-ingest"));
     stop.cancel();
     task.await.unwrap().unwrap();
     clear_session(port, CLIENT).await;
     let per_commit = c.committed_messages as f64 / c.commits.max(1) as f64;
-    (elapsed, per_commit, c.commits)
+    (elapsed, per_commit, c.commits, check_cpu, commit_cpu)
 }
 
 /// Core: commit + aggregate without MQTT, `batch` envelopes per transaction.
@@ -403,7 +428,7 @@ fn main() {
         eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
     }
     let best_peer = peers.iter().min().copied().unwrap_or_default();
-    let (devtel_time, per_commit, commits) = devtels
+    let (devtel_time, per_commit, commits, check_cpu, commit_cpu) = devtels
         .iter()
         .min_by_key(|d| d.0)
         .copied()
@@ -416,6 +441,12 @@ fn main() {
     }
     let runs: Vec<Duration> = devtels.iter().map(|d| d.0).collect();
     println!("devtel gateway: check, commit (full sync), aggregate, ack:   {d:>9.0} readings/s (runs: {runs:.2?}), {commits} commits, {per_commit:.1} messages per commit");
+    let us = |secs: f64| secs * 1e6 / n as f64;
+    println!(
+        "devtel CPU per reading (fastest run): check thread {:.1} us, commit thread {:.1} us (commit, aggregate, acknowledge); the MQTT client shares the runtime with the publisher",
+        us(check_cpu),
+        us(commit_cpu)
+    );
     println!("ratio devtel / rumqttc peer: {:.2}x", d / p);
     if let Some(t) = subs.iter().min() {
         println!("ratio devtel / mosquitto_sub: {:.2}x", d / rate(n, *t));

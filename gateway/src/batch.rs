@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use devtel_protocol::ack::{MAX_REJECTED_RANGES, MAX_STORED_RANGES};
 use devtel_protocol::topic::{self, TopicString};
-use devtel_protocol::{peek_identity, Ack, Id, SeqRange, MAX_ENCODED_LEN};
+use devtel_protocol::{peek_identity, Ack, Envelope, Id, SeqRange, MAX_ENCODED_LEN};
 use serde::Serialize;
 
 use crate::ingest::{self, Rejection};
@@ -129,11 +129,28 @@ pub struct Checked {
     pub rejected: Vec<Rejected>,
 }
 
-/// Step 1 of the plan: turns every message of `batch` into an item or a rejection.
-pub fn check(batch: &[Inbound], received_ms: u64) -> Checked {
+impl Checked {
+    /// Once the batch is committed and applied: its envelopes' boxes, for [`check`] to decode
+    /// the next batch into, adding to `spares` up to `max` boxes.
+    pub fn into_spares(self, spares: &mut Vec<Box<Envelope>>, max: usize) {
+        for item in self.items {
+            if spares.len() >= max {
+                break;
+            }
+            if let Item::Envelope { envelope, .. } = item {
+                spares.push(envelope);
+            }
+        }
+    }
+}
+
+/// Step 1 of the plan: turns every message of `batch` into an item or a rejection. Envelopes
+/// are decoded into the boxes of `spares` while there are any (what an earlier batch is done
+/// with; see [`Checked::into_spares`]).
+pub fn check(batch: &[Inbound], received_ms: u64, spares: &mut Vec<Box<Envelope>>) -> Checked {
     let mut out = Checked::default();
     for (index, message) in batch.iter().enumerate() {
-        match check_one(message, received_ms) {
+        match check_one(message, received_ms, spares) {
             Ok((item, target)) => {
                 out.items.push(item);
                 out.sources.push(index);
@@ -151,7 +168,7 @@ pub fn check(batch: &[Inbound], received_ms: u64) -> Checked {
 
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
 
-fn check_one(message: &Inbound, received_ms: u64) -> Checked1 {
+fn check_one(message: &Inbound, received_ms: u64, spares: &mut Vec<Box<Envelope>>) -> Checked1 {
     if message.topic_cut() {
         return Err((Rejection::Topic, None));
     }
@@ -186,7 +203,7 @@ fn check_one(message: &Inbound, received_ms: u64) -> Checked1 {
             if message.oversize() {
                 return Err((Rejection::Oversize, None));
             }
-            match ingest::check(&message.topic, &message.payload) {
+            match ingest::check(&message.topic, &message.payload, spares.pop()) {
                 Ok(envelope) => {
                     let target = AckTarget {
                         site: site.to_string(),
@@ -392,7 +409,7 @@ mod tests {
             "an oversize payload is not kept"
         );
         assert_eq!(batch[8].topic.len(), MAX_KEPT_TOPIC);
-        let checked = check(&batch, 5);
+        let checked = check(&batch, 5, &mut Vec::new());
         assert_eq!(checked.items.len(), 2);
         assert_eq!(checked.sources, [0, 7]);
         let causes: Vec<(usize, Rejection, bool)> = checked
@@ -424,7 +441,7 @@ mod tests {
             inbound("devtel/v1/telemetry/s2/u/d", envelope("k", 1, 9, "u", "d")),
             inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
         ];
-        let checked = check(&batch, 5);
+        let checked = check(&batch, 5, &mut Vec::new());
         // What the gateway holds: 0..6 of (c, 7) (4 and 5 just now), 0 of (c, 8), 9 of (k, 1).
         let acks = acknowledgements(&checked, |collector, epoch, seqs| {
             assert!(!seqs.is_empty());
@@ -485,7 +502,7 @@ mod tests {
         let batch: Vec<Inbound> = (0..100)
             .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
             .collect();
-        let checked = check(&batch, 5);
+        let checked = check(&batch, 5, &mut Vec::new());
         let acks = acknowledgements(&checked, |_, _, seqs| {
             seqs.iter().map(|s| (*s, s + 1)).collect()
         });

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use devtel_protocol::{decode_boxed, topic, Envelope, Error as WireError, MAX_ENCODED_LEN};
+use devtel_protocol::{decode_into, topic, Envelope, Error as WireError, MAX_ENCODED_LEN};
 use tracing::warn;
 
 use crate::aggregate::Outcome;
@@ -69,18 +69,25 @@ impl Rejection {
 }
 
 /// Checks a telemetry message and decodes it (boxed: an envelope is tens of kilobytes, and it
-/// travels on through the batch).
+/// travels on through the batch), into `spare` when there is one (a box of an envelope that
+/// is done with, see [`crate::batch::check`]).
 ///
 /// # Errors
 /// The [`Rejection`] cause.
-pub fn check(topic_name: &str, payload: &[u8]) -> Result<Box<Envelope>, Rejection> {
+pub fn check(
+    topic_name: &str,
+    payload: &[u8],
+    spare: Option<Box<Envelope>>,
+) -> Result<Box<Envelope>, Rejection> {
     let Ok(topic::Topic::Telemetry { unit, device, .. }) = topic::parse(topic_name) else {
         return Err(Rejection::Topic);
     };
     if payload.len() > MAX_ENCODED_LEN {
         return Err(Rejection::Oversize);
     }
-    let envelope = decode_boxed(payload).map_err(|e| match e {
+    let mut envelope =
+        spare.unwrap_or_else(|| Box::new(Envelope::new(devtel_protocol::Id::new(), 0, 0, 0)));
+    decode_into(payload, &mut envelope).map_err(|e| match e {
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
     })?;
@@ -233,25 +240,44 @@ mod tests {
     #[test]
     fn garbage_is_rejected_by_cause() {
         let t = "devtel/v1/telemetry/s/u/d";
-        assert_eq!(check(t, b"").unwrap_err(), Rejection::Undecodable);
+        assert_eq!(check(t, b"", None).unwrap_err(), Rejection::Undecodable);
         assert_eq!(
-            check(t, &[FORMAT_VERSION, 0xff, 0xff]).unwrap_err(),
+            check(t, &[FORMAT_VERSION, 0xff, 0xff], None).unwrap_err(),
             Rejection::Undecodable
         );
-        assert_eq!(check(t, &[9, 0]).unwrap_err(), Rejection::Version);
+        assert_eq!(check(t, &[9, 0], None).unwrap_err(), Rejection::Version);
         assert_eq!(
-            check("devtel/v1/units/u", &payload("u", "d")).unwrap_err(),
+            check("devtel/v1/units/u", &payload("u", "d"), None).unwrap_err(),
             Rejection::Topic
         );
         assert_eq!(
-            check(t, &vec![1; MAX_ENCODED_LEN + 1]).unwrap_err(),
+            check(t, &vec![1; MAX_ENCODED_LEN + 1], None).unwrap_err(),
             Rejection::Oversize
         );
         assert_eq!(
-            check(t, &payload("u", "other")).unwrap_err(),
+            check(t, &payload("u", "other"), None).unwrap_err(),
             Rejection::TopicMismatch
         );
-        assert_eq!(check(t, &payload("u", "d")).unwrap().seq, 1);
+        assert_eq!(check(t, &payload("u", "d"), None).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn a_spare_box_is_decoded_into_as_if_it_were_new() {
+        let t = "devtel/v1/telemetry/s/u/d";
+        let mut used = Envelope::new("other".try_into().unwrap(), 9, 9, 9);
+        for device in ["x", "y"] {
+            used.readings
+                .push(Reading::NoResponse(NoResponse {
+                    device: device.try_into().unwrap(),
+                    unit: "v".try_into().unwrap(),
+                    kind: DeviceKind::Phone,
+                    cause: NoResponseCause::Auth,
+                }))
+                .unwrap();
+        }
+        let fresh = check(t, &payload("u", "d"), None).unwrap();
+        let reused = check(t, &payload("u", "d"), Some(Box::new(used))).unwrap();
+        assert_eq!(reused, fresh);
     }
 
     #[test]
