@@ -86,6 +86,15 @@ struct DeviceState {
     last_dock: Option<Box<DockReading>>,
 }
 
+/// A boxed copy of a reading, made in a stack frame of its own. Inlined into
+/// [`Aggregator::ingest`], the temporaries of every reading kind (heapless, up to 15 KB each)
+/// gave it a 36 KB frame, and touching that frame on every call was a fifth of the time
+/// aggregation took.
+#[inline(never)]
+fn boxed<T: Clone>(reading: &T) -> Box<T> {
+    Box::new(reading.clone())
+}
+
 /// All state of the gateway's figures.
 #[derive(Debug, Clone, Default)]
 pub struct Aggregator {
@@ -180,9 +189,9 @@ impl Aggregator {
                 units.extend(self.settings.units.lineage(&prev.unit));
             }
             let (no_response, last_reading, last_phone, last_dock) = match reading {
-                Reading::Printer(r) => (None, Some(Box::new(r.clone())), None, None),
-                Reading::Phone(p) => (None, None, Some(Box::new(p.clone())), None),
-                Reading::Dock(d) => (None, None, None, Some(Box::new(d.clone()))),
+                Reading::Printer(r) => (None, Some(boxed(r)), None, None),
+                Reading::Phone(p) => (None, None, Some(boxed(p)), None),
+                Reading::Dock(d) => (None, None, None, Some(boxed(d))),
                 Reading::NoResponse(n) => {
                     let previous = previous.map(|p| (p.last_reading, p.last_phone, p.last_dock));
                     let (printer, phone, dock) = previous.unwrap_or_default();
