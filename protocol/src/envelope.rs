@@ -226,7 +226,7 @@ pub(crate) mod de {
     use serde::{Deserialize, Deserializer};
 
     use super::{Envelope, Reading};
-    use crate::{Id, MAX_READINGS};
+    use crate::{DockReading, Id, PrinterReading, MAX_READINGS};
 
     const FIELDS: &[&str] = &[
         "version",
@@ -338,11 +338,31 @@ pub(crate) mod de {
 
         fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
             let (index, variant): (u32, _) = data.variant()?;
+            let full =
+                || de::Error::invalid_length(MAX_READINGS + 1, &"at most MAX_READINGS readings");
+            // The two large kinds (kilobytes each) are decoded in their slot, the small ones
+            // by value.
             let reading = match index {
-                0 => Reading::Printer(variant.newtype_variant()?),
+                0 => {
+                    self.0
+                        .push(Reading::Printer(PrinterReading::default()))
+                        .map_err(|_| full())?;
+                    return match self.0.last_mut() {
+                        Some(Reading::Printer(slot)) => variant.newtype_variant_seed(Printer(slot)),
+                        _ => Err(full()),
+                    };
+                }
                 1 => Reading::NoResponse(variant.newtype_variant()?),
                 2 => Reading::Phone(variant.newtype_variant()?),
-                3 => Reading::Dock(variant.newtype_variant()?),
+                3 => {
+                    self.0
+                        .push(Reading::Dock(DockReading::default()))
+                        .map_err(|_| full())?;
+                    return match self.0.last_mut() {
+                        Some(Reading::Dock(slot)) => variant.newtype_variant_seed(Dock(slot)),
+                        _ => Err(full()),
+                    };
+                }
                 other => {
                     return Err(de::Error::invalid_value(
                         de::Unexpected::Unsigned(other.into()),
@@ -351,9 +371,163 @@ pub(crate) mod de {
                 }
             };
             // Checked above; a full vector cannot be reached here.
-            self.0.push(reading).map_err(|_| {
-                de::Error::invalid_length(MAX_READINGS + 1, &"at most MAX_READINGS readings")
-            })
+            self.0.push(reading).map_err(|_| full())
+        }
+    }
+
+    /// The next field of a struct decoded in place.
+    fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+        seq: &mut A,
+        index: usize,
+        what: &'static str,
+    ) -> Result<T, A::Error> {
+        seq.next_element()?
+            .ok_or_else(|| de::Error::invalid_length(index, &what))
+    }
+
+    /// The next field of a struct, a bounded vector, decoded into `place` element by element
+    /// (as heapless decodes its vectors: an element beyond the capacity is an invalid length).
+    fn next_vec<'de, T: Deserialize<'de>, const N: usize, A: SeqAccess<'de>>(
+        seq: &mut A,
+        place: &mut Vec<T, N>,
+        index: usize,
+        what: &'static str,
+    ) -> Result<(), A::Error> {
+        seq.next_element_seed(VecInPlace(place))?
+            .ok_or_else(|| de::Error::invalid_length(index, &what))
+    }
+
+    struct VecInPlace<'a, T, const N: usize>(&'a mut Vec<T, N>);
+
+    impl<'de, T: Deserialize<'de>, const N: usize> DeserializeSeed<'de> for VecInPlace<'_, T, N> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            self.0.clear();
+            deserializer.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for VecInPlace<'_, T, N> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a sequence of at most {N} elements")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(value) = seq.next_element()? {
+                if self.0.push(value).is_err() {
+                    return Err(de::Error::invalid_length(N + 1, &self));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    const PRINTER_FIELDS: &[&str] = &[
+        "device",
+        "unit",
+        "model",
+        "serial",
+        "vendor",
+        "firmware",
+        "uptime_ticks",
+        "status",
+        "markers",
+        "supplies",
+        "counters",
+        "trays",
+        "alerts",
+        "console",
+        "covers",
+        "truncated",
+    ];
+    const PRINTER: &str = "struct PrinterReading with 16 elements";
+
+    /// A printer reading decoded into its slot, fields in declaration order (as derived).
+    struct Printer<'a>(&'a mut PrinterReading);
+
+    impl<'de> DeserializeSeed<'de> for Printer<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_struct("PrinterReading", PRINTER_FIELDS, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Printer<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("struct PrinterReading")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let (p, s) = (self.0, &mut seq);
+            p.device = next(s, 0, PRINTER)?;
+            p.unit = next(s, 1, PRINTER)?;
+            p.model = next(s, 2, PRINTER)?;
+            p.serial = next(s, 3, PRINTER)?;
+            p.vendor = next(s, 4, PRINTER)?;
+            p.firmware = next(s, 5, PRINTER)?;
+            p.uptime_ticks = next(s, 6, PRINTER)?;
+            p.status = next(s, 7, PRINTER)?;
+            next_vec(s, &mut p.markers, 8, PRINTER)?;
+            next_vec(s, &mut p.supplies, 9, PRINTER)?;
+            p.counters = next(s, 10, PRINTER)?;
+            next_vec(s, &mut p.trays, 11, PRINTER)?;
+            next_vec(s, &mut p.alerts, 12, PRINTER)?;
+            p.console = next(s, 13, PRINTER)?;
+            next_vec(s, &mut p.covers, 14, PRINTER)?;
+            p.truncated = next(s, 15, PRINTER)?;
+            Ok(())
+        }
+    }
+
+    const DOCK_FIELDS: &[&str] = &[
+        "device",
+        "unit",
+        "vendor",
+        "model",
+        "firmware",
+        "uptime_ticks",
+        "fdb_read",
+        "seats",
+        "truncated",
+    ];
+    const DOCK: &str = "struct DockReading with 9 elements";
+
+    /// A dock reading decoded into its slot, fields in declaration order (as derived).
+    struct Dock<'a>(&'a mut DockReading);
+
+    impl<'de> DeserializeSeed<'de> for Dock<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_struct("DockReading", DOCK_FIELDS, self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Dock<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("struct DockReading")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let (d, s) = (self.0, &mut seq);
+            d.device = next(s, 0, DOCK)?;
+            d.unit = next(s, 1, DOCK)?;
+            d.vendor = next(s, 2, DOCK)?;
+            d.model = next(s, 3, DOCK)?;
+            d.firmware = next(s, 4, DOCK)?;
+            d.uptime_ticks = next(s, 5, DOCK)?;
+            d.fdb_read = next(s, 6, DOCK)?;
+            next_vec(s, &mut d.seats, 7, DOCK)?;
+            d.truncated = next(s, 8, DOCK)?;
+            Ok(())
         }
     }
 }
