@@ -22,6 +22,7 @@ pub mod batch;
 pub mod calendar;
 pub mod config;
 pub mod deliveries;
+pub mod delta;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

@@ -13,7 +13,7 @@
 //!   written by a newer gateway is refused, not rewritten.
 //! - u64 values (epochs, sequence numbers, timestamps) are stored bit-for-bit as SQLite's i64.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -63,7 +63,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO store_meta (key, value)
         SELECT 'history_indexed_through', coalesce(max(id), 0) FROM envelopes;",
+    // 3: compact payloads. What repeats in every reading of a device (model, serial, supply,
+    // tray and seat descriptions) is kept once, in a reference payload per device and change;
+    // an envelope keeps the delta of its payload against its reference (`crate::delta`).
+    // Envelopes stored before keep their full payload (`ref` NULL).
+    "CREATE TABLE refs (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE INDEX refs_by_device ON refs (device, id);
+    ALTER TABLE envelopes ADD COLUMN ref INTEGER REFERENCES refs (id);",
 ];
+
+/// A new reference payload is written for a device when the delta against its current one
+/// is longer than this share of the payload (1/`NEW_REFERENCE_RATIO`).
+const NEW_REFERENCE_RATIO: usize = 4;
+
+/// Most devices whose current reference payload the writer keeps in memory. Beyond that the
+/// map is emptied and each device's next envelope starts a new reference (bounded memory
+/// whatever the network sends; a few extra reference rows at worst).
+pub const MAX_REFERENCES_IN_MEMORY: usize = 100_000;
 
 /// The history index is brought up to date when this many envelopes are above its cursor
 /// (see migration 2): at most this many rows are scanned beside the index by a history query.
@@ -140,6 +160,8 @@ pub struct Store {
     /// Envelopes with an id up to this are in `device_history` (the writer's copy of
     /// `store_meta.history_indexed_through`).
     indexed_through: i64,
+    /// Per device: the id and bytes of its current reference payload (migration 3).
+    references: HashMap<String, (i64, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -177,6 +199,7 @@ impl Store {
             conn,
             path: name,
             indexed_through: 0,
+            references: HashMap::new(),
         };
         store.init()?;
         store.indexed_through = store
@@ -187,7 +210,30 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| store.err(e))?;
+        store.load_references()?;
         Ok(store)
+    }
+
+    /// Each device's newest reference payload, so that a restart does not start new ones.
+    fn load_references(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT device, id, payload FROM refs
+                 WHERE id IN (SELECT max(id) FROM refs GROUP BY device) LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([MAX_REFERENCES_IN_MEMORY as i64], |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+            })
+            .map_err(|e| self.err(e))?;
+        let references = rows
+            .collect::<Result<HashMap<_, _>, _>>()
+            .map_err(|e| self.err(e))?;
+        drop(stmt);
+        self.references = references;
+        Ok(())
     }
 
     /// A read-only connection to the database at `path` (HTTP history queries run beside the
@@ -209,6 +255,7 @@ impl Store {
             conn,
             path: name,
             indexed_through: 0,
+            references: HashMap::new(),
         };
         store
             .conn
@@ -277,13 +324,18 @@ impl Store {
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut out = Vec::with_capacity(items.len());
         let mut last_id = self.indexed_through;
+        // References written in this transaction: known to the writer once it commits.
+        let mut new_refs: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
         {
             let mut insert_env = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO envelopes
-                     (collector, epoch, seq, timestamp_ms, received_ms, payload, device)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (collector, epoch, seq, timestamp_ms, received_ms, payload, device, ref)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
+                .map_err(wrap)?;
+            let mut insert_ref = tx
+                .prepare_cached("INSERT INTO refs (device, payload) VALUES (?1, ?2)")
                 .map_err(wrap)?;
             let mut insert_history = tx
                 .prepare_cached(
@@ -308,6 +360,28 @@ impl Store {
                         received_ms,
                     } => {
                         let device = envelope.readings.first().map(|r| r.device());
+                        // The delta against the device's reference, or a new reference.
+                        let (reference, stored) = match device {
+                            Some(d) => {
+                                let current = new_refs
+                                    .get(d)
+                                    .or_else(|| self.references.get(d))
+                                    .map(|(id, bytes)| (*id, crate::delta::diff(bytes, payload)))
+                                    .filter(|(_, delta)| {
+                                        delta.len() * NEW_REFERENCE_RATIO <= payload.len()
+                                    });
+                                match current {
+                                    Some((id, delta)) => (Some(id), delta),
+                                    None => {
+                                        insert_ref.execute(params![d, payload]).map_err(wrap)?;
+                                        let id = tx.last_insert_rowid();
+                                        new_refs.insert(d.to_string(), (id, payload.clone()));
+                                        (Some(id), crate::delta::diff(payload, payload))
+                                    }
+                                }
+                            }
+                            None => (None, payload.clone()),
+                        };
                         let n = insert_env
                             .execute(params![
                                 envelope.collector.as_str(),
@@ -315,8 +389,9 @@ impl Store {
                                 bits(envelope.seq),
                                 bits(envelope.timestamp_ms),
                                 bits(*received_ms),
-                                payload,
+                                stored,
                                 device,
+                                reference,
                             ])
                             .map_err(wrap)?;
                         if n == 1 {
@@ -367,6 +442,10 @@ impl Store {
         };
         tx.commit().map_err(wrap)?;
         self.indexed_through = indexed_through;
+        if self.references.len() + new_refs.len() > MAX_REFERENCES_IN_MEMORY {
+            self.references.clear();
+        }
+        self.references.extend(new_refs);
         Ok(out)
     }
 
@@ -377,14 +456,23 @@ impl Store {
     pub fn replay(&self, mut f: impl FnMut(Envelope)) -> Result<Replay, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, payload FROM envelopes ORDER BY id")
+            .prepare(
+                "SELECT e.id, e.payload, r.payload FROM envelopes e
+                 LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
+            )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut replay = Replay::default();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let payload = row.get_ref(1).map_err(|e| self.err(e))?;
-            match payload.as_blob().ok().map(decode) {
+            let stored = row.get_ref(1).map_err(|e| self.err(e))?;
+            let reference = row.get_ref(2).map_err(|e| self.err(e))?;
+            let envelope = stored
+                .as_blob()
+                .ok()
+                .and_then(|s| payload(s, reference.as_blob_or_null().ok().flatten()))
+                .map(|p| decode(&p[..]));
+            match envelope {
                 Some(Ok(envelope)) => {
                     replay.envelopes += 1;
                     f(envelope);
@@ -431,11 +519,12 @@ impl Store {
         // Both parts are read in one transaction, so that an indexing in between cannot
         // move an envelope from one part to the other.
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        let rows = |sql: &str| -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+        type Row = (i64, i64, Vec<u8>, Option<Vec<u8>>);
+        let rows = |sql: &str| -> Result<Vec<Row>, StoreError> {
             let mut stmt = tx.prepare_cached(sql).map_err(|e| self.err(e))?;
             let rows = stmt
                 .query_map(params![device, from, to, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .map_err(|e| self.err(e))?;
             rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -443,23 +532,26 @@ impl Store {
         // The indexed part, in the index's order, and the tail not yet indexed (at most
         // HISTORY_INDEX_EVERY envelopes and a batch), merged.
         let mut found = rows(
-            "SELECT h.timestamp_ms, e.id, e.payload FROM device_history h
-             JOIN envelopes e ON e.id = h.envelope
+            "SELECT h.timestamp_ms, e.id, e.payload, r.payload FROM device_history h
+             JOIN envelopes e ON e.id = h.envelope LEFT JOIN refs r ON r.id = e.ref
              WHERE h.device = ?1 AND h.timestamp_ms >= ?2 AND h.timestamp_ms < ?3
              ORDER BY h.timestamp_ms, h.envelope LIMIT ?4",
         )?;
         found.extend(rows(
-            "SELECT timestamp_ms, id, payload FROM envelopes
-             WHERE id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
-               AND device = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
-             ORDER BY timestamp_ms, id LIMIT ?4",
+            "SELECT e.timestamp_ms, e.id, e.payload, r.payload FROM envelopes e
+             LEFT JOIN refs r ON r.id = e.ref
+             WHERE e.id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
+               AND e.device = ?1 AND e.timestamp_ms >= ?2 AND e.timestamp_ms < ?3
+             ORDER BY e.timestamp_ms, e.id LIMIT ?4",
         )?);
         drop(tx);
-        found.sort_by_key(|(ts, id, _)| (*ts, *id));
+        found.sort_by_key(|(ts, id, _, _)| (*ts, *id));
         found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(found
             .into_iter()
-            .filter_map(|(_, _, payload)| decode(&payload).ok())
+            .filter_map(|(_, _, stored, reference)| {
+                payload(&stored, reference.as_deref()).and_then(|p| decode(&p[..]).ok())
+            })
             .collect())
     }
 
@@ -488,6 +580,21 @@ impl Store {
             .optional()
             .map(|v| v.flatten().map(unbits))
             .map_err(|e| self.err(e))
+    }
+}
+
+/// An envelope's payload from what is stored: the delta against its reference (migration 3),
+/// or the full payload when it has none. `None` when the delta does not apply.
+fn payload<'a>(stored: &'a [u8], reference: Option<&[u8]>) -> Option<std::borrow::Cow<'a, [u8]>> {
+    match reference {
+        Some(reference) => match crate::delta::apply(reference, stored) {
+            Ok(p) => Some(std::borrow::Cow::Owned(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored delta does not apply to its reference");
+                None
+            }
+        },
+        None => Some(std::borrow::Cow::Borrowed(stored)),
     }
 }
 
@@ -661,6 +768,132 @@ mod tests {
             s.history("a", 0, u64::MAX, usize::MAX).unwrap().len(),
             n.div_ceil(3) as usize
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Polls of real recorded copiers with advancing counters, draining toner, a cartridge of
+    /// another make and a copier replaced by another model: stored as deltas against one
+    /// reference per device and change, and every envelope comes back exactly, after a reopen
+    /// too.
+    #[test]
+    fn readings_are_stored_as_deltas_and_come_back_exactly() {
+        use devtel_protocol::Level;
+        let dir = temp("compact");
+        let path = dir.join("db.sqlite");
+        let names = [
+            "ricoh_mpc3002",
+            "sharp",
+            "konica_c250i",
+            "jetdirect_m130nw",
+            "utax",
+            "samsungprinter_m4080fx",
+            "epson",
+            "okilan_9450g",
+        ];
+        let bases: Vec<_> = names.iter().map(|n| crate::testdata::printer(n)).collect();
+        let envelope = |seq: u64, poll: u64, d: usize| {
+            // From poll 20 on, the first device is another model (replaced): new descriptions
+            // throughout, a new reference.
+            let mut r = if d == 0 && poll >= 20 {
+                let mut other = bases[1].clone();
+                other.device = bases[0].device.clone();
+                other
+            } else {
+                bases[d].clone()
+            };
+            for m in r.markers.iter_mut() {
+                m.life_count = m.life_count.wrapping_add(poll as u32 * 37);
+            }
+            r.counters.total = r.counters.total.map(|t| t + poll * 37);
+            r.uptime_ticks = r.uptime_ticks.map(|t| t.wrapping_add(poll as u32 * 30_000));
+            if let Some(s) = r.supplies.first_mut() {
+                s.level = Some(Level::Value(100 - poll as u32));
+                if d == 0 && poll >= 20 {
+                    s.description = "Toner (replaced, other make)".try_into().unwrap();
+                }
+            }
+            let mut e = Envelope::new("c1".try_into().unwrap(), 5, seq, 1_000 + poll * 300_000);
+            e.readings.push(Reading::Printer(r)).unwrap();
+            e
+        };
+        let mut committed = Vec::new();
+        let mut s = Store::open(&path).unwrap();
+        for poll in 0..40u64 {
+            let batch: Vec<Item> = (0..names.len())
+                .map(|d| {
+                    let e = envelope(poll * names.len() as u64 + d as u64, poll, d);
+                    committed.push(e.clone());
+                    Item::Envelope {
+                        payload: encode_to_vec(&e).unwrap(),
+                        envelope: Box::new(e),
+                        received_ms: 0,
+                    }
+                })
+                .collect();
+            assert!(s.commit(&batch).unwrap().iter().all(|new| *new));
+            if poll == 30 {
+                // A restart in between: the references are found again, none is added.
+                drop(s);
+                s = Store::open(&path).unwrap();
+            }
+        }
+        let mut replayed = Vec::new();
+        assert_eq!(s.replay(|e| replayed.push(e)).unwrap().undecodable, 0);
+        assert_eq!(replayed, committed);
+        let history = s.history("sharp", 0, u64::MAX, usize::MAX).unwrap();
+        let expected: Vec<&Envelope> = committed
+            .iter()
+            .filter(|e| e.readings[0].device() == "sharp")
+            .collect();
+        assert_eq!(history.iter().collect::<Vec<_>>(), expected);
+
+        let conn = Connection::open(&path).unwrap();
+        let refs: i64 = conn
+            .query_row("SELECT count(*) FROM refs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            refs,
+            names.len() as i64 + 1,
+            "one per device, one for the new model"
+        );
+        let (full, stored): (i64, i64) = conn
+            .query_row(
+                "SELECT sum(length(r.payload)), sum(length(e.payload)) FROM envelopes e
+                 JOIN refs r ON r.id = e.ref",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let n = committed.len() as i64;
+        let payloads: i64 = committed
+            .iter()
+            .map(|e| encode_to_vec(e).unwrap().len() as i64)
+            .sum();
+        assert!(
+            stored * 10 < payloads,
+            "{stored} B stored for {payloads} B of payloads"
+        );
+        assert!(stored / n <= 24, "{} B per reading", stored / n);
+        assert!(full > 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A delta that no longer applies (a damaged row) is counted and skipped, never a panic
+    /// and never a wrong envelope.
+    #[test]
+    fn a_damaged_delta_is_skipped_and_counted() {
+        let dir = temp("damaged");
+        let path = dir.join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        s.commit(&[item(0, 10), item(1, 20), item(2, 30)]).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE envelopes SET payload = x'fc7f' WHERE seq = 1", [])
+            .unwrap();
+        let mut seqs = Vec::new();
+        let replay = s.replay(|e| seqs.push(e.seq)).unwrap();
+        assert_eq!((seqs, replay.undecodable), (vec![0, 2], 1));
+        assert_eq!(s.history("d1", 0, u64::MAX, 10).unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,281 @@
+//! A byte delta of one payload against another: how the store keeps a reading without what it
+//! repeats.
+//!
+//! Consecutive readings of a device are the same bytes but for a few fields (levels, counters,
+//! status, uptime): model, serial, supply and tray descriptions, seat names come again in every
+//! reading. The store keeps one *reference* payload per device and, for each envelope, the
+//! delta of its payload against that reference; a new reference is written when the delta is
+//! no longer small (descriptions changed). This works on the encoded bytes, so it needs no
+//! knowledge of the reading kinds and holds for every wire version.
+//!
+//! Format: a sequence of operations, each a varint `(n << 2) | op`, with a cursor into the
+//! reference that starts at 0:
+//! - `COPY n` (op 0): the next `n` bytes of the reference (the cursor moves on by `n`);
+//! - `INSERT n` (op 1): the `n` bytes that follow in the delta (the cursor moves on by `n` too:
+//!   a changed field mostly has the length it had);
+//! - `FORWARD n` / `BACK n` (op 2 / 3): the cursor moves by `n` (a field that got longer or
+//!   shorter).
+//!
+//! [`apply`] never panics and never produces more than [`MAX_OUTPUT`] bytes, whatever the
+//! delta; [`diff`] and [`apply`] round-trip exactly (property-tested).
+
+use devtel_protocol::MAX_ENCODED_LEN;
+
+/// The most bytes [`apply`] produces: the largest valid envelope.
+pub const MAX_OUTPUT: usize = MAX_ENCODED_LEN;
+
+/// Shortest run of equal bytes worth a `COPY` after a difference.
+const MIN_MATCH: usize = 4;
+
+/// How far around the cursor [`diff`] looks for the reference again after a difference.
+const WINDOW: usize = 48;
+
+const COPY: u64 = 0;
+const INSERT: u64 = 1;
+const FORWARD: u64 = 2;
+const BACK: u64 = 3;
+
+/// A delta that does not apply to its reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// The delta ends inside an operation.
+    #[error("delta truncated")]
+    Truncated,
+    /// A copy or a cursor move beyond the reference.
+    #[error("delta reaches beyond its reference")]
+    OutOfReference,
+    /// The result would exceed [`MAX_OUTPUT`].
+    #[error("delta result exceeds {MAX_OUTPUT} bytes")]
+    TooLong,
+}
+
+/// The delta that turns `reference` into `target`.
+pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    let (mut i, mut j) = (0usize, 0usize); // target position, reference cursor
+    let mut literal_start = 0usize;
+    while i < target.len() {
+        let run = common_prefix(&target[i..], reference.get(j..).unwrap_or(&[]));
+        if run >= MIN_MATCH || (run > 0 && i + run == target.len()) {
+            literal(&mut out, &target[literal_start..i]);
+            op(&mut out, COPY, run);
+            i += run;
+            j += run;
+            literal_start = i;
+            continue;
+        }
+        if let Some(k) = resync(reference, j, &target[i..]) {
+            literal(&mut out, &target[literal_start..i]);
+            literal_start = i;
+            if k > j {
+                op(&mut out, FORWARD, k - j);
+            } else {
+                op(&mut out, BACK, j - k);
+            }
+            j = k;
+            continue;
+        }
+        // A changed byte: part of the literal, and the cursor moves on with it.
+        i += 1;
+        j += 1;
+    }
+    literal(&mut out, &target[literal_start..]);
+    out
+}
+
+/// The payload `delta` describes against `reference`.
+///
+/// # Errors
+/// [`DeltaError`] for a delta that is not one of `reference`.
+pub fn apply(reference: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
+    let mut out = Vec::with_capacity(reference.len());
+    let (mut at, mut j) = (0usize, 0usize); // delta position, reference cursor
+    while at < delta.len() {
+        let tag = varint(delta, &mut at)?;
+        let n = usize::try_from(tag >> 2).map_err(|_| DeltaError::TooLong)?;
+        match tag & 3 {
+            COPY => {
+                let end = j.checked_add(n).ok_or(DeltaError::OutOfReference)?;
+                let bytes = reference.get(j..end).ok_or(DeltaError::OutOfReference)?;
+                grow(&mut out, bytes)?;
+                j = end;
+            }
+            INSERT => {
+                let end = at.checked_add(n).ok_or(DeltaError::Truncated)?;
+                let bytes = delta.get(at..end).ok_or(DeltaError::Truncated)?;
+                grow(&mut out, bytes)?;
+                at = end;
+                j = j.saturating_add(n);
+            }
+            FORWARD => {
+                j = j
+                    .checked_add(n)
+                    .filter(|j| *j <= reference.len())
+                    .ok_or(DeltaError::OutOfReference)?;
+            }
+            _ => j = j.checked_sub(n).ok_or(DeltaError::OutOfReference)?,
+        }
+    }
+    Ok(out)
+}
+
+fn grow(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DeltaError> {
+    if out.len() + bytes.len() > MAX_OUTPUT {
+        return Err(DeltaError::TooLong);
+    }
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Where, within [`WINDOW`] of the cursor `j`, the reference continues with the next
+/// [`MIN_MATCH`] bytes of `rest` (nearest first); `None` when nowhere or at `j` itself.
+fn resync(reference: &[u8], j: usize, rest: &[u8]) -> Option<usize> {
+    let probe = rest.get(..MIN_MATCH)?;
+    let at = |k: usize| reference.get(k..k + MIN_MATCH) == Some(probe);
+    (1..=WINDOW).find_map(|d| {
+        if at(j + d) {
+            Some(j + d)
+        } else if d <= j && at(j - d) {
+            Some(j - d)
+        } else {
+            None
+        }
+    })
+}
+
+fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        op(out, INSERT, bytes.len());
+        out.extend_from_slice(bytes);
+    }
+}
+
+fn op(out: &mut Vec<u8>, kind: u64, n: usize) {
+    let mut v = ((n as u64) << 2) | kind;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, DeltaError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at).ok_or(DeltaError::Truncated)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(DeltaError::TooLong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_changed_counter_costs_a_few_bytes() {
+        let reference =
+            b"model MX-3570 serial 12345 toner black 40% cyan 30% pages 0000120000".to_vec();
+        let mut target = reference.clone();
+        target[44] = b'3'; // black 40 -> 30
+        let at = target.len() - 3;
+        target[at] = b'7';
+        let delta = diff(&reference, &target);
+        assert!(delta.len() <= 12, "{} bytes: {delta:?}", delta.len());
+        assert_eq!(apply(&reference, &delta).unwrap(), target);
+        // Identical: one copy (a two-byte varint).
+        assert_eq!(diff(&reference, &reference), [0x90, 0x02]); // 68 << 2
+                                                                // Longer and shorter fields re-synchronise.
+        let longer = [&reference[..20], b"-extra-", &reference[20..]].concat();
+        assert!(diff(&reference, &longer).len() < 16);
+        assert_eq!(
+            apply(&reference, &diff(&reference, &longer)).unwrap(),
+            longer
+        );
+        let shorter = [&reference[..20], &reference[30..]].concat();
+        assert!(diff(&reference, &shorter).len() < 8);
+        assert_eq!(
+            apply(&reference, &diff(&reference, &shorter)).unwrap(),
+            shorter
+        );
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_its_reference_is_an_error() {
+        assert_eq!(apply(b"abc", &[4 << 2]), Err(DeltaError::OutOfReference)); // copy 4
+        assert_eq!(
+            apply(b"abc", &[(2 << 2) | 1, b'x']),
+            Err(DeltaError::Truncated)
+        );
+        assert_eq!(
+            apply(b"abc", &[(1 << 2) | 3]),
+            Err(DeltaError::OutOfReference)
+        ); // back 1
+        assert_eq!(
+            apply(b"abc", &[(4 << 2) | 2]),
+            Err(DeltaError::OutOfReference)
+        ); // forward 4
+        assert_eq!(apply(b"abc", &[0x80]), Err(DeltaError::Truncated));
+        // Copies of the whole reference again and again stop at the bound.
+        let reference = vec![7u8; 1024];
+        let mut delta = Vec::new();
+        for _ in 0..40 {
+            op(&mut delta, COPY, 1024);
+            op(&mut delta, BACK, 1024);
+        }
+        assert_eq!(apply(&reference, &delta), Err(DeltaError::TooLong));
+        assert_eq!(apply(&[], &[]).unwrap(), Vec::<u8>::new());
+    }
+
+    proptest! {
+        #[test]
+        fn any_target_round_trips(
+            reference in proptest::collection::vec(any::<u8>(), 0..600),
+            target in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            prop_assert_eq!(apply(&reference, &diff(&reference, &target)).unwrap(), target);
+        }
+
+        #[test]
+        fn edits_of_the_reference_round_trip_and_stay_small(
+            reference in proptest::collection::vec(0u8..8, 64..600),
+            edits in proptest::collection::vec((any::<proptest::sample::Index>(), 0u8..3, any::<u8>()), 1..6),
+        ) {
+            let mut target = reference.clone();
+            for (at, kind, byte) in &edits {
+                let i = at.index(target.len().max(1)).min(target.len().saturating_sub(1));
+                match kind {
+                    0 => target[i] = *byte,
+                    1 => target.insert(i, *byte),
+                    _ => { target.remove(i); }
+                }
+            }
+            let delta = diff(&reference, &target);
+            prop_assert_eq!(apply(&reference, &delta).unwrap(), target.clone());
+            prop_assert!(delta.len() <= target.len() + 8);
+        }
+
+        #[test]
+        fn garbage_deltas_never_panic(
+            reference in proptest::collection::vec(any::<u8>(), 0..256),
+            delta in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            if let Ok(out) = apply(&reference, &delta) {
+                prop_assert!(out.len() <= MAX_OUTPUT);
+            }
+        }
+    }
+}
