@@ -67,6 +67,12 @@ const CHANNEL: usize = RECEIVE_MAXIMUM as usize + 256;
 /// is about 30 KB whatever it holds; see [`Spares`]).
 const MAX_SPARES: usize = MAX_BATCH;
 
+/// A batch of at least [`LINGER_FROM`] messages (a stream is arriving) waits up to this long
+/// for [`LINGER_UNTIL`] before it is committed.
+const LINGER: Duration = Duration::from_millis(10);
+const LINGER_FROM: usize = 32;
+const LINGER_UNTIL: usize = MAX_BATCH / 2;
+
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -579,9 +585,15 @@ fn process(
     };
     // Ends the check stage (its next hand-over fails), which closes the intake channel.
     drop(ready);
-    if checker.join().is_err() {
-        error!("the check thread panicked");
-    }
+    // A panic there ended the hand-over as a clean stop would: it is an error (the gateway
+    // stops, and its next start rebuilds from the store), never a silent end of ingest.
+    let result = match (checker.join(), result) {
+        (Err(_), Ok(())) => {
+            error!("the check thread panicked");
+            Err(MqttError::Ingest("the check thread panicked".into()))
+        }
+        (_, result) => result,
+    };
     publish_documents(out, shared, &mut dirty);
     result
 }
@@ -596,10 +608,24 @@ fn check_stage(
 ) {
     while let Some(first) = handle.block_on(rx.recv()) {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+        let lingering_until = tokio::time::Instant::now() + LINGER;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            // A stream, not a lone message: gather a larger batch for a while, so that a
+            // busy gateway commits (and fsyncs) less often per message.
+            if batch.len() < LINGER_FROM || batch.len() >= LINGER_UNTIL {
+                break;
+            }
+            match handle
+                .block_on(async { tokio::time::timeout_at(lingering_until, rx.recv()).await })
+            {
+                Ok(Some(m)) => batch.push(m),
+                Ok(None) | Err(_) => break,
             }
         }
         let received_ms = now_ms();
