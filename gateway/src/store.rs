@@ -80,10 +80,13 @@ const MIGRATIONS: &[&str] = &[
 /// is longer than this share of the payload (1/`NEW_REFERENCE_RATIO`).
 const NEW_REFERENCE_RATIO: usize = 4;
 
-/// Most devices whose current reference payload the writer keeps in memory. Beyond that the
-/// map is emptied and each device's next envelope starts a new reference (bounded memory
-/// whatever the network sends; a few extra reference rows at worst).
+/// Most devices whose current reference payload the writer keeps in memory, and most bytes
+/// of them. Beyond either the map is emptied and each device's next envelope starts a new
+/// reference (bounded memory whatever the network sends; a few extra reference rows at
+/// worst).
 pub const MAX_REFERENCES_IN_MEMORY: usize = 100_000;
+/// See [`MAX_REFERENCES_IN_MEMORY`].
+pub const MAX_REFERENCE_BYTES_IN_MEMORY: usize = 64 << 20;
 
 /// The history index is brought up to date when this many envelopes are above its cursor
 /// (see migration 2): at most this many rows are scanned beside the index by a history query.
@@ -162,6 +165,8 @@ pub struct Store {
     indexed_through: i64,
     /// Per device: the id and bytes of its current reference payload (migration 3).
     references: HashMap<String, (i64, Vec<u8>)>,
+    /// The payload bytes in `references`.
+    reference_bytes: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +205,7 @@ impl Store {
             path: name,
             indexed_through: 0,
             references: HashMap::new(),
+            reference_bytes: 0,
         };
         store.init()?;
         store.indexed_through = store
@@ -228,10 +234,18 @@ impl Store {
                 Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
             })
             .map_err(|e| self.err(e))?;
-        let references = rows
-            .collect::<Result<HashMap<_, _>, _>>()
-            .map_err(|e| self.err(e))?;
+        let mut references = HashMap::new();
+        let mut bytes = 0;
+        for row in rows {
+            let (device, (id, payload)): (String, (i64, Vec<u8>)) = row.map_err(|e| self.err(e))?;
+            bytes += payload.len();
+            if bytes > MAX_REFERENCE_BYTES_IN_MEMORY {
+                break;
+            }
+            references.insert(device, (id, payload));
+        }
         drop(stmt);
+        self.reference_bytes = references.values().map(|(_, p)| p.len()).sum();
         self.references = references;
         Ok(())
     }
@@ -256,6 +270,7 @@ impl Store {
             path: name,
             indexed_through: 0,
             references: HashMap::new(),
+            reference_bytes: 0,
         };
         store
             .conn
@@ -442,11 +457,34 @@ impl Store {
         };
         tx.commit().map_err(wrap)?;
         self.indexed_through = indexed_through;
-        if self.references.len() + new_refs.len() > MAX_REFERENCES_IN_MEMORY {
-            self.references.clear();
-        }
-        self.references.extend(new_refs);
+        self.remember(
+            new_refs,
+            MAX_REFERENCES_IN_MEMORY,
+            MAX_REFERENCE_BYTES_IN_MEMORY,
+        );
         Ok(out)
+    }
+
+    /// Takes the references a commit wrote as the devices' current ones, within `max` devices
+    /// and `max_bytes` (beyond either, the map starts empty again).
+    fn remember(
+        &mut self,
+        new_refs: HashMap<String, (i64, Vec<u8>)>,
+        max: usize,
+        max_bytes: usize,
+    ) {
+        let added: usize = new_refs.values().map(|(_, p)| p.len()).sum();
+        if self.references.len() + new_refs.len() > max || self.reference_bytes + added > max_bytes
+        {
+            self.references.clear();
+            self.reference_bytes = 0;
+        }
+        for (device, reference) in new_refs {
+            self.reference_bytes += reference.1.len();
+            if let Some((_, old)) = self.references.insert(device, reference) {
+                self.reference_bytes -= old.len();
+            }
+        }
     }
 
     /// Calls `f` with every stored envelope, oldest first.
@@ -894,6 +932,32 @@ mod tests {
         let replay = s.replay(|e| seqs.push(e.seq)).unwrap();
         assert_eq!((seqs, replay.undecodable), (vec![0, 2], 1));
         assert_eq!(s.history("d1", 0, u64::MAX, 10).unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_references_in_memory_stay_within_their_bounds() {
+        let dir = temp("bounds");
+        let mut s = Store::open(&dir.join("db.sqlite")).unwrap();
+        let refs = |names: &[(&str, usize)]| -> HashMap<String, (i64, Vec<u8>)> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, (d, len))| (d.to_string(), (i as i64, vec![0; *len])))
+                .collect()
+        };
+        s.remember(refs(&[("a", 10), ("b", 10)]), 3, 100);
+        assert_eq!((s.references.len(), s.reference_bytes), (2, 20));
+        // A new reference for a known device replaces its old one.
+        s.remember(refs(&[("a", 30)]), 3, 100);
+        assert_eq!((s.references.len(), s.reference_bytes), (2, 40));
+        // Beyond the device count: only the newest are kept.
+        s.remember(refs(&[("c", 1), ("d", 1)]), 3, 100);
+        assert_eq!((s.references.len(), s.reference_bytes), (2, 2));
+        // Beyond the bytes.
+        s.remember(refs(&[("e", 99)]), 3, 100);
+        assert_eq!((s.references.len(), s.reference_bytes), (1, 99));
+        assert!(s.references.contains_key("e"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
