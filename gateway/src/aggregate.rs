@@ -158,8 +158,8 @@ impl Aggregator {
         let collector_hash = fnv1a(envelope.collector.as_bytes());
         self.as_of_ms = self.as_of_ms.max(envelope.timestamp_ms);
         for (i, reading) in envelope.readings.iter().enumerate() {
-            let device = reading.device().to_string();
-            let unit = self.settings.units.resolve(reading.unit()).to_string();
+            let device = reading.device();
+            let unit = self.settings.units.resolve(reading.unit());
             if unit == UNASSIGNED {
                 changes.unassigned += 1;
                 self.unassigned_readings += 1;
@@ -170,50 +170,72 @@ impl Aggregator {
                 envelope.seq,
                 collector_hash.wrapping_add(i as u64),
             );
-            self.ledgers.entry(device.clone()).or_default().record(
-                &self.settings.ledger,
-                key,
-                reading,
-            );
-            devices.insert(device.clone());
-            units.extend(self.settings.units.lineage(&unit));
-            let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
-            if let Some(current) = self.devices.get(&device) {
-                if newer < (current.timestamp_ms, current.epoch, current.seq) {
-                    changes.outcomes.push(Outcome::Stale);
-                    continue;
-                }
-            }
-            let previous = self.devices.remove(&device);
-            if let Some(prev) = &previous {
-                units.extend(self.settings.units.lineage(&prev.unit));
-            }
-            let (no_response, last_reading, last_phone, last_dock) = match reading {
-                Reading::Printer(r) => (None, Some(boxed(r)), None, None),
-                Reading::Phone(p) => (None, None, Some(boxed(p)), None),
-                Reading::Dock(d) => (None, None, None, Some(boxed(d))),
-                Reading::NoResponse(n) => {
-                    let previous = previous.map(|p| (p.last_reading, p.last_phone, p.last_dock));
-                    let (printer, phone, dock) = previous.unwrap_or_default();
-                    (Some(n.cause), printer, phone, dock)
-                }
+            let ledger = match self.ledgers.get_mut(device) {
+                Some(ledger) => ledger,
+                None => self.ledgers.entry(device.to_string()).or_default(),
             };
-            self.devices.insert(
-                device,
-                DeviceState {
-                    unit,
-                    reported_unit: reading.unit().to_string(),
-                    kind: reading.kind(),
-                    collector: envelope.collector.to_string(),
-                    epoch: envelope.epoch,
-                    seq: envelope.seq,
-                    timestamp_ms: envelope.timestamp_ms,
-                    no_response,
-                    last_reading,
-                    last_phone,
-                    last_dock,
-                },
-            );
+            ledger.record(&self.settings.ledger, key, reading);
+            devices.insert(device.to_string());
+            units.extend(self.settings.units.lineage(unit));
+            let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
+            // The device's state is updated where it is (no new keys or strings for what did
+            // not change).
+            let state = match self.devices.get_mut(device) {
+                Some(current) => {
+                    if newer < (current.timestamp_ms, current.epoch, current.seq) {
+                        changes.outcomes.push(Outcome::Stale);
+                        continue;
+                    }
+                    if current.unit != unit {
+                        units.extend(self.settings.units.lineage(&current.unit));
+                        current.unit = unit.to_string();
+                    }
+                    if current.reported_unit != reading.unit() {
+                        current.reported_unit = reading.unit().to_string();
+                    }
+                    if current.collector != envelope.collector.as_str() {
+                        current.collector = envelope.collector.to_string();
+                    }
+                    current
+                }
+                None => self
+                    .devices
+                    .entry(device.to_string())
+                    .or_insert_with(|| DeviceState {
+                        unit: unit.to_string(),
+                        reported_unit: reading.unit().to_string(),
+                        kind: reading.kind(),
+                        collector: envelope.collector.to_string(),
+                        epoch: envelope.epoch,
+                        seq: envelope.seq,
+                        timestamp_ms: envelope.timestamp_ms,
+                        no_response: None,
+                        last_reading: None,
+                        last_phone: None,
+                        last_dock: None,
+                    }),
+            };
+            state.kind = reading.kind();
+            state.epoch = envelope.epoch;
+            state.seq = envelope.seq;
+            state.timestamp_ms = envelope.timestamp_ms;
+            // A reading replaces the last one of every kind; a silent poll keeps them (what
+            // the device last said stays visible while it is unreachable).
+            match reading {
+                Reading::Printer(r) => {
+                    (state.no_response, state.last_phone, state.last_dock) = (None, None, None);
+                    state.last_reading = Some(boxed(r));
+                }
+                Reading::Phone(p) => {
+                    (state.no_response, state.last_reading, state.last_dock) = (None, None, None);
+                    state.last_phone = Some(boxed(p));
+                }
+                Reading::Dock(d) => {
+                    (state.no_response, state.last_reading, state.last_phone) = (None, None, None);
+                    state.last_dock = Some(boxed(d));
+                }
+                Reading::NoResponse(n) => state.no_response = Some(n.cause),
+            }
             changes.outcomes.push(Outcome::Applied);
         }
         changes.units = units.into_iter().collect();

@@ -84,7 +84,8 @@ impl Ranges {
 /// The tracker.
 #[derive(Debug, Default, Clone)]
 pub struct Deliveries {
-    by_stream: BTreeMap<(String, u64), Ranges>,
+    /// Per collector, per epoch (nested, so that a lookup needs no owned key).
+    by_stream: BTreeMap<String, BTreeMap<u64, Ranges>>,
 }
 
 /// What [`Deliveries::record`] decided.
@@ -127,14 +128,15 @@ impl Deliveries {
 
     /// Records an envelope identity; `poll_ms` is the envelope's timestamp.
     pub fn record(&mut self, collector: &str, epoch: u64, seq: u64, poll_ms: u64) -> Delivery {
-        let stream = self
-            .by_stream
-            .entry((collector.to_string(), epoch))
-            .or_insert_with(|| Ranges {
-                first_poll_ms: poll_ms,
-                last_poll_ms: poll_ms,
-                ..Ranges::default()
-            });
+        let epochs = match self.by_stream.get_mut(collector) {
+            Some(epochs) => epochs,
+            None => self.by_stream.entry(collector.to_string()).or_default(),
+        };
+        let stream = epochs.entry(epoch).or_insert_with(|| Ranges {
+            first_poll_ms: poll_ms,
+            last_poll_ms: poll_ms,
+            ..Ranges::default()
+        });
         stream.first_poll_ms = stream.first_poll_ms.min(poll_ms);
         stream.last_poll_ms = stream.last_poll_ms.max(poll_ms);
         if stream.insert(seq) {
@@ -154,7 +156,7 @@ impl Deliveries {
         epoch: u64,
         seqs: impl IntoIterator<Item = u64>,
     ) -> Vec<(u64, u64)> {
-        let Some(stream) = self.by_stream.get(&(collector.to_string(), epoch)) else {
+        let Some(stream) = self.by_stream.get(collector).and_then(|e| e.get(&epoch)) else {
             return Vec::new();
         };
         let found: std::collections::BTreeSet<(u64, u64)> = seqs
@@ -167,7 +169,11 @@ impl Deliveries {
     /// Per collector, its epochs in order.
     pub fn report(&self) -> BTreeMap<String, Vec<EpochReport>> {
         let mut out: BTreeMap<String, Vec<EpochReport>> = BTreeMap::new();
-        for ((collector, epoch), r) in &self.by_stream {
+        for (collector, epoch, r) in self
+            .by_stream
+            .iter()
+            .flat_map(|(c, epochs)| epochs.iter().map(move |(e, r)| (c, e, r)))
+        {
             let gaps = r.gaps();
             let first_seq = r.ranges.keys().next().copied().unwrap_or(0);
             let last_seq = r.ranges.values().next_back().map_or(0, |e| e - 1);
