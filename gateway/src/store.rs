@@ -66,14 +66,16 @@ const MIGRATIONS: &[&str] = &[
     // 3: compact payloads. What repeats in every reading of a device (model, serial, supply,
     // tray and seat descriptions) is kept once, in a reference payload per device and change;
     // an envelope keeps the delta of its payload against its reference (`crate::delta`).
-    // Envelopes stored before keep their full payload (`ref` NULL).
+    // Envelopes stored before keep their full payload (`ref` NULL). No foreign key on `ref`:
+    // the reference is written in the same transaction, a missing one makes the delta fail
+    // to apply (counted, never a wrong envelope), and the check cost 0.5 µs per row.
     "CREATE TABLE refs (
         id INTEGER PRIMARY KEY,
         device TEXT NOT NULL,
         payload BLOB NOT NULL
     );
     CREATE INDEX refs_by_device ON refs (device, id);
-    ALTER TABLE envelopes ADD COLUMN ref INTEGER REFERENCES refs (id);",
+    ALTER TABLE envelopes ADD COLUMN ref INTEGER;",
 ];
 
 /// A new reference payload is written for a device when the delta against its current one
@@ -495,8 +497,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT e.id, e.payload, r.payload FROM envelopes e
-                 LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
+                "SELECT e.id, e.payload,
+                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
+                 FROM envelopes e LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -570,14 +573,17 @@ impl Store {
         // The indexed part, in the index's order, and the tail not yet indexed (at most
         // HISTORY_INDEX_EVERY envelopes and a batch), merged.
         let mut found = rows(
-            "SELECT h.timestamp_ms, e.id, e.payload, r.payload FROM device_history h
+            "SELECT h.timestamp_ms, e.id, e.payload,
+                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
+             FROM device_history h
              JOIN envelopes e ON e.id = h.envelope LEFT JOIN refs r ON r.id = e.ref
              WHERE h.device = ?1 AND h.timestamp_ms >= ?2 AND h.timestamp_ms < ?3
              ORDER BY h.timestamp_ms, h.envelope LIMIT ?4",
         )?;
         found.extend(rows(
-            "SELECT e.timestamp_ms, e.id, e.payload, r.payload FROM envelopes e
-             LEFT JOIN refs r ON r.id = e.ref
+            "SELECT e.timestamp_ms, e.id, e.payload,
+                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
+             FROM envelopes e LEFT JOIN refs r ON r.id = e.ref
              WHERE e.id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
                AND e.device = ?1 AND e.timestamp_ms >= ?2 AND e.timestamp_ms < ?3
              ORDER BY e.timestamp_ms, e.id LIMIT ?4",
@@ -622,7 +628,9 @@ impl Store {
 }
 
 /// An envelope's payload from what is stored: the delta against its reference (migration 3),
-/// or the full payload when it has none. `None` when the delta does not apply.
+/// or the full payload when it has none. `None` when the delta does not apply (the queries
+/// give a reference that has gone missing as an empty one, so that it fails here rather than
+/// the delta being taken for a full payload).
 fn payload<'a>(stored: &'a [u8], reference: Option<&[u8]>) -> Option<std::borrow::Cow<'a, [u8]>> {
     match reference {
         Some(reference) => match crate::delta::apply(reference, stored) {
@@ -932,6 +940,14 @@ mod tests {
         let replay = s.replay(|e| seqs.push(e.seq)).unwrap();
         assert_eq!((seqs, replay.undecodable), (vec![0, 2], 1));
         assert_eq!(s.history("d1", 0, u64::MAX, 10).unwrap().len(), 2);
+        // A reference that has gone missing: its deltas are not taken for full payloads.
+        Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM refs", [])
+            .unwrap();
+        let replay = s.replay(|_| panic!("nothing decodes")).unwrap();
+        assert_eq!(replay.undecodable, 3);
+        assert!(s.history("d1", 0, u64::MAX, 10).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
