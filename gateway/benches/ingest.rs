@@ -328,7 +328,7 @@ fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
                 let e = devtel_protocol::decode(p).unwrap();
                 Item::Envelope {
                     envelope: Box::new(e),
-                    payload: p.clone(),
+                    payload: p.clone().into(),
                     received_ms: 0,
                 }
             })
@@ -369,7 +369,7 @@ fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64) {
             .zip(envs)
             .map(|((_, p), e)| Item::Envelope {
                 envelope: Box::new(e.clone()),
-                payload: p.clone(),
+                payload: p.clone().into(),
                 received_ms: 0,
             })
             .collect();

@@ -214,7 +214,7 @@ fn check_one(message: &Inbound, received_ms: u64, spares: &mut Vec<Box<Envelope>
                     Ok((
                         Item::Envelope {
                             envelope,
-                            payload: message.payload.to_vec(),
+                            payload: message.payload.clone(),
                             received_ms,
                         },
                         Some(target),

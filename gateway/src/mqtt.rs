@@ -948,7 +948,7 @@ mod tests {
             ))
             .unwrap();
         vec![Item::Envelope {
-            payload: devtel_protocol::encode_to_vec(&envelope).unwrap(),
+            payload: devtel_protocol::encode_to_vec(&envelope).unwrap().into(),
             envelope: Box::new(envelope),
             received_ms: 1,
         }]

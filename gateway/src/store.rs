@@ -134,7 +134,7 @@ pub enum Item {
         /// The decoded envelope.
         envelope: Box<Envelope>,
         /// Exactly the bytes received.
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
         /// When the gateway received it, ms since the Unix epoch.
         received_ms: u64,
     },
@@ -390,14 +390,16 @@ impl Store {
                                 match current {
                                     Some((id, delta)) => (Some(id), delta),
                                     None => {
-                                        insert_ref.execute(params![d, payload]).map_err(wrap)?;
+                                        insert_ref
+                                            .execute(params![d, &payload[..]])
+                                            .map_err(wrap)?;
                                         let id = tx.last_insert_rowid();
-                                        new_refs.insert(d.to_string(), (id, payload.clone()));
+                                        new_refs.insert(d.to_string(), (id, payload.to_vec()));
                                         (Some(id), crate::delta::diff(payload, payload))
                                     }
                                 }
                             }
-                            None => (None, payload.clone()),
+                            None => (None, payload.to_vec()),
                         };
                         let n = insert_env
                             .execute(params![
@@ -681,7 +683,7 @@ mod tests {
         let payload = encode_to_vec(&e).unwrap();
         Item::Envelope {
             envelope: Box::new(e),
-            payload,
+            payload: payload.into(),
             received_ms: ts + 1,
         }
     }
@@ -870,7 +872,7 @@ mod tests {
                     let e = envelope(poll * names.len() as u64 + d as u64, poll, d);
                     committed.push(e.clone());
                     Item::Envelope {
-                        payload: encode_to_vec(&e).unwrap(),
+                        payload: encode_to_vec(&e).unwrap().into(),
                         envelope: Box::new(e),
                         received_ms: 0,
                     }
@@ -994,7 +996,7 @@ mod tests {
                 conn.execute(
                     "INSERT INTO envelopes (collector, epoch, seq, timestamp_ms, received_ms, payload)
                      VALUES ('c1', ?1, ?2, ?3, 0, ?4)",
-                    params![bits(u64::MAX - 1), bits(seq), bits(100 + seq), payload],
+                    params![bits(u64::MAX - 1), bits(seq), bits(100 + seq), &payload[..]],
                 )
                 .unwrap();
                 let id = conn.last_insert_rowid();
