@@ -466,15 +466,18 @@ impl Out {
     }
 
     /// The MQTT acknowledgement of one received message.
-    fn ack(&self, message: &Inbound) {
-        if !message.acknowledged {
-            return;
-        }
-        let mut p = Publish::new("", QoS::AtLeastOnce, Bytes::new(), None);
-        p.pkid = message.pkid;
-        if let Err(error) = self.handle.block_on(self.client.ack(&p)) {
-            debug!(%error, "acknowledgement not queued");
-        }
+    /// Acknowledges the QoS 1 messages of a batch to the broker, in one entry into the
+    /// runtime (one per message was a measurable share of the commit thread).
+    fn ack_all(&self, batch: &[Inbound]) {
+        self.handle.block_on(async {
+            for message in batch.iter().filter(|m| m.acknowledged) {
+                let mut p = Publish::new("", QoS::AtLeastOnce, Bytes::new(), None);
+                p.pkid = message.pkid;
+                if let Err(error) = self.client.ack(&p).await {
+                    debug!(%error, "acknowledgement not queued");
+                }
+            }
+        });
     }
 }
 
@@ -852,9 +855,7 @@ fn handle_batch(
             Err(e) => warn!(error = %e, %topic, "acknowledgement not encoded"),
         }
     }
-    for message in batch {
-        out.ack(message);
-    }
+    out.ack_all(batch);
     Ok(true)
 }
 
