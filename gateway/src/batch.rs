@@ -199,11 +199,11 @@ fn check_one(message: &Inbound, received_ms: u64, spares: &mut Vec<Box<Envelope>
                 _ => Err((Rejection::BadStatus, None)),
             }
         }
-        Ok(topic::Topic::Telemetry { site, .. }) => {
+        Ok(topic::Topic::Telemetry { site, unit, device }) => {
             if message.oversize() {
                 return Err((Rejection::Oversize, None));
             }
-            match ingest::check(&message.topic, &message.payload, spares.pop()) {
+            match ingest::check_telemetry(unit, device, &message.payload, spares.pop()) {
                 Ok(envelope) => {
                     let target = AckTarget {
                         site: site.to_string(),

@@ -82,6 +82,19 @@ pub fn check(
     let Ok(topic::Topic::Telemetry { unit, device, .. }) = topic::parse(topic_name) else {
         return Err(Rejection::Topic);
     };
+    check_telemetry(unit, device, payload, spare)
+}
+
+/// [`check`] for a telemetry topic already parsed into its `unit` and `device`.
+///
+/// # Errors
+/// The [`Rejection`] cause.
+pub fn check_telemetry(
+    unit: &str,
+    device: &str,
+    payload: &[u8],
+    spare: Option<Box<Envelope>>,
+) -> Result<Box<Envelope>, Rejection> {
     if payload.len() > MAX_ENCODED_LEN {
         return Err(Rejection::Oversize);
     }

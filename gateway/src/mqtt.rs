@@ -936,23 +936,7 @@ mod tests {
     }
 
     fn one_envelope() -> Vec<Item> {
-        let mut envelope = devtel_protocol::Envelope::new("c".try_into().unwrap(), 1, 0, 1);
-        envelope
-            .readings
-            .push(devtel_protocol::Reading::NoResponse(
-                devtel_protocol::NoResponse {
-                    device: "d".try_into().unwrap(),
-                    unit: "u".try_into().unwrap(),
-                    kind: devtel_protocol::DeviceKind::Copier,
-                    cause: devtel_protocol::NoResponseCause::Timeout,
-                },
-            ))
-            .unwrap();
-        vec![Item::Envelope {
-            payload: devtel_protocol::encode_to_vec(&envelope).unwrap().into(),
-            envelope: Box::new(envelope),
-            received_ms: 1,
-        }]
+        vec![crate::testdata::no_response_item("d", 0, 1)]
     }
 
     #[test]

@@ -664,28 +664,14 @@ fn index_history(tx: &rusqlite::Transaction, after: i64, through: i64) -> rusqli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use devtel_protocol::{encode_to_vec, DeviceKind, NoResponse, NoResponseCause, Reading};
+    use devtel_protocol::{encode_to_vec, Reading};
 
     fn item(seq: u64, ts: u64) -> Item {
         item_for("d1", seq, ts)
     }
 
     fn item_for(device: &str, seq: u64, ts: u64) -> Item {
-        let mut e = Envelope::new("c1".try_into().unwrap(), u64::MAX - 1, seq, ts);
-        e.readings
-            .push(Reading::NoResponse(NoResponse {
-                device: device.try_into().unwrap(),
-                unit: "u".try_into().unwrap(),
-                kind: DeviceKind::Copier,
-                cause: NoResponseCause::Timeout,
-            }))
-            .unwrap();
-        let payload = encode_to_vec(&e).unwrap();
-        Item::Envelope {
-            envelope: Box::new(e),
-            payload: payload.into(),
-            received_ms: ts + 1,
-        }
+        crate::testdata::no_response_item(device, seq, ts)
     }
 
     #[test]
@@ -828,16 +814,7 @@ mod tests {
         use devtel_protocol::Level;
         let dir = temp("compact");
         let path = dir.join("db.sqlite");
-        let names = [
-            "ricoh_mpc3002",
-            "sharp",
-            "konica_c250i",
-            "jetdirect_m130nw",
-            "utax",
-            "samsungprinter_m4080fx",
-            "epson",
-            "okilan_9450g",
-        ];
+        let names = crate::testdata::COPIERS;
         let bases: Vec<_> = names.iter().map(|n| crate::testdata::printer(n)).collect();
         let envelope = |seq: u64, poll: u64, d: usize| {
             // From poll 20 on, the first device is another model (replaced): new descriptions

@@ -1,7 +1,43 @@
 //! Readings of real recorded devices (`../shared/corpus`), mapped by the collector's own
 //! mapping, for the gateway's unit tests.
 
-use devtel_protocol::PrinterReading;
+use devtel_protocol::{
+    encode_to_vec, DeviceKind, Envelope, NoResponse, NoResponseCause, PrinterReading, Reading,
+};
+
+use crate::store::Item;
+
+/// Copier recordings of several vendors.
+pub const COPIERS: &[&str] = &[
+    "ricoh_mpc3002",
+    "sharp",
+    "konica_c250i",
+    "jetdirect_m130nw",
+    "utax",
+    "samsungprinter_m4080fx",
+    "epson",
+    "okilan_9450g",
+];
+
+/// An envelope of collector `c1` with one silent poll of `device` in unit `u`, ready to
+/// commit.
+pub fn no_response_item(device: &str, seq: u64, ts: u64) -> Item {
+    let mut e = Envelope::new("c1".try_into().unwrap(), u64::MAX - 1, seq, ts);
+    e.readings
+        .push(Reading::NoResponse(NoResponse {
+            device: device.try_into().unwrap(),
+            unit: "u".try_into().unwrap(),
+            kind: DeviceKind::Copier,
+            cause: NoResponseCause::Timeout,
+        }))
+        .unwrap();
+    let payload = encode_to_vec(&e).unwrap();
+    Item::Envelope {
+        envelope: Box::new(e),
+        payload: payload.into(),
+        received_ms: ts + 1,
+    }
+}
 
 /// The corpus folder (`DEVTEL_CORPUS` overrides).
 pub fn corpus() -> std::path::PathBuf {

@@ -184,15 +184,3 @@ pub fn decode_into(bytes: &[u8], envelope: &mut Envelope) -> Result<(), Error> {
     }
     envelope.validate()
 }
-
-/// [`decode`] into a box, for a receiver that keeps or hands on what it decoded (with the
-/// `std` feature).
-///
-/// # Errors
-/// As [`decode`].
-#[cfg(feature = "std")]
-pub fn decode_boxed(bytes: &[u8]) -> Result<std::boxed::Box<Envelope>, Error> {
-    let mut envelope = std::boxed::Box::new(Envelope::new(Id::new(), 0, 0, 0));
-    decode_into(bytes, &mut envelope)?;
-    Ok(envelope)
-}

@@ -195,16 +195,22 @@ fn invalid_identifiers_are_rejected_both_ways() {
     assert_eq!(encode(&empty, &mut buf), Err(Error::NoReadings));
 }
 
+/// An envelope with every identity field at its largest and no readings yet.
+fn largest_empty_envelope() -> Envelope {
+    let id = "x".repeat(devtel_protocol::MAX_ID_LEN);
+    Envelope::new(
+        id.as_str().try_into().unwrap(),
+        u64::MAX,
+        u64::MAX,
+        u64::MAX,
+    )
+}
+
 /// The largest printer envelope: every reading, list and string at its capacity.
 fn largest_printer_envelope() -> Envelope {
     use devtel_protocol::*;
     let full = |n: usize| "x".repeat(n);
-    let mut env = Envelope::new(
-        full(MAX_ID_LEN).as_str().try_into().unwrap(),
-        u64::MAX,
-        u64::MAX,
-        u64::MAX,
-    );
+    let mut env = largest_empty_envelope();
     while !env.readings.is_full() {
         let mut p = PrinterReading {
             device: full(MAX_ID_LEN).as_str().try_into().unwrap(),
@@ -306,12 +312,7 @@ fn largest_printer_envelope() -> Envelope {
 fn largest_dock_envelope() -> Envelope {
     use devtel_protocol::*;
     let full = |n: usize| "x".repeat(n);
-    let mut env = Envelope::new(
-        full(MAX_ID_LEN).as_str().try_into().unwrap(),
-        u64::MAX,
-        u64::MAX,
-        u64::MAX,
-    );
+    let mut env = largest_empty_envelope();
     while !env.readings.is_full() {
         let name = || Some(full(MAX_NAME_LEN).as_str().try_into().unwrap());
         let mut d = DockReading {
