@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p devtel-gateway --bench ingest` (needs `mosquitto`, installed by
 //! `scripts/setup-test-env.sh`, and `../shared/corpus`). Knobs: `DEVTEL_BENCH_READINGS`
-//! (default 50,000).
+//! (default 50,000); `DEVTEL_BENCH_ONLY=devtel` runs the gateway alone (for a profiler).
 //!
 //! 1. **Peer**: a plain rumqttc subscriber (QoS 1, manual acks, no processing) receives N
 //!    envelopes from a publisher through Mosquitto: the broker's delivery rate on this machine.
@@ -343,8 +343,9 @@ fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
     started.elapsed()
 }
 
-/// Where the core's time goes, per reading: decode, commit (1,024 per transaction), aggregate.
-fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64) {
+/// Where the core's time goes, per reading: decode, commit (1,024 per transaction), aggregate,
+/// and of the commit the delta against the device's reference (with its average length).
+fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64, f64, usize) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / work.len() as f64;
     // Decoded as ingest does: into a box that held an earlier envelope.
     let started = Instant::now();
@@ -383,7 +384,18 @@ fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64) {
     for e in &envelopes {
         agg.ingest(e);
     }
-    (decode, per(commit), per(started.elapsed()))
+    let aggregate = per(started.elapsed());
+    // The commit's delta against each device's first payload (the store's reference).
+    let mut references = std::collections::HashMap::new();
+    let started = Instant::now();
+    let mut delta_bytes = 0;
+    for ((_, p), e) in work.iter().zip(&envelopes) {
+        let device = e.readings.first().map(|r| r.device().to_string());
+        let reference = references.entry(device).or_insert_with(|| p.clone());
+        delta_bytes += devtel_gateway::delta::diff(reference, p).len();
+    }
+    let delta = per(started.elapsed());
+    (decode, per(commit), aggregate, delta, delta_bytes / work.len())
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -425,7 +437,14 @@ fn main() {
     // The runtime's worker threads: the publisher alone (mosquitto_sub runs), the publisher
     // and the gateway's MQTT client (devtel runs).
     let (mut publisher_cpu, mut runtime_cpu) = (Vec::new(), Vec::new());
+    // For profiling one side alone: DEVTEL_BENCH_ONLY=devtel runs only the gateway.
+    let only_devtel = std::env::var("DEVTEL_BENCH_ONLY").is_ok_and(|v| v == "devtel");
     for _ in 0..2 {
+        if only_devtel {
+            devtels.push(rt.block_on(devtel(port, &dir, &work)));
+            eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
+            continue;
+        }
         peers.push(rt.block_on(peer(port, &work)));
         eprintln!("peer (rumqttc): {:.2?}", peers.last());
         let before = thread_cpu("tokio-rt-worker");
@@ -436,6 +455,11 @@ fn main() {
         devtels.push(rt.block_on(devtel(port, &dir, &work)));
         runtime_cpu.push(thread_cpu("tokio-rt-worker") - before);
         eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
+    }
+    if only_devtel {
+        let runs: Vec<Duration> = devtels.iter().map(|d| d.0).collect();
+        println!("devtel gateway alone (no peers): runs {runs:.2?}");
+        return;
     }
     let best_peer = peers.iter().min().copied().unwrap_or_default();
     let (devtel_time, per_commit, commits, check_cpu, commit_cpu) = devtels
@@ -477,9 +501,9 @@ fn main() {
             rate(count, t)
         );
     }
-    let (decode, commit, aggregate) = core_split(&dir, &work);
+    let (decode, commit, aggregate, delta, delta_len) = core_split(&dir, &work);
     println!(
-        "core per reading: decode {decode:.1} us, commit {commit:.1} us (1,024 per transaction), aggregate {aggregate:.1} us"
+        "core per reading: decode {decode:.1} us, commit {commit:.1} us (1,024 per transaction; of it delta {delta:.2} us, {delta_len} B), aggregate {aggregate:.1} us"
     );
     let db_bytes: u64 = ["core-1024.sqlite", "core-1024.sqlite-wal"]
         .iter()

@@ -27,6 +27,11 @@ pub const MAX_OUTPUT: usize = MAX_ENCODED_LEN;
 /// Shortest run of equal bytes worth a `COPY` after a difference.
 const MIN_MATCH: usize = 4;
 
+/// Most changed bytes, and most bytes of shift, [`diff`] looks past in one step before it
+/// searches the whole window.
+const MAX_SUBSTITUTION: usize = 8;
+const MAX_SHIFT: usize = 4;
+
 /// How far around the cursor [`diff`] looks for the reference again after a difference.
 const WINDOW: usize = 48;
 
@@ -62,6 +67,21 @@ pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
             i += run;
             j += run;
             literal_start = i;
+            continue;
+        }
+        // A few changed bytes after which the reference continues, at most a few bytes
+        // shifted (a counter, a level, a timestamp, a varint that grew): one search of a
+        // small neighbourhood, where looking for the reference across the window would be
+        // repeated for every changed byte. Checked first; it is by far the most common case.
+        if let Some((d, shift)) = realign(reference, j, &target[i..]) {
+            i += d;
+            j += d;
+            if shift != 0 {
+                literal(&mut out, &target[literal_start..i]);
+                literal_start = i;
+                op(&mut out, if shift > 0 { FORWARD } else { BACK }, shift.unsigned_abs());
+                j = j.saturating_add_signed(shift);
+            }
             continue;
         }
         if let Some(k) = resync(reference, j, &target[i..]) {
@@ -127,24 +147,91 @@ fn grow(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DeltaError> {
     Ok(())
 }
 
+/// How many leading bytes `a` and `b` share, compared eight at a time.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut k = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            break;
+        };
+        let d = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if d != 0 {
+            return k + (d.trailing_zeros() / 8) as usize;
+        }
+        k += 8;
+    }
+    k + a[k..].iter().zip(&b[k..]).take_while(|(x, y)| x == y).count()
 }
 
+/// The nearest `(d, shift)` with `d <= MAX_SUBSTITUTION` and `|shift| <= MAX_SHIFT` such
+/// that `rest` continues after its first `d` (changed) bytes with the reference at
+/// `j + d + shift`, for [`MIN_MATCH`] bytes or all that remain. `(0, 0)` is excluded (the
+/// caller saw no match there); a smaller `d` wins, then a smaller shift, forward first.
+fn realign(reference: &[u8], j: usize, rest: &[u8]) -> Option<(usize, isize)> {
+    for d in 0..=MAX_SUBSTITUTION.min(rest.len().saturating_sub(1)) {
+        let after = &rest[d..];
+        let want = &after[..after.len().min(MIN_MATCH)];
+        // Compared as one word where a whole one is left (all but the payload's last bytes).
+        let want_word = word(want);
+        for shift in SHIFTS {
+            if d == 0 && shift == 0 {
+                continue;
+            }
+            let Some(at) = (j + d).checked_add_signed(shift) else {
+                continue;
+            };
+            let found = match want_word {
+                Some(w) => reference.get(at..at + MIN_MATCH).and_then(word) == Some(w),
+                None => reference.get(at..at + want.len()) == Some(want),
+            };
+            if found {
+                return Some((d, shift));
+            }
+        }
+    }
+    None
+}
+
+/// `bytes` as one little-endian word when it is [`MIN_MATCH`] long.
+fn word(bytes: &[u8]) -> Option<u32> {
+    <[u8; MIN_MATCH]>::try_from(bytes).ok().map(u32::from_le_bytes)
+}
+
+/// The shifts [`realign`] tries, nearest first.
+const SHIFTS: [isize; 2 * MAX_SHIFT + 1] = {
+    let mut out = [0isize; 2 * MAX_SHIFT + 1];
+    let mut k = 1;
+    while k <= MAX_SHIFT {
+        out[2 * k - 1] = k as isize;
+        out[2 * k] = -(k as isize);
+        k += 1;
+    }
+    out
+};
+
 /// Where, within [`WINDOW`] of the cursor `j`, the reference continues with the next
-/// [`MIN_MATCH`] bytes of `rest` (nearest first); `None` when nowhere or at `j` itself.
+/// [`MIN_MATCH`] bytes of `rest` (nearest first, forward before back at the same distance);
+/// `None` when nowhere or at `j` itself. A run of changed bytes calls this once per byte, so
+/// the window is searched with `memchr`'s vectorised substring search.
 fn resync(reference: &[u8], j: usize, rest: &[u8]) -> Option<usize> {
     let probe = rest.get(..MIN_MATCH)?;
-    let at = |k: usize| reference.get(k..k + MIN_MATCH) == Some(probe);
-    (1..=WINDOW).find_map(|d| {
-        if at(j + d) {
-            Some(j + d)
-        } else if d <= j && at(j - d) {
-            Some(j - d)
-        } else {
-            None
-        }
-    })
+    let last = reference.len().checked_sub(MIN_MATCH)?; // the last position a match starts at
+    // Forward: positions j + 1 ..= min(last, j + WINDOW), the first match is the nearest.
+    let forward_end = last.min(j.saturating_add(WINDOW));
+    let forward = (j < forward_end)
+        .then(|| memchr::memmem::find(&reference[j + 1..forward_end + MIN_MATCH], probe))
+        .flatten()
+        .map(|k| j + 1 + k);
+    // Back: positions strictly nearer than the forward match, the last match is the nearest.
+    let reach = forward.map_or(WINDOW, |k| k - j - 1);
+    let (back_start, back_end) = (j.saturating_sub(reach), j.min(last + 1));
+    let back = (back_start < back_end)
+        .then(|| memchr::memmem::rfind(&reference[back_start..back_end - 1 + MIN_MATCH], probe))
+        .flatten()
+        .map(|k| back_start + k);
+    back.or(forward)
 }
 
 fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
