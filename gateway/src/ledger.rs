@@ -129,6 +129,15 @@ impl<P> Series<P> {
         window_ms: u64,
         mut pair: impl FnMut(i64, &P, &P),
     ) -> bool {
+        // The common case: the device's newest reading. One lookup, no neighbour searches.
+        if let Some((last, prev)) = self.points.last_key_value() {
+            if key > *last {
+                pair(1, prev, &point);
+                self.points.insert(key, point);
+                self.prune(key.0, window_ms);
+                return true;
+            }
+        }
         if self.points.contains_key(&key) {
             return false;
         }
@@ -151,8 +160,13 @@ impl<P> Series<P> {
             pair(1, &point, b);
         }
         self.points.insert(key, point);
-        // Keep one baseline older than the window.
         let newest = self.points.keys().next_back().map_or(0, |k| k.0);
+        self.prune(newest, window_ms);
+        true
+    }
+
+    /// Keeps one baseline older than the window before `newest`.
+    fn prune(&mut self, newest: u64, window_ms: u64) {
         while self.points.len() > 1 {
             let mut keys = self.points.keys();
             let (Some(&first), Some(second)) = (keys.next(), keys.next()) else {
@@ -164,7 +178,6 @@ impl<P> Series<P> {
             self.points.remove(&first);
             self.pruned = true;
         }
-        true
     }
 
     fn len(&self) -> usize {
