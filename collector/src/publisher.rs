@@ -521,7 +521,12 @@ pub async fn run(
         mut events,
         task: poller,
         ..
-    } = devtel_daemon::mqtt::spawn_poller(eventloop, timing.backoff_cap, window * 2 + 64);
+    } = devtel_daemon::mqtt::spawn_poller(
+        eventloop,
+        timing.backoff_cap,
+        window * 2 + 64,
+        devtel_daemon::mqtt::every_event,
+    );
     let status_topic = topic::collector(&identity.site)
         .ok()
         .map(|t| t.as_str().to_string());

@@ -437,6 +437,11 @@ impl Redial {
     }
 }
 
+/// For [`spawn_poller`]: pass every event on.
+pub fn every_event(_: &Event) -> bool {
+    true
+}
+
 /// Drives a client's event loop on its own task and hands its events to the daemon over a
 /// bounded channel of `capacity`.
 ///
@@ -454,7 +459,16 @@ impl Redial {
 /// [`Redial::after_disconnect`] was called, then it reconnects at once. It also
 /// ends when the receiver is dropped; only then is a poll abandoned midway, with the event
 /// loop itself.
-pub fn spawn_poller(mut eventloop: EventLoop, reconnect_max: Duration, capacity: usize) -> Poller {
+///
+/// Only events for which `wanted` is true are passed on (the daemon's own DISCONNECT always
+/// is): a subscriber that needs no `Outgoing` events spares the channel one hand-over per
+/// acknowledgement. [`every_event`] passes all.
+pub fn spawn_poller(
+    mut eventloop: EventLoop,
+    reconnect_max: Duration,
+    capacity: usize,
+    wanted: fn(&Event) -> bool,
+) -> Poller {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let redial = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn({
@@ -483,6 +497,7 @@ pub fn spawn_poller(mut eventloop: EventLoop, reconnect_max: Duration, capacity:
                                     last = true;
                                 }
                             }
+                            _ if !wanted(&event) => continue,
                             _ => {}
                         }
                         (Polled::Event(event), None)

@@ -157,7 +157,13 @@ pub async fn run(
         mut events,
         task: poller,
         redial,
-    } = devtel_daemon::mqtt::spawn_poller(eventloop, reconnect_max, 1024);
+    } = devtel_daemon::mqtt::spawn_poller(eventloop, reconnect_max, 1024, |event| {
+        // What the loop below acts on; the acknowledgements' own events are not needed.
+        matches!(
+            event,
+            Event::Incoming(Packet::ConnAck(_) | Packet::SubAck(_) | Packet::Publish(_))
+        )
+    });
     let mut intake = Intake::new();
     loop {
         let polled = tokio::select! {
