@@ -17,8 +17,8 @@
 //! already covers it (the lifetime counters make the page total the same; only the day the
 //! pages are attributed to can differ). Such readings are counted as `late`.
 
-use std::collections::BTreeMap;
-use std::ops::{AddAssign, Bound};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::AddAssign;
 
 use devtel_protocol::{Health, Reading};
 use jiff::civil::Date;
@@ -103,17 +103,19 @@ impl AddAssign<&DayFigures> for DayFigures {
     }
 }
 
-/// A time-ordered series of points with a bounded past.
+/// A time-ordered series of points with a bounded past. Points arrive almost always in
+/// order, so they live in a ring buffer: the newest is appended, the oldest pruned from the
+/// front, and a late one is placed by binary search.
 #[derive(Debug, Clone)]
 struct Series<P> {
-    points: BTreeMap<Key, P>,
+    points: VecDeque<(Key, P)>,
     pruned: bool,
 }
 
 impl<P> Default for Series<P> {
     fn default() -> Self {
         Series {
-            points: BTreeMap::new(),
+            points: VecDeque::new(),
             pruned: false,
         }
     }
@@ -129,27 +131,18 @@ impl<P> Series<P> {
         window_ms: u64,
         mut pair: impl FnMut(i64, &P, &P),
     ) -> bool {
-        // The common case: the device's newest reading. One lookup, no neighbour searches.
-        if let Some((last, prev)) = self.points.last_key_value() {
-            if key > *last {
-                pair(1, prev, &point);
-                self.points.insert(key, point);
-                self.prune(key.0, window_ms);
-                return true;
-            }
-        }
-        if self.points.contains_key(&key) {
-            return false;
-        }
-        if self.pruned && self.points.keys().next().is_some_and(|first| key < *first) {
-            return false;
-        }
-        let prev = self.points.range(..key).next_back().map(|(_, p)| p);
-        let next = self
-            .points
-            .range((Bound::Excluded(key), Bound::Unbounded))
-            .next()
-            .map(|(_, p)| p);
+        let at = match self.points.back() {
+            // The common case: the device's newest reading.
+            Some((last, _)) if key > *last => self.points.len(),
+            None => 0,
+            Some(_) => match self.points.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(_) => return false,
+                Err(0) if self.pruned => return false, // older than the baseline
+                Err(at) => at,
+            },
+        };
+        let prev = at.checked_sub(1).and_then(|i| self.points.get(i)).map(|(_, p)| p);
+        let next = self.points.get(at).map(|(_, p)| p);
         if let (Some(a), Some(b)) = (prev, next) {
             pair(-1, a, b);
         }
@@ -159,25 +152,18 @@ impl<P> Series<P> {
         if let Some(b) = next {
             pair(1, &point, b);
         }
-        self.points.insert(key, point);
-        let newest = self.points.keys().next_back().map_or(0, |k| k.0);
-        self.prune(newest, window_ms);
-        true
-    }
-
-    /// Keeps one baseline older than the window before `newest`.
-    fn prune(&mut self, newest: u64, window_ms: u64) {
-        while self.points.len() > 1 {
-            let mut keys = self.points.keys();
-            let (Some(&first), Some(second)) = (keys.next(), keys.next()) else {
-                break;
-            };
-            if second.0.saturating_add(window_ms) >= newest {
-                break;
-            }
-            self.points.remove(&first);
+        self.points.insert(at, (key, point));
+        // Keep one baseline older than the window before the newest point.
+        let newest = self.points.back().map_or(0, |(k, _)| k.0);
+        while self
+            .points
+            .get(1)
+            .is_some_and(|(second, _)| second.0.saturating_add(window_ms) < newest)
+        {
+            self.points.pop_front();
             self.pruned = true;
         }
+        true
     }
 
     fn len(&self) -> usize {
