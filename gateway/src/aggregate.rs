@@ -153,8 +153,9 @@ impl Aggregator {
                 .resize(envelope.readings.len(), Outcome::Duplicate);
             return changes;
         }
-        let mut units = BTreeSet::new();
-        let mut devices = BTreeSet::new();
+        // An envelope holds one or two readings: small vectors, sorted once at the end.
+        let mut units: Vec<String> = Vec::new();
+        let mut devices: Vec<String> = Vec::new();
         let collector_hash = fnv1a(envelope.collector.as_bytes());
         self.as_of_ms = self.as_of_ms.max(envelope.timestamp_ms);
         for (i, reading) in envelope.readings.iter().enumerate() {
@@ -175,7 +176,7 @@ impl Aggregator {
                 None => self.ledgers.entry(device.to_string()).or_default(),
             };
             ledger.record(&self.settings.ledger, key, reading);
-            devices.insert(device.to_string());
+            devices.push(device.to_string());
             units.extend(self.settings.units.lineage(unit));
             let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
             // The device's state is updated where it is (no new keys or strings for what did
@@ -224,7 +225,10 @@ impl Aggregator {
             match reading {
                 Reading::Printer(r) => {
                     (state.no_response, state.last_phone, state.last_dock) = (None, None, None);
-                    state.last_reading = Some(boxed(r));
+                    match state.last_reading.as_deref_mut() {
+                        Some(last) => last.assign_from(r),
+                        None => state.last_reading = Some(boxed(r)),
+                    }
                 }
                 Reading::Phone(p) => {
                     (state.no_response, state.last_reading, state.last_dock) = (None, None, None);
@@ -232,14 +236,21 @@ impl Aggregator {
                 }
                 Reading::Dock(d) => {
                     (state.no_response, state.last_reading, state.last_phone) = (None, None, None);
-                    state.last_dock = Some(boxed(d));
+                    match state.last_dock.as_deref_mut() {
+                        Some(last) => last.assign_from(d),
+                        None => state.last_dock = Some(boxed(d)),
+                    }
                 }
                 Reading::NoResponse(n) => state.no_response = Some(n.cause),
             }
             changes.outcomes.push(Outcome::Applied);
         }
-        changes.units = units.into_iter().collect();
-        changes.devices = devices.into_iter().collect();
+        units.sort_unstable();
+        units.dedup();
+        devices.sort_unstable();
+        devices.dedup();
+        changes.units = units;
+        changes.devices = devices;
         changes
     }
 

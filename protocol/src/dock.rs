@@ -35,6 +35,33 @@ pub struct DockReading {
     pub truncated: bool,
 }
 
+impl DockReading {
+    /// Makes `self` a copy of `other` element by element (see
+    /// [`crate::PrinterReading::assign_from`]).
+    pub fn assign_from(&mut self, other: &Self) {
+        let DockReading {
+            device,
+            unit,
+            vendor,
+            model,
+            firmware,
+            uptime_ticks,
+            fdb_read,
+            seats,
+            truncated,
+        } = other;
+        self.device.clone_from(device);
+        self.unit.clone_from(unit);
+        self.vendor.clone_from(vendor);
+        self.model.clone_from(model);
+        self.firmware.clone_from(firmware);
+        self.uptime_ticks = *uptime_ticks;
+        self.fdb_read = *fdb_read;
+        crate::assign(&mut self.seats, seats);
+        self.truncated = *truncated;
+    }
+}
+
 /// One dock seat: a switch port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {

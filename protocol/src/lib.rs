@@ -184,3 +184,14 @@ pub fn decode_into(bytes: &[u8], envelope: &mut Envelope) -> Result<(), Error> {
     }
     envelope.validate()
 }
+
+/// Makes `dst` a copy of `src` element by element (no temporary of the full capacity).
+fn assign<T: Clone, const N: usize>(dst: &mut heapless::Vec<T, N>, src: &heapless::Vec<T, N>) {
+    dst.clear();
+    for x in src {
+        // Both have capacity N, so every element fits.
+        if dst.push(x.clone()).is_err() {
+            break;
+        }
+    }
+}

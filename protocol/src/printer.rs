@@ -56,6 +56,46 @@ pub struct PrinterReading {
 }
 
 impl PrinterReading {
+    /// Makes `self` a copy of `other` element by element: only what `other` holds is copied,
+    /// where `*self = other.clone()` moves the whole fixed capacity (kilobytes) through a
+    /// temporary. For keeping a device's last reading up to date in place.
+    pub fn assign_from(&mut self, other: &Self) {
+        let PrinterReading {
+            device,
+            unit,
+            model,
+            serial,
+            vendor,
+            firmware,
+            uptime_ticks,
+            status,
+            markers,
+            supplies,
+            counters,
+            trays,
+            alerts,
+            console,
+            covers,
+            truncated,
+        } = other;
+        self.device.clone_from(device);
+        self.unit.clone_from(unit);
+        self.model.clone_from(model);
+        self.serial.clone_from(serial);
+        self.vendor.clone_from(vendor);
+        self.firmware.clone_from(firmware);
+        self.uptime_ticks = *uptime_ticks;
+        self.status.clone_from(status);
+        crate::assign(&mut self.markers, markers);
+        crate::assign(&mut self.supplies, supplies);
+        self.counters.clone_from(counters);
+        crate::assign(&mut self.trays, trays);
+        crate::assign(&mut self.alerts, alerts);
+        self.console.clone_from(console);
+        crate::assign(&mut self.covers, covers);
+        self.truncated = *truncated;
+    }
+
     /// The lifetime page counter of the first marker (prtMarkerLifeCount), if any.
     pub fn life_count(&self) -> Option<&MarkerCounter> {
         self.markers.first()

@@ -761,6 +761,33 @@ mod in_place {
         assert_eq!(place, two_kinds());
     }
 
+    #[test]
+    fn assigning_a_reading_in_place_makes_an_exact_copy() {
+        let printer = |e: Envelope| match e.readings.into_iter().next() {
+            Some(Reading::Printer(r)) => r,
+            _ => panic!("a printer envelope"),
+        };
+        let dock = |e: Envelope| match e.readings.into_iter().next() {
+            Some(Reading::Dock(d)) => d,
+            _ => panic!("a dock envelope"),
+        };
+        on_big_stack(move || {
+            let (full, small) = (printer(largest_printer_envelope()), printer(example()));
+            // Full lists are cleared, not appended to; empty ones are filled.
+            let mut place = full.clone();
+            place.assign_from(&small);
+            assert_eq!(place, small);
+            place.assign_from(&full);
+            assert_eq!(place, full);
+            let full = dock(largest_dock_envelope());
+            let mut place = DockReading::default();
+            place.assign_from(&full);
+            assert_eq!(place, full);
+            place.assign_from(&DockReading::default());
+            assert_eq!(place, DockReading::default());
+        });
+    }
+
     proptest! {
         #[test]
         fn mutated_payloads_decode_as_the_derived_code_decodes(
