@@ -242,7 +242,11 @@ fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn op(out: &mut Vec<u8>, kind: u64, n: usize) {
-    let mut v = ((n as u64) << 2) | kind;
+    put_varint(out, ((n as u64) << 2) | kind);
+}
+
+/// Appends `v` as a LEB128 varint (also the history spans' encoding, [`crate::span`]).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -254,7 +258,8 @@ fn op(out: &mut Vec<u8>, kind: u64, n: usize) {
     }
 }
 
-fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, DeltaError> {
+/// Reads a LEB128 varint at `*at` and moves past it.
+pub(crate) fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, DeltaError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *bytes.get(*at).ok_or(DeltaError::Truncated)?;

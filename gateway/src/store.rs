@@ -76,6 +76,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX refs_by_device ON refs (device, id);
     ALTER TABLE envelopes ADD COLUMN ref INTEGER;",
+    // 4: history spans. An indexing run keeps one row per device (`crate::span`: its
+    // envelopes' poll times and ids, a few bytes each) instead of one `device_history` row
+    // per envelope, which cost two B-tree seeks per reading. `device_history` keeps what
+    // was indexed before, and a second device of an envelope (rare); both are read.
+    "CREATE TABLE history_spans (
+        device TEXT NOT NULL,
+        last_ms INTEGER NOT NULL,
+        through INTEGER NOT NULL,
+        first_ms INTEGER NOT NULL,
+        entries BLOB NOT NULL,
+        PRIMARY KEY (device, last_ms, through)
+    ) WITHOUT ROWID;",
 ];
 
 /// A new reference payload is written for a device when the delta against its current one
@@ -558,47 +570,92 @@ impl Store {
     ) -> Result<Vec<Envelope>, StoreError> {
         let to = i64::try_from(to_ms).unwrap_or(i64::MAX);
         let from = i64::try_from(from_ms).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Both parts are read in one transaction, so that an indexing in between cannot
-        // move an envelope from one part to the other.
+        let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+        // All parts are read in one transaction, so that an indexing in between cannot move
+        // an envelope from one part to another.
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        type Row = (i64, i64, Vec<u8>, Option<Vec<u8>>);
-        let rows = |sql: &str| -> Result<Vec<Row>, StoreError> {
+        // (poll time, envelope id) of the candidates, cut back to the first `limit` whenever
+        // they grow well beyond it (bounded memory for a long range).
+        let mut found: Vec<(i64, i64)> = Vec::new();
+        let keep = |found: &mut Vec<(i64, i64)>| {
+            found.sort_unstable();
+            found.dedup();
+            found.truncate(limit);
+        };
+        let cut = limit.saturating_mul(2).saturating_add(65_536);
+        // The spans that overlap the range.
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT entries FROM history_spans
+                     WHERE device = ?1 AND last_ms >= ?2 AND first_ms < ?3",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt
+                .query(params![device, from, to])
+                .map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let bytes = row
+                    .get_ref(0)
+                    .and_then(|v| Ok(v.as_blob()?))
+                    .map_err(|e| self.err(e))?;
+                match crate::span::decode(bytes) {
+                    Some(entries) => found.extend(
+                        entries
+                            .into_iter()
+                            .filter(|(ts, _)| *ts >= from && *ts < to),
+                    ),
+                    None => tracing::warn!(device, "a stored history span is damaged; skipped"),
+                }
+                if found.len() > cut {
+                    keep(&mut found);
+                }
+            }
+        }
+        // What was indexed row by row (before schema 4, a second device of an envelope), and
+        // the tail not yet indexed (at most HISTORY_INDEX_EVERY envelopes and a batch).
+        for sql in [
+            "SELECT timestamp_ms, envelope FROM device_history
+             WHERE device = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
+             ORDER BY timestamp_ms, envelope LIMIT ?4",
+            "SELECT timestamp_ms, id FROM envelopes
+             WHERE id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
+               AND device = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
+             ORDER BY timestamp_ms, id LIMIT ?4",
+        ] {
             let mut stmt = tx.prepare_cached(sql).map_err(|e| self.err(e))?;
             let rows = stmt
-                .query_map(params![device, from, to, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                .query_map(params![device, from, to, limit_sql], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
                 })
                 .map_err(|e| self.err(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-        };
-        // The indexed part, in the index's order, and the tail not yet indexed (at most
-        // HISTORY_INDEX_EVERY envelopes and a batch), merged.
-        let mut found = rows(
-            "SELECT h.timestamp_ms, e.id, e.payload,
-                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
-             FROM device_history h
-             JOIN envelopes e ON e.id = h.envelope LEFT JOIN refs r ON r.id = e.ref
-             WHERE h.device = ?1 AND h.timestamp_ms >= ?2 AND h.timestamp_ms < ?3
-             ORDER BY h.timestamp_ms, h.envelope LIMIT ?4",
-        )?;
-        found.extend(rows(
-            "SELECT e.timestamp_ms, e.id, e.payload,
-                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
-             FROM envelopes e LEFT JOIN refs r ON r.id = e.ref
-             WHERE e.id > (SELECT value FROM store_meta WHERE key = 'history_indexed_through')
-               AND e.device = ?1 AND e.timestamp_ms >= ?2 AND e.timestamp_ms < ?3
-             ORDER BY e.timestamp_ms, e.id LIMIT ?4",
-        )?);
-        drop(tx);
-        found.sort_by_key(|(ts, id, _, _)| (*ts, *id));
-        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(found
-            .into_iter()
-            .filter_map(|(_, _, stored, reference)| {
-                payload(&stored, reference.as_deref()).and_then(|p| decode(&p[..]).ok())
-            })
-            .collect())
+            for row in rows {
+                found.push(row.map_err(|e| self.err(e))?);
+            }
+        }
+        keep(&mut found);
+        let mut fetch = tx
+            .prepare_cached(
+                "SELECT e.payload,
+                     CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
+                 FROM envelopes e LEFT JOIN refs r ON r.id = e.ref WHERE e.id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(found.len());
+        for (_, id) in found {
+            let row: Option<(Vec<u8>, Option<Vec<u8>>)> = fetch
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some((stored, reference)) = row {
+                if let Some(e) =
+                    payload(&stored, reference.as_deref()).and_then(|p| decode(&p[..]).ok())
+                {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Number of stored envelopes.
@@ -646,14 +703,45 @@ fn payload<'a>(stored: &'a [u8], reference: Option<&[u8]>) -> Option<std::borrow
     }
 }
 
-/// Adds the envelopes in `(after, through]` to the history index and moves its cursor.
+/// Adds the envelopes in `(after, through]` to the history index, one span per device, and
+/// moves its cursor.
 fn index_history(tx: &rusqlite::Transaction, after: i64, through: i64) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO device_history (device, timestamp_ms, envelope)
-         SELECT device, timestamp_ms, id FROM envelopes
-         WHERE id > ?1 AND id <= ?2 AND device IS NOT NULL",
-        params![after, through],
+    // At most HISTORY_INDEX_EVERY envelopes and a batch.
+    let mut by_device: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    {
+        let mut select = tx.prepare_cached(
+            "SELECT device, timestamp_ms, id FROM envelopes
+             WHERE id > ?1 AND id <= ?2 AND device IS NOT NULL",
+        )?;
+        let mut rows = select.query(params![after, through])?;
+        while let Some(row) = rows.next()? {
+            let device = row.get_ref(0)?.as_str()?;
+            let entry = (row.get(1)?, row.get(2)?);
+            match by_device.get_mut(device) {
+                Some(entries) => entries.push(entry),
+                None => {
+                    by_device.insert(device.to_string(), vec![entry]);
+                }
+            }
+        }
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO history_spans (device, last_ms, through, first_ms, entries)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    for (device, mut entries) in by_device {
+        entries.sort_unstable();
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            continue;
+        };
+        insert.execute(params![
+            device,
+            last.0,
+            through,
+            first.0,
+            crate::span::encode(&entries)
+        ])?;
+    }
     tx.execute(
         "UPDATE store_meta SET value = ?1 WHERE key = 'history_indexed_through'",
         params![through],
@@ -999,6 +1087,34 @@ mod tests {
             [false, true]
         );
         assert_eq!(seqs(&s), [0, 1, 2, 3, 4, 5]);
+        // Enough for an indexing run: the rows indexed before schema 4, the new spans and the
+        // tail make one history.
+        let more: Vec<Item> = (6..HISTORY_INDEX_EVERY as u64 + 1200)
+            .map(|seq| item(seq, 100 + seq))
+            .collect();
+        for batch in more.chunks(1000) {
+            s.commit(batch).unwrap();
+        }
+        assert!(s.indexed_through > 5 && s.indexed_through < more.len() as i64 + 5);
+        let spans: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM history_spans", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(spans, 1, "one span for d1's run");
+        let all: Vec<u64> = s
+            .history("d1", 0, u64::MAX, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(all, (0..HISTORY_INDEX_EVERY as u64 + 1200).collect::<Vec<_>>());
+        let window: Vec<u64> = s
+            .history("d1", 102, 110, 5)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(window, [2, 3, 4, 5, 6], "across the old index and a span, limited");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
