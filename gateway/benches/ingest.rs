@@ -395,7 +395,13 @@ fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64, f64, us
         delta_bytes += devtel_gateway::delta::diff(reference, p).len();
     }
     let delta = per(started.elapsed());
-    (decode, per(commit), aggregate, delta, delta_bytes / work.len())
+    (
+        decode,
+        per(commit),
+        aggregate,
+        delta,
+        delta_bytes / work.len(),
+    )
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -79,7 +79,11 @@ pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
             if shift != 0 {
                 literal(&mut out, &target[literal_start..i]);
                 literal_start = i;
-                op(&mut out, if shift > 0 { FORWARD } else { BACK }, shift.unsigned_abs());
+                op(
+                    &mut out,
+                    if shift > 0 { FORWARD } else { BACK },
+                    shift.unsigned_abs(),
+                );
                 j = j.saturating_add_signed(shift);
             }
             continue;
@@ -162,7 +166,11 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         }
         k += 8;
     }
-    k + a[k..].iter().zip(&b[k..]).take_while(|(x, y)| x == y).count()
+    k + a[k..]
+        .iter()
+        .zip(&b[k..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// The nearest `(d, shift)` with `d <= MAX_SUBSTITUTION` and `|shift| <= MAX_SHIFT` such
@@ -196,7 +204,9 @@ fn realign(reference: &[u8], j: usize, rest: &[u8]) -> Option<(usize, isize)> {
 
 /// `bytes` as one little-endian word when it is [`MIN_MATCH`] long.
 fn word(bytes: &[u8]) -> Option<u32> {
-    <[u8; MIN_MATCH]>::try_from(bytes).ok().map(u32::from_le_bytes)
+    <[u8; MIN_MATCH]>::try_from(bytes)
+        .ok()
+        .map(u32::from_le_bytes)
 }
 
 /// The shifts [`realign`] tries, nearest first.
@@ -218,7 +228,7 @@ const SHIFTS: [isize; 2 * MAX_SHIFT + 1] = {
 fn resync(reference: &[u8], j: usize, rest: &[u8]) -> Option<usize> {
     let probe = rest.get(..MIN_MATCH)?;
     let last = reference.len().checked_sub(MIN_MATCH)?; // the last position a match starts at
-    // Forward: positions j + 1 ..= min(last, j + WINDOW), the first match is the nearest.
+                                                        // Forward: positions j + 1 ..= min(last, j + WINDOW), the first match is the nearest.
     let forward_end = last.min(j.saturating_add(WINDOW));
     let forward = (j < forward_end)
         .then(|| memchr::memmem::find(&reference[j + 1..forward_end + MIN_MATCH], probe))

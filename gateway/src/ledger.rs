@@ -141,7 +141,10 @@ impl<P> Series<P> {
                 Err(at) => at,
             },
         };
-        let prev = at.checked_sub(1).and_then(|i| self.points.get(i)).map(|(_, p)| p);
+        let prev = at
+            .checked_sub(1)
+            .and_then(|i| self.points.get(i))
+            .map(|(_, p)| p);
         let next = self.points.get(at).map(|(_, p)| p);
         if let (Some(a), Some(b)) = (prev, next) {
             pair(-1, a, b);

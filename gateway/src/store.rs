@@ -1107,14 +1107,21 @@ mod tests {
             .iter()
             .map(|e| e.seq)
             .collect();
-        assert_eq!(all, (0..HISTORY_INDEX_EVERY as u64 + 1200).collect::<Vec<_>>());
+        assert_eq!(
+            all,
+            (0..HISTORY_INDEX_EVERY as u64 + 1200).collect::<Vec<_>>()
+        );
         let window: Vec<u64> = s
             .history("d1", 102, 110, 5)
             .unwrap()
             .iter()
             .map(|e| e.seq)
             .collect();
-        assert_eq!(window, [2, 3, 4, 5, 6], "across the old index and a span, limited");
+        assert_eq!(
+            window,
+            [2, 3, 4, 5, 6],
+            "across the old index and a span, limited"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
