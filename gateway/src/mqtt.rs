@@ -73,6 +73,10 @@ const LINGER: Duration = Duration::from_millis(10);
 const LINGER_FROM: usize = 32;
 const LINGER_UNTIL: usize = MAX_BATCH / 2;
 
+/// While messages are held back, how often the event loop checks whether the ingest queue
+/// has drained (see [`Intake::maybe_resync`]).
+const RESYNC_CHECK: Duration = Duration::from_millis(20);
+
 /// Unit and device documents are republished at most this often.
 pub const DOC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -177,6 +181,12 @@ pub async fn run(
                 _ => break,
             },
             polled = events.recv() => polled,
+            // Held-back messages wait for the queue to drain; no event may come meanwhile
+            // (the broker's window is full, and acknowledgements' events are not passed on).
+            () = tokio::time::sleep(RESYNC_CHECK), if intake.held_back > 0 && !intake.resyncing => {
+                intake.maybe_resync(&tx, &client, &redial, &shared);
+                continue;
+            }
         };
         let Some(polled) = polled else { break };
         match polled {
