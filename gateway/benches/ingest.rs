@@ -125,7 +125,55 @@ fn mosquitto(dir: &Path, port: u16) -> Broker {
         assert!(Instant::now() < deadline, "mosquitto did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = BROKER_PID.set(child.id());
     Broker(child)
+}
+
+static BROKER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Where the machine's CPU went during a run: the broker's CPU seconds and the idle seconds of
+/// all cores, from /proc (Linux; zeros elsewhere).
+#[derive(Clone, Copy, Default)]
+struct Machine {
+    broker: f64,
+    idle: f64,
+    total: f64,
+}
+
+impl Machine {
+    fn now() -> Machine {
+        let broker = BROKER_PID
+            .get()
+            .map_or(0.0, |pid| stat_cpu(Path::new(&format!("/proc/{pid}/stat"))));
+        // First line of /proc/stat: cpu user nice system idle iowait irq softirq steal ...
+        let ticks: Vec<f64> = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .take(8)
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+        Machine {
+            broker,
+            idle: idle / 100.0,
+            total: ticks.iter().sum::<f64>() / 100.0,
+        }
+    }
+
+    /// Since `before`, per reading: broker CPU (µs) and the share of all cores left idle.
+    fn since(self, before: Machine, n: usize) -> String {
+        let total = (self.total - before.total).max(1e-9);
+        format!(
+            "broker {:.1} us/reading, cores idle {:.0} %",
+            (self.broker - before.broker) * 1e6 / n as f64,
+            100.0 * (self.idle - before.idle) / total
+        )
+    }
 }
 
 /// Publishes every message with QoS 1 and returns when all are acknowledged. Inflight 1,000 (the
@@ -151,8 +199,37 @@ async fn publish_all(port: u16, work: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The publisher on a thread of its own (`bench-publisher`, a current-thread runtime), so the
+/// CPU of the gateway's MQTT client, on the bench's runtime, is measured apart from it.
+struct Publisher(std::thread::JoinHandle<f64>);
+
+fn spawn_publisher(port: u16, work: &[(String, Vec<u8>)]) -> Publisher {
+    let work = work.to_vec();
+    let thread = std::thread::Builder::new()
+        .name("bench-publisher".into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(publish_all(port, &work));
+            own_cpu()
+        })
+        .unwrap();
+    Publisher(thread)
+}
+
+impl Publisher {
+    /// Waits for the publisher and returns the CPU seconds its thread used.
+    async fn join(self) -> f64 {
+        tokio::task::spawn_blocking(move || self.0.join().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
 /// Peer: a subscriber that acknowledges and does nothing else.
-async fn peer(port: u16, work: &[(String, Vec<u8>)]) -> Duration {
+async fn peer(port: u16, work: &[(String, Vec<u8>)]) -> (Duration, String) {
     let mut o = MqttOptions::new("bench-sub", "127.0.0.1", port);
     o.set_manual_acks(true);
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -167,11 +244,9 @@ async fn peer(port: u16, work: &[(String, Vec<u8>)]) -> Duration {
         }
     }
     let n = work.len();
+    let machine = Machine::now();
     let started = Instant::now();
-    let publisher = tokio::spawn({
-        let work = work.to_vec();
-        async move { publish_all(port, &work).await }
-    });
+    let publisher = spawn_publisher(port, work);
     let mut got = 0;
     while got < n {
         if let Event::Incoming(Packet::Publish(p)) = ev.poll().await.unwrap() {
@@ -180,13 +255,14 @@ async fn peer(port: u16, work: &[(String, Vec<u8>)]) -> Duration {
         }
     }
     let elapsed = started.elapsed();
-    publisher.await.unwrap();
+    let machine = Machine::now().since(machine, n);
+    publisher.join().await;
     client.disconnect().await.ok();
-    elapsed
+    (elapsed, machine)
 }
 
 /// Peer: Mosquitto's own C client, `mosquitto_sub -q 1 -C N`, timed until it has received N.
-async fn mosquitto_sub(port: u16, work: &[(String, Vec<u8>)]) -> Option<Duration> {
+async fn mosquitto_sub(port: u16, work: &[(String, Vec<u8>)]) -> Option<(Duration, String)> {
     let mut child = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t"])
         .arg(topic::TELEMETRY_FILTER)
@@ -201,11 +277,9 @@ async fn mosquitto_sub(port: u16, work: &[(String, Vec<u8>)]) -> Option<Duration
     if child.try_wait().ok()?.is_some() {
         return None;
     }
+    let machine = Machine::now();
     let started = Instant::now();
-    let publisher = tokio::spawn({
-        let work = work.to_vec();
-        async move { publish_all(port, &work).await }
-    });
+    let publisher = spawn_publisher(port, work);
     let pid = child.id();
     let waited = tokio::time::timeout(
         Duration::from_secs(120),
@@ -219,11 +293,14 @@ async fn mosquitto_sub(port: u16, work: &[(String, Vec<u8>)]) -> Option<Duration
     };
     let status = status.ok()?.ok()?;
     let elapsed = started.elapsed();
-    publisher.await.ok()?;
-    status.success().then_some(elapsed)
+    let machine = Machine::now().since(machine, work.len());
+    publisher.join().await;
+    status.success().then_some((elapsed, machine))
 }
 
 const CLIENT: &str = "bench-gateway";
+/// Thread name of the bench's runtime, which runs the gateway's MQTT client.
+const RUNTIME: &str = "bench-runtime";
 
 /// Ends the persistent session of `id`, so the broker stops queueing for it between runs.
 async fn clear_session(port: u16, id: &str) {
@@ -237,26 +314,55 @@ async fn clear_session(port: u16, id: &str) {
 /// CPU seconds (user + system) so far of this process's threads named `name`, from
 /// /proc/self/task (Linux; 0 elsewhere).
 fn thread_cpu(name: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
         .flatten()
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command name in parentheses: utime and stime are 14 and 15.
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks)
-        })
+        .map(|t| stat_cpu(&t.path().join("stat")))
         .sum()
 }
 
-/// One devtel run: its time, messages per commit, commits, and the CPU seconds of its check
-/// and commit threads.
-type DevtelRun = (Duration, f64, u64, f64, f64);
+/// CPU seconds so far of the calling thread.
+fn own_cpu() -> f64 {
+    stat_cpu(Path::new("/proc/thread-self/stat"))
+}
+
+/// User + system CPU seconds from a /proc `stat` file (0 when unreadable).
+fn stat_cpu(path: &Path) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name in parentheses: utime and stime are 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    rest.split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum::<f64>()
+        / ticks
+}
+
+/// One devtel run: its time, its commits, and the CPU seconds of the gateway's threads and of
+/// the publisher.
+#[derive(Clone, Default)]
+struct DevtelRun {
+    elapsed: Duration,
+    /// The broker's CPU and the idle cores during the run.
+    machine: String,
+    per_commit: f64,
+    commits: u64,
+    check_cpu: f64,
+    commit_cpu: f64,
+    /// The gateway's MQTT client: the bench's runtime threads (`bench-runtime`), which run
+    /// nothing else but the 2 ms progress check.
+    client_cpu: f64,
+    publisher_cpu: f64,
+}
 
 async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun {
     let db = dir.join("ingest.sqlite");
@@ -285,11 +391,10 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun 
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // SUBACK
     let n = work.len() as u64;
+    let client_before = thread_cpu(RUNTIME);
+    let machine = Machine::now();
     let started = Instant::now();
-    let publisher = tokio::spawn({
-        let work = work.to_vec();
-        async move { publish_all(port, &work).await }
-    });
+    let publisher = spawn_publisher(port, work);
     let mut last = (0, Instant::now());
     loop {
         let c = shared.stats.snapshot();
@@ -304,14 +409,24 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun 
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
-    publisher.await.unwrap();
+    let machine = Machine::now().since(machine, work.len());
+    let client_cpu = thread_cpu(RUNTIME) - client_before;
+    let publisher_cpu = publisher.join().await;
     let c = shared.stats.snapshot();
-    let (check_cpu, commit_cpu) = (thread_cpu("devtel-check"), thread_cpu("devtel-ingest"));
+    let run = DevtelRun {
+        elapsed,
+        machine,
+        per_commit: c.committed_messages as f64 / c.commits.max(1) as f64,
+        commits: c.commits,
+        check_cpu: thread_cpu("devtel-check"),
+        commit_cpu: thread_cpu("devtel-ingest"),
+        client_cpu,
+        publisher_cpu,
+    };
     stop.cancel();
     task.await.unwrap().unwrap();
     clear_session(port, CLIENT).await;
-    let per_commit = c.committed_messages as f64 / c.commits.max(1) as f64;
-    (elapsed, per_commit, c.commits, check_cpu, commit_cpu)
+    run
 }
 
 /// Core: commit + aggregate without MQTT, `batch` envelopes per transaction.
@@ -428,6 +543,7 @@ fn main() {
         bytes / n
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(RUNTIME)
         .enable_all()
         .build()
         .unwrap();
@@ -440,63 +556,68 @@ fn main() {
     let mut peers = Vec::new();
     let mut subs = Vec::new();
     let mut devtels = Vec::new();
-    // The runtime's worker threads: the publisher alone (mosquitto_sub runs), the publisher
-    // and the gateway's MQTT client (devtel runs).
-    let (mut publisher_cpu, mut runtime_cpu) = (Vec::new(), Vec::new());
     // For profiling one side alone: DEVTEL_BENCH_ONLY=devtel runs only the gateway.
     let only_devtel = std::env::var("DEVTEL_BENCH_ONLY").is_ok_and(|v| v == "devtel");
     for _ in 0..2 {
         if only_devtel {
             devtels.push(rt.block_on(devtel(port, &dir, &work)));
-            eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
+            eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.elapsed));
             continue;
         }
-        peers.push(rt.block_on(peer(port, &work)));
-        eprintln!("peer (rumqttc): {:.2?}", peers.last());
-        let before = thread_cpu("tokio-rt-worker");
-        subs.extend(rt.block_on(mosquitto_sub(port, &work)));
-        publisher_cpu.push(thread_cpu("tokio-rt-worker") - before);
-        eprintln!("peer (mosquitto_sub): {:.2?}", subs.last());
-        let before = thread_cpu("tokio-rt-worker");
-        devtels.push(rt.block_on(devtel(port, &dir, &work)));
-        runtime_cpu.push(thread_cpu("tokio-rt-worker") - before);
-        eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.0));
+        let (t, m) = rt.block_on(peer(port, &work));
+        eprintln!("peer (rumqttc): {t:.2?}; {m}");
+        peers.push((t, m));
+        if let Some((t, m)) = rt.block_on(mosquitto_sub(port, &work)) {
+            eprintln!("peer (mosquitto_sub): {t:.2?}; {m}");
+            subs.push((t, m));
+        }
+        let run = rt.block_on(devtel(port, &dir, &work));
+        eprintln!("devtel: {:.2?}; {}", run.elapsed, run.machine);
+        devtels.push(run);
     }
     if only_devtel {
-        let runs: Vec<Duration> = devtels.iter().map(|d| d.0).collect();
+        let runs: Vec<Duration> = devtels.iter().map(|d| d.elapsed).collect();
         println!("devtel gateway alone (no peers): runs {runs:.2?}");
         return;
     }
-    let best_peer = peers.iter().min().copied().unwrap_or_default();
-    let (devtel_time, per_commit, commits, check_cpu, commit_cpu) = devtels
+    let fastest = |runs: &[(Duration, String)]| runs.iter().min_by_key(|r| r.0).cloned();
+    let times = |runs: &[(Duration, String)]| runs.iter().map(|r| r.0).collect::<Vec<_>>();
+    let (best_peer, peer_machine) = fastest(&peers).unwrap_or_default();
+    let best = devtels
         .iter()
-        .min_by_key(|d| d.0)
-        .copied()
+        .min_by_key(|d| d.elapsed)
+        .cloned()
         .unwrap_or_default();
-    let (p, d) = (rate(n, best_peer), rate(n, devtel_time));
-    println!("mosquitto -> rumqttc QoS1 subscriber that only acks (peer): {p:>9.0} readings/s (runs: {peers:.2?})");
-    match subs.iter().min() {
-        Some(t) => println!("mosquitto -> mosquitto_sub -q 1 (peer):                     {:>9.0} readings/s (runs: {subs:.2?})", rate(n, *t)),
+    let (p, d) = (rate(n, best_peer), rate(n, best.elapsed));
+    println!(
+        "mosquitto -> rumqttc QoS1 subscriber that only acks (peer): {p:>9.0} readings/s (runs: {:.2?}; fastest: {peer_machine})",
+        times(&peers)
+    );
+    let best_sub = fastest(&subs);
+    match &best_sub {
+        Some((t, m)) => println!(
+            "mosquitto -> mosquitto_sub -q 1 (peer):                     {:>9.0} readings/s (runs: {:.2?}; fastest: {m})",
+            rate(n, *t),
+            times(&subs)
+        ),
         None => println!("mosquitto_sub not available (apt-get install mosquitto-clients)"),
     }
-    let runs: Vec<Duration> = devtels.iter().map(|d| d.0).collect();
-    println!("devtel gateway: check, commit (full sync), aggregate, ack:   {d:>9.0} readings/s (runs: {runs:.2?}), {commits} commits, {per_commit:.1} messages per commit");
+    let runs: Vec<Duration> = devtels.iter().map(|d| d.elapsed).collect();
+    println!(
+        "devtel gateway: check, commit (full sync), aggregate, ack:   {d:>9.0} readings/s (runs: {runs:.2?}; fastest: {}), {} commits, {:.1} messages per commit",
+        best.machine, best.commits, best.per_commit
+    );
     let us = |secs: f64| secs * 1e6 / n as f64;
     println!(
-        "devtel CPU per reading (fastest run): check thread {:.1} us, commit thread {:.1} us (commit, aggregate, acknowledge); the MQTT client shares the runtime with the publisher",
-        us(check_cpu),
-        us(commit_cpu)
-    );
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    println!(
-        "devtel MQTT client CPU per reading: {:.1} us (runtime threads during devtel runs, {:.1} us, less the publisher alone, {:.1} us)",
-        us(mean(&runtime_cpu) - mean(&publisher_cpu)),
-        us(mean(&runtime_cpu)),
-        us(mean(&publisher_cpu))
+        "devtel CPU per reading (fastest run): MQTT client {:.1} us, check thread {:.1} us, commit thread {:.1} us (commit, aggregate, acknowledge); the publisher {:.1} us",
+        us(best.client_cpu),
+        us(best.check_cpu),
+        us(best.commit_cpu),
+        us(best.publisher_cpu)
     );
     println!("ratio devtel / rumqttc peer: {:.2}x", d / p);
-    if let Some(t) = subs.iter().min() {
-        println!("ratio devtel / mosquitto_sub: {:.2}x", d / rate(n, *t));
+    if let Some((t, _)) = best_sub {
+        println!("ratio devtel / mosquitto_sub: {:.2}x", d / rate(n, t));
     }
 
     for batch in [1, 16, 256, 1024] {

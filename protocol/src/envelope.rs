@@ -246,14 +246,15 @@ pub(crate) mod de {
         }
     }
 
-    /// Decodes an envelope into the one it holds (whose readings are cleared first).
+    /// Decodes an envelope into the one it holds. A reading decodes into the slot of the
+    /// previous one of its kind at that position (every field is overwritten), so a reused
+    /// envelope does not build, zero and copy a fresh reading of several kilobytes each time.
     pub(crate) struct InPlace<'a>(pub(crate) &'a mut Envelope);
 
     impl<'de> DeserializeSeed<'de> for InPlace<'_> {
         type Value = ();
 
         fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-            self.0.readings.clear();
             deserializer.deserialize_struct("Envelope", FIELDS, self)
         }
     }
@@ -305,21 +306,54 @@ pub(crate) mod de {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let readings = self.0;
+            let mut at = 0;
             // As heapless does for its own vectors: one element beyond the capacity is an
-            // invalid length, never a panic.
-            while seq.next_element_seed(OneReading(readings))?.is_some() {}
+            // invalid length, never a panic. On an error the readings are cut to what was
+            // decoded, so nothing of the previous envelope is left beyond them.
+            loop {
+                match seq.next_element_seed(OneReading {
+                    readings: &mut *readings,
+                    at,
+                }) {
+                    Ok(Some(())) => at += 1,
+                    Ok(None) => break,
+                    Err(error) => {
+                        readings.truncate(at);
+                        return Err(error);
+                    }
+                }
+            }
+            readings.truncate(at);
             Ok(())
         }
     }
 
-    /// One reading, pushed onto the vector.
-    struct OneReading<'a>(&'a mut Vec<Reading, MAX_READINGS>);
+    /// The reading at position `at`: decoded into the slot there when it holds the same kind,
+    /// else into a fresh one that replaces it or is pushed.
+    struct OneReading<'a> {
+        readings: &'a mut Vec<Reading, MAX_READINGS>,
+        at: usize,
+    }
+
+    impl OneReading<'_> {
+        /// Puts `reading` at the position, replacing what is there or appending; false when
+        /// the vector is full.
+        fn place(&mut self, reading: Reading) -> bool {
+            match self.readings.get_mut(self.at) {
+                Some(slot) => {
+                    *slot = reading;
+                    true
+                }
+                None => self.readings.push(reading).is_ok(),
+            }
+        }
+    }
 
     impl<'de> DeserializeSeed<'de> for OneReading<'_> {
         type Value = ();
 
         fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-            if self.0.is_full() {
+            if self.at >= MAX_READINGS {
                 return Err(de::Error::invalid_length(
                     MAX_READINGS + 1,
                     &"at most MAX_READINGS readings",
@@ -336,18 +370,21 @@ pub(crate) mod de {
             f.write_str("enum Reading")
         }
 
-        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        fn visit_enum<A: EnumAccess<'de>>(mut self, data: A) -> Result<(), A::Error> {
             let (index, variant): (u32, _) = data.variant()?;
             let full =
                 || de::Error::invalid_length(MAX_READINGS + 1, &"at most MAX_READINGS readings");
             // The two large kinds (kilobytes each) are decoded in their slot, the small ones
             // by value.
+            let at = self.at;
             let reading = match index {
                 0 => {
-                    self.0
-                        .push(Reading::Printer(PrinterReading::default()))
-                        .map_err(|_| full())?;
-                    return match self.0.last_mut() {
+                    if !matches!(self.readings.get(at), Some(Reading::Printer(_)))
+                        && !self.place(Reading::Printer(PrinterReading::default()))
+                    {
+                        return Err(full());
+                    }
+                    return match self.readings.get_mut(at) {
                         Some(Reading::Printer(slot)) => variant.newtype_variant_seed(Printer(slot)),
                         _ => Err(full()),
                     };
@@ -355,10 +392,12 @@ pub(crate) mod de {
                 1 => Reading::NoResponse(variant.newtype_variant()?),
                 2 => Reading::Phone(variant.newtype_variant()?),
                 3 => {
-                    self.0
-                        .push(Reading::Dock(DockReading::default()))
-                        .map_err(|_| full())?;
-                    return match self.0.last_mut() {
+                    if !matches!(self.readings.get(at), Some(Reading::Dock(_)))
+                        && !self.place(Reading::Dock(DockReading::default()))
+                    {
+                        return Err(full());
+                    }
+                    return match self.readings.get_mut(at) {
                         Some(Reading::Dock(slot)) => variant.newtype_variant_seed(Dock(slot)),
                         _ => Err(full()),
                     };
@@ -371,7 +410,11 @@ pub(crate) mod de {
                 }
             };
             // Checked above; a full vector cannot be reached here.
-            self.0.push(reading).map_err(|_| full())
+            if self.place(reading) {
+                Ok(())
+            } else {
+                Err(full())
+            }
         }
     }
 

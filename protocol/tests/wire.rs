@@ -759,6 +759,29 @@ mod in_place {
         let mut place = largest_dock_envelope();
         decode_into(&bytes(&two_kinds()), &mut place).unwrap();
         assert_eq!(place, two_kinds());
+        // Slots of the same kind are decoded into, other kinds replaced, the rest cut off.
+        on_big_stack(|| {
+            // A printer, then a dock (MAX_READINGS is 2).
+            let mut mixed = example();
+            for r in two_kinds().readings.iter().skip(1) {
+                mixed.readings.push(r.clone()).unwrap();
+            }
+            assert_eq!(mixed.readings.len(), MAX_READINGS);
+            for env in [
+                example(),
+                two_kinds(),
+                largest_dock_envelope(),
+                largest_printer_envelope(),
+                mixed.clone(),
+            ] {
+                let mut place = mixed.clone();
+                decode_into(&bytes(&env), &mut place).unwrap();
+                assert_eq!(place, env);
+                let mut place = env.clone();
+                decode_into(&bytes(&mixed), &mut place).unwrap();
+                assert_eq!(place, mixed);
+            }
+        });
     }
 
     #[test]
