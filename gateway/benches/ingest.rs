@@ -299,6 +299,9 @@ async fn mosquitto_sub(port: u16, work: &[(String, Vec<u8>)]) -> Option<(Duratio
 }
 
 const CLIENT: &str = "bench-gateway";
+/// Rounds of the three runs (rumqttc peer, mosquitto_sub, devtel), interleaved; the fastest
+/// run of each is compared. On this 2-core machine single runs vary by about 10 %.
+const ROUNDS: usize = 3;
 /// Thread name of the bench's runtime, which runs the gateway's MQTT client.
 const RUNTIME: &str = "bench-runtime";
 
@@ -550,15 +553,15 @@ fn main() {
 
     let port = free_port();
     let _broker = mosquitto(&dir, port);
-    // Warm the broker up, then measure each side more than once so neither gets the cold
-    // start; the best run of each is reported.
+    // Warm the broker up, then measure each side ROUNDS times, interleaved, so neither gets
+    // the cold start or a quiet minute of the machine alone; the best run of each is reported.
     let _ = rt.block_on(peer(port, &work[..n.min(2_000)]));
     let mut peers = Vec::new();
     let mut subs = Vec::new();
     let mut devtels = Vec::new();
     // For profiling one side alone: DEVTEL_BENCH_ONLY=devtel runs only the gateway.
     let only_devtel = std::env::var("DEVTEL_BENCH_ONLY").is_ok_and(|v| v == "devtel");
-    for _ in 0..2 {
+    for _ in 0..ROUNDS {
         if only_devtel {
             devtels.push(rt.block_on(devtel(port, &dir, &work)));
             eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.elapsed));
