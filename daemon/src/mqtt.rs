@@ -478,9 +478,13 @@ pub fn spawn_poller(
             // A DISCONNECT the daemon asked for, to reconnect: the connection error that
             // follows is expected, and the reconnect is immediate.
             let mut redialing = false;
+            // One wait for the receiver to go, kept across polls: a fresh one per event
+            // registered and removed a waiter each time.
+            let closed = tx.closed();
+            tokio::pin!(closed);
             loop {
                 let polled = tokio::select! {
-                    () = tx.closed() => break,
+                    () = &mut closed => break,
                     polled = eventloop.poll() => polled,
                 };
                 let mut last = false;
@@ -517,7 +521,7 @@ pub fn spawn_poller(
                 }
                 if let Some(wait) = wait.filter(|w| !w.is_zero()) {
                     tokio::select! {
-                        () = tx.closed() => break,
+                        () = &mut closed => break,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }

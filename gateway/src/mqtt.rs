@@ -169,9 +169,13 @@ pub async fn run(
         )
     });
     let mut intake = Intake::new();
+    // One wait for shutdown across the loop: a fresh one per event registered and removed a
+    // waiter each time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let polled = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = &mut cancelled => break,
             permit = tx.reserve(), if intake.has_backlog() => match (permit, intake.pop()) {
                 (Ok(permit), Some(message)) => {
                     permit.send(message);
