@@ -485,7 +485,6 @@ impl Out {
         true
     }
 
-    /// The MQTT acknowledgement of one received message.
     /// Acknowledges the QoS 1 messages of a batch to the broker, in one entry into the
     /// runtime (one per message was a measurable share of the commit thread).
     fn ack_all(&self, batch: &[Inbound]) {
