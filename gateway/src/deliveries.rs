@@ -14,29 +14,39 @@ use serde::Serialize;
 /// Most holes listed per epoch in a report (the count is always exact).
 pub const MAX_LISTED_GAPS: usize = 20;
 
-/// Received sequence numbers as disjoint half-open ranges `start -> end`.
-#[derive(Debug, Default, Clone)]
-struct Ranges {
+/// A set of sequence numbers as disjoint half-open ranges `start -> end`: memory grows with
+/// the holes, not with the numbers. Also what the store keeps to recognise redeliveries.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SeqSet {
     ranges: BTreeMap<u64, u64>,
-    repeats: u64,
-    first_poll_ms: u64,
-    last_poll_ms: u64,
+    /// `u64::MAX`, which no half-open range can hold.
+    max: bool,
 }
 
-impl Ranges {
-    fn contains(&self, seq: u64) -> bool {
-        self.ranges
-            .range(..=seq)
-            .next_back()
-            .is_some_and(|(_, end)| seq < *end)
+impl SeqSet {
+    /// Whether `seq` is in the set.
+    pub fn contains(&self, seq: u64) -> bool {
+        if seq == u64::MAX {
+            return self.max;
+        }
+        self.containing(seq).is_some()
     }
 
     /// Inserts `seq`; false when it was already there.
-    fn insert(&mut self, seq: u64) -> bool {
+    pub fn insert(&mut self, seq: u64) -> bool {
+        self.insert_noting(seq, &mut Vec::new())
+    }
+
+    /// Inserts `seq` as [`SeqSet::insert`] does, adding to `removed` the starts of the ranges
+    /// it merged away (for a stored copy to follow).
+    pub fn insert_noting(&mut self, seq: u64, removed: &mut Vec<u64>) -> bool {
+        if seq == u64::MAX {
+            return !std::mem::replace(&mut self.max, true);
+        }
         if self.contains(seq) {
             return false;
         }
-        let end = seq.saturating_add(1);
+        let end = seq + 1;
         let mut start = seq;
         let mut new_end = end;
         // Merge with a range ending exactly at seq.
@@ -44,19 +54,60 @@ impl Ranges {
             if e == seq {
                 start = s;
                 self.ranges.remove(&s);
+                removed.push(s);
             }
         }
         // Merge with a range starting right after seq.
         if let Some(&e) = self.ranges.get(&end) {
             new_end = e;
             self.ranges.remove(&end);
+            removed.push(end);
         }
         self.ranges.insert(start, new_end);
         true
     }
 
+    /// The range holding `seq` as `(first, last)`, both included (`(MAX, MAX)` for
+    /// `u64::MAX`): how the store keeps the set.
+    pub fn inclusive_containing(&self, seq: u64) -> Option<(u64, u64)> {
+        if seq == u64::MAX {
+            return self.max.then_some((u64::MAX, u64::MAX));
+        }
+        self.containing(seq).map(|(s, e)| (s, e - 1))
+    }
+
+    /// Adds `[first, last]`, both included; for loading a stored set.
+    pub fn insert_inclusive(&mut self, first: u64, last: u64) {
+        if last == u64::MAX {
+            self.max = true;
+            self.insert_range(first, u64::MAX);
+        } else {
+            self.insert_range(first, last.saturating_add(1));
+        }
+    }
+
+    /// Adds the range `[start, end)` (merging with what it touches); for loading a stored set.
+    pub fn insert_range(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        let touching: Vec<(u64, u64)> = self
+            .ranges
+            .range(..=end)
+            .filter(|(rs, re)| **re >= start && **rs <= end)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for (rs, re) in touching {
+            self.ranges.remove(&rs);
+            s = s.min(rs);
+            e = e.max(re);
+        }
+        self.ranges.insert(s, e);
+    }
+
     /// The range `[start, end)` holding `seq`, if any.
-    fn containing(&self, seq: u64) -> Option<(u64, u64)> {
+    pub fn containing(&self, seq: u64) -> Option<(u64, u64)> {
         self.ranges
             .range(..=seq)
             .next_back()
@@ -64,11 +115,23 @@ impl Ranges {
             .map(|(s, e)| (*s, *e))
     }
 
-    fn received(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum()
+    /// The ranges `[start, end)`, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().map(|(s, e)| (*s, *e))
     }
 
-    fn gaps(&self) -> Vec<(u64, u64)> {
+    /// How many numbers the set holds.
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| e - s).sum::<u64>() + u64::from(self.max)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && !self.max
+    }
+
+    /// The holes between the ranges, as `[from, to)`.
+    pub fn gaps(&self) -> Vec<(u64, u64)> {
         let mut gaps = Vec::new();
         let mut prev_end: Option<u64> = None;
         for (&s, &e) in &self.ranges {
@@ -79,6 +142,15 @@ impl Ranges {
         }
         gaps
     }
+}
+
+/// Received sequence numbers of one epoch, with its repeats and poll times.
+#[derive(Debug, Default, Clone)]
+struct Ranges {
+    set: SeqSet,
+    repeats: u64,
+    first_poll_ms: u64,
+    last_poll_ms: u64,
 }
 
 /// The tracker.
@@ -139,7 +211,7 @@ impl Deliveries {
         });
         stream.first_poll_ms = stream.first_poll_ms.min(poll_ms);
         stream.last_poll_ms = stream.last_poll_ms.max(poll_ms);
-        if stream.insert(seq) {
+        if stream.set.insert(seq) {
             Delivery::New
         } else {
             stream.repeats += 1;
@@ -161,7 +233,7 @@ impl Deliveries {
         };
         let found: std::collections::BTreeSet<(u64, u64)> = seqs
             .into_iter()
-            .filter_map(|seq| stream.containing(seq))
+            .filter_map(|seq| stream.set.containing(seq))
             .collect();
         found.into_iter().collect()
     }
@@ -174,12 +246,12 @@ impl Deliveries {
             .iter()
             .flat_map(|(c, epochs)| epochs.iter().map(move |(e, r)| (c, e, r)))
         {
-            let gaps = r.gaps();
-            let first_seq = r.ranges.keys().next().copied().unwrap_or(0);
-            let last_seq = r.ranges.values().next_back().map_or(0, |e| e - 1);
+            let gaps = r.set.gaps();
+            let first_seq = r.set.ranges().next().map_or(0, |(s, _)| s);
+            let last_seq = r.set.ranges().last().map_or(0, |(_, e)| e - 1);
             out.entry(collector.clone()).or_default().push(EpochReport {
                 epoch: *epoch,
-                received: r.received(),
+                received: r.set.len(),
                 repeats: r.repeats,
                 first_seq,
                 last_seq,
@@ -197,6 +269,30 @@ impl Deliveries {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_largest_sequence_number_is_held_too() {
+        let mut set = SeqSet::default();
+        assert!(set.insert(u64::MAX - 1));
+        assert!(set.insert(u64::MAX));
+        assert!(!set.insert(u64::MAX), "a repeat of u64::MAX is recognised");
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            set.inclusive_containing(u64::MAX),
+            Some((u64::MAX, u64::MAX))
+        );
+        assert_eq!(
+            set.inclusive_containing(u64::MAX - 1),
+            Some((u64::MAX - 1, u64::MAX - 1))
+        );
+        let mut loaded = SeqSet::default();
+        loaded.insert_inclusive(u64::MAX - 1, u64::MAX - 1);
+        loaded.insert_inclusive(u64::MAX, u64::MAX);
+        assert_eq!(loaded, set);
+        let mut d = Deliveries::new();
+        assert_eq!(d.record("c", 1, u64::MAX, 0), Delivery::New);
+        assert_eq!(d.record("c", 1, u64::MAX, 0), Delivery::Repeat);
+    }
 
     #[test]
     fn repeats_are_recognised_and_gaps_listed() {
@@ -260,6 +356,43 @@ mod tests {
                 prop_assert_eq!((r.first_seq, r.last_seq), (lo, hi));
                 prop_assert_eq!(r.missing, (hi - lo + 1) - set.len() as u64);
             }
+        }
+
+        /// A set rebuilt from its ranges (what the store loads), in any order and with
+        /// overlaps, is the same set.
+        #[test]
+        fn a_set_rebuilt_from_its_ranges_is_the_same(
+            seqs in proptest::collection::vec(0u64..300, 0..300),
+            extra in proptest::collection::vec((0u64..300, 0u64..20), 0..20),
+        ) {
+            let mut set = SeqSet::default();
+            let mut plain = std::collections::BTreeSet::new();
+            for seq in &seqs {
+                prop_assert_eq!(set.insert(*seq), plain.insert(*seq));
+            }
+            for (start, len) in &extra {
+                set.insert_range(*start, start + len);
+                plain.extend(*start..start + len);
+            }
+            prop_assert_eq!(set.len(), plain.len() as u64);
+            for seq in 0..330 {
+                prop_assert_eq!(set.contains(seq), plain.contains(&seq));
+            }
+            // The stored form: each number's inclusive range, loaded back.
+            let mut stored = SeqSet::default();
+            for seq in &plain {
+                if let Some((first, last)) = set.inclusive_containing(*seq) {
+                    stored.insert_inclusive(first, last);
+                }
+            }
+            prop_assert_eq!(&stored, &set);
+            let mut ranges: Vec<(u64, u64)> = set.ranges().collect();
+            ranges.reverse();
+            let mut rebuilt = SeqSet::default();
+            for (s, e) in ranges.iter().chain(ranges.iter()) {
+                rebuilt.insert_range(*s, *e);
+            }
+            prop_assert_eq!(rebuilt, set);
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod meter;
 pub mod metrics;
 pub mod mqtt;
+pub mod pack;
 pub mod span;
 pub mod store;
 #[cfg(test)]

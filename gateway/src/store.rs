@@ -5,8 +5,11 @@
 //! - The store is the truth; the aggregator is a function of it. At start the aggregator is
 //!   rebuilt by replaying the envelopes, so there is no second copy of the figures that could
 //!   disagree with the first after a crash.
-//! - An envelope is identified by (collector, epoch, seq), enforced by a UNIQUE constraint:
-//!   whatever the broker redelivers after a crash, the row exists at most once.
+//! - An envelope is identified by (collector, epoch, seq). The stored sequence numbers are
+//!   kept as ranges per (collector, epoch) (`stored_seqs`, written in the transaction that
+//!   stores the envelopes): whatever the broker redelivers after a crash is stored at most
+//!   once. (Before schema 5, a UNIQUE constraint on the envelope rows did this.)
+//! - Since schema 5 the envelopes of a commit are one row, a pack (`crate::pack`).
 //! - Every batch is one transaction; the MQTT side acknowledges a message only after the
 //!   transaction that holds it has committed.
 //! - The schema is versioned (`PRAGMA user_version`) and migrated forward at open; a database
@@ -19,6 +22,9 @@ use std::time::Duration;
 
 use devtel_protocol::{decode, Envelope};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::deliveries::SeqSet;
+use crate::pack::{Entry, Packer};
 
 /// Schema migrations, in order; migration `i` brings the database to version `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -88,7 +94,27 @@ const MIGRATIONS: &[&str] = &[
         entries BLOB NOT NULL,
         PRIMARY KEY (device, last_ms, through)
     ) WITHOUT ROWID;",
+    // 5: packs. The envelopes of a commit are one row (`crate::pack`), numbered on from the
+    // envelope ids before (a pack's key is the id of its first envelope); a row per envelope
+    // cost a table and a unique-index insert per reading. Redeliveries are recognised from
+    // the stored sequence ranges, filled from `envelopes` when migrating (see
+    // `fill_stored_seqs`); `envelopes` keeps what was stored before and stays readable.
+    "CREATE TABLE packs (
+        first_id INTEGER PRIMARY KEY,
+        count INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE stored_seqs (
+        collector TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        first INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (collector, epoch, first)
+    ) WITHOUT ROWID;",
 ];
+
+/// The migration (its index in [`MIGRATIONS`]) after which `stored_seqs` is filled.
+const PACKS_MIGRATION: usize = 4;
 
 /// A new reference payload is written for a device when the delta against its current one
 /// is longer than this share of the payload (1/`NEW_REFERENCE_RATIO`).
@@ -127,6 +153,13 @@ pub enum StoreError {
         path: String,
         /// Its version.
         found: i64,
+    },
+    /// A failed commit left the writer unable to read back what is stored; it takes no more
+    /// commits (the gateway stops, and its next start reads the store afresh).
+    #[error("database {path}: the writer's view of the store was lost after a failed commit")]
+    Poisoned {
+        /// The database file.
+        path: String,
     },
     /// The database directory could not be created.
     #[error("creating {path}: {source}")]
@@ -181,6 +214,11 @@ pub struct Store {
     references: HashMap<String, (i64, Vec<u8>)>,
     /// The payload bytes in `references`.
     reference_bytes: usize,
+    /// Per collector and epoch: the sequence numbers stored (the writer's copy of
+    /// `stored_seqs`).
+    seqs: HashMap<String, HashMap<u64, SeqSet>>,
+    /// The id the next stored envelope gets.
+    next_id: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -220,6 +258,8 @@ impl Store {
             indexed_through: 0,
             references: HashMap::new(),
             reference_bytes: 0,
+            seqs: HashMap::new(),
+            next_id: 1,
         };
         store.init()?;
         store.indexed_through = store
@@ -231,7 +271,43 @@ impl Store {
             )
             .map_err(|e| store.err(e))?;
         store.load_references()?;
+        store.load_seqs()?;
         Ok(store)
+    }
+
+    /// The stored sequence ranges and the next envelope id, from the database.
+    fn load_seqs(&mut self) -> Result<(), StoreError> {
+        let mut seqs: HashMap<String, HashMap<u64, SeqSet>> = HashMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT collector, epoch, first, last FROM stored_seqs")
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let collector: String = row.get(0).map_err(|e| self.err(e))?;
+                let epoch = unbits(row.get(1).map_err(|e| self.err(e))?);
+                let first = unbits(row.get(2).map_err(|e| self.err(e))?);
+                let last = unbits(row.get(3).map_err(|e| self.err(e))?);
+                seqs.entry(collector)
+                    .or_default()
+                    .entry(epoch)
+                    .or_default()
+                    .insert_inclusive(first, last);
+            }
+        }
+        let last_id: i64 = self
+            .conn
+            .query_row(
+                "SELECT max(coalesce((SELECT max(id) FROM envelopes), 0),
+                            coalesce((SELECT max(first_id + count - 1) FROM packs), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        self.seqs = seqs;
+        self.next_id = last_id + 1;
+        Ok(())
     }
 
     /// Each device's newest reference payload, so that a restart does not start new ones.
@@ -285,6 +361,8 @@ impl Store {
             indexed_through: 0,
             references: HashMap::new(),
             reference_bytes: 0,
+            seqs: HashMap::new(),
+            next_id: 0,
         };
         store
             .conn
@@ -328,6 +406,13 @@ impl Store {
                 source: e,
             })?;
             tx.execute_batch(sql)
+                .and_then(|()| {
+                    if i == PACKS_MIGRATION {
+                        fill_stored_seqs(&tx)
+                    } else {
+                        Ok(())
+                    }
+                })
                 .and_then(|()| tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
                 .and_then(|()| tx.commit())
                 .map_err(|e| StoreError::Sqlite {
@@ -345,6 +430,25 @@ impl Store {
     /// # Errors
     /// [`StoreError`]; nothing of the batch is stored then.
     pub fn commit(&mut self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+        let result = self.try_commit(items);
+        if result.is_err() {
+            // The transaction was rolled back, but the sequence ranges in memory took its
+            // envelopes: read them again, so that a redelivery is not taken for a repeat.
+            if let Err(error) = self.load_seqs() {
+                tracing::error!(%error, "stored sequence ranges could not be read again");
+                self.seqs.clear();
+                self.next_id = i64::MAX;
+            }
+        }
+        result
+    }
+
+    fn try_commit(&mut self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+        if self.next_id == i64::MAX {
+            return Err(StoreError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -353,15 +457,17 @@ impl Store {
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut out = Vec::with_capacity(items.len());
         let mut last_id = self.indexed_through;
+        let mut next_id = self.next_id;
         // References written in this transaction: known to the writer once it commits.
         let mut new_refs: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        // Per (collector, epoch) touched: the starts of stored ranges merged away, and the
+        // sequence numbers added (their final ranges are written at the end).
+        let mut touched: HashMap<(String, u64), (Vec<u64>, Vec<u64>)> = HashMap::new();
+        let mut packer = Packer::new();
+        let mut pack_first = next_id;
         {
-            let mut insert_env = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO envelopes
-                     (collector, epoch, seq, timestamp_ms, received_ms, payload, device, ref)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
+            let mut insert_pack = tx
+                .prepare_cached("INSERT INTO packs (first_id, count, body) VALUES (?1, ?2, ?3)")
                 .map_err(wrap)?;
             let mut insert_ref = tx
                 .prepare_cached("INSERT INTO refs (device, payload) VALUES (?1, ?2)")
@@ -388,63 +494,79 @@ impl Store {
                         payload,
                         received_ms,
                     } => {
-                        let device = envelope.readings.first().map(|r| r.device());
-                        // The delta against the device's reference, or a new reference.
-                        let (reference, stored) = match device {
-                            Some(d) => {
-                                let current = new_refs
-                                    .get(d)
-                                    .or_else(|| self.references.get(d))
-                                    .map(|(id, bytes)| (*id, crate::delta::diff(bytes, payload)))
-                                    .filter(|(_, delta)| {
-                                        delta.len() * NEW_REFERENCE_RATIO <= payload.len()
-                                    });
-                                match current {
-                                    Some((id, delta)) => (Some(id), delta),
-                                    None => {
-                                        insert_ref
-                                            .execute(params![d, &payload[..]])
-                                            .map_err(wrap)?;
-                                        let id = tx.last_insert_rowid();
-                                        new_refs.insert(d.to_string(), (id, payload.to_vec()));
-                                        (Some(id), crate::delta::diff(payload, payload))
-                                    }
-                                }
-                            }
-                            None => (None, payload.to_vec()),
+                        let collector = envelope.collector.as_str();
+                        let set = match self.seqs.get_mut(collector) {
+                            Some(epochs) => epochs.entry(envelope.epoch).or_default(),
+                            None => self
+                                .seqs
+                                .entry(collector.to_string())
+                                .or_default()
+                                .entry(envelope.epoch)
+                                .or_default(),
                         };
-                        let n = insert_env
-                            .execute(params![
-                                envelope.collector.as_str(),
-                                bits(envelope.epoch),
-                                bits(envelope.seq),
-                                bits(envelope.timestamp_ms),
-                                bits(*received_ms),
-                                stored,
-                                device,
-                                reference,
-                            ])
-                            .map_err(wrap)?;
-                        if n == 1 {
-                            // The envelope's device is found through its `device` column
-                            // until the next bulk indexing; another device in the same
-                            // envelope (the gateway accepts one device per envelope, the
-                            // store does not rely on it) is indexed at once.
-                            let id = tx.last_insert_rowid();
-                            last_id = id;
-                            for r in envelope.readings.iter().skip(1) {
-                                if Some(r.device()) != device {
-                                    insert_history
-                                        .execute(params![
-                                            r.device(),
-                                            bits(envelope.timestamp_ms),
-                                            id
-                                        ])
-                                        .map_err(wrap)?;
-                                }
+                        let mut removed = Vec::new();
+                        if !set.insert_noting(envelope.seq, &mut removed) {
+                            out.push(false);
+                            continue;
+                        }
+                        let changes = touched
+                            .entry((collector.to_string(), envelope.epoch))
+                            .or_default();
+                        changes.0.extend(removed);
+                        changes.1.push(envelope.seq);
+                        // Validated envelopes hold at least one reading.
+                        let device = envelope.readings.first().map_or("", |r| r.device());
+                        // The delta against the device's reference, or a new reference.
+                        let current = new_refs
+                            .get(device)
+                            .or_else(|| self.references.get(device))
+                            .map(|(id, bytes)| (*id, crate::delta::diff(bytes, payload)))
+                            .filter(|(_, delta)| {
+                                delta.len() * NEW_REFERENCE_RATIO <= payload.len()
+                            });
+                        let (reference, stored) = match current {
+                            Some((id, delta)) => (id, delta),
+                            None => {
+                                insert_ref
+                                    .execute(params![device, &payload[..]])
+                                    .map_err(wrap)?;
+                                let id = tx.last_insert_rowid();
+                                new_refs.insert(device.to_string(), (id, payload.to_vec()));
+                                (id, crate::delta::diff(payload, payload))
+                            }
+                        };
+                        packer.push(&Entry {
+                            collector,
+                            epoch: envelope.epoch,
+                            seq: envelope.seq,
+                            timestamp_ms: envelope.timestamp_ms,
+                            received_ms: *received_ms,
+                            device,
+                            reference: Some(reference),
+                            stored: &stored,
+                        });
+                        let id = next_id;
+                        next_id += 1;
+                        last_id = id;
+                        // The envelope's device is found through its pack entry until the
+                        // next bulk indexing; another device in the same envelope (the gateway
+                        // accepts one device per envelope, the store does not rely on it) is
+                        // indexed at once.
+                        for r in envelope.readings.iter().skip(1) {
+                            if r.device() != device {
+                                insert_history
+                                    .execute(params![r.device(), bits(envelope.timestamp_ms), id])
+                                    .map_err(wrap)?;
                             }
                         }
-                        out.push(n == 1);
+                        if packer.len() == crate::pack::MAX_ENTRIES {
+                            let count = packer.len() as i64;
+                            insert_pack
+                                .execute(params![pack_first, count, packer.take()])
+                                .map_err(wrap)?;
+                            pack_first = next_id;
+                        }
+                        out.push(true);
                     }
                     Item::Status {
                         site,
@@ -464,6 +586,42 @@ impl Store {
                     }
                 }
             }
+            if !packer.is_empty() {
+                let count = packer.len() as i64;
+                insert_pack
+                    .execute(params![pack_first, count, packer.take()])
+                    .map_err(wrap)?;
+            }
+            let mut delete_range = tx
+                .prepare_cached(
+                    "DELETE FROM stored_seqs WHERE collector = ?1 AND epoch = ?2 AND first = ?3",
+                )
+                .map_err(wrap)?;
+            let mut put_range = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO stored_seqs (collector, epoch, first, last)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(wrap)?;
+            for ((collector, epoch), (removed, added)) in &touched {
+                for first in removed {
+                    delete_range
+                        .execute(params![collector, bits(*epoch), bits(*first)])
+                        .map_err(wrap)?;
+                }
+                let set = self.seqs.get(collector).and_then(|e| e.get(epoch));
+                let mut ranges: Vec<(u64, u64)> = added
+                    .iter()
+                    .filter_map(|seq| set.and_then(|s| s.inclusive_containing(*seq)))
+                    .collect();
+                ranges.sort_unstable();
+                ranges.dedup();
+                for (first, last) in ranges {
+                    put_range
+                        .execute(params![collector, bits(*epoch), bits(first), bits(last)])
+                        .map_err(wrap)?;
+                }
+            }
         }
         let indexed_through = if last_id - self.indexed_through >= HISTORY_INDEX_EVERY {
             index_history(&tx, self.indexed_through, last_id).map_err(wrap)?;
@@ -473,6 +631,7 @@ impl Store {
         };
         tx.commit().map_err(wrap)?;
         self.indexed_through = indexed_through;
+        self.next_id = next_id;
         self.remember(
             new_refs,
             MAX_REFERENCES_IN_MEMORY,
@@ -508,26 +667,9 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database cannot be read.
     pub fn replay(&self, mut f: impl FnMut(Envelope)) -> Result<Replay, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT e.id, e.payload,
-                 CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
-                 FROM envelopes e LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut replay = Replay::default();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let stored = row.get_ref(1).map_err(|e| self.err(e))?;
-            let reference = row.get_ref(2).map_err(|e| self.err(e))?;
-            let envelope = stored
-                .as_blob()
-                .ok()
-                .and_then(|s| payload(s, reference.as_blob_or_null().ok().flatten()))
-                .map(|p| decode(&p[..]));
-            match envelope {
+        let mut deliver =
+            |id: i64, p: Option<std::borrow::Cow<'_, [u8]>>| match p.map(|p| decode(&p[..])) {
                 Some(Ok(envelope)) => {
                     replay.envelopes += 1;
                     f(envelope);
@@ -536,8 +678,51 @@ impl Store {
                     replay.undecodable += 1;
                     tracing::warn!(id, "stored envelope no longer decodes; skipped");
                 }
+            };
+        // Rows stored before schema 5, then the packs (their ids follow).
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT e.id, e.payload,
+                     CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
+                     FROM envelopes e LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+                let stored = row.get_ref(1).map_err(|e| self.err(e))?;
+                let reference = row.get_ref(2).map_err(|e| self.err(e))?;
+                let p = stored
+                    .as_blob()
+                    .ok()
+                    .and_then(|s| payload(s, reference.as_blob_or_null().ok().flatten()));
+                deliver(id, p);
             }
         }
+        let mut refs = RefCache::default();
+        let mut damaged_packs = 0;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT first_id, count, body FROM packs ORDER BY first_id")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let first: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let count: i64 = row.get(1).map_err(|e| self.err(e))?;
+            let body = row.get_ref(2).map_err(|e| self.err(e))?;
+            let Some(entries) = body.as_blob().ok().and_then(crate::pack::decode) else {
+                damaged_packs += unbits(count);
+                tracing::warn!(first, count, "a stored pack no longer decodes; skipped");
+                continue;
+            };
+            for (i, entry) in entries.iter().enumerate() {
+                let p = refs.payload(&self.conn, entry).map_err(|e| self.err(e))?;
+                deliver(first + i as i64, p);
+            }
+        }
+        replay.undecodable += damaged_packs;
         Ok(replay)
     }
 
@@ -613,7 +798,8 @@ impl Store {
             }
         }
         // What was indexed row by row (before schema 4, a second device of an envelope), and
-        // the tail not yet indexed (at most HISTORY_INDEX_EVERY envelopes and a batch).
+        // the tail not yet indexed (at most HISTORY_INDEX_EVERY envelopes and a batch): rows
+        // from before schema 5, then packs.
         for sql in [
             "SELECT timestamp_ms, envelope FROM device_history
              WHERE device = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
@@ -633,29 +819,91 @@ impl Store {
                 found.push(row.map_err(|e| self.err(e))?);
             }
         }
+        {
+            let cursor: i64 = tx
+                .query_row(
+                    "SELECT value FROM store_meta WHERE key = 'history_indexed_through'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            for_each_pack_entry(&tx, cursor, i64::MAX, |id, entry| {
+                let ts = bits(entry.timestamp_ms);
+                if entry.device == device && ts >= from && ts < to {
+                    found.push((ts, id));
+                }
+                if found.len() > cut {
+                    keep(&mut found);
+                }
+            })
+            .map_err(|e| self.err(e))?;
+        }
         keep(&mut found);
-        let mut fetch = tx
+        // The payloads, fetched in id order (a pack is read and decoded once for all its
+        // envelopes asked for), returned in (poll time, id) order.
+        let mut payloads: Vec<Option<Vec<u8>>> = vec![None; found.len()];
+        let mut order: Vec<(i64, usize)> = found
+            .iter()
+            .enumerate()
+            .map(|(pos, (_, id))| (*id, pos))
+            .collect();
+        order.sort_unstable();
+        let mut fetch_row = tx
             .prepare_cached(
                 "SELECT e.payload,
                      CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
                  FROM envelopes e LEFT JOIN refs r ON r.id = e.ref WHERE e.id = ?1",
             )
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(found.len());
-        for (_, id) in found {
-            let row: Option<(Vec<u8>, Option<Vec<u8>>)> = fetch
+        let mut fetch_pack = tx
+            .prepare_cached(
+                "SELECT first_id, body FROM packs WHERE first_id <= ?1
+                 ORDER BY first_id DESC LIMIT 1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut refs = RefCache::default();
+        let mut i = 0;
+        while let Some(&(id, pos)) = order.get(i) {
+            i += 1;
+            let row: Option<(Vec<u8>, Option<Vec<u8>>)> = fetch_row
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(|e| self.err(e))?;
             if let Some((stored, reference)) = row {
-                if let Some(e) =
-                    payload(&stored, reference.as_deref()).and_then(|p| decode(&p[..]).ok())
-                {
-                    out.push(e);
-                }
+                payloads[pos] = payload(&stored, reference.as_deref()).map(|p| p.into_owned());
+                continue;
             }
+            let pack: Option<(i64, Vec<u8>)> = fetch_pack
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(|e| self.err(e))?;
+            let Some((first, body)) = pack else { continue };
+            let Some(entries) = crate::pack::decode(&body) else {
+                tracing::warn!(first, "a stored pack no longer decodes; skipped");
+                continue;
+            };
+            // This id and the following ones that are in the same pack.
+            let mut j = i - 1;
+            while let Some(&(id, pos)) = order.get(j) {
+                let Some(entry) = usize::try_from(id - first)
+                    .ok()
+                    .and_then(|at| entries.get(at))
+                else {
+                    break;
+                };
+                payloads[pos] = refs
+                    .payload(&tx, entry)
+                    .map_err(|e| self.err(e))?
+                    .map(|p| p.into_owned());
+                j += 1;
+            }
+            i = i.max(j);
         }
-        Ok(out)
+        Ok(payloads
+            .into_iter()
+            .flatten()
+            .filter_map(|p| decode(&p).ok())
+            .collect())
     }
 
     /// Number of stored envelopes.
@@ -664,7 +912,12 @@ impl Store {
     /// [`StoreError`] when the database cannot be read.
     pub fn envelope_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM envelopes", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT (SELECT count(*) FROM envelopes)
+                        + coalesce((SELECT sum(count) FROM packs), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(unbits)
             .map_err(|e| self.err(e))
     }
@@ -674,16 +927,126 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database cannot be read.
     pub fn last_seq(&self, collector: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT max(seq) FROM envelopes WHERE collector = ?1 AND epoch = ?2",
-                params![collector, bits(epoch)],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .optional()
-            .map(|v| v.flatten().map(unbits))
-            .map_err(|e| self.err(e))
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT last FROM stored_seqs WHERE collector = ?1 AND epoch = ?2")
+            .map_err(|e| self.err(e))?;
+        let lasts = stmt
+            .query_map(params![collector, bits(epoch)], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?;
+        let mut max = None;
+        for last in lasts {
+            let last = unbits(last.map_err(|e| self.err(e))?);
+            max = max.max(Some(last));
+        }
+        Ok(max)
     }
+}
+
+/// Reference payloads by id, read as pack entries need them; at most
+/// [`MAX_REFERENCES_IN_MEMORY`] and [`MAX_REFERENCE_BYTES_IN_MEMORY`] (beyond either the cache
+/// starts empty again).
+#[derive(Default)]
+struct RefCache {
+    map: HashMap<i64, Vec<u8>>,
+    bytes: usize,
+}
+
+impl RefCache {
+    /// The payload of `entry` (`None` when its delta does not apply: a damaged row or a
+    /// missing reference, which reads as an empty one).
+    fn payload<'e>(
+        &mut self,
+        conn: &Connection,
+        entry: &Entry<'e>,
+    ) -> rusqlite::Result<Option<std::borrow::Cow<'e, [u8]>>> {
+        let Some(id) = entry.reference else {
+            return Ok(payload(entry.stored, None));
+        };
+        if !self.map.contains_key(&id) {
+            let bytes: Vec<u8> = conn
+                .prepare_cached("SELECT payload FROM refs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?
+                .unwrap_or_default();
+            if self.map.len() >= MAX_REFERENCES_IN_MEMORY
+                || self.bytes + bytes.len() > MAX_REFERENCE_BYTES_IN_MEMORY
+            {
+                self.map.clear();
+                self.bytes = 0;
+            }
+            self.bytes += bytes.len();
+            self.map.insert(id, bytes);
+        }
+        let reference = self.map.get(&id).map_or(&[][..], Vec::as_slice);
+        Ok(payload(entry.stored, Some(reference)).map(|p| std::borrow::Cow::Owned(p.into_owned())))
+    }
+}
+
+/// Calls `f` with the id and entry of every packed envelope with an id in `(after, through]`,
+/// in id order. A pack that does not decode is skipped with a warning.
+fn for_each_pack_entry(
+    conn: &Connection,
+    after: i64,
+    through: i64,
+    mut f: impl FnMut(i64, &Entry<'_>),
+) -> rusqlite::Result<()> {
+    // A pack holding ids above `after` starts at most MAX_ENTRIES before it (the key range
+    // keeps the scan on the primary key).
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_id, body FROM packs WHERE first_id > ?1 AND first_id <= ?2 ORDER BY first_id",
+    )?;
+    let mut rows = stmt.query(params![
+        after.saturating_sub(crate::pack::MAX_ENTRIES as i64),
+        through
+    ])?;
+    while let Some(row) = rows.next()? {
+        let first: i64 = row.get(0)?;
+        let Some(entries) = row.get_ref(1)?.as_blob().ok().and_then(crate::pack::decode) else {
+            tracing::warn!(first, "a stored pack no longer decodes; skipped");
+            continue;
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let id = first + i as i64;
+            if id > after && id <= through {
+                f(id, entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fills `stored_seqs` from the envelope rows stored before schema 5 (migration 5).
+fn fill_stored_seqs(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    let mut sets: HashMap<String, HashMap<u64, SeqSet>> = HashMap::new();
+    {
+        let mut stmt = tx.prepare("SELECT collector, epoch, seq FROM envelopes")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let collector = row.get_ref(0)?.as_str()?;
+            let (epoch, seq) = (unbits(row.get(1)?), unbits(row.get(2)?));
+            let epochs = match sets.get_mut(collector) {
+                Some(epochs) => epochs,
+                None => sets.entry(collector.to_string()).or_default(),
+            };
+            epochs.entry(epoch).or_default().insert(seq);
+        }
+    }
+    let mut put = tx.prepare(
+        "INSERT INTO stored_seqs (collector, epoch, first, last) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (collector, epochs) in &sets {
+        for (epoch, set) in epochs {
+            let mut ranges: Vec<(u64, u64)> = set.ranges().map(|(s, e)| (s, e - 1)).collect();
+            if set.contains(u64::MAX) {
+                ranges.push((u64::MAX, u64::MAX));
+            }
+            for (first, last) in ranges {
+                put.execute(params![collector, bits(*epoch), bits(first), bits(last)])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An envelope's payload from what is stored: the delta against its reference (migration 3),
@@ -725,6 +1088,15 @@ fn index_history(tx: &rusqlite::Transaction, after: i64, through: i64) -> rusqli
             }
         }
     }
+    for_each_pack_entry(tx, after, through, |id, entry| {
+        let e = (bits(entry.timestamp_ms), id);
+        match by_device.get_mut(entry.device) {
+            Some(entries) => entries.push(e),
+            None => {
+                by_device.insert(entry.device.to_string(), vec![e]);
+            }
+        }
+    })?;
     let mut insert = tx.prepare_cached(
         "INSERT OR REPLACE INTO history_spans (device, last_ms, through, first_ms, entries)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -971,8 +1343,8 @@ mod tests {
         );
         let (full, stored): (i64, i64) = conn
             .query_row(
-                "SELECT sum(length(r.payload)), sum(length(e.payload)) FROM envelopes e
-                 JOIN refs r ON r.id = e.ref",
+                "SELECT (SELECT sum(length(payload)) FROM refs),
+                        (SELECT sum(length(body)) FROM packs)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -982,11 +1354,13 @@ mod tests {
             .iter()
             .map(|e| encode_to_vec(e).unwrap().len() as i64)
             .sum();
+        // Per reading: the delta and the envelope's identity (collector, epoch, seq, times,
+        // reference, and the device's name, which each pack of 8 devices here holds once).
         assert!(
-            stored * 10 < payloads,
+            stored * 8 < payloads,
             "{stored} B stored for {payloads} B of payloads"
         );
-        assert!(stored / n <= 24, "{} B per reading", stored / n);
+        assert!(stored / n <= 48, "{} B per reading", stored / n);
         assert!(full > 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -994,14 +1368,56 @@ mod tests {
     /// A delta that no longer applies (a damaged row) is counted and skipped, never a panic
     /// and never a wrong envelope.
     #[test]
+    fn a_failed_commit_takes_nothing_and_its_redelivery_is_stored() {
+        let dir = temp("failed");
+        let path = dir.join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.commit(&[item(0, 10)]).unwrap(), [true]);
+        s.conn.busy_timeout(Duration::from_millis(20)).unwrap();
+        // Another writer holds the database: the commit fails and is rolled back.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(s.commit(&[item(1, 20), item(2, 30)]).is_err());
+        other.execute_batch("ROLLBACK").unwrap();
+        // The broker redelivers what was not acknowledged: stored now, not taken for repeats.
+        assert_eq!(
+            s.commit(&[item(1, 20), item(2, 30), item(0, 10)]).unwrap(),
+            [true, true, false]
+        );
+        drop(s);
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.commit(&[item(2, 30), item(3, 40)]).unwrap(),
+            [false, true],
+            "the stored ranges survive a restart"
+        );
+        let mut seqs = Vec::new();
+        s.replay(|e| seqs.push(e.seq)).unwrap();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        assert_eq!(s.envelope_count().unwrap(), 4);
+        assert_eq!(s.last_seq("c1", u64::MAX - 1).unwrap(), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_damaged_delta_is_skipped_and_counted() {
         let dir = temp("damaged");
         let path = dir.join("db.sqlite");
         let mut s = Store::open(&path).unwrap();
         s.commit(&[item(0, 10), item(1, 20), item(2, 30)]).unwrap();
-        Connection::open(&path)
-            .unwrap()
-            .execute("UPDATE envelopes SET payload = x'fc7f' WHERE seq = 1", [])
+        // The pack rewritten with the delta of seq 1 damaged.
+        let conn = Connection::open(&path).unwrap();
+        let body: Vec<u8> = conn
+            .query_row("SELECT body FROM packs", [], |r| r.get(0))
+            .unwrap();
+        let mut packer = Packer::new();
+        for mut entry in crate::pack::decode(&body).unwrap() {
+            if entry.seq == 1 {
+                entry.stored = &[0xfc, 0x7f];
+            }
+            packer.push(&entry);
+        }
+        conn.execute("UPDATE packs SET body = ?1", [packer.take()])
             .unwrap();
         let mut seqs = Vec::new();
         let replay = s.replay(|e| seqs.push(e.seq)).unwrap();
@@ -1015,6 +1431,12 @@ mod tests {
         let replay = s.replay(|_| panic!("nothing decodes")).unwrap();
         assert_eq!(replay.undecodable, 3);
         assert!(s.history("d1", 0, u64::MAX, 10).unwrap().is_empty());
+        // A pack that no longer decodes: all its envelopes are counted.
+        s.commit(&[item(3, 40), item(4, 50)]).unwrap();
+        conn.execute("UPDATE packs SET body = x'05' WHERE count = 2", [])
+            .unwrap();
+        let replay = s.replay(|_| panic!("nothing decodes")).unwrap();
+        assert_eq!(replay.undecodable, 5);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
