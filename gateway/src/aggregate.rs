@@ -119,6 +119,30 @@ pub struct Changes {
     pub unassigned: usize,
 }
 
+/// Where [`Aggregator::ingest_into`] notes the units (with their ancestors) and devices
+/// whose documents changed.
+#[derive(Debug)]
+pub struct Marks<'a> {
+    /// Unit ids.
+    pub units: &'a mut BTreeSet<String>,
+    /// Device ids.
+    pub devices: &'a mut BTreeSet<String>,
+}
+
+impl Marks<'_> {
+    fn unit(&mut self, id: &str) {
+        if !self.units.contains(id) {
+            self.units.insert(id.to_string());
+        }
+    }
+
+    fn device(&mut self, id: &str) {
+        if !self.devices.contains(id) {
+            self.devices.insert(id.to_string());
+        }
+    }
+}
+
 impl Aggregator {
     /// An empty aggregator with default settings (no units configured, UTC office hours).
     pub fn new() -> Self {
@@ -140,6 +164,23 @@ impl Aggregator {
 
     /// Applies every reading of `envelope`.
     pub fn ingest(&mut self, envelope: &Envelope) -> Changes {
+        let (mut units, mut devices) = (BTreeSet::new(), BTreeSet::new());
+        let mut changes = self.ingest_into(
+            envelope,
+            &mut Marks {
+                units: &mut units,
+                devices: &mut devices,
+            },
+        );
+        changes.units = units.into_iter().collect();
+        changes.devices = devices.into_iter().collect();
+        changes
+    }
+
+    /// [`Aggregator::ingest`], noting the units and devices whose documents changed in
+    /// `marks` (the returned [`Changes`] leaves them empty): a unit or device already noted
+    /// costs no allocation.
+    pub fn ingest_into(&mut self, envelope: &Envelope, marks: &mut Marks<'_>) -> Changes {
         let mut changes = Changes::default();
         let delivery = self.deliveries.record(
             &envelope.collector,
@@ -153,9 +194,6 @@ impl Aggregator {
                 .resize(envelope.readings.len(), Outcome::Duplicate);
             return changes;
         }
-        // An envelope holds one or two readings: small vectors, sorted once at the end.
-        let mut units: Vec<String> = Vec::new();
-        let mut devices: Vec<String> = Vec::new();
         let collector_hash = fnv1a(envelope.collector.as_bytes());
         self.as_of_ms = self.as_of_ms.max(envelope.timestamp_ms);
         for (i, reading) in envelope.readings.iter().enumerate() {
@@ -176,8 +214,8 @@ impl Aggregator {
                 None => self.ledgers.entry(device.to_string()).or_default(),
             };
             ledger.record(&self.settings.ledger, key, reading);
-            devices.push(device.to_string());
-            units.extend(self.settings.units.lineage(unit));
+            marks.device(device);
+            self.settings.units.each_in_lineage(unit, |u| marks.unit(u));
             let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
             // The device's state is updated where it is (no new keys or strings for what did
             // not change).
@@ -188,7 +226,9 @@ impl Aggregator {
                         continue;
                     }
                     if current.unit != unit {
-                        units.extend(self.settings.units.lineage(&current.unit));
+                        self.settings
+                            .units
+                            .each_in_lineage(&current.unit, |u| marks.unit(u));
                         current.unit = unit.to_string();
                     }
                     if current.reported_unit != reading.unit() {
@@ -245,12 +285,6 @@ impl Aggregator {
             }
             changes.outcomes.push(Outcome::Applied);
         }
-        units.sort_unstable();
-        units.dedup();
-        devices.sort_unstable();
-        devices.dedup();
-        changes.units = units;
-        changes.devices = devices;
         changes
     }
 

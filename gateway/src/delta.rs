@@ -57,13 +57,20 @@ pub enum DeltaError {
 /// The delta that turns `reference` into `target`.
 pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
+    diff_into(reference, target, &mut out);
+    out
+}
+
+/// [`diff`] into `out` (cleared first), so that a caller can reuse one buffer.
+pub fn diff_into(reference: &[u8], target: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     let (mut i, mut j) = (0usize, 0usize); // target position, reference cursor
     let mut literal_start = 0usize;
     while i < target.len() {
         let run = common_prefix(&target[i..], reference.get(j..).unwrap_or(&[]));
         if run >= MIN_MATCH || (run > 0 && i + run == target.len()) {
-            literal(&mut out, &target[literal_start..i]);
-            op(&mut out, COPY, run);
+            literal(out, &target[literal_start..i]);
+            op(out, COPY, run);
             i += run;
             j += run;
             literal_start = i;
@@ -77,10 +84,10 @@ pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
             i += d;
             j += d;
             if shift != 0 {
-                literal(&mut out, &target[literal_start..i]);
+                literal(out, &target[literal_start..i]);
                 literal_start = i;
                 op(
-                    &mut out,
+                    out,
                     if shift > 0 { FORWARD } else { BACK },
                     shift.unsigned_abs(),
                 );
@@ -89,12 +96,12 @@ pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
             continue;
         }
         if let Some(k) = resync(reference, j, &target[i..]) {
-            literal(&mut out, &target[literal_start..i]);
+            literal(out, &target[literal_start..i]);
             literal_start = i;
             if k > j {
-                op(&mut out, FORWARD, k - j);
+                op(out, FORWARD, k - j);
             } else {
-                op(&mut out, BACK, j - k);
+                op(out, BACK, j - k);
             }
             j = k;
             continue;
@@ -103,8 +110,7 @@ pub fn diff(reference: &[u8], target: &[u8]) -> Vec<u8> {
         i += 1;
         j += 1;
     }
-    literal(&mut out, &target[literal_start..]);
-    out
+    literal(out, &target[literal_start..]);
 }
 
 /// The payload `delta` describes against `reference`.

@@ -758,14 +758,22 @@ fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applie
         unassigned: Vec::new(),
         newest_poll: 0,
     };
+    // Counted once for the batch (the counters are behind a lock).
+    let mut outcomes = Vec::with_capacity(checked.items.len());
     for (i, item) in checked.items.iter().enumerate() {
         match item {
             // A repeat the store recognised is one the aggregator holds too: ingesting it
             // records the repeat in the collector's delivery ledger and counts its readings as
             // duplicates, so `/api/collectors` and the ingest counters agree.
             Item::Envelope { envelope, .. } => {
-                let changes = agg.ingest(envelope);
-                shared.stats.outcomes(&changes.outcomes);
+                let changes = agg.ingest_into(
+                    envelope,
+                    &mut crate::aggregate::Marks {
+                        units: &mut dirty.units,
+                        devices: &mut dirty.devices,
+                    },
+                );
+                outcomes.extend_from_slice(&changes.outcomes);
                 if changes.unassigned > 0 {
                     shared
                         .stats
@@ -775,13 +783,10 @@ fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applie
                 if changes.outcomes.iter().any(|o| *o != Outcome::Duplicate) {
                     applied.newest_poll = applied.newest_poll.max(envelope.timestamp_ms);
                 }
-                if dirty.since.is_none()
-                    && !(changes.units.is_empty() && changes.devices.is_empty())
-                {
+                // The sets are empty until the first change after a publication.
+                if dirty.since.is_none() && !(dirty.units.is_empty() && dirty.devices.is_empty()) {
                     dirty.since = Some(Instant::now());
                 }
-                dirty.units.extend(changes.units);
-                dirty.devices.extend(changes.devices);
             }
             Item::Status { site, status, .. } => {
                 let mut collectors = shared
@@ -802,6 +807,7 @@ fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applie
             }
         }
     }
+    shared.stats.outcomes(&outcomes);
     applied.acks = batch::acknowledgements(checked, |collector, epoch, seqs| {
         agg.stored_ranges(collector, epoch, seqs.iter().copied())
     });

@@ -460,9 +460,11 @@ impl Store {
         let mut next_id = self.next_id;
         // References written in this transaction: known to the writer once it commits.
         let mut new_refs: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
-        // Per (collector, epoch) touched: the starts of stored ranges merged away, and the
+        // Per collector and epoch touched: the starts of stored ranges merged away, and the
         // sequence numbers added (their final ranges are written at the end).
-        let mut touched: HashMap<(String, u64), (Vec<u64>, Vec<u64>)> = HashMap::new();
+        let mut touched: HashMap<String, HashMap<u64, Touched>> = HashMap::new();
+        // The delta of the envelope at hand (one buffer for the commit).
+        let mut delta = Vec::new();
         let mut packer = Packer::new();
         let mut pack_first = next_id;
         {
@@ -504,35 +506,40 @@ impl Store {
                                 .entry(envelope.epoch)
                                 .or_default(),
                         };
-                        let mut removed = Vec::new();
-                        if !set.insert_noting(envelope.seq, &mut removed) {
+                        let changes = match touched.get_mut(collector) {
+                            Some(epochs) => epochs.entry(envelope.epoch).or_default(),
+                            None => touched
+                                .entry(collector.to_string())
+                                .or_default()
+                                .entry(envelope.epoch)
+                                .or_default(),
+                        };
+                        if !set.insert_noting(envelope.seq, &mut changes.removed) {
                             out.push(false);
                             continue;
                         }
-                        let changes = touched
-                            .entry((collector.to_string(), envelope.epoch))
-                            .or_default();
-                        changes.0.extend(removed);
-                        changes.1.push(envelope.seq);
+                        changes.added.push(envelope.seq);
                         // Validated envelopes hold at least one reading.
                         let device = envelope.readings.first().map_or("", |r| r.device());
                         // The delta against the device's reference, or a new reference.
                         let current = new_refs
                             .get(device)
                             .or_else(|| self.references.get(device))
-                            .map(|(id, bytes)| (*id, crate::delta::diff(bytes, payload)))
-                            .filter(|(_, delta)| {
-                                delta.len() * NEW_REFERENCE_RATIO <= payload.len()
-                            });
-                        let (reference, stored) = match current {
-                            Some((id, delta)) => (id, delta),
+                            .map(|(id, bytes)| {
+                                crate::delta::diff_into(bytes, payload, &mut delta);
+                                *id
+                            })
+                            .filter(|_| delta.len() * NEW_REFERENCE_RATIO <= payload.len());
+                        let reference = match current {
+                            Some(id) => id,
                             None => {
                                 insert_ref
                                     .execute(params![device, &payload[..]])
                                     .map_err(wrap)?;
                                 let id = tx.last_insert_rowid();
                                 new_refs.insert(device.to_string(), (id, payload.to_vec()));
-                                (id, crate::delta::diff(payload, payload))
+                                crate::delta::diff_into(payload, payload, &mut delta);
+                                id
                             }
                         };
                         packer.push(&Entry {
@@ -543,7 +550,7 @@ impl Store {
                             received_ms: *received_ms,
                             device,
                             reference: Some(reference),
-                            stored: &stored,
+                            stored: &delta,
                         });
                         let id = next_id;
                         next_id += 1;
@@ -603,7 +610,10 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(wrap)?;
-            for ((collector, epoch), (removed, added)) in &touched {
+            for (collector, epoch, Touched { removed, added }) in touched
+                .iter()
+                .flat_map(|(c, epochs)| epochs.iter().map(move |(e, t)| (c, e, t)))
+            {
                 for first in removed {
                     delete_range
                         .execute(params![collector, bits(*epoch), bits(*first)])
@@ -941,6 +951,15 @@ impl Store {
         }
         Ok(max)
     }
+}
+
+/// What a commit changed in the sequence ranges of one collector's epoch.
+#[derive(Debug, Default)]
+struct Touched {
+    /// Starts of stored ranges merged into others.
+    removed: Vec<u64>,
+    /// Sequence numbers stored.
+    added: Vec<u64>,
 }
 
 /// Reference payloads by id, read as pack entries need them; at most

@@ -115,6 +115,23 @@ impl Units {
         self.defs.get(id)
     }
 
+    /// Calls `f` with `id` and its ancestors, nearest first, as [`Units::lineage`] lists them
+    /// but without allocating (a broken hierarchy with a cycle ends after one step per
+    /// configured unit; an ancestor may then come more than once).
+    pub fn each_in_lineage(&self, id: &str, mut f: impl FnMut(&str)) {
+        f(id);
+        let mut cur = self.defs.get(id).and_then(|d| d.parent.as_deref());
+        let mut steps = 0;
+        while let Some(p) = cur {
+            if p == id || steps >= self.defs.len() {
+                break;
+            }
+            f(p);
+            steps += 1;
+            cur = self.defs.get(p).and_then(|d| d.parent.as_deref());
+        }
+    }
+
     /// `id` and its ancestors, nearest first.
     pub fn lineage(&self, id: &str) -> Vec<String> {
         let mut out = vec![id.to_string()];
@@ -163,6 +180,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(u.lineage("ba.fb2.it"), ["ba.fb2.it", "ba.fb2", "ba"]);
+        for id in ["ba.fb2.it", "ba", "nowhere"] {
+            let mut seen = Vec::new();
+            u.each_in_lineage(id, |p| seen.push(p.to_string()));
+            assert_eq!(seen, u.lineage(id));
+        }
         assert_eq!(u.children("ba"), ["ba.fb2", "ba.fb3"]);
         assert_eq!(u.resolve("ba.fb3"), "ba.fb3");
         assert_eq!(u.resolve("ba.fb9"), UNASSIGNED);
