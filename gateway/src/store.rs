@@ -1010,15 +1010,16 @@ fn for_each_pack_entry(
     through: i64,
     mut f: impl FnMut(i64, &Entry<'_>),
 ) -> rusqlite::Result<()> {
-    // A pack holding ids above `after` starts at most MAX_ENTRIES before it (the key range
-    // keeps the scan on the primary key).
+    // From the pack that holds `after + 1` (the newest starting at or below `after`, found on
+    // the primary key; a pack may hold one envelope or thousands), to the last one holding an
+    // id up to `through`.
     let mut stmt = conn.prepare_cached(
-        "SELECT first_id, body FROM packs WHERE first_id > ?1 AND first_id <= ?2 ORDER BY first_id",
+        "SELECT first_id, body FROM packs
+         WHERE first_id >= coalesce((SELECT max(first_id) FROM packs WHERE first_id <= ?1), ?1)
+           AND first_id <= ?2
+         ORDER BY first_id",
     )?;
-    let mut rows = stmt.query(params![
-        after.saturating_sub(crate::pack::MAX_ENTRIES as i64),
-        through
-    ])?;
+    let mut rows = stmt.query(params![after, through])?;
     while let Some(row) = rows.next()? {
         let first: i64 = row.get(0)?;
         let Some(entries) = row.get_ref(1)?.as_blob().ok().and_then(crate::pack::decode) else {
