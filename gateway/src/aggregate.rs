@@ -64,7 +64,7 @@ impl Default for CoreSettings {
 }
 
 /// Per-device state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct DeviceState {
     /// The unit the device is counted in (configured, or [`UNASSIGNED`]).
     unit: String,
@@ -104,6 +104,57 @@ pub struct Aggregator {
     deliveries: Deliveries,
     as_of_ms: u64,
     unassigned_readings: u64,
+}
+
+/// Format version of [`Aggregator::snapshot`]: a snapshot of another version is not
+/// restored (the store replays instead).
+pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// Why [`Aggregator::restore`] refused a snapshot. Never a reason to fail: the caller replays
+/// the store instead.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// Written by another format version.
+    #[error("snapshot format {found}, this gateway reads {SNAPSHOT_VERSION}")]
+    Version {
+        /// Its version.
+        found: u8,
+    },
+    /// Taken under other aggregation settings (units, calendar, late window, ...): its
+    /// figures may differ from what these settings give.
+    #[error("snapshot taken with other aggregation settings")]
+    Settings,
+    /// The bytes are not a snapshot.
+    #[error("snapshot does not decode")]
+    Malformed,
+}
+
+/// The state a snapshot holds, borrowed for writing.
+#[derive(serde::Serialize)]
+struct SnapshotRef<'a> {
+    settings: u64,
+    devices: &'a BTreeMap<String, DeviceState>,
+    ledgers: &'a BTreeMap<String, DeviceLedger>,
+    deliveries: &'a Deliveries,
+    as_of_ms: u64,
+    unassigned_readings: u64,
+}
+
+/// The state a snapshot holds, owned for reading (the same fields as [`SnapshotRef`]).
+#[derive(serde::Deserialize)]
+struct SnapshotOwned {
+    settings: u64,
+    devices: BTreeMap<String, DeviceState>,
+    ledgers: BTreeMap<String, DeviceLedger>,
+    deliveries: Deliveries,
+    as_of_ms: u64,
+    unassigned_readings: u64,
+}
+
+/// A stable digest of the settings that shape the state (all of them: a change of any makes
+/// a snapshot be replayed over, never wrong).
+fn settings_fingerprint(settings: &CoreSettings) -> u64 {
+    fnv1a(format!("{settings:?}").as_bytes())
 }
 
 /// What one envelope changed.
@@ -160,6 +211,49 @@ impl Aggregator {
     /// The settings.
     pub fn settings(&self) -> &CoreSettings {
         &self.settings
+    }
+
+    /// All state of the figures as bytes: the devices' current state, each ledger's day
+    /// figures and the points it keeps to place late readings, the deliveries per collector
+    /// epoch, and a digest of the settings. [`Aggregator::restore`] reads it back.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let out = vec![SNAPSHOT_VERSION];
+        let state = SnapshotRef {
+            settings: settings_fingerprint(&self.settings),
+            devices: &self.devices,
+            ledgers: &self.ledgers,
+            deliveries: &self.deliveries,
+            as_of_ms: self.as_of_ms,
+            unassigned_readings: self.unassigned_readings,
+        };
+        // Writing to a vector cannot fail; an error would leave a snapshot that does not
+        // decode, which a restore refuses.
+        postcard::to_extend(&state, out).unwrap_or_default()
+    }
+
+    /// The aggregator a [`Aggregator::snapshot`] was taken of, under `settings`.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] when the snapshot is of another format version, was taken under
+    /// other settings, or does not decode.
+    pub fn restore(settings: CoreSettings, bytes: &[u8]) -> Result<Aggregator, SnapshotError> {
+        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version { found: version });
+        }
+        let state: SnapshotOwned =
+            postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)?;
+        if state.settings != settings_fingerprint(&settings) {
+            return Err(SnapshotError::Settings);
+        }
+        Ok(Aggregator {
+            settings,
+            devices: state.devices,
+            ledgers: state.ledgers,
+            deliveries: state.deliveries,
+            as_of_ms: state.as_of_ms,
+            unassigned_readings: state.unassigned_readings,
+        })
     }
 
     /// Applies every reading of `envelope`.
@@ -1650,5 +1744,164 @@ mod tests {
         let a = agg.unit("ba.it").unwrap().availability;
         assert_eq!(a.percent, Some(99.8));
         assert_eq!(a.meets_sla, Some(false));
+    }
+
+    /// Snapshots: what (snapshot + the envelopes after it) gives equals what replaying
+    /// everything gives, wherever the cut falls, with late and repeated envelopes on both
+    /// sides of it.
+    mod snapshots {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn dock(occupied: u32) -> Reading {
+            let mut d = DockReading {
+                device: "sw".try_into().unwrap(),
+                unit: "u1".try_into().unwrap(),
+                fdb_read: true,
+                ..DockReading::default()
+            };
+            for i in 0..3 {
+                d.seats
+                    .push(devtel_protocol::Seat {
+                        if_index: i + 1,
+                        name: None,
+                        label: None,
+                        link: None,
+                        speed_mbps: Some(1000),
+                        last_change_ticks: None,
+                        clients: u16::from(i < occupied),
+                        client_mac: None,
+                        phone: None,
+                        occupancy: if i < occupied {
+                            devtel_protocol::Occupancy::Occupied
+                        } else {
+                            devtel_protocol::Occupancy::Empty
+                        },
+                    })
+                    .unwrap();
+            }
+            Reading::Dock(d)
+        }
+
+        /// The state's bytes, the unit and device documents and the figures of all days.
+        type Seen = (
+            Vec<u8>,
+            Vec<Option<UnitDoc>>,
+            Vec<Option<DeviceFullDoc>>,
+            DayFigures,
+        );
+
+        /// Everything a user sees of the figures, and the state itself.
+        fn seen(agg: &Aggregator) -> Seen {
+            let from = Date::constant(2026, 1, 1);
+            let to = Date::constant(2027, 12, 31);
+            let ids = agg.device_ids();
+            (
+                agg.snapshot(),
+                ["u1", "u2"].iter().map(|u| agg.unit(u)).collect(),
+                ids.iter().map(|d| agg.device(d)).collect(),
+                agg.figures(&ids, from, to),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn snapshot_and_tail_give_the_figures_of_a_full_replay(
+                polls in proptest::collection::vec((0usize..4, 30u64..14_400, 0u32..400, 0i32..100), 1..60),
+                order in proptest::collection::vec(any::<u32>(), 60),
+                repeats in proptest::collection::vec(any::<proptest::sample::Index>(), 0..8),
+                cut in any::<proptest::sample::Index>(),
+            ) {
+                // Poll times move on; each device's counter grows; envelopes are then
+                // delivered shuffled (late ones among them), some twice.
+                let mut ts = 1_795_000_000_000u64;
+                let mut pages = [1_000u32, 50_000];
+                let mut envelopes: Vec<Envelope> = Vec::new();
+                for (seq, (device, gap_s, printed, toner)) in polls.iter().enumerate() {
+                    ts += gap_s * 1000;
+                    let reading = match device {
+                        0 | 1 => {
+                            pages[*device] = pages[*device].wrapping_add(*printed);
+                            let (id, unit) = if *device == 0 { ("p1", "u1") } else { ("p2", "u2") };
+                            printer(id, unit, pages[*device], *toner)
+                        }
+                        2 => dock(*printed % 4),
+                        _ => Reading::NoResponse(NoResponse {
+                            device: "p1".try_into().unwrap(),
+                            unit: "u1".try_into().unwrap(),
+                            kind: DeviceKind::Copier,
+                            cause: NoResponseCause::Timeout,
+                        }),
+                    };
+                    envelopes.push(envelope("c", seq as u64, ts, reading));
+                }
+                let n = envelopes.len();
+                let mut ranked: Vec<(u32, Envelope)> = order.iter().copied().zip(envelopes).collect();
+                ranked.sort_by_key(|(rank, _)| *rank);
+                let mut delivery: Vec<Envelope> = ranked.into_iter().map(|(_, e)| e).collect();
+                for (i, r) in repeats.iter().enumerate() {
+                    let pick = delivery[r.index(n)].clone();
+                    delivery.insert((i * 5) % delivery.len(), pick);
+                }
+
+                let mut full = Aggregator::new();
+                for e in &delivery {
+                    full.ingest(e);
+                }
+                let at = cut.index(delivery.len() + 1);
+                let mut before = Aggregator::new();
+                for e in &delivery[..at] {
+                    before.ingest(e);
+                }
+                let bytes = before.snapshot();
+                let mut resumed = Aggregator::restore(CoreSettings::default(), &bytes).unwrap();
+                prop_assert_eq!(resumed.snapshot(), bytes, "a restore is exact");
+                for e in &delivery[at..] {
+                    resumed.ingest(e);
+                }
+                prop_assert_eq!(seen(&resumed), seen(&full));
+                prop_assert_eq!(resumed.deliveries(), full.deliveries());
+                prop_assert_eq!(resumed.late_readings(), full.late_readings());
+            }
+        }
+
+        #[test]
+        fn a_snapshot_of_other_settings_or_format_is_refused() {
+            let mut agg = Aggregator::new();
+            agg.ingest(&envelope(
+                "c",
+                0,
+                1_795_000_000_000,
+                printer("p1", "u1", 5, 50),
+            ));
+            let bytes = agg.snapshot();
+            let other = CoreSettings {
+                ledger: LedgerSettings {
+                    late_window_ms: 86_400_000,
+                    ..LedgerSettings::default()
+                },
+                ..CoreSettings::default()
+            };
+            assert_eq!(
+                Aggregator::restore(other, &bytes).err(),
+                Some(SnapshotError::Settings)
+            );
+            let mut newer = bytes.clone();
+            newer[0] = SNAPSHOT_VERSION + 1;
+            assert_eq!(
+                Aggregator::restore(CoreSettings::default(), &newer).err(),
+                Some(SnapshotError::Version {
+                    found: SNAPSHOT_VERSION + 1
+                })
+            );
+            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                assert_eq!(
+                    Aggregator::restore(CoreSettings::default(), &bytes[..cut]).err(),
+                    Some(SnapshotError::Malformed)
+                );
+            }
+            assert!(Aggregator::restore(CoreSettings::default(), &bytes).is_ok());
+        }
     }
 }

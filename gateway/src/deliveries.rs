@@ -9,14 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Most holes listed per epoch in a report (the count is always exact).
 pub const MAX_LISTED_GAPS: usize = 20;
 
 /// A set of sequence numbers as disjoint half-open ranges `start -> end`: memory grows with
 /// the holes, not with the numbers. Also what the store keeps to recognise redeliveries.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqSet {
     ranges: BTreeMap<u64, u64>,
     /// `u64::MAX`, which no half-open range can hold.
@@ -145,7 +145,7 @@ impl SeqSet {
 }
 
 /// Received sequence numbers of one epoch, with its repeats and poll times.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Ranges {
     set: SeqSet,
     repeats: u64,
@@ -154,7 +154,7 @@ struct Ranges {
 }
 
 /// The tracker.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Deliveries {
     /// Per collector, per epoch (nested, so that a lookup needs no owned key).
     by_stream: BTreeMap<String, BTreeMap<u64, Ranges>>,

@@ -22,7 +22,7 @@ use std::ops::AddAssign;
 
 use devtel_protocol::{Health, Reading};
 use jiff::civil::Date;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
 use crate::meter::{self, PagePoint, SeatPoint, SupplyPoint};
@@ -55,7 +55,7 @@ impl Default for LedgerSettings {
 
 /// One device's figures on one local day. Signed so a taken-back pair can be subtracted; every
 /// field is ≥ 0 once all pairs are in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayFigures {
     /// Pages (vendor total, else prtMarkerLifeCount).
     pub pages_total: i64,
@@ -106,7 +106,7 @@ impl AddAssign<&DayFigures> for DayFigures {
 /// A time-ordered series of points with a bounded past. Points arrive almost always in
 /// order, so they live in a ring buffer: the newest is appended, the oldest pruned from the
 /// front, and a late one is placed by binary search.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Series<P> {
     points: VecDeque<(Key, P)>,
     pruned: bool,
@@ -175,7 +175,7 @@ impl<P> Series<P> {
 }
 
 /// One device's history.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeviceLedger {
     pages: Series<PagePoint>,
     supplies: Series<SupplyPoint>,

@@ -14,6 +14,7 @@
 //!    lifetime counter carries the pages over it, attributed to the reading that ends the gap.
 
 use devtel_protocol::{PrinterReading, Supply};
+use serde::{Deserialize, Serialize};
 
 /// Fastest believable print rate over an interval (the fastest production copiers run at about
 /// 2.5 pages/s); anything above is a counter discontinuity, not printing.
@@ -24,7 +25,7 @@ pub const MAX_PAGES_PER_SECOND: u64 = 20;
 pub const REPLACEMENT_JUMP_PERCENT: u8 = 30;
 
 /// The counters of one printer reading that consumption is computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PagePoint {
     /// Poll time, ms since the Unix epoch.
     pub ts_ms: u64,
@@ -136,7 +137,7 @@ pub fn pages(prev: &PagePoint, next: &PagePoint) -> PageDelta {
 }
 
 /// Levels of a printer's consumables (not waste receptacles) whose percentage is known.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SupplyPoint {
     /// Poll time.
     pub ts_ms: u64,
@@ -185,7 +186,7 @@ pub fn replacements(prev: &SupplyPoint, next: &SupplyPoint) -> Vec<u32> {
 /// Seats of a dock switch at one poll: occupied and watched (occupied + idle + empty; uplinks
 /// and seats the switch could not tell are not watched). A switch that did not answer is a
 /// point with nothing watched, so the last state is not held across an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SeatPoint {
     /// Poll time.
     pub ts_ms: u64,
