@@ -46,11 +46,54 @@ pub struct RawConfig {
 }
 
 /// `[store]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// SQLite database file.
     pub path: Option<PathBuf>,
+    /// At most this long between snapshots of the figures while envelopes arrive.
+    #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// A snapshot at the latest after this many envelopes.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: None,
+            snapshot_interval: default_snapshot_interval(),
+            snapshot_every: default_snapshot_every(),
+        }
+    }
+}
+
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+fn default_snapshot_every() -> u64 {
+    100_000
+}
+
+/// When the figures are snapshotted (and at every clean stop): a start restores the newest
+/// snapshot and replays only the envelopes after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// At most this long between snapshots while envelopes arrive.
+    pub interval: Duration,
+    /// At the latest after this many envelopes.
+    pub every: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            interval: default_snapshot_interval(),
+            every: default_snapshot_every(),
+        }
+    }
 }
 
 /// `[aggregation]`.
@@ -162,6 +205,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// SQLite database file.
     pub store_path: PathBuf,
+    /// When the figures are snapshotted.
+    pub snapshots: SnapshotPolicy,
     /// Units, calendar and targets.
     pub core: CoreSettings,
 }
@@ -202,6 +247,24 @@ impl Config {
         });
         let a = &raw.aggregation;
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        if raw.store.snapshot_interval < Duration::from_secs(1)
+            || raw.store.snapshot_interval > Duration::from_secs(7 * 86_400)
+        {
+            return Err(invalid(
+                "store.snapshot_interval",
+                "must be 1 s to 7 days".into(),
+            ));
+        }
+        if raw.store.snapshot_every == 0 || raw.store.snapshot_every > 100_000_000 {
+            return Err(invalid(
+                "store.snapshot_every",
+                "must be 1 to 100,000,000 envelopes".into(),
+            ));
+        }
+        let snapshots = SnapshotPolicy {
+            interval: raw.store.snapshot_interval,
+            every: raw.store.snapshot_every,
+        };
         let calendar = Calendar::new(
             &a.timezone,
             &a.working_days,
@@ -250,6 +313,7 @@ impl Config {
             client_id: raw.client_id,
             http_listen,
             store_path,
+            snapshots,
             core,
         })
     }
@@ -305,6 +369,11 @@ mod tests {
                 "aggregation.availability_days",
             ),
             ("[aggregation]\nseat_hold = \"0s\"", "aggregation.seat_hold"),
+            (
+                "[store]\nsnapshot_interval = \"0s\"",
+                "store.snapshot_interval",
+            ),
+            ("[store]\nsnapshot_every = 0", "store.snapshot_every"),
             ("[[units]]\nid = \"a\"\nparent = \"b\"", "units"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -314,6 +383,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("late_window"), "{err}");
+    }
+
+    #[test]
+    fn snapshots_default_to_ten_minutes_or_100000_envelopes() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.snapshots, SnapshotPolicy::default());
+        assert_eq!(
+            (c.snapshots.interval, c.snapshots.every),
+            (Duration::from_secs(600), 100_000)
+        );
+        let c =
+            Config::from_toml("[store]\nsnapshot_interval = \"30s\"\nsnapshot_every = 7").unwrap();
+        assert_eq!(
+            (c.snapshots.interval, c.snapshots.every),
+            (Duration::from_secs(30), 7)
+        );
+        assert_eq!(
+            Config::from_toml(EXAMPLE).unwrap().snapshots,
+            SnapshotPolicy::default()
+        );
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct Shared {
     pub units: Units,
     /// The database, for history queries (none in unit tests).
     pub store_path: Option<PathBuf>,
+    /// When the commit thread snapshots the figures.
+    pub snapshots: config::SnapshotPolicy,
+    /// The envelope id the newest stored snapshot covers (0: none yet).
+    pub snapshot_through: std::sync::atomic::AtomicI64,
+    /// When the newest stored snapshot was taken, ms since the Unix epoch (0: none yet).
+    pub snapshot_taken_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -94,6 +100,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("rebuilding from the store")??;
     let mut shared = Shared::new(aggregator);
     shared.store_path = Some(config.store_path.clone());
+    shared.snapshots = config.snapshots;
+    if let Some((through, taken_ms, _)) = store.snapshots()?.into_iter().next() {
+        shared.snapshot_through = through.into();
+        shared.snapshot_taken_ms = taken_ms.into();
+    }
     if let Ok(mut c) = shared.collectors.lock() {
         *c = statuses;
     }
@@ -128,7 +139,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 type Statuses = std::collections::BTreeMap<String, serde_json::Value>;
 
-/// Opens the store and rebuilds the aggregator from every stored envelope.
+/// Opens the store and rebuilds the aggregator: from the newest snapshot that restores and
+/// the envelopes after it, else from every stored envelope.
 ///
 /// # Errors
 /// When the store cannot be opened or read.
@@ -138,8 +150,26 @@ pub fn rebuild(
 ) -> anyhow::Result<(Store, Aggregator, Statuses)> {
     let started = Instant::now();
     let store = Store::open(path)?;
-    let mut aggregator = Aggregator::with_settings(settings.clone());
-    let replay = store.replay(|e| {
+    let mut from_snapshot = None;
+    for (through, taken_ms, body) in store.snapshots()? {
+        match Aggregator::restore(settings.clone(), &body) {
+            Ok(aggregator) => {
+                from_snapshot = Some((through, taken_ms, aggregator));
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(through, %error, "snapshot not used; an older one or a full replay is");
+            }
+        }
+    }
+    let (after, mut aggregator) = match from_snapshot {
+        Some((through, taken_ms, aggregator)) => {
+            info!(through, taken_ms, "figures restored from a snapshot");
+            (through, aggregator)
+        }
+        None => (0, Aggregator::with_settings(settings.clone())),
+    };
+    let replay = store.replay_after(after, |e| {
         aggregator.ingest(&e);
     })?;
     let statuses = store
@@ -149,6 +179,7 @@ pub fn rebuild(
         .collect();
     info!(
         path = %path.display(),
+        snapshot_through = after,
         envelopes = replay.envelopes,
         undecodable = replay.undecodable,
         devices = aggregator.device_count(),
@@ -156,4 +187,73 @@ pub fn rebuild(
         "figures rebuilt from the store"
     );
     Ok((store, aggregator, statuses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Item;
+
+    fn envelope(item: &Item) -> &devtel_protocol::Envelope {
+        match item {
+            Item::Envelope { envelope, .. } => envelope,
+            Item::Status { .. } => unreachable!("an envelope item"),
+        }
+    }
+
+    #[test]
+    fn a_start_restores_the_newest_usable_snapshot_and_replays_only_after_it() {
+        let dir = std::env::temp_dir().join(format!("devtel-rebuild-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("db.sqlite");
+        let settings = aggregate::CoreSettings::default();
+        let mut store = Store::open(&path).unwrap();
+        let mut truth = Aggregator::with_settings(settings.clone());
+        // The snapshot holds one envelope the store does not: seeing it after the start shows
+        // the snapshot was used.
+        let marker = crate::testdata::no_response_item("marker", 1_000, 1_000);
+        let mut snapshotted = Aggregator::with_settings(settings.clone());
+        snapshotted.ingest(envelope(&marker));
+        for seq in 0..10 {
+            let item = crate::testdata::no_response_item("d1", seq, 2_000 + seq);
+            store.commit(std::slice::from_ref(&item)).unwrap();
+            truth.ingest(envelope(&item));
+            snapshotted.ingest(envelope(&item));
+            if seq == 4 {
+                store
+                    .save_snapshot(store.last_id(), 1, &snapshotted.snapshot())
+                    .unwrap();
+                snapshotted = Aggregator::with_settings(settings.clone());
+            }
+        }
+        drop(store);
+        let (_, rebuilt, _) = rebuild(&settings, &path).unwrap();
+        let mut expected = Aggregator::with_settings(settings.clone());
+        expected.ingest(envelope(&marker));
+        for seq in 0..10 {
+            expected.ingest(envelope(&crate::testdata::no_response_item(
+                "d1",
+                seq,
+                2_000 + seq,
+            )));
+        }
+        assert_eq!(rebuilt.snapshot(), expected.snapshot(), "snapshot + tail");
+        // Under other settings the snapshot is not used: everything is replayed.
+        let other = aggregate::CoreSettings {
+            availability_days: 7,
+            ..settings.clone()
+        };
+        let (_, replayed, _) = rebuild(&other, &path).unwrap();
+        let mut full = Aggregator::with_settings(other.clone());
+        for seq in 0..10 {
+            full.ingest(envelope(&crate::testdata::no_response_item(
+                "d1",
+                seq,
+                2_000 + seq,
+            )));
+        }
+        assert_eq!(replayed.snapshot(), full.snapshot(), "full replay");
+        assert!(replayed.device("marker").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -182,6 +182,33 @@ pub fn render(shared: &Shared) -> String {
         "Units known (configured, or reported when none are configured).",
         &one(units as f64),
     );
+    let taken_ms = shared.snapshot_taken_ms.load(Ordering::Relaxed);
+    metric(
+        &mut out,
+        "devtel_gateway_snapshot_timestamp_seconds",
+        "gauge",
+        "When the newest stored snapshot of the figures was taken (0: none yet).",
+        &one(taken_ms as f64 / 1000.0),
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if taken_ms > 0 {
+        metric(
+            &mut out,
+            "devtel_gateway_snapshot_age_seconds",
+            "gauge",
+            "Age of the newest stored snapshot of the figures.",
+            &one(now_ms.saturating_sub(taken_ms) as f64 / 1000.0),
+        );
+    }
+    metric(
+        &mut out,
+        "devtel_gateway_snapshot_through_envelope",
+        "gauge",
+        "The envelope id the newest stored snapshot covers; a start replays only those after it.",
+        &one(shared.snapshot_through.load(Ordering::Relaxed) as f64),
+    );
     metric(
         &mut out,
         "devtel_gateway_mqtt_connected",

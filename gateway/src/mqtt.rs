@@ -582,6 +582,15 @@ fn process(
             .map_err(|e| MqttError::Ingest(format!("cannot start the check thread: {e}")))?
     };
     let mut dirty = Dirty::default();
+    let mut clock = SnapshotClock {
+        policy: shared.snapshots,
+        through: shared.snapshot_through.load(Ordering::Relaxed),
+        at: Instant::now(),
+    };
+    // A start that replayed a long tail snapshots at once.
+    if clock.due(store.last_id(), Instant::now(), false) {
+        take_snapshot(shared, &mut store, &mut clock);
+    }
     let result = loop {
         let (next, idle) = match ready.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => (Some(r), false),
@@ -590,7 +599,12 @@ fn process(
         };
         if let Some(r) = next {
             match handle_batch(&r, out, shared, &mut store, stop, &mut dirty) {
-                Ok(true) => spares.give_back(r.checked, Vec::new()),
+                Ok(true) => {
+                    spares.give_back(r.checked, Vec::new());
+                    if clock.due(store.last_id(), Instant::now(), true) {
+                        take_snapshot(shared, &mut store, &mut clock);
+                    }
+                }
                 Ok(false) => break Ok(()), // stopping before the commit succeeded
                 Err(e) => {
                     error!(error = %e, messages = r.batch.len(), "batch not acknowledged; the gateway stops (its next start rebuilds from the store)");
@@ -616,8 +630,65 @@ fn process(
         }
         (_, result) => result,
     };
+    // A clean stop leaves a snapshot of everything applied (never after a batch that was not
+    // applied: the figures could then differ from the store's).
+    if result.is_ok() && store.last_id() > clock.through {
+        take_snapshot(shared, &mut store, &mut clock);
+    }
     publish_documents(out, shared, &mut dirty);
     result
+}
+
+/// When the commit thread snapshots the figures: after [`SnapshotPolicy::every`] envelopes,
+/// or after [`SnapshotPolicy::interval`] when envelopes came meanwhile. Pure.
+///
+/// [`SnapshotPolicy::every`]: crate::config::SnapshotPolicy::every
+/// [`SnapshotPolicy::interval`]: crate::config::SnapshotPolicy::interval
+#[derive(Debug)]
+struct SnapshotClock {
+    policy: crate::config::SnapshotPolicy,
+    /// The envelope id the newest snapshot covers.
+    through: i64,
+    /// When it was taken (or tried).
+    at: Instant,
+}
+
+impl SnapshotClock {
+    /// Whether to snapshot now, with `last_id` the newest stored envelope; `by_time`: the
+    /// interval counts too (not at start, where only a long tail does).
+    fn due(&self, last_id: i64, now: Instant, by_time: bool) -> bool {
+        let new = last_id.saturating_sub(self.through);
+        new > 0
+            && (u64::try_from(new).unwrap_or(u64::MAX) >= self.policy.every
+                || (by_time && now.saturating_duration_since(self.at) >= self.policy.interval))
+    }
+}
+
+/// Snapshots the figures into the store. A failure is logged and tried again after the
+/// interval: the next start then replays more, nothing is lost.
+fn take_snapshot(shared: &Shared, store: &mut Store, clock: &mut SnapshotClock) {
+    let started = Instant::now();
+    let through = store.last_id();
+    let bytes = match shared.aggregator.lock() {
+        Ok(agg) => agg.snapshot(),
+        Err(_) => return,
+    };
+    let taken_ms = now_ms();
+    clock.at = Instant::now();
+    match store.save_snapshot(through, taken_ms, &bytes) {
+        Ok(()) => {
+            clock.through = through;
+            shared.snapshot_through.store(through, Ordering::Relaxed);
+            shared.snapshot_taken_ms.store(taken_ms, Ordering::Relaxed);
+            info!(
+                through,
+                bytes = bytes.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "figures snapshotted"
+            );
+        }
+        Err(error) => warn!(%error, "snapshot not stored; the next start replays more"),
+    }
 }
 
 /// Takes what has arrived as one batch (up to [`MAX_BATCH`]), checks it and hands it on.
@@ -930,6 +1001,36 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_come_after_enough_envelopes_or_time_and_never_without_new_ones() {
+        let t0 = Instant::now();
+        let clock = SnapshotClock {
+            policy: crate::config::SnapshotPolicy {
+                interval: Duration::from_secs(600),
+                every: 100,
+            },
+            through: 1_000,
+            at: t0,
+        };
+        let later = t0 + Duration::from_secs(601);
+        assert!(!clock.due(1_000, later, true), "nothing new");
+        assert!(!clock.due(1_099, t0, true));
+        assert!(clock.due(1_100, t0, true), "enough envelopes");
+        assert!(
+            clock.due(1_001, later, true),
+            "the interval, with something new"
+        );
+        assert!(
+            !clock.due(1_001, later, false),
+            "at start only a long tail counts"
+        );
+        assert!(clock.due(1_100, t0, false));
+        assert!(
+            !clock.due(900, later, true),
+            "below the snapshot: nothing new"
+        );
+    }
     use crate::aggregate::Aggregator;
 
     fn publish(qos: QoS, pkid: u16) -> Publish {

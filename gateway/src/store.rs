@@ -111,7 +111,17 @@ const MIGRATIONS: &[&str] = &[
         last INTEGER NOT NULL,
         PRIMARY KEY (collector, epoch, first)
     ) WITHOUT ROWID;",
+    // 6: snapshots of the figures (`Aggregator::snapshot`), each covering the envelopes up to
+    // `through`: a start restores the newest and replays only what came after it.
+    "CREATE TABLE snapshots (
+        through INTEGER PRIMARY KEY,
+        taken_ms INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );",
 ];
+
+/// Snapshots kept: the newest and the one before (should the newest not restore).
+pub const SNAPSHOTS_KEPT: i64 = 2;
 
 /// The migration (its index in [`MIGRATIONS`]) after which `stored_seqs` is filled.
 const PACKS_MIGRATION: usize = 4;
@@ -676,7 +686,20 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be read.
-    pub fn replay(&self, mut f: impl FnMut(Envelope)) -> Result<Replay, StoreError> {
+    pub fn replay(&self, f: impl FnMut(Envelope)) -> Result<Replay, StoreError> {
+        self.replay_after(0, f)
+    }
+
+    /// Calls `f` with every stored envelope with an id above `after`, oldest first (what
+    /// came after a snapshot).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn replay_after(
+        &self,
+        after: i64,
+        mut f: impl FnMut(Envelope),
+    ) -> Result<Replay, StoreError> {
         let mut replay = Replay::default();
         let mut deliver =
             |id: i64, p: Option<std::borrow::Cow<'_, [u8]>>| match p.map(|p| decode(&p[..])) {
@@ -696,10 +719,11 @@ impl Store {
                 .prepare(
                     "SELECT e.id, e.payload,
                      CASE WHEN e.ref IS NULL THEN NULL ELSE coalesce(r.payload, x'') END
-                     FROM envelopes e LEFT JOIN refs r ON r.id = e.ref ORDER BY e.id",
+                     FROM envelopes e LEFT JOIN refs r ON r.id = e.ref WHERE e.id > ?1
+                     ORDER BY e.id",
                 )
                 .map_err(|e| self.err(e))?;
-            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([after]).map_err(|e| self.err(e))?;
             while let Some(row) = rows.next().map_err(|e| self.err(e))? {
                 let id: i64 = row.get(0).map_err(|e| self.err(e))?;
                 let stored = row.get_ref(1).map_err(|e| self.err(e))?;
@@ -715,9 +739,13 @@ impl Store {
         let mut damaged_packs = 0;
         let mut stmt = self
             .conn
-            .prepare("SELECT first_id, count, body FROM packs ORDER BY first_id")
+            .prepare(
+                "SELECT first_id, count, body FROM packs
+                 WHERE first_id >= coalesce((SELECT max(first_id) FROM packs WHERE first_id <= ?1), ?1)
+                 ORDER BY first_id",
+            )
             .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([after]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let first: i64 = row.get(0).map_err(|e| self.err(e))?;
             let count: i64 = row.get(1).map_err(|e| self.err(e))?;
@@ -728,8 +756,11 @@ impl Store {
                 continue;
             };
             for (i, entry) in entries.iter().enumerate() {
-                let p = refs.payload(&self.conn, entry).map_err(|e| self.err(e))?;
-                deliver(first + i as i64, p);
+                let id = first + i as i64;
+                if id > after {
+                    let p = refs.payload(&self.conn, entry).map_err(|e| self.err(e))?;
+                    deliver(id, p);
+                }
             }
         }
         replay.undecodable += damaged_packs;
@@ -960,6 +991,59 @@ struct Touched {
     removed: Vec<u64>,
     /// Sequence numbers stored.
     added: Vec<u64>,
+}
+
+impl Store {
+    /// The id of the newest stored envelope (0 when none).
+    pub fn last_id(&self) -> i64 {
+        self.next_id - 1
+    }
+
+    /// Stores a snapshot covering the envelopes up to `through`, and drops all but the newest
+    /// [`SNAPSHOTS_KEPT`], in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing changes then.
+    pub fn save_snapshot(
+        &mut self,
+        through: i64,
+        taken_ms: u64,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO snapshots (through, taken_ms, body) VALUES (?1, ?2, ?3)",
+            params![through, bits(taken_ms), body],
+        )
+        .map_err(wrap)?;
+        tx.execute(
+            "DELETE FROM snapshots WHERE through NOT IN
+             (SELECT through FROM snapshots ORDER BY through DESC LIMIT ?1)",
+            params![SNAPSHOTS_KEPT],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+
+    /// The stored snapshots, newest first: `(through, taken_ms, body)`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn snapshots(&self) -> Result<Vec<(i64, u64, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT through, taken_ms, body FROM snapshots ORDER BY through DESC")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, unbits(r.get(1)?), r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
 }
 
 /// Reference payloads by id, read as pack entries need them; at most
@@ -1416,6 +1500,42 @@ mod tests {
         assert_eq!(seqs, [0, 1, 2, 3]);
         assert_eq!(s.envelope_count().unwrap(), 4);
         assert_eq!(s.last_seq("c1", u64::MAX - 1).unwrap(), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn snapshots_keep_the_newest_two_and_the_tail_after_one_replays() {
+        let dir = temp("snapshots");
+        let path = dir.join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        assert!(s.snapshots().unwrap().is_empty());
+        s.commit(&[item(0, 10), item(1, 20)]).unwrap();
+        let first = s.last_id();
+        s.save_snapshot(first, 5, b"one").unwrap();
+        s.commit(&[item(2, 30)]).unwrap();
+        s.save_snapshot(s.last_id(), 6, b"two").unwrap();
+        s.commit(&[item(3, 40), item(4, 50)]).unwrap();
+        s.save_snapshot(s.last_id(), 7, b"three").unwrap();
+        let kept = s.snapshots().unwrap();
+        assert_eq!(
+            kept.iter()
+                .map(|k| (k.1, k.2.as_slice()))
+                .collect::<Vec<_>>(),
+            [(7, &b"three"[..]), (6, &b"two"[..])],
+            "newest first, two kept"
+        );
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.last_id(), kept[0].0);
+        let tail = |after: i64| {
+            let mut seqs = Vec::new();
+            s.replay_after(after, |e| seqs.push(e.seq)).unwrap();
+            seqs
+        };
+        assert_eq!(tail(first), [2, 3, 4]);
+        assert_eq!(tail(kept[1].0), [3, 4]);
+        assert_eq!(tail(kept[0].0), Vec::<u64>::new());
+        assert_eq!(tail(0), [0, 1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

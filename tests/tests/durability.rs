@@ -113,7 +113,11 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
 
     let (http_ref, http_kill) = (free_tcp_port(), free_tcp_port());
     let reference = start_gateway_as(&dir, "gw-reference", port, http_ref, UNITS);
-    let mut victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+    // The victim snapshots its figures about once a second (7 devices poll every second), so
+    // kills land before, between and during snapshots, and most restarts restore one and
+    // replay the envelopes after it; the reference never snapshots while it runs.
+    let victim_conf = format!("snapshot_every = 7\nsnapshot_interval = \"1s\"\n{UNITS}");
+    let mut victim = start_gateway_as(&dir, "gw-victim", port, http_kill, &victim_conf);
 
     let conf = collector_conf(&dir, port, sim_port);
     let mut collector = Proc::spawn(
@@ -154,7 +158,7 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
                 victim.log()
             );
             aborts += 1;
-            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, &victim_conf);
             // The unacknowledged batch comes again and is recognised as stored.
             let dups = wait_for("the redelivery", Duration::from_secs(20), || {
                 let h = http_json(http_kill, "/healthz")?;
@@ -170,11 +174,16 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
             victim.child.wait().unwrap();
             kills += 1;
             std::thread::sleep(rng.millis(0..1_500));
-            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, UNITS);
+            victim = start_gateway_as(&dir, "gw-victim", port, http_kill, &victim_conf);
         }
     }
     eprintln!(
         "{kills} SIGKILLs, {aborts} aborts after commit, {redelivered} stored readings redelivered"
+    );
+    assert!(
+        victim.log().contains("figures restored from a snapshot"),
+        "the last restart restored a snapshot: {}",
+        victim.log()
     );
     assert!(
         collector.terminate(Duration::from_secs(15)),
