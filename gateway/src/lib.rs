@@ -169,6 +169,13 @@ pub fn rebuild(
         }
         None => (0, Aggregator::with_settings(settings.clone())),
     };
+    // Distinct envelopes the snapshot holds (its deliveries), for the log's accounting.
+    let snapshot_envelopes: u64 = aggregator
+        .deliveries()
+        .values()
+        .flatten()
+        .map(|e| e.received)
+        .sum();
     let replay = store.replay_after(after, |e| {
         aggregator.ingest(&e);
     })?;
@@ -180,6 +187,7 @@ pub fn rebuild(
     info!(
         path = %path.display(),
         snapshot_through = after,
+        snapshot_envelopes,
         envelopes = replay.envelopes,
         undecodable = replay.undecodable,
         devices = aggregator.device_count(),

@@ -65,16 +65,19 @@ fn default_mosquitto(dir: &Path, port: u16, persistence: bool) -> Proc {
 
 /// The envelopes a gateway rebuilt its figures from at start (its log says so).
 fn rebuilt(gateway: &Proc) -> u64 {
-    gateway
-        .log()
+    let log = gateway.log();
+    let line = log
         .lines()
         .find(|l| l.contains("figures rebuilt from the store"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("envelopes="))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no rebuild line in\n{}", gateway.log()))
+        .unwrap_or_else(|| panic!("no rebuild line in\n{log}"));
+    // Replayed envelopes, and those the snapshot it started from already held.
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    field("envelopes=") + field("snapshot_envelopes=")
 }
 
 /// Stops `collector` cleanly and checks the final accounting: every sequence number of its
