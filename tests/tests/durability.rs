@@ -131,6 +131,31 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     // Kill the victim at random points while the collector streams. Every other round it
     // instead aborts itself right after a commit and before acknowledging it (a failpoint),
     // so the broker must redeliver what is already stored.
+    // An online backup of the victim's store while the collector streams and the victim
+    // snapshots: checked at the end.
+    wait_for(
+        "the victim's first snapshot",
+        Duration::from_secs(30),
+        || {
+            victim.assert_running();
+            http_get(http_kill, "/metrics")
+                .filter(|(_, m)| m.contains("devtel_gateway_snapshot_age_seconds"))
+        },
+    );
+    let backup = dir.join("backup.sqlite");
+    let out = Command::new(bin("devtel-gateway"))
+        .args(["backup", "--config"])
+        .arg(dir.join("gw-victim.toml"))
+        .arg(&backup)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && said.contains("integrity ok"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let mut rng = Rng::new();
     let started = Instant::now();
     let (mut kills, mut aborts, mut redelivered) = (0, 0, 0);
@@ -276,4 +301,34 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     );
     assert!(redelivered > 0);
     drop(reference);
+    drop(victim);
+
+    // The backup restores: a gateway on it (from its snapshot and the envelopes after it)
+    // serves the documents of a gateway on a second copy without snapshots (replaying every
+    // envelope), so the snapshot and the envelopes in the copy are of one moment.
+    // (start_gateway_as keeps `{name}.sqlite` in `dir`.)
+    std::fs::copy(&backup, dir.join("gw-backup.sqlite")).unwrap();
+    let full = dir.join("gw-backup-full.sqlite");
+    std::fs::copy(&backup, &full).unwrap();
+    let conn = rusqlite::Connection::open(&full).unwrap();
+    let dropped = conn.execute("DELETE FROM snapshots", []).unwrap();
+    assert!(dropped > 0, "the backup holds the victim's snapshots");
+    drop(conn);
+    let (http_b, http_c) = (free_tcp_port(), free_tcp_port());
+    let on_backup = start_gateway_as(&dir, "gw-backup", port, http_b, UNITS);
+    let on_full = start_gateway_as(&dir, "gw-backup-full", port, http_c, UNITS);
+    for http in [http_b, http_c] {
+        wait_for("a gateway on the backup", Duration::from_secs(30), || {
+            http_json(http, "/api/units").filter(|u| u.as_array().is_some_and(|a| !a.is_empty()))
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (b, c) = (documents(http_b), documents(http_c));
+    assert_eq!(b, c, "snapshot + tail of the backup = full replay of it");
+    assert!(
+        on_backup.log().contains("figures restored from a snapshot"),
+        "{}",
+        on_backup.log()
+    );
+    drop((on_backup, on_full));
 }
