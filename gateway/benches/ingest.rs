@@ -432,6 +432,34 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun 
     run
 }
 
+/// A start on the last devtel run's store (its envelopes and the snapshot of its clean stop):
+/// the time to rebuild the figures from the snapshot, the snapshot's size, and the time of a
+/// full replay (the snapshot removed).
+fn restart(dir: &Path) -> (Duration, usize, Duration) {
+    let db = dir.join("ingest.sqlite");
+    let core = Config::from_toml("[aggregation]\ntimezone = \"UTC\"\n")
+        .unwrap()
+        .core;
+    let size: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT coalesce(max(length(body)), 0) FROM snapshots",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let started = Instant::now();
+    drop(devtel_gateway::rebuild(&core, &db).unwrap());
+    let from_snapshot = started.elapsed();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM snapshots", [])
+        .unwrap();
+    let started = Instant::now();
+    drop(devtel_gateway::rebuild(&core, &db).unwrap());
+    (from_snapshot, size as usize, started.elapsed())
+}
+
 /// Core: commit + aggregate without MQTT, `batch` envelopes per transaction.
 fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
     let db = dir.join(format!("core-{batch}.sqlite"));
@@ -631,6 +659,12 @@ fn main() {
             rate(count, t)
         );
     }
+    let (from_snapshot, snapshot_bytes, full_replay) = restart(&dir);
+    println!(
+        "start on the store of {n} envelopes: from its snapshot ({} KB) {from_snapshot:.2?}, full replay {full_replay:.2?} ({:.0}x)",
+        snapshot_bytes / 1024,
+        full_replay.as_secs_f64() / from_snapshot.as_secs_f64().max(1e-9)
+    );
     let (decode, commit, aggregate, delta, delta_len) = core_split(&dir, &work);
     println!(
         "core per reading: decode {decode:.1} us, commit {commit:.1} us (1,024 per transaction; of it delta {delta:.2} us, {delta_len} B), aggregate {aggregate:.1} us"
