@@ -1707,6 +1707,99 @@ mod tests {
 
     /// A store written by the schema of version 1 (the readings table) opens with the same
     /// history, and what comes after the migration joins it.
+    /// A store as the release before packs wrote it (schema 4: one row per envelope, deltas
+    /// against reference payloads) opens, and the figures rebuilt from it are those of its
+    /// envelopes; envelopes stored after the migration join them.
+    #[test]
+    fn a_schema_4_store_migrates_and_gives_the_same_figures() {
+        let dir = temp("v4");
+        let path = dir.join("db.sqlite");
+        let printer = |seq: u64| {
+            let mut r = crate::testdata::printer("sharp");
+            r.counters.total = r.counters.total.map(|t| t + seq * 11);
+            let mut e = Envelope::new(
+                "c1".try_into().unwrap(),
+                3,
+                seq,
+                1_795_000_000_000 + seq * 60_000,
+            );
+            e.readings.push(Reading::Printer(r)).unwrap();
+            e
+        };
+        let old: Vec<Envelope> = (0..40).map(printer).collect();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                    .unwrap();
+            }
+            let reference = encode_to_vec(&old[0]).unwrap();
+            conn.execute(
+                "INSERT INTO refs (device, payload) VALUES ('sharp', ?1)",
+                [&reference],
+            )
+            .unwrap();
+            let ref_id = conn.last_insert_rowid();
+            for (i, e) in old.iter().enumerate() {
+                let payload = encode_to_vec(e).unwrap();
+                // As schema 4 wrote: a delta against the device's reference (a few stored
+                // whole, as before schema 3).
+                let (stored, reference) = if i % 10 == 9 {
+                    (payload.clone(), None)
+                } else {
+                    (crate::delta::diff(&reference, &payload), Some(ref_id))
+                };
+                conn.execute(
+                    "INSERT INTO envelopes
+                     (collector, epoch, seq, timestamp_ms, received_ms, payload, device, ref)
+                     VALUES ('c1', 3, ?1, ?2, 0, ?3, 'sharp', ?4)",
+                    params![bits(e.seq), bits(e.timestamp_ms), stored, reference],
+                )
+                .unwrap();
+            }
+        }
+        let settings = crate::aggregate::CoreSettings::default();
+        let expected = |envelopes: &[Envelope]| {
+            let mut agg = crate::aggregate::Aggregator::with_settings(settings.clone());
+            for e in envelopes {
+                agg.ingest(e);
+            }
+            agg
+        };
+        let (mut store, rebuilt, _) = crate::rebuild(&settings, &path).unwrap();
+        assert_eq!(rebuilt.snapshot(), expected(&old).snapshot());
+        let device = rebuilt.device("sharp");
+        assert!(device.is_some());
+        assert_eq!(device, expected(&old).device("sharp"));
+        // A redelivery of an old envelope is recognised; new ones are stored in packs.
+        let mut all = old.clone();
+        let new: Vec<Envelope> = (40..45).map(printer).collect();
+        let items: Vec<Item> = [&old[39]]
+            .into_iter()
+            .chain(new.iter())
+            .map(|e| Item::Envelope {
+                payload: encode_to_vec(e).unwrap().into(),
+                envelope: Box::new(e.clone()),
+                received_ms: 0,
+            })
+            .collect();
+        assert_eq!(
+            store.commit(&items).unwrap(),
+            [false, true, true, true, true, true]
+        );
+        all.extend(new);
+        drop(store);
+        let (_, rebuilt, _) = crate::rebuild(&settings, &path).unwrap();
+        assert_eq!(rebuilt.snapshot(), expected(&all).snapshot());
+        let history = Store::open_read_only(&path)
+            .unwrap()
+            .history("sharp", 0, u64::MAX, 100)
+            .unwrap();
+        assert_eq!(history, all);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_version_1_store_migrates_with_its_history() {
         let dir = temp("v1");
