@@ -104,6 +104,11 @@ pub struct Aggregator {
     deliveries: Deliveries,
     as_of_ms: u64,
     unassigned_readings: u64,
+    /// The first day whose figures are kept (figures retention), once a day has been pruned.
+    figures_from: Option<Date>,
+    /// The poll time from which the figures retention is next looked at (hourly, not per
+    /// envelope: it needs a local date).
+    next_prune_ms: u64,
 }
 
 /// Format version of [`Aggregator::snapshot`]: a snapshot of another version is not
@@ -138,6 +143,8 @@ struct SnapshotRef<'a> {
     deliveries: &'a Deliveries,
     as_of_ms: u64,
     unassigned_readings: u64,
+    figures_from: Option<Date>,
+    next_prune_ms: u64,
 }
 
 /// The state a snapshot holds, owned for reading (the same fields as [`SnapshotRef`]).
@@ -149,6 +156,8 @@ struct SnapshotOwned {
     deliveries: Deliveries,
     as_of_ms: u64,
     unassigned_readings: u64,
+    figures_from: Option<Date>,
+    next_prune_ms: u64,
 }
 
 /// A stable digest of the settings that shape the state (all of them: a change of any makes
@@ -225,6 +234,8 @@ impl Aggregator {
             deliveries: &self.deliveries,
             as_of_ms: self.as_of_ms,
             unassigned_readings: self.unassigned_readings,
+            figures_from: self.figures_from,
+            next_prune_ms: self.next_prune_ms,
         };
         // Writing to a vector cannot fail; an error would leave a snapshot that does not
         // decode, which a restore refuses.
@@ -253,6 +264,8 @@ impl Aggregator {
             deliveries: state.deliveries,
             as_of_ms: state.as_of_ms,
             unassigned_readings: state.unassigned_readings,
+            figures_from: state.figures_from,
+            next_prune_ms: state.next_prune_ms,
         })
     }
 
@@ -289,7 +302,13 @@ impl Aggregator {
             return changes;
         }
         let collector_hash = fnv1a(envelope.collector.as_bytes());
-        self.as_of_ms = self.as_of_ms.max(envelope.timestamp_ms);
+        if envelope.timestamp_ms > self.as_of_ms {
+            self.as_of_ms = envelope.timestamp_ms;
+            if self.as_of_ms >= self.next_prune_ms {
+                self.prune_figures();
+                self.next_prune_ms = self.as_of_ms.saturating_add(3_600_000);
+            }
+        }
         for (i, reading) in envelope.readings.iter().enumerate() {
             let device = reading.device();
             let unit = self.settings.units.resolve(reading.unit());
@@ -401,6 +420,27 @@ impl Aggregator {
     /// The newest poll time seen, ms since the Unix epoch (0 before the first reading).
     pub fn as_of_ms(&self) -> u64 {
         self.as_of_ms
+    }
+
+    /// Drops the day figures older than the figures retention, once per new first day kept
+    /// (each device's ledger, so once a day at most in steady operation).
+    fn prune_figures(&mut self) {
+        let days = i64::from(self.settings.ledger.figures_retention_days);
+        let Ok(first_kept) = self.as_of_date().checked_sub(jiff::Span::new().days(days)) else {
+            return;
+        };
+        if self.figures_from.is_some_and(|f| f >= first_kept) {
+            return;
+        }
+        for ledger in self.ledgers.values_mut() {
+            ledger.prune_days(first_kept);
+        }
+        self.figures_from = Some(first_kept);
+    }
+
+    /// The first day whose figures are kept, once the figures retention has dropped days.
+    pub fn figures_from(&self) -> Option<Date> {
+        self.figures_from
     }
 
     /// The local date of `as_of`.
@@ -1744,6 +1784,50 @@ mod tests {
         let a = agg.unit("ba.it").unwrap().availability;
         assert_eq!(a.percent, Some(99.8));
         assert_eq!(a.meets_sla, Some(false));
+    }
+
+    #[test]
+    fn figures_older_than_the_retention_are_dropped_and_the_rest_kept() {
+        let short = CoreSettings {
+            ledger: LedgerSettings {
+                figures_retention_days: 40,
+                ..LedgerSettings::default()
+            },
+            ..CoreSettings::default()
+        };
+        let mut kept = Aggregator::with_settings(short);
+        let mut all = Aggregator::new();
+        // A copier polled twice a day for 100 days, printing every time.
+        let t0 = 1_790_000_000_000u64;
+        for poll in 0..200u64 {
+            let ts = t0 + poll * 43_200_000;
+            let e = envelope(
+                "c",
+                poll,
+                ts,
+                printer("p1", "u1", 1_000 + poll as u32 * 10, 50),
+            );
+            kept.ingest(&e);
+            all.ingest(&e);
+        }
+        let ids = all.device_ids();
+        let today = all.as_of_date();
+        let first_kept = today.checked_sub(jiff::Span::new().days(40)).unwrap();
+        let before = first_kept.yesterday().unwrap();
+        let start = kept.settings().ledger.calendar.date(t0);
+        assert_eq!(kept.figures_from(), Some(first_kept));
+        assert_eq!(
+            kept.figures(&ids, first_kept, today),
+            all.figures(&ids, first_kept, today),
+            "the retained days are untouched"
+        );
+        assert_eq!(
+            kept.figures(&ids, first_kept, today).pages_total,
+            41 * 20 - 10
+        );
+        assert_eq!(kept.figures(&ids, start, before), DayFigures::default());
+        assert!(all.figures(&ids, start, before).pages_total > 0);
+        assert!(kept.snapshot().len() < all.snapshot().len());
     }
 
     /// Snapshots: what (snapshot + the envelopes after it) gives equals what replaying

@@ -57,6 +57,9 @@ pub struct RawStore {
     /// A snapshot at the latest after this many envelopes.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// Per-device day figures are kept this long before the newest poll's day.
+    #[serde(default = "default_figures_retention", with = "humantime_serde")]
+    pub figures_retention: Duration,
 }
 
 impl Default for RawStore {
@@ -65,8 +68,13 @@ impl Default for RawStore {
             path: None,
             snapshot_interval: default_snapshot_interval(),
             snapshot_every: default_snapshot_every(),
+            figures_retention: default_figures_retention(),
         }
     }
+}
+
+fn default_figures_retention() -> Duration {
+    Duration::from_secs(u64::from(crate::ledger::DEFAULT_FIGURES_RETENTION_DAYS) * 86_400)
 }
 
 fn default_snapshot_interval() -> Duration {
@@ -261,6 +269,16 @@ impl Config {
                 "must be 1 to 100,000,000 envelopes".into(),
             ));
         }
+        let retention_days = raw.store.figures_retention.as_secs() / 86_400;
+        if !(32..=36_525).contains(&retention_days)
+            || u128::from(retention_days) * 86_400_000 <= a.late_window.as_millis()
+            || retention_days < u64::from(a.availability_days)
+        {
+            return Err(invalid(
+                "store.figures_retention",
+                "must be 32 days to 100 years, and longer than the late window and the availability window".into(),
+            ));
+        }
         let snapshots = SnapshotPolicy {
             interval: raw.store.snapshot_interval,
             every: raw.store.snapshot_every,
@@ -304,6 +322,7 @@ impl Config {
                 calendar,
                 late_window_ms: u64::try_from(a.late_window.as_millis()).unwrap_or(u64::MAX),
                 max_hold_ms: u64::try_from(a.seat_hold.as_millis()).unwrap_or(u64::MAX),
+                figures_retention_days: u32::try_from(retention_days).unwrap_or(u32::MAX),
             },
             sla_target_percent: a.sla_target_percent,
             availability_days: a.availability_days,
@@ -374,6 +393,14 @@ mod tests {
                 "store.snapshot_interval",
             ),
             ("[store]\nsnapshot_every = 0", "store.snapshot_every"),
+            (
+                "[store]\nfigures_retention = \"2days\"",
+                "store.figures_retention",
+            ),
+            (
+                "[store]\nfigures_retention = \"40days\"\n[aggregation]\navailability_days = 90",
+                "store.figures_retention",
+            ),
             ("[[units]]\nid = \"a\"\nparent = \"b\"", "units"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -403,6 +430,17 @@ mod tests {
             Config::from_toml(EXAMPLE).unwrap().snapshots,
             SnapshotPolicy::default()
         );
+        assert_eq!(
+            Config::from_toml("")
+                .unwrap()
+                .core
+                .ledger
+                .figures_retention_days,
+            3653,
+            "ten years"
+        );
+        let c = Config::from_toml("[store]\nfigures_retention = \"400days\"").unwrap();
+        assert_eq!(c.core.ledger.figures_retention_days, 400);
     }
 
     #[test]

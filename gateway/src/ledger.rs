@@ -41,7 +41,14 @@ pub struct LedgerSettings {
     /// A dock seat's state is held for at most this long after a poll (a missed poll does not
     /// make a seat occupied for the rest of the day).
     pub max_hold_ms: u64,
+    /// Day figures are kept for this many days before the newest poll's day (see
+    /// [`DeviceLedger::prune_days`]).
+    pub figures_retention_days: u32,
 }
+
+/// Default of [`LedgerSettings::figures_retention_days`]: ten years, the retention of
+/// accounting records (cost allocation is built on the day figures).
+pub const DEFAULT_FIGURES_RETENTION_DAYS: u32 = 3653;
 
 impl Default for LedgerSettings {
     fn default() -> Self {
@@ -49,6 +56,7 @@ impl Default for LedgerSettings {
             calendar: Calendar::utc_office_hours(),
             late_window_ms: 3 * 86_400_000,
             max_hold_ms: 15 * 60_000,
+            figures_retention_days: DEFAULT_FIGURES_RETENTION_DAYS,
         }
     }
 }
@@ -189,6 +197,13 @@ pub struct DeviceLedger {
 }
 
 impl DeviceLedger {
+    /// Drops the day figures and replacement counts of the days before `first_kept` (figures
+    /// retention; the points that place late readings are bounded by the late window).
+    pub fn prune_days(&mut self, first_kept: Date) {
+        self.days = self.days.split_off(&first_kept);
+        self.replaced = self.replaced.split_off(&(first_kept, 0));
+    }
+
     /// Points held in memory (for sizing).
     pub fn points(&self) -> usize {
         self.pages.len() + self.supplies.len() + self.seats.len()
