@@ -182,6 +182,25 @@ pub fn render(shared: &Shared) -> String {
         "Units known (configured, or reported when none are configured).",
         &one(units as f64),
     );
+    if let Some(path) = &shared.store_path {
+        // The database with its write-ahead log (what the disk holds for it).
+        let bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                std::fs::metadata(p).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        metric(
+            &mut out,
+            "devtel_gateway_store_bytes",
+            "gauge",
+            "Size of the store on disk (database and write-ahead log).",
+            &one(bytes as f64),
+        );
+    }
     let taken_ms = shared.snapshot_taken_ms.load(Ordering::Relaxed);
     metric(
         &mut out,

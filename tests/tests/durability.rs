@@ -299,6 +299,23 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
         metrics.lines().any(|l| l == "devtel_gateway_devices 7"),
         "{metrics}"
     );
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert!(
+        gauge("devtel_gateway_store_bytes").is_some_and(|b| b > 100_000.0),
+        "{metrics}"
+    );
+    assert!(
+        gauge("devtel_gateway_snapshot_age_seconds").is_some_and(|a| (0.0..300.0).contains(&a)),
+        "{metrics}"
+    );
+    assert!(
+        gauge("devtel_gateway_snapshot_through_envelope").is_some_and(|t| t > 0.0),
+        "{metrics}"
+    );
     assert!(redelivered > 0);
     drop(reference);
     drop(victim);
