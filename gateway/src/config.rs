@@ -78,7 +78,7 @@ fn default_figures_retention() -> Duration {
 }
 
 fn default_snapshot_interval() -> Duration {
-    Duration::from_secs(10 * 60)
+    Duration::from_secs(3_600)
 }
 
 fn default_snapshot_every() -> u64 {
@@ -413,12 +413,12 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_default_to_ten_minutes_or_100000_envelopes() {
+    fn snapshots_default_to_an_hour_or_100000_envelopes() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.snapshots, SnapshotPolicy::default());
         assert_eq!(
             (c.snapshots.interval, c.snapshots.every),
-            (Duration::from_secs(600), 100_000)
+            (Duration::from_secs(3_600), 100_000)
         );
         let c =
             Config::from_toml("[store]\nsnapshot_interval = \"30s\"\nsnapshot_every = 7").unwrap();
