@@ -95,9 +95,11 @@ fn boxed<T: Clone>(reading: &T) -> Box<T> {
     Box::new(reading.clone())
 }
 
-/// All state of the gateway's figures.
-#[derive(Debug, Clone, Default)]
+/// All state of the gateway's figures. Serialized as a snapshot's body (the settings are not
+/// part of it: a snapshot carries their digest, and a restore takes them from the config).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
+    #[serde(skip)]
     settings: CoreSettings,
     devices: BTreeMap<String, DeviceState>,
     ledgers: BTreeMap<String, DeviceLedger>,
@@ -132,32 +134,6 @@ pub enum SnapshotError {
     /// The bytes are not a snapshot.
     #[error("snapshot does not decode")]
     Malformed,
-}
-
-/// The state a snapshot holds, borrowed for writing.
-#[derive(serde::Serialize)]
-struct SnapshotRef<'a> {
-    settings: u64,
-    devices: &'a BTreeMap<String, DeviceState>,
-    ledgers: &'a BTreeMap<String, DeviceLedger>,
-    deliveries: &'a Deliveries,
-    as_of_ms: u64,
-    unassigned_readings: u64,
-    figures_from: Option<Date>,
-    next_prune_ms: u64,
-}
-
-/// The state a snapshot holds, owned for reading (the same fields as [`SnapshotRef`]).
-#[derive(serde::Deserialize)]
-struct SnapshotOwned {
-    settings: u64,
-    devices: BTreeMap<String, DeviceState>,
-    ledgers: BTreeMap<String, DeviceLedger>,
-    deliveries: Deliveries,
-    as_of_ms: u64,
-    unassigned_readings: u64,
-    figures_from: Option<Date>,
-    next_prune_ms: u64,
 }
 
 /// A stable digest of the settings that shape the state (all of them: a change of any makes
@@ -227,16 +203,7 @@ impl Aggregator {
     /// epoch, and a digest of the settings. [`Aggregator::restore`] reads it back.
     pub fn snapshot(&self) -> Vec<u8> {
         let out = vec![SNAPSHOT_VERSION];
-        let state = SnapshotRef {
-            settings: settings_fingerprint(&self.settings),
-            devices: &self.devices,
-            ledgers: &self.ledgers,
-            deliveries: &self.deliveries,
-            as_of_ms: self.as_of_ms,
-            unassigned_readings: self.unassigned_readings,
-            figures_from: self.figures_from,
-            next_prune_ms: self.next_prune_ms,
-        };
+        let state = (settings_fingerprint(&self.settings), self);
         // Writing to a vector cannot fail; an error would leave a snapshot that does not
         // decode, which a restore refuses.
         postcard::to_extend(&state, out).unwrap_or_default()
@@ -252,21 +219,13 @@ impl Aggregator {
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version { found: version });
         }
-        let state: SnapshotOwned =
+        let (fingerprint, mut aggregator): (u64, Aggregator) =
             postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)?;
-        if state.settings != settings_fingerprint(&settings) {
+        if fingerprint != settings_fingerprint(&settings) {
             return Err(SnapshotError::Settings);
         }
-        Ok(Aggregator {
-            settings,
-            devices: state.devices,
-            ledgers: state.ledgers,
-            deliveries: state.deliveries,
-            as_of_ms: state.as_of_ms,
-            unassigned_readings: state.unassigned_readings,
-            figures_from: state.figures_from,
-            next_prune_ms: state.next_prune_ms,
-        })
+        aggregator.settings = settings;
+        Ok(aggregator)
     }
 
     /// Applies every reading of `envelope`.
@@ -1837,36 +1796,6 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn dock(occupied: u32) -> Reading {
-            let mut d = DockReading {
-                device: "sw".try_into().unwrap(),
-                unit: "u1".try_into().unwrap(),
-                fdb_read: true,
-                ..DockReading::default()
-            };
-            for i in 0..3 {
-                d.seats
-                    .push(devtel_protocol::Seat {
-                        if_index: i + 1,
-                        name: None,
-                        label: None,
-                        link: None,
-                        speed_mbps: Some(1000),
-                        last_change_ticks: None,
-                        clients: u16::from(i < occupied),
-                        client_mac: None,
-                        phone: None,
-                        occupancy: if i < occupied {
-                            devtel_protocol::Occupancy::Occupied
-                        } else {
-                            devtel_protocol::Occupancy::Empty
-                        },
-                    })
-                    .unwrap();
-            }
-            Reading::Dock(d)
-        }
-
         /// The state's bytes, the unit and device documents and the figures of all days.
         type Seen = (
             Vec<u8>,
@@ -1910,7 +1839,7 @@ mod tests {
                             let (id, unit) = if *device == 0 { ("p1", "u1") } else { ("p2", "u2") };
                             printer(id, unit, pages[*device], *toner)
                         }
-                        2 => dock(*printed % 4),
+                        2 => crate::testdata::dock("u1", *printed % 4, 3),
                         _ => Reading::NoResponse(NoResponse {
                             device: "p1".try_into().unwrap(),
                             unit: "u1".try_into().unwrap(),

@@ -513,35 +513,7 @@ mod tests {
             let occupied = (i % 5) as u32;
             points.push((t0 + i * 300_000, occupied, 10u32));
         }
-        let dock = |occupied: u32, watched: u32| {
-            let mut d = devtel_protocol::DockReading {
-                device: "sw".try_into().unwrap(),
-                unit: "u".try_into().unwrap(),
-                fdb_read: true,
-                ..Default::default()
-            };
-            for i in 0..watched {
-                d.seats
-                    .push(devtel_protocol::Seat {
-                        if_index: i + 1,
-                        name: None,
-                        label: None,
-                        link: None,
-                        speed_mbps: None,
-                        last_change_ticks: None,
-                        clients: 0,
-                        client_mac: None,
-                        phone: None,
-                        occupancy: if i < occupied {
-                            devtel_protocol::Occupancy::Occupied
-                        } else {
-                            devtel_protocol::Occupancy::Empty
-                        },
-                    })
-                    .unwrap();
-            }
-            Reading::Dock(d)
-        };
+        let dock = |occupied: u32, watched: u32| crate::testdata::dock("u", occupied, watched);
         let mut forward = DeviceLedger::default();
         let mut backward = DeviceLedger::default();
         for (i, (ts, o, w)) in points.iter().enumerate() {

@@ -215,52 +215,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("db.sqlite");
         let settings = aggregate::CoreSettings::default();
-        let mut store = Store::open(&path).unwrap();
-        let mut truth = Aggregator::with_settings(settings.clone());
-        // The snapshot holds one envelope the store does not: seeing it after the start shows
-        // the snapshot was used.
+        let items: Vec<Item> = (0..10)
+            .map(|seq| crate::testdata::no_response_item("d1", seq, 2_000 + seq))
+            .collect();
+        let ingested = |settings: &aggregate::CoreSettings, first: Option<&Item>| {
+            let mut agg = Aggregator::with_settings(settings.clone());
+            for item in first.into_iter().chain(&items) {
+                agg.ingest(envelope(item));
+            }
+            agg
+        };
+        // The snapshot (after the fifth envelope) holds one envelope the store does not:
+        // seeing it after the start shows the snapshot was used.
         let marker = crate::testdata::no_response_item("marker", 1_000, 1_000);
         let mut snapshotted = Aggregator::with_settings(settings.clone());
         snapshotted.ingest(envelope(&marker));
-        for seq in 0..10 {
-            let item = crate::testdata::no_response_item("d1", seq, 2_000 + seq);
-            store.commit(std::slice::from_ref(&item)).unwrap();
-            truth.ingest(envelope(&item));
-            snapshotted.ingest(envelope(&item));
+        let mut store = Store::open(&path).unwrap();
+        for (seq, item) in items.iter().enumerate() {
+            store.commit(std::slice::from_ref(item)).unwrap();
+            snapshotted.ingest(envelope(item));
             if seq == 4 {
                 store
                     .save_snapshot(store.last_id(), 1, &snapshotted.snapshot())
                     .unwrap();
-                snapshotted = Aggregator::with_settings(settings.clone());
             }
         }
         drop(store);
         let (_, rebuilt, _) = rebuild(&settings, &path).unwrap();
-        let mut expected = Aggregator::with_settings(settings.clone());
-        expected.ingest(envelope(&marker));
-        for seq in 0..10 {
-            expected.ingest(envelope(&crate::testdata::no_response_item(
-                "d1",
-                seq,
-                2_000 + seq,
-            )));
-        }
-        assert_eq!(rebuilt.snapshot(), expected.snapshot(), "snapshot + tail");
+        assert_eq!(
+            rebuilt.snapshot(),
+            ingested(&settings, Some(&marker)).snapshot(),
+            "snapshot + tail"
+        );
         // Under other settings the snapshot is not used: everything is replayed.
         let other = aggregate::CoreSettings {
             availability_days: 7,
             ..settings.clone()
         };
         let (_, replayed, _) = rebuild(&other, &path).unwrap();
-        let mut full = Aggregator::with_settings(other.clone());
-        for seq in 0..10 {
-            full.ingest(envelope(&crate::testdata::no_response_item(
-                "d1",
-                seq,
-                2_000 + seq,
-            )));
-        }
-        assert_eq!(replayed.snapshot(), full.snapshot(), "full replay");
+        assert_eq!(
+            replayed.snapshot(),
+            ingested(&other, None).snapshot(),
+            "full replay"
+        );
         assert!(replayed.device("marker").is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }

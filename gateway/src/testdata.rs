@@ -39,6 +39,38 @@ pub fn no_response_item(device: &str, seq: u64, ts: u64) -> Item {
     }
 }
 
+/// A dock switch `sw` in `unit` with `watched` seats, the first `occupied` of them with a
+/// laptop docked.
+pub fn dock(unit: &str, occupied: u32, watched: u32) -> Reading {
+    let mut d = devtel_protocol::DockReading {
+        device: "sw".try_into().unwrap(),
+        unit: unit.try_into().unwrap(),
+        fdb_read: true,
+        ..Default::default()
+    };
+    for i in 0..watched {
+        d.seats
+            .push(devtel_protocol::Seat {
+                if_index: i + 1,
+                name: None,
+                label: None,
+                link: None,
+                speed_mbps: None,
+                last_change_ticks: None,
+                clients: u16::from(i < occupied),
+                client_mac: None,
+                phone: None,
+                occupancy: if i < occupied {
+                    devtel_protocol::Occupancy::Occupied
+                } else {
+                    devtel_protocol::Occupancy::Empty
+                },
+            })
+            .unwrap();
+    }
+    Reading::Dock(d)
+}
+
 /// The corpus folder (`DEVTEL_CORPUS` overrides).
 pub fn corpus() -> std::path::PathBuf {
     std::env::var_os("DEVTEL_CORPUS")
