@@ -118,6 +118,16 @@ const MIGRATIONS: &[&str] = &[
         taken_ms INTEGER NOT NULL,
         body BLOB NOT NULL
     );",
+    // 7: raw retention (`Store::prune_raw`). A pack knows when its newest envelope was
+    // received (filled from the bodies when migrating, see `fill_pack_received`); history
+    // spans and the rows indexed before them are found by the envelope ids they cover, so
+    // that those of deleted envelopes go with them.
+    "ALTER TABLE packs ADD COLUMN received_ms INTEGER;
+    CREATE INDEX history_spans_by_through ON history_spans (through);
+    CREATE INDEX device_history_by_envelope ON device_history (envelope);
+    INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_through', 0);
+    INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_envelopes', 0);
+    INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_before_ms', 0);",
 ];
 
 /// Snapshots kept: the newest and the one before (should the newest not restore).
@@ -125,6 +135,17 @@ pub const SNAPSHOTS_KEPT: i64 = 2;
 
 /// The migration (its index in [`MIGRATIONS`]) after which `stored_seqs` is filled.
 const PACKS_MIGRATION: usize = 4;
+
+/// The migration after which the packs' `received_ms` is filled.
+const RETENTION_MIGRATION: usize = 6;
+
+/// Most packs (and most rows stored before packs) one [`Store::prune_raw`] step deletes: a
+/// step is a short transaction between two commits.
+pub const PRUNE_STEP_ROWS: i64 = 64;
+
+/// Most free pages one [`Store::prune_raw`] step gives back to the file system (4 MiB at the
+/// default page size).
+const VACUUM_STEP_PAGES: i64 = 1024;
 
 /// A new reference payload is written for a device when the delta against its current one
 /// is longer than this share of the payload (1/`NEW_REFERENCE_RATIO`).
@@ -318,7 +339,9 @@ impl Store {
             .conn
             .query_row(
                 "SELECT max(coalesce((SELECT max(id) FROM envelopes), 0),
-                            coalesce((SELECT max(first_id + count - 1) FROM packs), 0))",
+                            coalesce((SELECT max(first_id + count - 1) FROM packs), 0),
+                            coalesce((SELECT value FROM store_meta
+                                      WHERE key = 'raw_pruned_through'), 0))",
                 [],
                 |r| r.get(0),
             )
@@ -402,6 +425,11 @@ impl Store {
         self.conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(|e| self.err(e))?;
+        // Pages freed by the raw retention go back to the file system (`Store::prune_raw`).
+        // A new database takes this before its first table; an older one once, below.
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .map_err(|e| self.err(e))?;
         self.conn
             .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(|e| self.err(e))?;
@@ -424,12 +452,10 @@ impl Store {
                 source: e,
             })?;
             tx.execute_batch(sql)
-                .and_then(|()| {
-                    if i == PACKS_MIGRATION {
-                        fill_stored_seqs(&tx)
-                    } else {
-                        Ok(())
-                    }
+                .and_then(|()| match i {
+                    PACKS_MIGRATION => fill_stored_seqs(&tx),
+                    RETENTION_MIGRATION => fill_pack_received(&tx),
+                    _ => Ok(()),
                 })
                 .and_then(|()| tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
                 .and_then(|()| tx.commit())
@@ -438,6 +464,16 @@ impl Store {
                     source: e,
                 })?;
             tracing::info!(path = %self.path, version = i + 1, "database migrated");
+        }
+        let auto_vacuum: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if auto_vacuum != 2 {
+            // A store created before schema 7: rewritten once so that it can give pages back.
+            let started = std::time::Instant::now();
+            self.conn.execute_batch("VACUUM").map_err(|e| self.err(e))?;
+            tracing::info!(path = %self.path, ms = started.elapsed().as_millis() as u64, "database rewritten once for incremental vacuum");
         }
         Ok(())
     }
@@ -485,9 +521,14 @@ impl Store {
         let mut delta = Vec::new();
         let mut packer = Packer::new();
         let mut pack_first = next_id;
+        // When the pack's newest envelope was received (what the raw retention goes by).
+        let mut pack_received = 0u64;
         {
             let mut insert_pack = tx
-                .prepare_cached("INSERT INTO packs (first_id, count, body) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT INTO packs (first_id, count, body, received_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(wrap)?;
             let mut insert_ref = tx
                 .prepare_cached("INSERT INTO refs (device, payload) VALUES (?1, ?2)")
@@ -570,6 +611,7 @@ impl Store {
                             reference: Some(reference),
                             stored: &delta,
                         });
+                        pack_received = pack_received.max(*received_ms);
                         let id = next_id;
                         next_id += 1;
                         last_id = id;
@@ -587,9 +629,15 @@ impl Store {
                         if packer.len() == crate::pack::MAX_ENTRIES {
                             let count = packer.len() as i64;
                             insert_pack
-                                .execute(params![pack_first, count, packer.take()])
+                                .execute(params![
+                                    pack_first,
+                                    count,
+                                    packer.take(),
+                                    bits(pack_received)
+                                ])
                                 .map_err(wrap)?;
                             pack_first = next_id;
+                            pack_received = 0;
                         }
                         out.push(true);
                     }
@@ -614,7 +662,12 @@ impl Store {
             if !packer.is_empty() {
                 let count = packer.len() as i64;
                 insert_pack
-                    .execute(params![pack_first, count, packer.take()])
+                    .execute(params![
+                        pack_first,
+                        count,
+                        packer.take(),
+                        bits(pack_received)
+                    ])
                     .map_err(wrap)?;
             }
             let mut delete_range = tx
@@ -1101,6 +1154,211 @@ impl Store {
     }
 }
 
+/// What one [`Store::prune_raw`] step deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Envelopes deleted.
+    pub envelopes: u64,
+    /// Free pages given back to the file system.
+    pub pages: u64,
+    /// Whether there is more to do now (the caller takes another step soon).
+    pub more: bool,
+}
+
+/// What the raw retention has deleted so far, and what the store still holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RawRange {
+    /// Envelopes deleted by the retention, in all.
+    pub pruned_envelopes: u64,
+    /// Every envelope with an id up to this is deleted (0: none).
+    pub pruned_through: i64,
+    /// The cutoff of the newest step that deleted something: envelopes received before it
+    /// are gone (0: none).
+    pub pruned_before_ms: u64,
+    /// The poll time of the oldest envelope held (`None`: the store holds none).
+    pub oldest_poll_ms: Option<u64>,
+}
+
+impl Store {
+    /// One step of the raw retention: deletes the oldest envelopes received before
+    /// `before_ms`, at most [`PRUNE_STEP_ROWS`] packs (and as many rows stored before packs),
+    /// then gives back up to [`VACUUM_STEP_PAGES`] free pages. Only envelopes that every kept
+    /// snapshot covers are deleted (a start restores a snapshot and replays what is after
+    /// it); without a snapshot nothing is. What is deleted is always the oldest part, in id
+    /// order, and with it the history index entries and spans that point only into it. The
+    /// stored sequence ranges stay: a redelivery of a deleted envelope is still recognised.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing changes then.
+    pub fn prune_raw(&mut self, before_ms: u64) -> Result<Pruned, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut pruned = Pruned::default();
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let limit: Option<i64> = tx
+            .query_row("SELECT min(through) FROM snapshots", [], |r| r.get(0))
+            .map_err(wrap)?;
+        let Some(limit) = limit else {
+            return Ok(pruned);
+        };
+        let before = bits(before_ms);
+        // Rows stored before packs (their ids are below every pack's), then packs.
+        let mut through = None;
+        let mut blocked = false;
+        let mut rows = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT id, received_ms FROM envelopes WHERE id <= ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(wrap)?;
+            let mut found = stmt.query(params![limit, PRUNE_STEP_ROWS]).map_err(wrap)?;
+            while let Some(row) = found.next().map_err(wrap)? {
+                rows += 1;
+                let (id, received): (i64, i64) =
+                    (row.get(0).map_err(wrap)?, row.get(1).map_err(wrap)?);
+                if unbits(received) >= before_ms {
+                    blocked = true;
+                    break;
+                }
+                through = Some(id);
+                pruned.envelopes += 1;
+            }
+        }
+        if let Some(id) = through {
+            tx.execute("DELETE FROM envelopes WHERE id <= ?1", params![id])
+                .map_err(wrap)?;
+        }
+        if !blocked && rows < PRUNE_STEP_ROWS {
+            let mut last_pack = None;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT first_id, count, received_ms FROM packs WHERE first_id <= ?1
+                         ORDER BY first_id LIMIT ?2",
+                    )
+                    .map_err(wrap)?;
+                let mut found = stmt
+                    .query(params![limit, PRUNE_STEP_ROWS - rows])
+                    .map_err(wrap)?;
+                while let Some(row) = found.next().map_err(wrap)? {
+                    rows += 1;
+                    let (first, count): (i64, i64) =
+                        (row.get(0).map_err(wrap)?, row.get(1).map_err(wrap)?);
+                    let received: Option<i64> = row.get(2).map_err(wrap)?;
+                    let last = first.saturating_add(count).saturating_sub(1);
+                    if last > limit || received.is_none_or(|r| unbits(r) >= before_ms) {
+                        blocked = true;
+                        break;
+                    }
+                    last_pack = Some(first);
+                    through = Some(last);
+                    pruned.envelopes += unbits(count);
+                }
+            }
+            if let Some(first) = last_pack {
+                tx.execute("DELETE FROM packs WHERE first_id <= ?1", params![first])
+                    .map_err(wrap)?;
+            }
+        }
+        let Some(through) = through else {
+            return Ok(pruned);
+        };
+        tx.execute(
+            "DELETE FROM history_spans WHERE through <= ?1",
+            params![through],
+        )
+        .map_err(wrap)?;
+        tx.execute(
+            "DELETE FROM device_history WHERE envelope <= ?1",
+            params![through],
+        )
+        .map_err(wrap)?;
+        tx.execute(
+            "UPDATE store_meta SET value = CASE key
+                 WHEN 'raw_pruned_through' THEN ?1
+                 WHEN 'raw_pruned_envelopes' THEN value + ?2
+                 ELSE ?3 END
+             WHERE key IN ('raw_pruned_through', 'raw_pruned_envelopes', 'raw_pruned_before_ms')",
+            params![through, bits(pruned.envelopes), before],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        let free = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        };
+        let free_before = free(&self.conn).map_err(wrap)?;
+        // The pragma frees one page per step of the statement.
+        {
+            let mut vacuum = self
+                .conn
+                .prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"))
+                .map_err(wrap)?;
+            let mut steps = vacuum.query([]).map_err(wrap)?;
+            while steps.next().map_err(wrap)?.is_some() {}
+        }
+        let free_after = free(&self.conn).map_err(wrap)?;
+        pruned.pages = unbits(free_before.saturating_sub(free_after));
+        pruned.more = !blocked && rows >= PRUNE_STEP_ROWS || free_after > 0;
+        Ok(pruned)
+    }
+
+    /// What the raw retention has deleted so far, and the poll time of the oldest envelope
+    /// held.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn raw_range(&self) -> Result<RawRange, StoreError> {
+        let meta = |key: &str| -> Result<i64, StoreError> {
+            self.conn
+                .query_row(
+                    "SELECT value FROM store_meta WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(Option::unwrap_or_default)
+                .map_err(|e| self.err(e))
+        };
+        let oldest_row: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT timestamp_ms FROM envelopes ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let oldest_poll_ms = match oldest_row {
+            Some(ts) => Some(unbits(ts)),
+            None => self
+                .conn
+                .query_row(
+                    "SELECT body FROM packs ORDER BY first_id LIMIT 1",
+                    [],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?
+                .and_then(|body| {
+                    crate::pack::decode(&body)?
+                        .iter()
+                        .map(|e| e.timestamp_ms)
+                        .min()
+                }),
+        };
+        Ok(RawRange {
+            pruned_envelopes: unbits(meta("raw_pruned_envelopes")?),
+            pruned_through: meta("raw_pruned_through")?,
+            pruned_before_ms: unbits(meta("raw_pruned_before_ms")?),
+            oldest_poll_ms,
+        })
+    }
+}
+
 /// Reference payloads by id, read as pack entries need them; at most
 /// [`MAX_REFERENCES_IN_MEMORY`] and [`MAX_REFERENCE_BYTES_IN_MEMORY`] (beyond either the cache
 /// starts empty again).
@@ -1171,6 +1429,32 @@ fn for_each_pack_entry(
                 f(id, entry);
             }
         }
+    }
+    Ok(())
+}
+
+/// Fills the packs' `received_ms` from their entries (migration 7). A pack that does not
+/// decode gets 0: it goes with the first retention step, as it would be skipped by a replay.
+fn fill_pack_received(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    let mut found: Vec<(i64, u64)> = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT first_id, body FROM packs")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let first: i64 = row.get(0)?;
+            let newest = row
+                .get_ref(1)?
+                .as_blob()
+                .ok()
+                .and_then(crate::pack::decode)
+                .and_then(|entries| entries.iter().map(|e| e.received_ms).max())
+                .unwrap_or(0);
+            found.push((first, newest));
+        }
+    }
+    let mut put = tx.prepare("UPDATE packs SET received_ms = ?2 WHERE first_id = ?1")?;
+    for (first, newest) in found {
+        put.execute(params![first, bits(newest)])?;
     }
     Ok(())
 }
@@ -1595,6 +1879,99 @@ mod tests {
     }
 
     #[test]
+    fn raw_retention_deletes_the_oldest_covered_envelopes_and_keeps_dedup() {
+        let dir = temp("retention");
+        let path = dir.join("db.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        let pragma = |s: &Store, name: &str| -> i64 {
+            s.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma(&s, "auto_vacuum"), 2, "incremental");
+        // One big commit (a pack that the history index covers with spans), then lone ones.
+        let big: Vec<Item> = (0..9_000).map(|seq| item(seq, seq * 1000)).collect();
+        s.commit(&big).unwrap();
+        for seq in 9_000..9_300 {
+            s.commit(&[item(seq, seq * 1000)]).unwrap();
+        }
+        let spans = |s: &Store| -> i64 {
+            s.conn
+                .query_row("SELECT count(*) FROM history_spans", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert!(spans(&s) > 0);
+        let prune_all = |s: &mut Store, before: u64| {
+            let mut total = 0;
+            loop {
+                let step = s.prune_raw(before).unwrap();
+                total += step.envelopes;
+                if !step.more {
+                    return total;
+                }
+            }
+        };
+        // Nothing without a snapshot.
+        assert_eq!(prune_all(&mut s, u64::MAX), 0);
+        // Envelope ids are seq + 1. Two snapshots: only what both cover may go.
+        s.save_snapshot(9_100, 1, b"older").unwrap();
+        s.save_snapshot(9_200, 2, b"newer").unwrap();
+        let pages = pragma(&s, "page_count");
+        // Received before seq 9,050 was (received_ms = poll time + 1).
+        assert_eq!(prune_all(&mut s, 9_050 * 1000 + 1), 9_050);
+        assert_eq!(
+            spans(&s),
+            0,
+            "spans pointing into deleted envelopes go with them"
+        );
+        assert!(
+            pragma(&s, "page_count") < pages,
+            "pages given back: {} of {pages}",
+            pragma(&s, "page_count")
+        );
+        assert_eq!(pragma(&s, "freelist_count"), 0);
+        // Later cutoffs stop at the older snapshot.
+        assert_eq!(prune_all(&mut s, u64::MAX), 50);
+        let range = s.raw_range().unwrap();
+        assert_eq!(
+            range,
+            RawRange {
+                pruned_envelopes: 9_100,
+                pruned_through: 9_100,
+                pruned_before_ms: u64::MAX,
+                oldest_poll_ms: Some(9_100_000),
+            }
+        );
+        let mut seqs = Vec::new();
+        s.replay(|e| seqs.push(e.seq)).unwrap();
+        assert_eq!(seqs, (9_100..9_300).collect::<Vec<_>>());
+        assert_eq!(s.envelope_count().unwrap(), 200);
+        let history: Vec<u64> = s
+            .history("d1", 0, u64::MAX, 10_000)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(history, seqs);
+        // A redelivery of a deleted envelope is still known.
+        assert_eq!(s.commit(&[item(5, 5_000)]).unwrap(), [false]);
+        // With everything deleted, ids still go on from where they were.
+        s.save_snapshot(9_300, 3, b"all").unwrap();
+        s.conn
+            .execute("DELETE FROM snapshots WHERE through < 9300", [])
+            .unwrap();
+        assert_eq!(prune_all(&mut s, u64::MAX), 200);
+        assert_eq!(s.raw_range().unwrap().oldest_poll_ms, None);
+        drop(s);
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.last_id(), 9_300);
+        assert_eq!(s.commit(&[item(9_300, 9_300_000)]).unwrap(), [true]);
+        assert_eq!(s.last_id(), 9_301);
+        assert_eq!(s.commit(&[item(7, 7_000)]).unwrap(), [false]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_backup_under_load_is_a_consistent_prefix_that_opens() {
         let dir = temp("backup");
         let path = dir.join("db.sqlite");
@@ -1797,6 +2174,29 @@ mod tests {
             .history("sharp", 0, u64::MAX, 100)
             .unwrap();
         assert_eq!(history, all);
+        // The raw retention deletes the old rows (all that a snapshot covers) as it does packs.
+        let mut store = Store::open(&path).unwrap();
+        store.save_snapshot(40, 1, b"through the old rows").unwrap();
+        let step = store.prune_raw(1).unwrap();
+        assert_eq!(step.envelopes, 40);
+        assert_eq!(
+            store.prune_raw(1).unwrap().envelopes,
+            0,
+            "the pack is not covered"
+        );
+        let mut replayed = Vec::new();
+        store.replay(|e| replayed.push(e)).unwrap();
+        assert_eq!(replayed, all[40..]);
+        assert_eq!(
+            store.raw_range().unwrap().oldest_poll_ms,
+            Some(all[40].timestamp_ms)
+        );
+        let redelivery = Item::Envelope {
+            payload: encode_to_vec(&old[3]).unwrap().into(),
+            envelope: Box::new(old[3].clone()),
+            received_ms: 0,
+        };
+        assert_eq!(store.commit(&[redelivery]).unwrap(), [false]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
