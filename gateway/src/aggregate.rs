@@ -228,6 +228,74 @@ impl Aggregator {
         Ok(aggregator)
     }
 
+    /// After a replay of what the raw retention left (the snapshots did not restore under
+    /// these settings), takes the figures of the days before `first_exact` from `bytes`, a
+    /// snapshot of this format taken under other settings: the closed days keep the figures
+    /// they had (what was billed), the days from `first_exact` on are those of the replay.
+    /// Devices the replay did not see come from the snapshot, counted in the unit their
+    /// collector reported resolved under these settings; the deliveries are merged.
+    ///
+    /// # Errors
+    /// [`SnapshotError`] when the snapshot is of another format or does not decode (nothing
+    /// changes then).
+    pub fn carry_closed_days(
+        &mut self,
+        first_exact: Date,
+        bytes: &[u8],
+    ) -> Result<usize, SnapshotError> {
+        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::Version { found: version });
+        }
+        let (_, old): (u64, Aggregator) =
+            postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)?;
+        let mut carried = 0;
+        for (device, old_ledger) in old.ledgers {
+            let ledger = self.ledgers.entry(device).or_default();
+            let exact_days = ledger.days.split_off(&first_exact);
+            let exact_replaced = ledger.replaced.split_off(&(first_exact, 0));
+            ledger.days = old_ledger.days;
+            ledger.replaced = old_ledger.replaced;
+            ledger.days.retain(|d, _| *d < first_exact);
+            ledger.replaced.retain(|(d, _), _| *d < first_exact);
+            carried += ledger.days.len();
+            ledger.days.extend(exact_days);
+            ledger.replaced.extend(exact_replaced);
+            ledger.late = ledger.late.max(old_ledger.late);
+        }
+        for (device, mut state) in old.devices {
+            if !self.devices.contains_key(&device) {
+                state.unit = self
+                    .settings
+                    .units
+                    .resolve(&state.reported_unit)
+                    .to_string();
+                self.devices.insert(device, state);
+            }
+        }
+        self.deliveries.merge_older(&old.deliveries);
+        self.as_of_ms = self.as_of_ms.max(old.as_of_ms);
+        self.unassigned_readings = self.unassigned_readings.max(old.unassigned_readings);
+        self.figures_from = match (self.figures_from, old.figures_from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(carried)
+    }
+
+    /// After a replay of what the raw retention left, with no snapshot to take the closed
+    /// days from: drops the days before `first_exact` (partial: their first readings are
+    /// deleted), so that they show as not held, never as too few pages.
+    pub fn drop_days_before(&mut self, first_exact: Date) {
+        for ledger in self.ledgers.values_mut() {
+            ledger.prune_days(first_exact);
+        }
+        self.figures_from = Some(
+            self.figures_from
+                .map_or(first_exact, |f| f.max(first_exact)),
+        );
+    }
+
     /// Applies every reading of `envelope`.
     pub fn ingest(&mut self, envelope: &Envelope) -> Changes {
         let (mut units, mut devices) = (BTreeSet::new(), BTreeSet::new());

@@ -60,6 +60,9 @@ pub struct RawStore {
     /// Per-device day figures are kept this long before the newest poll's day.
     #[serde(default = "default_figures_retention", with = "humantime_serde")]
     pub figures_retention: Duration,
+    /// Raw envelopes are kept this long after they were received.
+    #[serde(default = "default_raw_retention", with = "humantime_serde")]
+    pub raw_retention: Duration,
 }
 
 impl Default for RawStore {
@@ -69,8 +72,20 @@ impl Default for RawStore {
             snapshot_interval: default_snapshot_interval(),
             snapshot_every: default_snapshot_every(),
             figures_retention: default_figures_retention(),
+            raw_retention: default_raw_retention(),
         }
     }
+}
+
+/// Default of `[store] raw_retention`: 400 days. It covers the late window (days) and the
+/// history API's usual questions (this month, last quarter), and an audit of the last
+/// billing periods: a whole previous year's cost allocation can be checked reading by
+/// reading until a month after its end. The figures themselves are kept far longer
+/// (`figures_retention`), in the snapshots.
+pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+
+fn default_raw_retention() -> Duration {
+    DEFAULT_RAW_RETENTION
 }
 
 fn default_figures_retention() -> Duration {
@@ -215,6 +230,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// When the figures are snapshotted.
     pub snapshots: SnapshotPolicy,
+    /// How long raw envelopes are kept after they were received.
+    pub raw_retention: Duration,
     /// Units, calendar and targets.
     pub core: CoreSettings,
 }
@@ -279,6 +296,21 @@ impl Config {
                 "must be 32 days to 100 years, and longer than the late window and the availability window".into(),
             ));
         }
+        if raw.store.raw_retention < Duration::from_secs(1)
+            || raw.store.raw_retention > Duration::from_secs(36_525 * 86_400)
+        {
+            return Err(invalid(
+                "store.raw_retention",
+                "must be 1 s to 100 years".into(),
+            ));
+        }
+        if raw.store.raw_retention < a.late_window {
+            tracing::warn!(
+                raw_retention = ?raw.store.raw_retention,
+                late_window = ?a.late_window,
+                "[store] raw_retention is shorter than the late window: the history API will not show the readings a late one is placed between"
+            );
+        }
         let snapshots = SnapshotPolicy {
             interval: raw.store.snapshot_interval,
             every: raw.store.snapshot_every,
@@ -333,6 +365,7 @@ impl Config {
             http_listen,
             store_path,
             snapshots,
+            raw_retention: raw.store.raw_retention,
             core,
         })
     }
@@ -401,6 +434,7 @@ mod tests {
                 "[store]\nfigures_retention = \"40days\"\n[aggregation]\navailability_days = 90",
                 "store.figures_retention",
             ),
+            ("[store]\nraw_retention = \"0s\"", "store.raw_retention"),
             ("[[units]]\nid = \"a\"\nparent = \"b\"", "units"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -416,6 +450,7 @@ mod tests {
     fn snapshots_default_to_an_hour_or_100000_envelopes() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.snapshots, SnapshotPolicy::default());
+        assert_eq!(c.raw_retention, DEFAULT_RAW_RETENTION);
         assert_eq!(
             (c.snapshots.interval, c.snapshots.every),
             (Duration::from_secs(3_600), 100_000)

@@ -219,6 +219,33 @@ impl Deliveries {
         }
     }
 
+    /// Adds what `older` received (a snapshot's tracker, whose envelopes the store may no
+    /// longer hold): the union of the sequence numbers, the wider poll-time span, the larger
+    /// repeat count.
+    pub fn merge_older(&mut self, older: &Deliveries) {
+        for (collector, epochs) in &older.by_stream {
+            let mine = self.by_stream.entry(collector.clone()).or_default();
+            for (epoch, theirs) in epochs {
+                match mine.get_mut(epoch) {
+                    None => {
+                        mine.insert(*epoch, theirs.clone());
+                    }
+                    Some(stream) => {
+                        for (start, end) in theirs.set.ranges() {
+                            stream.set.insert_range(start, end);
+                        }
+                        if theirs.set.contains(u64::MAX) {
+                            stream.set.insert(u64::MAX);
+                        }
+                        stream.first_poll_ms = stream.first_poll_ms.min(theirs.first_poll_ms);
+                        stream.last_poll_ms = stream.last_poll_ms.max(theirs.last_poll_ms);
+                        stream.repeats = stream.repeats.max(theirs.repeats);
+                    }
+                }
+            }
+        }
+    }
+
     /// The received ranges `[start, end)` of `(collector, epoch)` that hold any of `seqs`,
     /// sorted and disjoint: what a gateway acknowledgement says is stored. Sequence numbers not
     /// received are left out.

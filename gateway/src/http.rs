@@ -237,8 +237,17 @@ async fn history(
                 })
         })
         .collect();
-    Json(json!({ "device": device, "days": days, "readings": readings, "limit": limit }))
-        .into_response()
+    // What the raw retention left: readings polled before this are no longer held.
+    let raw = shared.raw_range.lock().map(|r| *r).unwrap_or_default();
+    Json(json!({
+        "device": device,
+        "days": days,
+        "readings": readings,
+        "limit": limit,
+        "readings_held_from_ms": raw.oldest_poll_ms,
+        "readings_pruned_before_received_ms": (raw.pruned_envelopes > 0).then_some(raw.pruned_before_ms),
+    }))
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,6 +73,12 @@ pub struct Shared {
     pub snapshot_through: std::sync::atomic::AtomicI64,
     /// When the newest stored snapshot was taken, ms since the Unix epoch (0: none yet).
     pub snapshot_taken_ms: std::sync::atomic::AtomicU64,
+    /// How long raw envelopes are kept after they were received (`None`: for ever, in unit
+    /// tests).
+    pub raw_retention: Option<std::time::Duration>,
+    /// What the raw retention has deleted, and the oldest poll held (the commit thread's
+    /// copy, for `/metrics` and the history API).
+    pub raw_range: Mutex<store::RawRange>,
 }
 
 impl Shared {
@@ -101,6 +107,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut shared = Shared::new(aggregator);
     shared.store_path = Some(config.store_path.clone());
     shared.snapshots = config.snapshots;
+    shared.raw_retention = Some(config.raw_retention);
+    shared.raw_range = Mutex::new(store.raw_range()?);
     if let Some((through, taken_ms, _)) = store.snapshots()?.into_iter().next() {
         shared.snapshot_through = through.into();
         shared.snapshot_taken_ms = taken_ms.into();
@@ -162,6 +170,7 @@ pub fn rebuild(
             }
         }
     }
+    let restored = from_snapshot.is_some();
     let (after, mut aggregator) = match from_snapshot {
         Some((through, taken_ms, aggregator)) => {
             info!(through, taken_ms, "figures restored from a snapshot");
@@ -179,6 +188,10 @@ pub fn rebuild(
     let replay = store.replay_after(after, |e| {
         aggregator.ingest(&e);
     })?;
+    let raw = store.raw_range()?;
+    if !restored && raw.pruned_envelopes > 0 {
+        carry_closed_days(&store, &mut aggregator, raw.pruned_before_ms)?;
+    }
     let statuses = store
         .statuses()?
         .into_iter()
@@ -195,6 +208,32 @@ pub fn rebuild(
         "figures rebuilt from the store"
     );
     Ok((store, aggregator, statuses))
+}
+
+/// A full replay after the raw retention deleted envelopes received before `pruned_before_ms`
+/// holds only the days after that one exactly: the days before are taken from the newest
+/// snapshot that decodes (taken under other settings, else it would have been restored), or,
+/// with none, dropped and shown as not held.
+fn carry_closed_days(
+    store: &Store,
+    aggregator: &mut Aggregator,
+    pruned_before_ms: u64,
+) -> anyhow::Result<()> {
+    let calendar = &aggregator.settings().ledger.calendar;
+    let cut = calendar.date(pruned_before_ms);
+    let first_exact = cut.tomorrow().unwrap_or(cut);
+    for (through, _, body) in store.snapshots()? {
+        match aggregator.carry_closed_days(first_exact, &body) {
+            Ok(days) => {
+                tracing::warn!(through, %first_exact, days, "the snapshots were taken under other settings and raw envelopes before {first_exact} are deleted: the day figures before it are those of the snapshot");
+                return Ok(());
+            }
+            Err(error) => tracing::warn!(through, %error, "snapshot unreadable"),
+        }
+    }
+    tracing::warn!(%first_exact, "no readable snapshot and raw envelopes before {first_exact} are deleted: day figures before it are not held");
+    aggregator.drop_days_before(first_exact);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -259,6 +298,81 @@ mod tests {
             "full replay"
         );
         assert!(replayed.device("marker").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_replay_after_raw_retention_keeps_the_closed_days_of_a_snapshot() {
+        let dir = std::env::temp_dir().join(format!("devtel-carry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("db.sqlite");
+        let t0 = 1_793_491_200_000u64; // 2026-11-01T00:00Z
+        let hour = 3_600_000u64;
+        let items: Vec<Item> = (0..12 * 12u64)
+            .map(|seq| {
+                let mut r = crate::testdata::printer("sharp");
+                r.counters.total = r.counters.total.map(|t| t + seq * 7);
+                let ts = t0 + seq * 2 * hour;
+                let mut e = devtel_protocol::Envelope::new("c1".try_into().unwrap(), 1, seq, ts);
+                e.readings
+                    .push(devtel_protocol::Reading::Printer(r))
+                    .unwrap();
+                Item::Envelope {
+                    payload: devtel_protocol::encode_to_vec(&e).unwrap().into(),
+                    envelope: Box::new(e),
+                    received_ms: ts + 1,
+                }
+            })
+            .collect();
+        let full = |settings: &aggregate::CoreSettings| {
+            let mut agg = Aggregator::with_settings(settings.clone());
+            for item in &items {
+                agg.ingest(envelope(item));
+            }
+            agg
+        };
+        let all_days = |agg: &Aggregator| {
+            agg.device_days(
+                "sharp",
+                jiff::civil::date(2026, 1, 1),
+                jiff::civil::date(2027, 1, 1),
+            )
+        };
+        let settings = aggregate::CoreSettings::default();
+        let mut store = Store::open(&path).unwrap();
+        for item in &items {
+            store.commit(std::slice::from_ref(item)).unwrap();
+        }
+        store
+            .save_snapshot(store.last_id(), 1, &full(&settings).snapshot())
+            .unwrap();
+        // Envelopes received before 2026-11-06 go.
+        while store.prune_raw(t0 + 5 * 24 * hour).unwrap().more {}
+        assert_eq!(store.raw_range().unwrap().pruned_envelopes, 5 * 12);
+        drop(store);
+        // The snapshot restores: every day as before.
+        let (_, restored, _) = rebuild(&settings, &path).unwrap();
+        assert_eq!(restored.snapshot(), full(&settings).snapshot());
+        // Under other settings it does not: the days from 2026-11-07 are the replay's, those
+        // before the snapshot's, and together they are what the whole history gives.
+        let other = aggregate::CoreSettings {
+            availability_days: 7,
+            ..settings.clone()
+        };
+        let (_, carried, _) = rebuild(&other, &path).unwrap();
+        let expected = all_days(&full(&other));
+        assert_eq!(expected.len(), 12);
+        assert!(expected.iter().all(|(_, f)| f.pages_total > 0));
+        assert_eq!(all_days(&carried), expected);
+        assert_eq!(carried.deliveries(), full(&other).deliveries());
+        // With no snapshot of this format, the partial days are not shown at all.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE snapshots SET body = x'ff' || body", [])
+            .unwrap();
+        drop(conn);
+        let (_, dropped, _) = rebuild(&other, &path).unwrap();
+        assert_eq!(all_days(&dropped), expected[6..]);
+        assert_eq!(dropped.figures_from(), Some(jiff::civil::date(2026, 11, 7)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -201,6 +201,35 @@ pub fn render(shared: &Shared) -> String {
             &one(bytes as f64),
         );
     }
+    let raw = shared.raw_range.lock().map(|r| *r).unwrap_or_default();
+    metric(
+        &mut out,
+        "devtel_gateway_raw_pruned_envelopes_total",
+        "counter",
+        "Raw envelopes deleted by the raw retention ([store] raw_retention).",
+        &one(raw.pruned_envelopes as f64),
+    );
+    if let Some(oldest) = raw.oldest_poll_ms {
+        metric(
+            &mut out,
+            "devtel_gateway_raw_retained_from_timestamp_seconds",
+            "gauge",
+            "Poll time of the oldest raw envelope the store holds (the history API's reach).",
+            &one(oldest as f64 / 1000.0),
+        );
+    }
+    if let Some(from) = shared.aggregator.lock().ok().and_then(|a| {
+        a.figures_from()
+            .and_then(|d| a.settings().ledger.calendar.day_bounds(d))
+    }) {
+        metric(
+            &mut out,
+            "devtel_gateway_figures_retained_from_timestamp_seconds",
+            "gauge",
+            "Start of the first day whose figures are held (figures retention).",
+            &one(from.0 as f64 / 1000.0),
+        );
+    }
     let taken_ms = shared.snapshot_taken_ms.load(Ordering::Relaxed);
     metric(
         &mut out,

@@ -591,6 +591,9 @@ fn process(
     if clock.due(store.last_id(), Instant::now(), false) {
         take_snapshot(shared, &mut store, &mut clock);
     }
+    let mut retention = shared
+        .raw_retention
+        .map(|keep| RetentionClock::new(keep, Instant::now()));
     let result = loop {
         let (next, idle) = match ready.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => (Some(r), false),
@@ -614,6 +617,9 @@ fn process(
         }
         if idle {
             spares.clear();
+        }
+        if let Some(clock) = retention.as_mut().filter(|c| c.due(Instant::now())) {
+            prune_step(shared, &mut store, clock);
         }
         if dirty.due(Instant::now(), idle) {
             publish_documents(out, shared, &mut dirty);
@@ -688,6 +694,85 @@ fn take_snapshot(shared: &Shared, store: &mut Store, clock: &mut SnapshotClock) 
             );
         }
         Err(error) => warn!(%error, "snapshot not stored; the next start replays more"),
+    }
+}
+
+/// When the commit thread takes a step of the raw retention: every [`RetentionClock::every`]
+/// (a minute, or the retention when shorter), and at once again while a run has more to
+/// delete. Pure.
+#[derive(Debug)]
+struct RetentionClock {
+    /// How long raw envelopes are kept.
+    keep: Duration,
+    /// Between runs.
+    every: Duration,
+    /// The next run.
+    next: Instant,
+    /// The run in progress: envelopes and pages so far, and when it began.
+    run: Option<(u64, u64, Instant)>,
+}
+
+impl RetentionClock {
+    fn new(keep: Duration, now: Instant) -> Self {
+        RetentionClock {
+            keep,
+            every: keep.min(Duration::from_secs(60)),
+            next: now,
+            run: None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.run.is_some() || now >= self.next
+    }
+
+    /// Notes a step's outcome; `Some` with the run's totals when the run is over.
+    fn step_done(
+        &mut self,
+        step: crate::store::Pruned,
+        now: Instant,
+    ) -> Option<(u64, u64, Duration)> {
+        let (envelopes, pages, began) = self.run.take().unwrap_or((0, 0, now));
+        let (envelopes, pages) = (envelopes + step.envelopes, pages + step.pages);
+        if step.more {
+            self.run = Some((envelopes, pages, began));
+            return None;
+        }
+        self.next = now + self.every;
+        Some((envelopes, pages, now.saturating_duration_since(began)))
+    }
+}
+
+/// One step of the raw retention (a short transaction between two commits). A failure is
+/// logged and tried again at the next run: nothing is deleted then.
+fn prune_step(shared: &Shared, store: &mut Store, clock: &mut RetentionClock) {
+    let cutoff = now_ms().saturating_sub(u64::try_from(clock.keep.as_millis()).unwrap_or(u64::MAX));
+    let step = match store.prune_raw(cutoff) {
+        Ok(step) => step,
+        Err(error) => {
+            warn!(%error, "raw retention step failed; tried again at the next run");
+            crate::store::Pruned::default()
+        }
+    };
+    if let Some((envelopes, pages, took)) = clock.step_done(step, Instant::now()) {
+        if envelopes > 0 {
+            match store.raw_range() {
+                Ok(range) => {
+                    info!(
+                        envelopes,
+                        freed_pages = pages,
+                        ms = took.as_millis() as u64,
+                        pruned_total = range.pruned_envelopes,
+                        oldest_poll_ms = range.oldest_poll_ms,
+                        "raw retention: envelopes received before the cutoff deleted"
+                    );
+                    if let Ok(mut held) = shared.raw_range.lock() {
+                        *held = range;
+                    }
+                }
+                Err(error) => warn!(%error, "raw retention: the retained range could not be read"),
+            }
+        }
     }
 }
 
@@ -1001,6 +1086,35 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_runs_every_minute_and_steps_on_while_a_run_has_more() {
+        let t0 = Instant::now();
+        let step = |envelopes, more| crate::store::Pruned {
+            envelopes,
+            pages: 1,
+            more,
+        };
+        let mut clock = RetentionClock::new(Duration::from_secs(400 * 86_400), t0);
+        assert!(clock.due(t0), "at start");
+        assert_eq!(clock.step_done(step(64, true), t0), None);
+        assert!(clock.due(t0), "more to do");
+        let later = t0 + Duration::from_millis(5);
+        assert_eq!(
+            clock.step_done(step(10, false), later),
+            Some((74, 2, Duration::from_millis(5)))
+        );
+        assert!(!clock.due(later + Duration::from_secs(59)));
+        assert!(clock.due(later + Duration::from_secs(60)));
+        // A retention shorter than a minute is looked at as often as it lasts.
+        let mut short = RetentionClock::new(Duration::from_secs(2), t0);
+        assert_eq!(
+            short.step_done(step(0, false), t0),
+            Some((0, 1, Duration::ZERO))
+        );
+        assert!(!short.due(t0 + Duration::from_secs(1)));
+        assert!(short.due(t0 + Duration::from_secs(2)));
+    }
 
     #[test]
     fn snapshots_come_after_enough_envelopes_or_time_and_never_without_new_ones() {

@@ -1148,7 +1148,12 @@ impl Store {
             .prepare("SELECT through, taken_ms, body FROM snapshots ORDER BY through DESC")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, unbits(r.get(1)?), r.get(2)?)))
+            .query_map([], |r| {
+                // A body that is not a blob (a damaged row) reads as empty: refused by the
+                // restore, never a failed start.
+                let body = r.get_ref(2)?.as_blob().map(<[u8]>::to_vec);
+                Ok((r.get(0)?, unbits(r.get(1)?), body.unwrap_or_default()))
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
