@@ -604,6 +604,7 @@ fn process(
             match handle_batch(&r, out, shared, &mut store, stop, &mut dirty) {
                 Ok(true) => {
                     spares.give_back(r.checked, Vec::new());
+                    note_first_envelope(shared, &store);
                     if clock.due(store.last_id(), Instant::now(), true) {
                         take_snapshot(shared, &mut store, &mut clock);
                     }
@@ -740,6 +741,20 @@ impl RetentionClock {
         }
         self.next = now + self.every;
         Some((envelopes, pages, now.saturating_duration_since(began)))
+    }
+}
+
+/// Notes the oldest poll held once the store holds an envelope (until then there is none;
+/// afterwards the retention runs keep it).
+fn note_first_envelope(shared: &Shared, store: &Store) {
+    let Ok(mut held) = shared.raw_range.lock() else {
+        return;
+    };
+    if held.oldest_poll_ms.is_none() {
+        match store.raw_range() {
+            Ok(range) => *held = range,
+            Err(error) => warn!(%error, "the retained range could not be read"),
+        }
     }
 }
 

@@ -1135,6 +1135,7 @@ impl Store {
             params![SNAPSHOTS_KEPT],
         )
         .map_err(wrap)?;
+        failpoint_in("snapshot");
         tx.commit().map_err(wrap)
     }
 
@@ -1156,6 +1157,28 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+/// Test hook, read once: `prune:N` or `snapshot:N` makes the process abort inside the Nth
+/// retention step that deletes something, or the Nth snapshot, before its transaction commits
+/// (what a power cut or SIGKILL there leaves). Unset in operation.
+pub const FAILPOINT_IN_ENV: &str = "DEVTEL_FAILPOINT_ABORT_IN";
+
+fn failpoint_in(what: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SET: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let set = SET.get_or_init(|| {
+        let v = std::env::var(FAILPOINT_IN_ENV).ok()?;
+        let (name, n) = v.split_once(':')?;
+        Some((name.to_string(), n.parse().ok()?))
+    });
+    if let Some((name, n)) = set.as_ref().filter(|(name, _)| name == what) {
+        if SEEN.fetch_add(1, Ordering::Relaxed) + 1 >= *n {
+            tracing::error!("{FAILPOINT_IN_ENV}={name}:{n}: aborting before the commit");
+            std::process::abort();
+        }
     }
 }
 
@@ -1291,6 +1314,7 @@ impl Store {
             params![through, bits(pruned.envelopes), before],
         )
         .map_err(wrap)?;
+        failpoint_in("prune");
         tx.commit().map_err(wrap)?;
         let free = |conn: &Connection| -> rusqlite::Result<i64> {
             conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))

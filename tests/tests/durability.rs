@@ -89,8 +89,21 @@ fn documents(http: u16) -> Value {
     for (_, id, _, _) in DEVICES {
         let path = format!("/api/devices/{id}/history?limit=10000");
         let mut h = http_json(http, &path).unwrap();
-        // Delivery metadata differs by design; the readings and day figures must not.
-        h["readings"] = Value::from(h["readings"].as_array().unwrap().len());
+        // Delivery metadata differs by design, and so does what the raw retention left of
+        // the readings (compared on their own); the day figures must not.
+        let polls: Vec<Value> = h["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["timestamp_ms"].clone())
+            .collect();
+        h["readings"] = Value::from(polls);
+        for held in [
+            "readings_held_from_ms",
+            "readings_pruned_before_received_ms",
+        ] {
+            h.as_object_mut().unwrap().remove(held);
+        }
         out.insert(path, h);
     }
     Value::Object(out)
@@ -116,7 +129,10 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     // The victim snapshots its figures about once a second (7 devices poll every second), so
     // kills land before, between and during snapshots, and most restarts restore one and
     // replay the envelopes after it; the reference never snapshots while it runs.
-    let victim_conf = format!("snapshot_every = 7\nsnapshot_interval = \"1s\"\n{UNITS}");
+    // Its raw retention deletes what it received more than 6 s before (after the backup
+    // below, before most kills), in steps at every start and every 6 s.
+    let victim_conf =
+        format!("snapshot_every = 7\nsnapshot_interval = \"1s\"\nraw_retention = \"6s\"\n{UNITS}");
     let mut victim = start_gateway_as(&dir, "gw-victim", port, http_kill, &victim_conf);
 
     let conf = collector_conf(&dir, port, sim_port);
@@ -159,11 +175,32 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     let mut rng = Rng::new();
     let started = Instant::now();
     let (mut kills, mut aborts, mut redelivered) = (0, 0, 0);
+    // Rounds: SIGKILL at a random point; abort right after a commit, before its
+    // acknowledgement (the broker must redeliver what is stored); abort inside a retention
+    // step and inside a snapshot, before their transactions commit.
     while started.elapsed() < Duration::from_secs(20) || kills + aborts < 6 {
-        if (kills + aborts) % 2 == 1 {
+        let round = kills + aborts;
+        if round % 2 == 1 {
             victim.child.kill().unwrap();
             victim.child.wait().unwrap();
-            let n = (rng.millis(1..4).as_millis() as u64).to_string();
+            let n = rng.millis(1..4).as_millis().to_string();
+            let (env, value, said) = match round % 6 {
+                1 => (
+                    "DEVTEL_FAILPOINT_ABORT_AFTER_COMMITS",
+                    n,
+                    "aborting after the commit",
+                ),
+                3 => (
+                    "DEVTEL_FAILPOINT_ABORT_IN",
+                    "prune:1".to_string(),
+                    "prune:1: aborting before the commit",
+                ),
+                _ => (
+                    "DEVTEL_FAILPOINT_ABORT_IN",
+                    format!("snapshot:{n}"),
+                    "aborting before the commit",
+                ),
+            };
             // Same config as before (written by start_gateway_as), plus the failpoint.
             victim = Proc::spawn(
                 "gw-victim",
@@ -171,26 +208,26 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
                 Command::new(bin("devtel-gateway"))
                     .args(["run", "--config"])
                     .arg(dir.join("gw-victim.toml"))
-                    .env("DEVTEL_FAILPOINT_ABORT_AFTER_COMMITS", &n),
+                    .env(env, &value),
             );
-            let exited = wait_for("the failpoint abort", Duration::from_secs(20), || {
-                victim.child.try_wait().unwrap()
-            });
+            let exited = wait_for(
+                &format!("the failpoint abort {env}={value}"),
+                Duration::from_secs(30),
+                || victim.child.try_wait().unwrap(),
+            );
             assert!(!exited.success(), "{}", victim.log());
-            assert!(
-                victim.log().contains("aborting after the commit"),
-                "{}",
-                victim.log()
-            );
+            assert!(victim.log().contains(said), "{}", victim.log());
             aborts += 1;
             victim = start_gateway_as(&dir, "gw-victim", port, http_kill, &victim_conf);
-            // The unacknowledged batch comes again and is recognised as stored.
-            let dups = wait_for("the redelivery", Duration::from_secs(20), || {
-                let h = http_json(http_kill, "/healthz")?;
-                let d = h["ingest"]["duplicates"].as_u64()?;
-                (d > 0).then_some(d)
-            });
-            redelivered += dups;
+            if round % 6 == 1 {
+                // The unacknowledged batch comes again and is recognised as stored.
+                let dups = wait_for("the redelivery", Duration::from_secs(20), || {
+                    let h = http_json(http_kill, "/healthz")?;
+                    let d = h["ingest"]["duplicates"].as_u64()?;
+                    (d > 0).then_some(d)
+                });
+                redelivered += dups;
+            }
         } else {
             std::thread::sleep(rng.millis(700..3_000));
             collector.assert_running();
@@ -241,8 +278,22 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
     // Let both publish their last documents and settle.
     std::thread::sleep(Duration::from_millis(1_500));
 
-    let want = documents(http_ref);
-    let got = documents(http_kill);
+    let mut want = documents(http_ref);
+    let mut got = documents(http_kill);
+    // The victim's raw retention deleted its oldest readings: what it holds of each device is
+    // the newest part of what the reference holds, and a part of it only.
+    for (_, id, _, _) in DEVICES {
+        let path = format!("/api/devices/{id}/history?limit=10000");
+        let all = want[&path]["readings"].take();
+        let held = got[&path]["readings"].take();
+        let (all, held) = (all.as_array().unwrap(), held.as_array().unwrap());
+        assert!(
+            !held.is_empty() && held.len() < all.len() && all.ends_with(held),
+            "{id}: the victim holds the newest {} of {} readings",
+            held.len(),
+            all.len()
+        );
+    }
     if want != got {
         for (k, v) in want.as_object().unwrap() {
             if got.get(k) != Some(v) {
@@ -317,6 +368,25 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
         "{metrics}"
     );
     assert!(redelivered > 0);
+    let pruned = gauge("devtel_gateway_raw_pruned_envelopes_total").unwrap_or(0.0);
+    assert!(
+        pruned > 0.0 && pruned < spooled as f64,
+        "{pruned} of {spooled}: {metrics}"
+    );
+    let held_from = gauge("devtel_gateway_raw_retained_from_timestamp_seconds").unwrap_or(0.0);
+    let reference_metrics = http_get(http_ref, "/metrics").unwrap().1;
+    let first_poll = reference_metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("devtel_gateway_raw_retained_from_timestamp_seconds ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(f64::MAX);
+    assert!(
+        held_from > first_poll,
+        "the victim holds readings from {held_from}, the reference from {first_poll}"
+    );
     drop(reference);
     drop(victim);
 
