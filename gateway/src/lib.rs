@@ -346,14 +346,15 @@ mod tests {
         store
             .save_snapshot(store.last_id(), 1, &full(&settings).snapshot())
             .unwrap();
-        // Envelopes received before 2026-11-06 go.
-        while store.prune_raw(t0 + 5 * 24 * hour).unwrap().more {}
-        assert_eq!(store.raw_range().unwrap().pruned_envelopes, 5 * 12);
+        // Envelopes received before 2026-11-07 go: the first pack (64 lone commits, to
+        // 2026-11-06 08:00; the second reaches into 2026-11-11).
+        while store.prune_raw(t0 + 6 * 24 * hour).unwrap().more {}
+        assert_eq!(store.raw_range().unwrap().pruned_envelopes, 64);
         drop(store);
         // The snapshot restores: every day as before.
         let (_, restored, _) = rebuild(&settings, &path).unwrap();
         assert_eq!(restored.snapshot(), full(&settings).snapshot());
-        // Under other settings it does not: the days from 2026-11-07 are the replay's, those
+        // Under other settings it does not: the days from 2026-11-08 are the replay's, those
         // before the snapshot's, and together they are what the whole history gives.
         let other = aggregate::CoreSettings {
             availability_days: 7,
@@ -371,8 +372,8 @@ mod tests {
             .unwrap();
         drop(conn);
         let (_, dropped, _) = rebuild(&other, &path).unwrap();
-        assert_eq!(all_days(&dropped), expected[6..]);
-        assert_eq!(dropped.figures_from(), Some(jiff::civil::date(2026, 11, 7)));
+        assert_eq!(all_days(&dropped), expected[7..]);
+        assert_eq!(dropped.figures_from(), Some(jiff::civil::date(2026, 11, 8)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -110,6 +110,11 @@ impl Packer {
         self.count == 0
     }
 
+    /// The body so far (more entries may follow: a pack stays open for the next commit).
+    pub fn body(&self) -> &[u8] {
+        &self.out
+    }
+
     /// The body, and the packer empty again.
     pub fn take(&mut self) -> Vec<u8> {
         self.count = 0;

@@ -258,7 +258,25 @@ pub struct Store {
     seqs: HashMap<String, HashMap<u64, SeqSet>>,
     /// The id the next stored envelope gets.
     next_id: i64,
+    /// The newest pack while it is small: the next commit appends to it (a quiet site commits
+    /// one envelope at a time, and a pack per envelope cost its row and its texts each time).
+    open: Option<OpenPack>,
 }
+
+/// A pack the next commit appends to (see [`OPEN_PACK_ENTRIES`]).
+#[derive(Debug)]
+struct OpenPack {
+    first_id: i64,
+    packer: Packer,
+    received_ms: u64,
+}
+
+/// A pack stays open for the next commit while it holds fewer entries than this and fewer
+/// bytes than [`OPEN_PACK_BYTES`]. Each append rewrites the row, so the bounds keep that
+/// rewrite small.
+pub const OPEN_PACK_ENTRIES: usize = 64;
+/// See [`OPEN_PACK_ENTRIES`].
+pub const OPEN_PACK_BYTES: usize = 1024;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -299,6 +317,7 @@ impl Store {
             reference_bytes: 0,
             seqs: HashMap::new(),
             next_id: 1,
+            open: None,
         };
         store.init()?;
         store.indexed_through = store
@@ -404,6 +423,7 @@ impl Store {
             reference_bytes: 0,
             seqs: HashMap::new(),
             next_id: 0,
+            open: None,
         };
         store
             .conn
@@ -519,10 +539,14 @@ impl Store {
         let mut touched: HashMap<String, HashMap<u64, Touched>> = HashMap::new();
         // The delta of the envelope at hand (one buffer for the commit).
         let mut delta = Vec::new();
-        let mut packer = Packer::new();
-        let mut pack_first = next_id;
-        // When the pack's newest envelope was received (what the raw retention goes by).
-        let mut pack_received = 0u64;
+        // The open pack is continued (and dropped should this commit fail: the row keeps
+        // what was committed, and the next commit starts a new pack).
+        let (mut packer, mut pack_first, mut pack_received, mut continuing) = match self.open.take()
+        {
+            Some(open) => (open.packer, open.first_id, open.received_ms, true),
+            None => (Packer::new(), next_id, 0, false),
+        };
+        let appended_from = packer.len();
         {
             let mut insert_pack = tx
                 .prepare_cached(
@@ -530,6 +554,25 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(wrap)?;
+            let mut update_pack = tx
+                .prepare_cached(
+                    "UPDATE packs SET count = ?2, body = ?3, received_ms = ?4 WHERE first_id = ?1",
+                )
+                .map_err(wrap)?;
+            // Writes the pack at hand: a new row, or the open one rewritten.
+            let mut write_pack = |first: i64,
+                                  packer: &Packer,
+                                  received: u64,
+                                  continuing: bool|
+             -> Result<(), StoreError> {
+                let values = params![first, packer.len() as i64, packer.body(), bits(received)];
+                if !continuing {
+                    insert_pack.execute(values).map_err(wrap)?;
+                } else if update_pack.execute(values).map_err(wrap)? != 1 {
+                    return Err(wrap(rusqlite::Error::QueryReturnedNoRows));
+                }
+                Ok(())
+            };
             let mut insert_ref = tx
                 .prepare_cached("INSERT INTO refs (device, payload) VALUES (?1, ?2)")
                 .map_err(wrap)?;
@@ -627,17 +670,11 @@ impl Store {
                             }
                         }
                         if packer.len() == crate::pack::MAX_ENTRIES {
-                            let count = packer.len() as i64;
-                            insert_pack
-                                .execute(params![
-                                    pack_first,
-                                    count,
-                                    packer.take(),
-                                    bits(pack_received)
-                                ])
-                                .map_err(wrap)?;
+                            write_pack(pack_first, &packer, pack_received, continuing)?;
+                            packer.take();
                             pack_first = next_id;
                             pack_received = 0;
+                            continuing = false;
                         }
                         out.push(true);
                     }
@@ -659,16 +696,10 @@ impl Store {
                     }
                 }
             }
-            if !packer.is_empty() {
-                let count = packer.len() as i64;
-                insert_pack
-                    .execute(params![
-                        pack_first,
-                        count,
-                        packer.take(),
-                        bits(pack_received)
-                    ])
-                    .map_err(wrap)?;
+            // Written when it took entries in this commit (an open pack that did not is
+            // unchanged).
+            if !packer.is_empty() && (!continuing || packer.len() > appended_from) {
+                write_pack(pack_first, &packer, pack_received, continuing)?;
             }
             let mut delete_range = tx
                 .prepare_cached(
@@ -711,6 +742,16 @@ impl Store {
             self.indexed_through
         };
         tx.commit().map_err(wrap)?;
+        if !packer.is_empty()
+            && packer.len() < OPEN_PACK_ENTRIES
+            && packer.body().len() < OPEN_PACK_BYTES
+        {
+            self.open = Some(OpenPack {
+                first_id: pack_first,
+                packer,
+                received_ms: pack_received,
+            });
+        }
         self.indexed_through = indexed_through;
         self.next_id = next_id;
         self.remember(
@@ -1290,6 +1331,10 @@ impl Store {
             if let Some(first) = last_pack {
                 tx.execute("DELETE FROM packs WHERE first_id <= ?1", params![first])
                     .map_err(wrap)?;
+                // A deleted pack is not appended to again.
+                if self.open.as_ref().is_some_and(|o| o.first_id <= first) {
+                    self.open = None;
+                }
             }
         }
         let Some(through) = through else {
@@ -1856,6 +1901,26 @@ mod tests {
             s.commit(&[item(1, 20), item(2, 30), item(0, 10)]).unwrap(),
             [true, true, false]
         );
+        // A status alone leaves the open pack as it is; the next envelope joins it.
+        let status = Item::Status {
+            site: "s".into(),
+            status: Some("{}".into()),
+            received_ms: 1,
+        };
+        s.commit(&[status]).unwrap();
+        assert_eq!(s.commit(&[item(4, 50)]).unwrap(), [true]);
+        let packs = |s: &Store| -> Vec<(i64, i64)> {
+            let mut stmt = s
+                .conn
+                .prepare("SELECT first_id, count FROM packs ORDER BY first_id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        // The failed commit closed the first pack (open for appends until then).
+        assert_eq!(packs(&s), [(1, 1), (2, 3)]);
         drop(s);
         let mut s = Store::open(&path).unwrap();
         assert_eq!(
@@ -1863,11 +1928,16 @@ mod tests {
             [false, true],
             "the stored ranges survive a restart"
         );
+        assert_eq!(
+            packs(&s),
+            [(1, 1), (2, 3), (5, 1)],
+            "a start opens a new pack"
+        );
         let mut seqs = Vec::new();
         s.replay(|e| seqs.push(e.seq)).unwrap();
-        assert_eq!(seqs, [0, 1, 2, 3]);
-        assert_eq!(s.envelope_count().unwrap(), 4);
-        assert_eq!(s.last_seq("c1", u64::MAX - 1).unwrap(), Some(3));
+        assert_eq!(seqs, [0, 1, 2, 4, 3]);
+        assert_eq!(s.envelope_count().unwrap(), 5);
+        assert_eq!(s.last_seq("c1", u64::MAX - 1).unwrap(), Some(4));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1946,8 +2016,16 @@ mod tests {
         s.save_snapshot(9_100, 1, b"older").unwrap();
         s.save_snapshot(9_200, 2, b"newer").unwrap();
         let pages = pragma(&s, "page_count");
-        // Received before seq 9,050 was (received_ms = poll time + 1).
-        assert_eq!(prune_all(&mut s, 9_050 * 1000 + 1), 9_050);
+        // Lone commits append to one pack up to OPEN_PACK_ENTRIES (ids 9,001 to 9,064, then
+        // 9,065 to 9,128, ...).
+        let packs: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM packs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(packs, 1 + 300usize.div_ceil(OPEN_PACK_ENTRIES) as i64);
+        // Received before seq 9,050 was (received_ms = poll time + 1): the big pack goes, the
+        // first lone one holds newer envelopes too and stays.
+        assert_eq!(prune_all(&mut s, 9_050 * 1000 + 1), 9_000);
         assert_eq!(
             spans(&s),
             0,
@@ -1959,22 +2037,23 @@ mod tests {
             pragma(&s, "page_count")
         );
         assert_eq!(pragma(&s, "freelist_count"), 0);
-        // Later cutoffs stop at the older snapshot.
-        assert_eq!(prune_all(&mut s, u64::MAX), 50);
+        // Later cutoffs stop at the older snapshot (9,100): the pack to 9,064 goes, the one
+        // to 9,128 stays.
+        assert_eq!(prune_all(&mut s, u64::MAX), 64);
         let range = s.raw_range().unwrap();
         assert_eq!(
             range,
             RawRange {
-                pruned_envelopes: 9_100,
-                pruned_through: 9_100,
+                pruned_envelopes: 9_064,
+                pruned_through: 9_064,
                 pruned_before_ms: u64::MAX,
-                oldest_poll_ms: Some(9_100_000),
+                oldest_poll_ms: Some(9_064_000),
             }
         );
         let mut seqs = Vec::new();
         s.replay(|e| seqs.push(e.seq)).unwrap();
-        assert_eq!(seqs, (9_100..9_300).collect::<Vec<_>>());
-        assert_eq!(s.envelope_count().unwrap(), 200);
+        assert_eq!(seqs, (9_064..9_300).collect::<Vec<_>>());
+        assert_eq!(s.envelope_count().unwrap(), 236);
         let history: Vec<u64> = s
             .history("d1", 0, u64::MAX, 10_000)
             .unwrap()
@@ -1989,7 +2068,7 @@ mod tests {
         s.conn
             .execute("DELETE FROM snapshots WHERE through < 9300", [])
             .unwrap();
-        assert_eq!(prune_all(&mut s, u64::MAX), 200);
+        assert_eq!(prune_all(&mut s, u64::MAX), 236);
         assert_eq!(s.raw_range().unwrap().oldest_poll_ms, None);
         drop(s);
         let mut s = Store::open(&path).unwrap();
