@@ -237,6 +237,8 @@ struct Generated {
     first_day: Duration,
     last_day: Duration,
     snapshots: u64,
+    /// The longest snapshot (serialised and stored).
+    snapshot_max: Duration,
 }
 
 /// Writes `days` of polls of `fleet` into the store at `db` as the gateway would: commits of
@@ -244,7 +246,10 @@ struct Generated {
 fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -> Generated {
     let snapshots = !quiet;
     let mut store = Store::open(db).unwrap();
-    let mut agg = Aggregator::new();
+    // The settings of the gateway started on the store below (its snapshots restore there).
+    let config = devtel_gateway::config::Config::from_toml(&config_text(db, 1, 0)).unwrap();
+    let mut agg = Aggregator::with_settings(config.core);
+    let mut snapshot_max = Duration::ZERO;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Generated {
         envelopes: 0,
@@ -253,6 +258,7 @@ fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -
         first_day: Duration::ZERO,
         last_day: Duration::ZERO,
         snapshots: 0,
+        snapshot_max: Duration::ZERO,
     };
     let polls_per_day = DAY_MS / POLL_MS;
     let n = fleet.len() as u64;
@@ -281,9 +287,11 @@ fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -
                     commit(&mut store, &mut agg, &mut items);
                     since_snapshot += batch;
                     if snapshots && since_snapshot >= 100_000 {
+                        let started = Instant::now();
                         store
                             .save_snapshot(store.last_id(), ts, &agg.snapshot())
                             .unwrap();
+                        snapshot_max = snapshot_max.max(started.elapsed());
                         out.snapshots += 1;
                         since_snapshot = 0;
                     }
@@ -291,6 +299,16 @@ fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -
             }
         }
         let took = day_started.elapsed();
+        if !quiet {
+            let (c, a) = std::mem::take(&mut *SPLIT.lock().unwrap());
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / (polls_per_day * n) as f64;
+            println!(
+                "  day {}: commit {:.1} µs, aggregate {:.1} µs per reading",
+                day + 1,
+                per(c),
+                per(a)
+            );
+        }
         if day == 0 {
             out.first_day = took;
         }
@@ -305,6 +323,7 @@ fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -
         }
     }
     commit(&mut store, &mut agg, &mut items);
+    out.snapshot_max = snapshot_max;
     if snapshots {
         store
             .save_snapshot(store.last_id(), T0 + days * DAY_MS, &agg.snapshot())
@@ -321,15 +340,25 @@ fn rows(db: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Time in the store's commits and in aggregation, for the progress lines.
+static SPLIT: std::sync::Mutex<(Duration, Duration)> =
+    std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
+
 fn commit(store: &mut Store, agg: &mut Aggregator, items: &mut Vec<Item>) {
     if items.is_empty() {
         return;
     }
+    let started = Instant::now();
     let new = store.commit(items).unwrap();
+    let committed = started.elapsed();
     for (item, is_new) in items.iter().zip(new) {
         if let (Item::Envelope { envelope, .. }, true) = (item, is_new) {
             agg.ingest(envelope);
         }
+    }
+    if let Ok(mut split) = SPLIT.lock() {
+        split.0 += committed;
+        split.1 += started.elapsed() - committed;
     }
     items.clear();
 }
@@ -391,13 +420,11 @@ impl Drop for Gateway {
     }
 }
 
-/// Starts the gateway binary on `db`; returns it, its HTTP port and the time to the first
-/// answer of `/api/units`.
-fn start_gateway(dir: &Path, db: &Path) -> (Gateway, u16, Duration) {
-    let http = free_port();
+/// The gateway's configuration: the store at `db`, a broker port nobody listens on (the
+/// HTTP API answers without one), the district's units.
+fn config_text(db: &Path, broker: u16, http: u16) -> String {
     let mut conf = format!(
-        "broker = \"mqtt://127.0.0.1:{}\"\nclient_id = \"bench-scale\"\nhttp_listen = \"127.0.0.1:{http}\"\n[store]\npath = \"{}\"\n",
-        free_port(),
+        "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"bench-scale\"\nhttp_listen = \"127.0.0.1:{http}\"\n[store]\npath = \"{}\"\n",
         db.display()
     );
     conf.push_str("[[units]]\nid = \"ba\"\n");
@@ -406,8 +433,15 @@ fn start_gateway(dir: &Path, db: &Path) -> (Gateway, u16, Duration) {
             "[[units]]\nid = \"ba.unit-{u}\"\nparent = \"ba\"\n"
         ));
     }
+    conf
+}
+
+/// Starts the gateway binary on `db`; returns it, its HTTP port and the time to the first
+/// answer of `/api/units`.
+fn start_gateway(dir: &Path, db: &Path) -> (Gateway, u16, Duration) {
+    let http = free_port();
     let path = dir.join("gateway.toml");
-    std::fs::write(&path, conf).unwrap();
+    std::fs::write(&path, config_text(db, free_port(), http)).unwrap();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_devtel-gateway"))
@@ -497,6 +531,11 @@ fn main() {
 
     let fleet = fleet(devices, &t);
     let db = dir.join("site.sqlite");
+    // Profiling aid: only the ingest comparison, on a store kept by an earlier run.
+    if let Some(kept) = std::env::var_os("DEVTEL_SCALE_INGEST_ON") {
+        ingest_comparison(&dir, Path::new(&kept), &fleet, days);
+        return;
+    }
     println!(
         "generating {days} days of {devices} devices ({} copiers, {} phones, {} switches), commits of {batch} ...",
         fleet.iter().filter(|d| d.kind == Kind::Copier).count(),
@@ -508,12 +547,13 @@ fn main() {
     let took = started.elapsed();
     let per_day = (DAY_MS / POLL_MS) as f64 * devices as f64;
     println!(
-        "  {} envelopes in {took:.0?}; commit + aggregate {:.0} readings/s on the first day, {:.0}/s on the last ({:.2}x); {} snapshots",
+        "  {} envelopes in {took:.0?}; commit + aggregate {:.0} readings/s on the first day, {:.0}/s on the last ({:.2}x); {} snapshots, the longest {:.0?}",
         g.envelopes,
         per_day / g.first_day.as_secs_f64(),
         per_day / g.last_day.as_secs_f64(),
         g.first_day.as_secs_f64() / g.last_day.as_secs_f64(),
-        g.snapshots
+        g.snapshots,
+        g.snapshot_max
     );
     let bytes = store_bytes(&db);
     let received: u64 = g.payload_bytes.iter().sum();
@@ -532,6 +572,8 @@ fn main() {
         bytes as f64 * year / 1e9,
         snapshot as f64 / 1e6
     );
+
+    ingest_comparison(&dir, &db, &fleet, days);
 
     // The start: the binary on this store (from its snapshot), then on a copy without
     // snapshots (a full replay: every start before snapshots).
@@ -597,24 +639,40 @@ fn main() {
     }
     drop(gateway);
 
+    if g.envelopes > 30_000_000 && std::env::var_os("DEVTEL_SCALE_FULL_REPLAY").is_none() {
+        println!("start without snapshots: skipped above 30 million envelopes (DEVTEL_SCALE_FULL_REPLAY=1 runs it)");
+    } else {
+        full_replay(&dir, &db, g.envelopes, first_answer);
+    }
+    retention(&db, days, bytes);
+    if std::env::var_os("DEVTEL_SCALE_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("kept: {}", dir.display());
+    }
+}
+
+/// The start on a copy of the store without snapshots (a full replay).
+fn full_replay(dir: &Path, db: &Path, envelopes: u64, from_snapshot: Duration) {
     let full = dir.join("full.sqlite");
-    std::fs::copy(&db, &full).unwrap();
+    std::fs::copy(db, &full).unwrap();
     rusqlite::Connection::open(&full)
         .unwrap()
         .execute("DELETE FROM snapshots", [])
         .unwrap();
-    let (gateway, _, full_start) = start_gateway(&dir, &full);
+    let (gateway, _, full_start) = start_gateway(dir, &full);
     drop(gateway);
     let _ = std::fs::remove_file(&full);
     println!(
-        "start without snapshots (full replay of {} envelopes): {full_start:.2?}, {:.0}x the start from the snapshot",
-        g.envelopes,
-        full_start.as_secs_f64() / first_answer.as_secs_f64()
+        "start without snapshots (full replay of {envelopes} envelopes): {full_start:.2?}, {:.0}x the start from the snapshot",
+        full_start.as_secs_f64() / from_snapshot.as_secs_f64()
     );
+}
 
-    // Raw retention: the oldest third deleted in steps, as the commit thread runs it.
+/// Raw retention: the oldest third deleted in steps, as the commit thread runs it.
+fn retention(db: &Path, days: u64, bytes: u64) {
     let cutoff = T0 + days / 3 * DAY_MS;
-    let mut store = Store::open(&db).unwrap();
+    let mut store = Store::open(db).unwrap();
     let started = Instant::now();
     let (mut deleted, mut steps, mut longest) = (0, 0, Duration::ZERO);
     loop {
@@ -629,7 +687,7 @@ fn main() {
     }
     let took = started.elapsed();
     drop(store);
-    let after = store_bytes(&db);
+    let after = store_bytes(db);
     println!(
         "raw retention, the first {} days: {deleted} envelopes in {steps} steps, {took:.1?} ({:.0}/s, longest step {longest:.1?}); store {:.1} -> {:.1} MB",
         days / 3,
@@ -637,9 +695,58 @@ fn main() {
         bytes as f64 / 1e6,
         after as f64 / 1e6
     );
-    if std::env::var_os("DEVTEL_SCALE_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        println!("kept: {}", dir.display());
+}
+
+/// Ingest on the store at `db` against an empty one, same run: 50,000 copier envelopes of a
+/// second site in commits of 512 (the ingest bench's batches).
+fn ingest_comparison(dir: &Path, db: &Path, fleet: &[Device], days: u64) {
+    let work: Vec<Item> = {
+        let copiers: Vec<&Device> = fleet.iter().filter(|d| d.kind == Kind::Copier).collect();
+        let mut rng = Rng(7);
+        (0..50_000u64)
+            .map(|i| {
+                let d = copiers[i as usize % copiers.len()];
+                let k = days * (DAY_MS / POLL_MS) + i / copiers.len() as u64;
+                let ts = T0 + k * POLL_MS;
+                let mut e = Envelope::new("site-2".try_into().unwrap(), 1, i, ts);
+                e.readings.push(reading(d, k, ts, &mut rng)).unwrap();
+                Item::Envelope {
+                    payload: encode_to_vec(&e).unwrap().into(),
+                    envelope: Box::new(e),
+                    received_ms: ts,
+                }
+            })
+            .collect()
+    };
+    let ingest = |db: &Path| {
+        let mut store = Store::open(db).unwrap();
+        let mut agg = Aggregator::new();
+        let started = Instant::now();
+        for chunk in work.chunks(512) {
+            let mut items = chunk.to_vec();
+            commit(&mut store, &mut agg, &mut items);
+        }
+        work.len() as f64 / started.elapsed().as_secs_f64()
+    };
+    let grown = dir.join("grown.sqlite");
+    std::fs::copy(db, &grown).unwrap();
+    let mut rates = Vec::new();
+    for round in 0..3 {
+        let empty = dir.join(format!("empty-{round}.sqlite"));
+        rates.push((ingest(&empty), 0.0));
+        let copy = dir.join(format!("grown-{round}.sqlite"));
+        std::fs::copy(&grown, &copy).unwrap();
+        // Written out before the clock starts (else the first commit's fsync flushes the copy).
+        std::fs::File::open(&copy).unwrap().sync_all().unwrap();
+        rates[round].1 = ingest(&copy);
+        let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_file(&empty);
     }
+    let _ = std::fs::remove_file(&grown);
+    let best = |f: fn(&(f64, f64)) -> f64| rates.iter().map(f).fold(0.0, f64::max);
+    let (empty_rate, grown_rate) = (best(|r| r.0), best(|r| r.1));
+    println!(
+        "commit + aggregate, 50,000 copier readings in commits of 512 (fastest of 3): on this store {grown_rate:.0}/s, on an empty one {empty_rate:.0}/s ({:.2}x)",
+        grown_rate / empty_rate
+    );
 }

@@ -220,34 +220,56 @@ async fn history(
             }
         }
     };
-    let readings: Vec<_> = readings
+    // Serialized straight from the readings (a JSON value tree per reading cost most of the
+    // answer's time: 200 µs per copier reading).
+    let readings: Vec<HistoryReading<'_>> = readings
         .iter()
         .flat_map(|e| {
             e.readings
                 .iter()
                 .filter(|r| r.device() == device)
-                .map(move |r| {
-                    json!({
-                        "timestamp_ms": e.timestamp_ms,
-                        "collector": e.collector.as_str(),
-                        "epoch": e.epoch,
-                        "seq": e.seq,
-                        "reading": r,
-                    })
+                .map(move |r| HistoryReading {
+                    timestamp_ms: e.timestamp_ms,
+                    collector: e.collector.as_str(),
+                    epoch: e.epoch,
+                    seq: e.seq,
+                    reading: r,
                 })
         })
         .collect();
     // What the raw retention left: readings polled before this are no longer held.
     let raw = shared.raw_range.lock().map(|r| *r).unwrap_or_default();
-    Json(json!({
-        "device": device,
-        "days": days,
-        "readings": readings,
-        "limit": limit,
-        "readings_held_from_ms": raw.oldest_poll_ms,
-        "readings_pruned_before_received_ms": (raw.pruned_envelopes > 0).then_some(raw.pruned_before_ms),
-    }))
+    Json(History {
+        device: &device,
+        days,
+        readings,
+        limit,
+        readings_held_from_ms: raw.oldest_poll_ms,
+        readings_pruned_before_received_ms: (raw.pruned_envelopes > 0)
+            .then_some(raw.pruned_before_ms),
+    })
     .into_response()
+}
+
+/// The answer of the history route.
+#[derive(serde::Serialize)]
+struct History<'a> {
+    device: &'a str,
+    days: Vec<serde_json::Value>,
+    readings: Vec<HistoryReading<'a>>,
+    limit: usize,
+    readings_held_from_ms: Option<u64>,
+    readings_pruned_before_received_ms: Option<u64>,
+}
+
+/// One stored reading in the history.
+#[derive(serde::Serialize)]
+struct HistoryReading<'a> {
+    timestamp_ms: u64,
+    collector: &'a str,
+    epoch: u64,
+    seq: u64,
+    reading: &'a devtel_protocol::Reading,
 }
 
 #[derive(Debug, Deserialize)]

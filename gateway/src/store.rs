@@ -141,11 +141,11 @@ const RETENTION_MIGRATION: usize = 6;
 
 /// Most packs (and most rows stored before packs) one [`Store::prune_raw`] step deletes: a
 /// step is a short transaction between two commits.
-pub const PRUNE_STEP_ROWS: i64 = 64;
+pub const PRUNE_STEP_ROWS: i64 = 16;
 
-/// Most free pages one [`Store::prune_raw`] step gives back to the file system (4 MiB at the
-/// default page size).
-const VACUUM_STEP_PAGES: i64 = 1024;
+/// Most free pages one [`Store::prune_raw`] step gives back to the file system (1 MiB at the
+/// default page size: moving pages is most of a step's time).
+const VACUUM_STEP_PAGES: i64 = 256;
 
 /// A new reference payload is written for a device when the delta against its current one
 /// is longer than this share of the payload (1/`NEW_REFERENCE_RATIO`).
@@ -454,7 +454,10 @@ impl Store {
             .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(|e| self.err(e))?;
         self.conn
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .execute_batch(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -16384;",
+            )
             .map_err(|e| self.err(e))?;
         let version: i64 = self
             .conn
@@ -2016,16 +2019,36 @@ mod tests {
         s.save_snapshot(9_100, 1, b"older").unwrap();
         s.save_snapshot(9_200, 2, b"newer").unwrap();
         let pages = pragma(&s, "page_count");
-        // Lone commits append to one pack up to OPEN_PACK_ENTRIES (ids 9,001 to 9,064, then
-        // 9,065 to 9,128, ...).
-        let packs: i64 = s
-            .conn
-            .query_row("SELECT count(*) FROM packs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(packs, 1 + 300usize.div_ceil(OPEN_PACK_ENTRIES) as i64);
-        // Received before seq 9,050 was (received_ms = poll time + 1): the big pack goes, the
-        // first lone one holds newer envelopes too and stays.
-        assert_eq!(prune_all(&mut s, 9_050 * 1000 + 1), 9_000);
+        // Lone commits append to the open pack (up to OPEN_PACK_ENTRIES and OPEN_PACK_BYTES).
+        // What a cutoff deletes: the packs from the oldest on, as long as all of a pack was
+        // received before the cutoff and the snapshots cover it.
+        let packs: Vec<(i64, i64, u64)> = {
+            let mut stmt = s
+                .conn
+                .prepare("SELECT first_id, count, received_ms FROM packs ORDER BY first_id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, unbits(r.get(2)?))))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(packs[0], (1, 9_000, 8_999_001), "the big commit");
+        assert!(packs.len() > 5, "the lone commits: {packs:?}");
+        assert!(packs[1..].iter().all(|p| p.1 > 1), "appended: {packs:?}");
+        let through = |cutoff: u64, limit: i64| -> i64 {
+            packs
+                .iter()
+                .take_while(|(first, count, received)| {
+                    *received < cutoff && first + count - 1 <= limit
+                })
+                .map(|(first, count, _)| first + count - 1)
+                .last()
+                .unwrap_or(0)
+        };
+        // Received before seq 9,050 was (received_ms = poll time + 1).
+        let first_cut = through(9_050 * 1000 + 1, 9_100);
+        assert!((9_000..9_050).contains(&first_cut));
+        assert_eq!(prune_all(&mut s, 9_050 * 1000 + 1), first_cut as u64);
         assert_eq!(
             spans(&s),
             0,
@@ -2037,23 +2060,24 @@ mod tests {
             pragma(&s, "page_count")
         );
         assert_eq!(pragma(&s, "freelist_count"), 0);
-        // Later cutoffs stop at the older snapshot (9,100): the pack to 9,064 goes, the one
-        // to 9,128 stays.
-        assert_eq!(prune_all(&mut s, u64::MAX), 64);
+        // Later cutoffs stop at the older snapshot (9,100).
+        let second_cut = through(u64::MAX, 9_100);
+        assert!((9_050..=9_100).contains(&second_cut), "{second_cut}");
+        assert_eq!(prune_all(&mut s, u64::MAX), (second_cut - first_cut) as u64);
         let range = s.raw_range().unwrap();
         assert_eq!(
             range,
             RawRange {
-                pruned_envelopes: 9_064,
-                pruned_through: 9_064,
+                pruned_envelopes: second_cut as u64,
+                pruned_through: second_cut,
                 pruned_before_ms: u64::MAX,
-                oldest_poll_ms: Some(9_064_000),
+                oldest_poll_ms: Some(second_cut as u64 * 1000),
             }
         );
         let mut seqs = Vec::new();
         s.replay(|e| seqs.push(e.seq)).unwrap();
-        assert_eq!(seqs, (9_064..9_300).collect::<Vec<_>>());
-        assert_eq!(s.envelope_count().unwrap(), 236);
+        assert_eq!(seqs, (second_cut as u64..9_300).collect::<Vec<_>>());
+        assert_eq!(s.envelope_count().unwrap(), 9_300 - second_cut as u64);
         let history: Vec<u64> = s
             .history("d1", 0, u64::MAX, 10_000)
             .unwrap()
@@ -2068,7 +2092,7 @@ mod tests {
         s.conn
             .execute("DELETE FROM snapshots WHERE through < 9300", [])
             .unwrap();
-        assert_eq!(prune_all(&mut s, u64::MAX), 236);
+        assert_eq!(prune_all(&mut s, u64::MAX), 9_300 - second_cut as u64);
         assert_eq!(s.raw_range().unwrap().oldest_poll_ms, None);
         drop(s);
         let mut s = Store::open(&path).unwrap();
@@ -2285,8 +2309,15 @@ mod tests {
         // The raw retention deletes the old rows (all that a snapshot covers) as it does packs.
         let mut store = Store::open(&path).unwrap();
         store.save_snapshot(40, 1, b"through the old rows").unwrap();
-        let step = store.prune_raw(1).unwrap();
-        assert_eq!(step.envelopes, 40);
+        let mut deleted = 0;
+        loop {
+            let step = store.prune_raw(1).unwrap();
+            deleted += step.envelopes;
+            if !step.more {
+                break;
+            }
+        }
+        assert_eq!(deleted, 40);
         assert_eq!(
             store.prune_raw(1).unwrap().envelopes,
             0,
@@ -2305,6 +2336,89 @@ mod tests {
             received_ms: 0,
         };
         assert_eq!(store.commit(&[redelivery]).unwrap(), [false]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store of schema 6 (packs without their receive time, no incremental vacuum: the
+    /// release before raw retention) migrates: its packs get their newest receive time, the
+    /// file is rewritten once for incremental vacuum, and the retention deletes by it.
+    #[test]
+    fn a_schema_6_store_migrates_and_the_retention_reads_its_packs() {
+        let dir = temp("v6");
+        let path = dir.join("db.sqlite");
+        {
+            let mut s = Store::open(&path).unwrap();
+            for seq in 0..100 {
+                s.commit(&[item(seq, seq * 1000)]).unwrap();
+            }
+            s.save_snapshot(s.last_id(), 1, b"all").unwrap();
+        }
+        let settings = crate::aggregate::CoreSettings::default();
+        let figures = |path: &Path| crate::rebuild(&settings, path).unwrap().1.snapshot();
+        let before = figures(&path);
+        {
+            // Back to what schema 6 wrote.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP INDEX history_spans_by_through;
+                 DROP INDEX device_history_by_envelope;
+                 ALTER TABLE packs DROP COLUMN received_ms;
+                 DELETE FROM store_meta WHERE key LIKE 'raw_%';
+                 PRAGMA user_version = 6;
+                 PRAGMA auto_vacuum = NONE;
+                 VACUUM;",
+            )
+            .unwrap();
+            let mode: i64 = conn
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, 0);
+        }
+        let mut s = Store::open(&path).unwrap();
+        let (mode, version): (i64, i64) = (
+            s.conn
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .unwrap(),
+            s.conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap(),
+        );
+        assert_eq!((mode, version), (2, SCHEMA_VERSION));
+        assert_eq!(
+            figures(&path),
+            before,
+            "the same figures after the migration"
+        );
+        let packs: Vec<(i64, i64, Vec<u8>)> = {
+            let mut stmt = s
+                .conn
+                .prepare("SELECT count, received_ms, body FROM packs ORDER BY first_id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert!(packs.len() > 1, "lone commits filled several packs");
+        for (_, received, body) in &packs {
+            let newest = crate::pack::decode(body)
+                .unwrap()
+                .iter()
+                .map(|e| e.received_ms)
+                .max();
+            assert_eq!(Some(unbits(*received)), newest);
+        }
+        // The first pack goes once its newest envelope is older than the cutoff.
+        let (count, received, _) = &packs[0];
+        assert_eq!(s.prune_raw(unbits(*received)).unwrap().envelopes, 0);
+        assert_eq!(
+            s.prune_raw(unbits(*received) + 1).unwrap().envelopes,
+            unbits(*count)
+        );
+        let mut seqs = Vec::new();
+        s.replay(|e| seqs.push(e.seq)).unwrap();
+        assert_eq!(seqs, (unbits(*count)..100).collect::<Vec<_>>());
+        assert_eq!(s.commit(&[item(3, 3_000)]).unwrap(), [false]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
