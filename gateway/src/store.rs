@@ -143,6 +143,9 @@ const RETENTION_MIGRATION: usize = 6;
 /// step is a short transaction between two commits.
 pub const PRUNE_STEP_ROWS: i64 = 16;
 
+/// Most history spans one [`Store::prune_raw`] step deletes.
+const SPANS_STEP: i64 = 128;
+
 /// Most free pages one [`Store::prune_raw`] step gives back to the file system (1 MiB at the
 /// default page size: moving pages is most of a step's time).
 const VACUUM_STEP_PAGES: i64 = 256;
@@ -1340,14 +1343,30 @@ impl Store {
                 }
             }
         }
+        // The history spans of deleted envelopes, at most SPANS_STEP per step (an indexing run
+        // leaves one per device, spread over the table): those of an earlier step's
+        // envelopes go first.
+        let pruned_before: i64 = tx
+            .query_row(
+                "SELECT value FROM store_meta WHERE key = 'raw_pruned_through'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        let spans_through = through.unwrap_or(pruned_before).max(pruned_before);
+        let spans = tx
+            .execute(
+                "DELETE FROM history_spans WHERE (device, last_ms, through) IN
+                 (SELECT device, last_ms, through FROM history_spans WHERE through <= ?1 LIMIT ?2)",
+                params![spans_through, SPANS_STEP],
+            )
+            .map_err(wrap)?;
+        let spans_left = spans as i64 >= SPANS_STEP;
         let Some(through) = through else {
+            tx.commit().map_err(wrap)?;
+            pruned.more = spans_left;
             return Ok(pruned);
         };
-        tx.execute(
-            "DELETE FROM history_spans WHERE through <= ?1",
-            params![through],
-        )
-        .map_err(wrap)?;
         tx.execute(
             "DELETE FROM device_history WHERE envelope <= ?1",
             params![through],
@@ -1379,7 +1398,7 @@ impl Store {
         }
         let free_after = free(&self.conn).map_err(wrap)?;
         pruned.pages = unbits(free_before.saturating_sub(free_after));
-        pruned.more = !blocked && rows >= PRUNE_STEP_ROWS || free_after > 0;
+        pruned.more = !blocked && rows >= PRUNE_STEP_ROWS || free_after > 0 || spans_left;
         Ok(pruned)
     }
 
