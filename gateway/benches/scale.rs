@@ -639,8 +639,9 @@ fn main() {
     }
     drop(gateway);
 
-    if g.envelopes > 30_000_000 && std::env::var_os("DEVTEL_SCALE_FULL_REPLAY").is_none() {
-        println!("start without snapshots: skipped above 30 million envelopes (DEVTEL_SCALE_FULL_REPLAY=1 runs it)");
+    let full = std::env::var("DEVTEL_SCALE_FULL_REPLAY").ok();
+    if full.as_deref() == Some("0") || (g.envelopes > 30_000_000 && full.is_none()) {
+        println!("start without snapshots: skipped (above 30 million envelopes, or DEVTEL_SCALE_FULL_REPLAY=0; =1 runs it)");
     } else {
         full_replay(&dir, &db, g.envelopes, first_answer);
     }

@@ -357,11 +357,14 @@ impl Store {
                     .insert_inclusive(first, last);
             }
         }
+        // The newest pack by its key (a max over an expression of all packs read the whole
+        // table at every start: 4 s for 90 days of 1,000 devices).
         let last_id: i64 = self
             .conn
             .query_row(
                 "SELECT max(coalesce((SELECT max(id) FROM envelopes), 0),
-                            coalesce((SELECT max(first_id + count - 1) FROM packs), 0),
+                            coalesce((SELECT first_id + count - 1 FROM packs
+                                      ORDER BY first_id DESC LIMIT 1), 0),
                             coalesce((SELECT value FROM store_meta
                                       WHERE key = 'raw_pruned_through'), 0))",
                 [],
