@@ -16,7 +16,7 @@
 //! envelope with its own sequence number, poll time and advancing page counter.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ use devtel_gateway::Shared;
 use devtel_protocol::{encode_to_vec, topic, Envelope, Reading};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
+mod common;
+use common::{corpus, free_port};
+
 const PRINTERS: &[&str] = &[
     "ricoh_mpc3002",
     "sharp",
@@ -38,12 +41,6 @@ const PRINTERS: &[&str] = &[
     "epson",
     "okilan_9450g",
 ];
-
-fn corpus() -> PathBuf {
-    std::env::var_os("DEVTEL_CORPUS")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-}
 
 /// (topic, payload) for `n` readings over 100 devices.
 fn workload(n: usize) -> Vec<(String, Vec<u8>)> {
@@ -83,14 +80,6 @@ fn workload(n: usize) -> Vec<(String, Vec<u8>)> {
             (t, payload)
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Broker(Child);

@@ -32,6 +32,9 @@ use devtel_protocol::{
     Reading,
 };
 
+mod common;
+use common::{corpus, free_port};
+
 const PRINTERS: &[&str] = &[
     "sharp",
     "konica_c250i",
@@ -56,12 +59,6 @@ const DAY_MS: u64 = 86_400_000;
 /// 2026-01-05T00:00Z, a Monday.
 const T0: u64 = 1_767_571_200_000;
 const UNITS: usize = 10;
-
-fn corpus() -> PathBuf {
-    std::env::var_os("DEVTEL_CORPUS")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
-}
 
 fn varbinds(name: &str) -> devtel_collector::snmp::VarbindSet {
     let path = corpus().join("snmprec").join(format!("{name}.snmprec"));
@@ -374,14 +371,6 @@ fn store_bytes(db: &Path) -> u64 {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP GET: status and body.

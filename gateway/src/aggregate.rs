@@ -142,6 +142,15 @@ fn settings_fingerprint(settings: &CoreSettings) -> u64 {
     fnv1a(format!("{settings:?}").as_bytes())
 }
 
+/// The settings digest and the aggregator (without settings) of a snapshot of this format.
+fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Aggregator), SnapshotError> {
+    let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
+    if version != SNAPSHOT_VERSION {
+        return Err(SnapshotError::Version { found: version });
+    }
+    postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)
+}
+
 /// What one envelope changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -215,12 +224,7 @@ impl Aggregator {
     /// [`SnapshotError`] when the snapshot is of another format version, was taken under
     /// other settings, or does not decode.
     pub fn restore(settings: CoreSettings, bytes: &[u8]) -> Result<Aggregator, SnapshotError> {
-        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version { found: version });
-        }
-        let (fingerprint, mut aggregator): (u64, Aggregator) =
-            postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)?;
+        let (fingerprint, mut aggregator) = decode_snapshot(bytes)?;
         if fingerprint != settings_fingerprint(&settings) {
             return Err(SnapshotError::Settings);
         }
@@ -243,12 +247,7 @@ impl Aggregator {
         first_exact: Date,
         bytes: &[u8],
     ) -> Result<usize, SnapshotError> {
-        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::Version { found: version });
-        }
-        let (_, old): (u64, Aggregator) =
-            postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)?;
+        let (_, old) = decode_snapshot(bytes)?;
         let mut carried = 0;
         for (device, old_ledger) in old.ledgers {
             let ledger = self.ledgers.entry(device).or_default();

@@ -1244,7 +1244,7 @@ pub struct Pruned {
 }
 
 /// What the raw retention has deleted so far, and what the store still holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RawRange {
     /// Envelopes deleted by the retention, in all.
     pub pruned_envelopes: u64,
@@ -1907,8 +1907,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A delta that no longer applies (a damaged row) is counted and skipped, never a panic
-    /// and never a wrong envelope.
+    /// A commit that fails is rolled back whole; the redelivery of its envelopes is stored,
+    /// not taken for repeats, and the open pack is closed.
     #[test]
     fn a_failed_commit_takes_nothing_and_its_redelivery_is_stored() {
         let dir = temp("failed");
@@ -2169,6 +2169,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A delta that no longer applies (a damaged row) is counted and skipped, never a panic
+    /// and never a wrong envelope.
     #[test]
     fn a_damaged_delta_is_skipped_and_counted() {
         let dir = temp("damaged");
