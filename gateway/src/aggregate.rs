@@ -115,7 +115,35 @@ pub struct Aggregator {
 
 /// Format version of [`Aggregator::snapshot`]: a snapshot of another version is not
 /// restored (the store replays instead).
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+
+/// The aggregator as format 1 held it (ledgers without meter reads, seat hours and day
+/// levels): read only to carry closed days (see [`Aggregator::carry_closed_days`]).
+#[derive(Debug, Default, serde::Deserialize)]
+struct AggregatorV1 {
+    devices: BTreeMap<String, DeviceState>,
+    ledgers: BTreeMap<String, crate::ledger::DeviceLedgerV1>,
+    deliveries: Deliveries,
+    as_of_ms: u64,
+    unassigned_readings: u64,
+    figures_from: Option<Date>,
+    next_prune_ms: u64,
+}
+
+impl From<AggregatorV1> for Aggregator {
+    fn from(v1: AggregatorV1) -> Self {
+        Aggregator {
+            settings: CoreSettings::default(),
+            devices: v1.devices,
+            ledgers: v1.ledgers.into_iter().map(|(k, l)| (k, l.into())).collect(),
+            deliveries: v1.deliveries,
+            as_of_ms: v1.as_of_ms,
+            unassigned_readings: v1.unassigned_readings,
+            figures_from: v1.figures_from,
+            next_prune_ms: v1.next_prune_ms,
+        }
+    }
+}
 
 /// Why [`Aggregator::restore`] refused a snapshot. Never a reason to fail: the caller replays
 /// the store instead.
@@ -142,13 +170,17 @@ fn settings_fingerprint(settings: &CoreSettings) -> u64 {
     fnv1a(format!("{settings:?}").as_bytes())
 }
 
-/// The settings digest and the aggregator (without settings) of a snapshot of this format.
-fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Aggregator), SnapshotError> {
+/// The settings digest and the aggregator (without settings) of a snapshot of this format,
+/// or with `older`, also of format 1.
+fn decode_snapshot(bytes: &[u8], older: bool) -> Result<(u64, Aggregator), SnapshotError> {
     let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Malformed)?;
-    if version != SNAPSHOT_VERSION {
-        return Err(SnapshotError::Version { found: version });
+    match version {
+        SNAPSHOT_VERSION => postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed),
+        1 if older => postcard::from_bytes::<(u64, AggregatorV1)>(rest)
+            .map(|(digest, v1)| (digest, v1.into()))
+            .map_err(|_| SnapshotError::Malformed),
+        found => Err(SnapshotError::Version { found }),
     }
-    postcard::from_bytes(rest).map_err(|_| SnapshotError::Malformed)
 }
 
 /// What one envelope changed.
@@ -224,7 +256,7 @@ impl Aggregator {
     /// [`SnapshotError`] when the snapshot is of another format version, was taken under
     /// other settings, or does not decode.
     pub fn restore(settings: CoreSettings, bytes: &[u8]) -> Result<Aggregator, SnapshotError> {
-        let (fingerprint, mut aggregator) = decode_snapshot(bytes)?;
+        let (fingerprint, mut aggregator) = decode_snapshot(bytes, false)?;
         if fingerprint != settings_fingerprint(&settings) {
             return Err(SnapshotError::Settings);
         }
@@ -239,28 +271,21 @@ impl Aggregator {
     /// Devices the replay did not see come from the snapshot, counted in the unit their
     /// collector reported resolved under these settings; the deliveries are merged.
     ///
+    /// A snapshot of the previous format (1) is read too: an upgrade keeps the closed days.
+    ///
     /// # Errors
-    /// [`SnapshotError`] when the snapshot is of another format or does not decode (nothing
+    /// [`SnapshotError`] when the snapshot is of an unknown format or does not decode (nothing
     /// changes then).
     pub fn carry_closed_days(
         &mut self,
         first_exact: Date,
         bytes: &[u8],
     ) -> Result<usize, SnapshotError> {
-        let (_, old) = decode_snapshot(bytes)?;
+        let (_, old) = decode_snapshot(bytes, true)?;
         let mut carried = 0;
         for (device, old_ledger) in old.ledgers {
             let ledger = self.ledgers.entry(device).or_default();
-            let exact_days = ledger.days.split_off(&first_exact);
-            let exact_replaced = ledger.replaced.split_off(&(first_exact, 0));
-            ledger.days = old_ledger.days;
-            ledger.replaced = old_ledger.replaced;
-            ledger.days.retain(|d, _| *d < first_exact);
-            ledger.replaced.retain(|(d, _), _| *d < first_exact);
-            carried += ledger.days.len();
-            ledger.days.extend(exact_days);
-            ledger.replaced.extend(exact_replaced);
-            ledger.late = ledger.late.max(old_ledger.late);
+            carried += ledger.carry_closed_days(first_exact, old_ledger);
         }
         for (device, mut state) in old.devices {
             if !self.devices.contains_key(&device) {

@@ -152,6 +152,58 @@ impl Calendar {
     }
 }
 
+impl Calendar {
+    /// As [`Calendar::working_overlap`], split further by local hour: `f(day, hour, ms)` with
+    /// `hour` 0–23 the local hour the part lies in.
+    pub fn working_overlap_hours(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        mut f: impl FnMut(Date, u8, u64),
+    ) {
+        self.working_overlap(from_ms, to_ms, |day, _| {
+            let Some((day_start, day_end)) = self.day_bounds(day) else {
+                return;
+            };
+            // The working part of this day within [from_ms, to_ms).
+            let (a, b) = (from_ms.max(day_start), to_ms.min(day_end));
+            let mut t = a;
+            while t < b {
+                let ts = Timestamp::from_millisecond(i64::try_from(t).unwrap_or(i64::MAX))
+                    .unwrap_or(Timestamp::MAX);
+                let local = self.tz.to_datetime(ts);
+                let hour = local.hour();
+                let next_hour = Time::new(hour + 1, 0, 0, 0)
+                    .ok()
+                    .and_then(|time| self.at(day, time))
+                    .unwrap_or(day_end);
+                // A DST fold can put the next local hour behind `t`: go on by an hour.
+                let next = if next_hour > t {
+                    next_hour
+                } else {
+                    t + 3_600_000
+                };
+                let end = b.min(next);
+                let mut working = 0;
+                self.working_part(day, t, end, |ms| working += ms);
+                if working > 0 {
+                    f(day, u8::try_from(hour).unwrap_or(0), working);
+                }
+                t = end;
+            }
+        });
+    }
+
+    /// The part of `[from_ms, to_ms)` (within `day`) that lies in working hours.
+    fn working_part(&self, day: Date, from_ms: u64, to_ms: u64, mut f: impl FnMut(u64)) {
+        self.working_overlap(from_ms, to_ms, |d, ms| {
+            if d == day {
+                f(ms);
+            }
+        });
+    }
+}
+
 fn weekday_index(w: Weekday) -> usize {
     usize::try_from(w.to_monday_zero_offset()).unwrap_or(0)
 }
@@ -182,6 +234,37 @@ mod tests {
         // The day DST ends has 25 hours.
         let (a, b) = c.day_bounds("2026-10-25".parse().unwrap()).unwrap();
         assert_eq!(b - a, 25 * 3_600_000);
+    }
+
+    #[test]
+    fn working_time_splits_by_local_hour() {
+        let c = berlin();
+        let mut got = Vec::new();
+        // Monday 2026-11-23 06:30 to 09:15 local (CET): 07–08, 08–09, 09:00–09:15.
+        c.working_overlap_hours(
+            ms("2026-11-23T05:30:00Z"),
+            ms("2026-11-23T08:15:00Z"),
+            |d, h, m| got.push((d.to_string(), h, m)),
+        );
+        let day = "2026-11-23".to_string();
+        assert_eq!(
+            got,
+            [
+                (day.clone(), 7, 3_600_000),
+                (day.clone(), 8, 3_600_000),
+                (day, 9, 900_000)
+            ]
+        );
+        // Over a weekend and two evenings the hours add up to the day split.
+        let (from, to) = (ms("2026-11-19T12:34:00Z"), ms("2026-11-24T09:01:00Z"));
+        let mut by_hours = 0;
+        c.working_overlap_hours(from, to, |_, h, m| {
+            assert!((7..18).contains(&h), "hour {h}");
+            by_hours += m;
+        });
+        let mut by_days = 0;
+        c.working_overlap(from, to, |_, m| by_days += m);
+        assert_eq!(by_hours, by_days);
     }
 
     #[test]

@@ -182,7 +182,44 @@ impl<P> Series<P> {
     }
 }
 
+/// Supply levels are kept per day for this many days before the newest poll's day (the
+/// device page's chart); older days are dropped.
+pub const SUPPLY_LEVEL_DAYS: i64 = 93;
+
+/// A reading's page counters with the key it was polled at: a meter read for billing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterRead {
+    /// Where the reading sits in the device's series (poll time first).
+    pub key: Key,
+    /// Its counters.
+    pub point: PagePoint,
+}
+
+/// Seat time within working hours in one hour of the day, summed over a month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatHours {
+    /// Seat-milliseconds watched.
+    pub watched_ms: i64,
+    /// Seat-milliseconds occupied.
+    pub occupied_ms: i64,
+}
+
+/// The consumables' levels of a device's last reading of a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelsRead {
+    /// The reading's key.
+    pub key: Key,
+    /// (prtMarkerSuppliesIndex, percent), in index order.
+    pub levels: Vec<(u32, u8)>,
+}
+
 /// One device's history.
+///
+/// Besides the additive day figures it keeps, each a function of the *set* of readings (the
+/// newest or oldest by key, whatever the arrival order): the last meter read of every local
+/// month and the first one ever (the monthly report's start and end readings), the seat time
+/// per hour of the day per month (occupancy by hour), and the last supply levels of each of
+/// the last [`SUPPLY_LEVEL_DAYS`] days (the device's level chart).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeviceLedger {
     pages: Series<PagePoint>,
@@ -194,6 +231,45 @@ pub struct DeviceLedger {
     pub replaced: BTreeMap<(Date, u32), i64>,
     /// Readings that arrived too late to be placed in a series.
     pub late: u64,
+    /// The newest meter read of each local month, by the month's first day.
+    pub month_last_meter: BTreeMap<Date, MeterRead>,
+    /// The oldest meter read of the device.
+    pub first_meter: Option<MeterRead>,
+    /// Seat time per (first day of the month, local hour of the day).
+    pub seat_hours: BTreeMap<(Date, u8), SeatHours>,
+    /// The newest supply levels of each day.
+    pub day_levels: BTreeMap<Date, LevelsRead>,
+}
+
+/// The first day of `date`'s month.
+pub fn month_of(date: Date) -> Date {
+    date.first_of_month()
+}
+
+/// The history of a device as format 1 of the snapshots held it (before meter reads, seat
+/// hours and day levels): read to carry closed days over a format change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeviceLedgerV1 {
+    pages: Series<PagePoint>,
+    supplies: Series<SupplyPoint>,
+    seats: Series<SeatPoint>,
+    days: BTreeMap<Date, DayFigures>,
+    replaced: BTreeMap<(Date, u32), i64>,
+    late: u64,
+}
+
+impl From<DeviceLedgerV1> for DeviceLedger {
+    fn from(v1: DeviceLedgerV1) -> Self {
+        DeviceLedger {
+            pages: v1.pages,
+            supplies: v1.supplies,
+            seats: v1.seats,
+            days: v1.days,
+            replaced: v1.replaced,
+            late: v1.late,
+            ..DeviceLedger::default()
+        }
+    }
 }
 
 impl DeviceLedger {
@@ -202,6 +278,67 @@ impl DeviceLedger {
     pub fn prune_days(&mut self, first_kept: Date) {
         self.days = self.days.split_off(&first_kept);
         self.replaced = self.replaced.split_off(&(first_kept, 0));
+        // The month before the first kept one holds the first kept month's start reading.
+        let first_month = month_of(first_kept);
+        let keep_meters_from = first_month
+            .checked_sub(jiff::Span::new().months(1))
+            .unwrap_or(first_month);
+        self.month_last_meter = self.month_last_meter.split_off(&keep_meters_from);
+        self.seat_hours = self.seat_hours.split_off(&(first_month, 0));
+    }
+
+    /// Takes into this ledger, for the days before `first_exact`, what `old` holds (the
+    /// figures of closed days when the raw readings behind them are gone), and merges the
+    /// newest / oldest reads of both (each a subset of the same set of readings).
+    pub fn carry_closed_days(&mut self, first_exact: Date, old: DeviceLedger) -> usize {
+        let exact_days = self.days.split_off(&first_exact);
+        let exact_replaced = self.replaced.split_off(&(first_exact, 0));
+        self.days = old.days;
+        self.replaced = old.replaced;
+        self.days.retain(|d, _| *d < first_exact);
+        self.replaced.retain(|(d, _), _| *d < first_exact);
+        let carried = self.days.len();
+        self.days.extend(exact_days);
+        self.replaced.extend(exact_replaced);
+        self.late = self.late.max(old.late);
+        for (month, read) in old.month_last_meter {
+            let e = self.month_last_meter.entry(month).or_insert(read);
+            if read.key > e.key {
+                *e = read;
+            }
+        }
+        self.first_meter = match (self.first_meter, old.first_meter) {
+            (Some(a), Some(b)) => Some(if b.key < a.key { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        // Seat time is a sum of pairs: whole months from the old ledger where the replay
+        // lacks their start, the replay's otherwise.
+        let exact_month = month_of(first_exact);
+        let exact_hours = self.seat_hours.split_off(&(exact_month, 0));
+        self.seat_hours = old.seat_hours;
+        self.seat_hours.retain(|(m, _), _| *m < exact_month);
+        self.seat_hours.extend(exact_hours);
+        for (day, read) in old.day_levels {
+            let e = self.day_levels.entry(day).or_insert_with(|| read.clone());
+            if read.key > e.key {
+                *e = read;
+            }
+        }
+        carried
+    }
+
+    /// The meter reads that bound the local month starting at `month` (its first day): the
+    /// newest read before the month (else the device's first read, when that lies in the
+    /// month), and the month's newest read. `None` without a read in the month.
+    pub fn month_meters(&self, month: Date) -> Option<(MeterRead, MeterRead)> {
+        let end = *self.month_last_meter.get(&month)?;
+        let before = self
+            .month_last_meter
+            .range(..month)
+            .next_back()
+            .map(|(_, r)| *r);
+        let start = before.or(self.first_meter)?;
+        Some((start, end))
     }
 
     /// Points held in memory (for sizing).
@@ -244,6 +381,17 @@ impl DeviceLedger {
         match reading {
             Reading::Printer(r) => {
                 if let Some(point) = PagePoint::of(r, ts) {
+                    let read = MeterRead { key, point };
+                    let last = self
+                        .month_last_meter
+                        .entry(month_of(cal.date(ts)))
+                        .or_insert(read);
+                    if key > last.key {
+                        *last = read;
+                    }
+                    if self.first_meter.is_none_or(|f| key < f.key) {
+                        self.first_meter = Some(read);
+                    }
                     placed &= self.pages.insert(key, point, window, |sign, a, b| {
                         let d = meter::pages(a, b);
                         let f = days.entry(cal.date(b.ts_ms)).or_default();
@@ -256,6 +404,40 @@ impl DeviceLedger {
                     });
                 }
                 if let Some(point) = SupplyPoint::of(r, ts) {
+                    let day = cal.date(ts);
+                    let newest = self.day_levels.last_key_value().map(|(d, _)| *d);
+                    let recent = newest.is_none_or(|n| {
+                        n.checked_sub(jiff::Span::new().days(SUPPLY_LEVEL_DAYS))
+                            .is_ok_and(|first| day >= first)
+                    });
+                    if recent {
+                        let read = LevelsRead {
+                            key,
+                            levels: point.levels.clone(),
+                        };
+                        match self.day_levels.entry(day) {
+                            std::collections::btree_map::Entry::Vacant(v) => {
+                                v.insert(read);
+                            }
+                            std::collections::btree_map::Entry::Occupied(mut o) => {
+                                if key > o.get().key {
+                                    o.insert(read);
+                                }
+                            }
+                        }
+                        let newest = self.day_levels.last_key_value().map(|(d, _)| *d);
+                        if let Some(Ok(first)) =
+                            newest.map(|n| n.checked_sub(jiff::Span::new().days(SUPPLY_LEVEL_DAYS)))
+                        {
+                            if self
+                                .day_levels
+                                .first_key_value()
+                                .is_some_and(|(d, _)| *d < first)
+                            {
+                                self.day_levels = self.day_levels.split_off(&first);
+                            }
+                        }
+                    }
                     let replaced = &mut self.replaced;
                     placed &= self.supplies.insert(key, point, window, |sign, a, b| {
                         let date = cal.date(b.ts_ms);
@@ -297,15 +479,25 @@ impl DeviceLedger {
 
     fn insert_seats(&mut self, settings: &LedgerSettings, key: Key, point: SeatPoint) -> bool {
         let days = &mut self.days;
+        let hours = &mut self.seat_hours;
         let cal = &settings.calendar;
         let hold = settings.max_hold_ms;
         self.seats
             .insert(key, point, settings.late_window_ms, |sign, a, b| {
                 let end = b.ts_ms.min(a.ts_ms.saturating_add(hold));
-                cal.working_overlap(a.ts_ms, end, |date, ms| {
+                cal.working_overlap_hours(a.ts_ms, end, |date, hour, ms| {
+                    let watched = sign * i64::from(a.watched) * ms as i64;
+                    let occupied = sign * i64::from(a.occupied) * ms as i64;
                     let f = days.entry(date).or_default();
-                    f.seat_ms_watched += sign * i64::from(a.watched) * ms as i64;
-                    f.seat_ms_occupied += sign * i64::from(a.occupied) * ms as i64;
+                    f.seat_ms_watched += watched;
+                    f.seat_ms_occupied += occupied;
+                    let key = (month_of(date), hour);
+                    let h = hours.entry(key).or_default();
+                    h.watched_ms += watched;
+                    h.occupied_ms += occupied;
+                    if *h == SeatHours::default() {
+                        hours.remove(&key);
+                    }
                 });
             })
     }
@@ -499,7 +691,62 @@ mod tests {
             let want: BTreeMap<Date, DayFigures> = truth.into_iter()
                 .filter(|(_, f)| *f != DayFigures::default()).collect();
             prop_assert_eq!(got, want);
+            // Meter reads: the newest of each month and the oldest, whatever the order.
+            let counted: Vec<&(Key, Reading)> = delivery.iter()
+                .filter(|(_, r)| matches!(r, Reading::Printer(_))).collect();
+            let mut newest: BTreeMap<Date, Key> = BTreeMap::new();
+            for (key, _) in &counted {
+                let e = newest.entry(month_of(cal.date(key.0))).or_insert(*key);
+                *e = (*e).max(*key);
+            }
+            let held: BTreeMap<Date, Key> =
+                ledger.month_last_meter.iter().map(|(m, r)| (*m, r.key)).collect();
+            prop_assert_eq!(held, newest);
+            prop_assert_eq!(
+                ledger.first_meter.map(|r| r.key),
+                counted.iter().map(|(k, _)| *k).min()
+            );
         }
+    }
+
+    #[test]
+    fn month_meters_are_the_newest_read_before_and_in_the_month() {
+        let settings = LedgerSettings::default();
+        let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64;
+        let reads = [
+            ("2026-10-30T08:00:00Z", 1_000u64),
+            ("2026-10-31T23:00:00Z", 1_200),
+            ("2026-11-05T09:00:00Z", 1_500),
+            ("2026-11-30T17:00:00Z", 2_100),
+        ];
+        let mut l = DeviceLedger::default();
+        for (i, (at, mono)) in reads.iter().enumerate().rev() {
+            let s = Sim {
+                serial: 1,
+                marker: *mono as u32,
+                mono: *mono,
+                colour: 0,
+                toner: 50,
+            };
+            l.record(&settings, (ms(at), 1, i as u64, 0), &printer(&s));
+        }
+        let month = |s: &str| s.parse::<Date>().unwrap();
+        let (start, end) = l.month_meters(month("2026-11-01")).unwrap();
+        assert_eq!(
+            (start.key.0, start.point.mono),
+            (ms(reads[1].0), Some(1_200))
+        );
+        assert_eq!((end.key.0, end.point.mono), (ms(reads[3].0), Some(2_100)));
+        // The month's pages are the difference of the two.
+        let nov = l.sum(month("2026-11-01"), month("2026-11-30"));
+        assert_eq!(nov.pages_mono, 900);
+        // The device's first month starts at its first read.
+        let (start, end) = l.month_meters(month("2026-10-01")).unwrap();
+        assert_eq!(
+            (start.point.mono, end.point.mono),
+            (Some(1_000), Some(1_200))
+        );
+        assert!(l.month_meters(month("2026-12-01")).is_none());
     }
 
     /// The reference for seats: sort, then sum every consecutive pair.
@@ -528,6 +775,14 @@ mod tests {
         let occupied: i64 = points[..23].iter().map(|p| i64::from(p.1)).sum::<i64>() * 300_000;
         assert_eq!(f.seat_ms_occupied, occupied);
         assert_eq!(f.seat_ms_watched, 23 * 10 * 300_000);
+        // By hour: 09:00–10:55 UTC, the same totals, and the same whatever the order.
+        assert_eq!(forward.seat_hours, backward.seat_hours);
+        let hours: Vec<u8> = forward.seat_hours.keys().map(|(_, h)| *h).collect();
+        assert_eq!(hours, [9, 10]);
+        let occupied_by_hour: i64 = forward.seat_hours.values().map(|h| h.occupied_ms).sum();
+        assert_eq!(occupied_by_hour, occupied);
+        let first_hour = forward.seat_hours.values().next().unwrap();
+        assert_eq!(first_hour.watched_ms, 12 * 10 * 300_000);
     }
 
     #[test]
