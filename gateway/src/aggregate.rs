@@ -84,6 +84,48 @@ struct DeviceState {
     last_phone: Option<Box<PhoneReading>>,
     /// The last successful dock-switch reading (kept while the switch is unreachable).
     last_dock: Option<Box<DockReading>>,
+    /// The newest poll time at which the device answered (0: never); with `no_response`,
+    /// "unreachable since the answer at ...".
+    answered_ms: u64,
+}
+
+/// [`DeviceState`] as format 1 of the snapshots held it.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct DeviceStateV1 {
+    unit: String,
+    reported_unit: String,
+    kind: DeviceKind,
+    collector: String,
+    epoch: u64,
+    seq: u64,
+    timestamp_ms: u64,
+    no_response: Option<NoResponseCause>,
+    last_reading: Option<Box<PrinterReading>>,
+    last_phone: Option<Box<PhoneReading>>,
+    last_dock: Option<Box<DockReading>>,
+}
+
+impl From<DeviceStateV1> for DeviceState {
+    fn from(v1: DeviceStateV1) -> Self {
+        DeviceState {
+            answered_ms: if v1.no_response.is_none() {
+                v1.timestamp_ms
+            } else {
+                0
+            },
+            unit: v1.unit,
+            reported_unit: v1.reported_unit,
+            kind: v1.kind,
+            collector: v1.collector,
+            epoch: v1.epoch,
+            seq: v1.seq,
+            timestamp_ms: v1.timestamp_ms,
+            no_response: v1.no_response,
+            last_reading: v1.last_reading,
+            last_phone: v1.last_phone,
+            last_dock: v1.last_dock,
+        }
+    }
 }
 
 /// A boxed copy of a reading, made in a stack frame of its own. Inlined into
@@ -121,7 +163,7 @@ pub const SNAPSHOT_VERSION: u8 = 2;
 /// levels): read only to carry closed days (see [`Aggregator::carry_closed_days`]).
 #[derive(Debug, Default, serde::Deserialize)]
 struct AggregatorV1 {
-    devices: BTreeMap<String, DeviceState>,
+    devices: BTreeMap<String, DeviceStateV1>,
     ledgers: BTreeMap<String, crate::ledger::DeviceLedgerV1>,
     deliveries: Deliveries,
     as_of_ms: u64,
@@ -134,7 +176,7 @@ impl From<AggregatorV1> for Aggregator {
     fn from(v1: AggregatorV1) -> Self {
         Aggregator {
             settings: CoreSettings::default(),
-            devices: v1.devices,
+            devices: v1.devices.into_iter().map(|(k, d)| (k, d.into())).collect(),
             ledgers: v1.ledgers.into_iter().map(|(k, l)| (k, l.into())).collect(),
             deliveries: v1.deliveries,
             as_of_ms: v1.as_of_ms,
@@ -383,8 +425,12 @@ impl Aggregator {
             let newer = (envelope.timestamp_ms, envelope.epoch, envelope.seq);
             // The device's state is updated where it is (no new keys or strings for what did
             // not change).
+            let answered = !matches!(reading, Reading::NoResponse(_));
             let state = match self.devices.get_mut(device) {
                 Some(current) => {
+                    if answered {
+                        current.answered_ms = current.answered_ms.max(envelope.timestamp_ms);
+                    }
                     if newer < (current.timestamp_ms, current.epoch, current.seq) {
                         changes.outcomes.push(Outcome::Stale);
                         continue;
@@ -418,6 +464,7 @@ impl Aggregator {
                         last_reading: None,
                         last_phone: None,
                         last_dock: None,
+                        answered_ms: if answered { envelope.timestamp_ms } else { 0 },
                     }),
             };
             state.kind = reading.kind();
@@ -775,6 +822,109 @@ impl Aggregator {
     pub fn device_count(&self) -> usize {
         self.devices.len()
     }
+
+    /// Availability of a sum of figures over `[from, to]`.
+    pub fn availability_over(&self, from: Date, to: Date, f: &DayFigures) -> AvailabilityDoc {
+        let percent = (f.polls > 0).then(|| percent(f.polls_available, f.polls, 3));
+        AvailabilityDoc {
+            from: from.to_string(),
+            to: to.to_string(),
+            polls: f.polls,
+            polls_available: f.polls_available,
+            percent,
+            sla_target_percent: self.settings.sla_target_percent,
+            meets_sla: percent.map(|p| p >= self.settings.sla_target_percent),
+        }
+    }
+
+    /// What the monthly report needs of one device over the local month starting at `month`
+    /// (its first day), up to `to`: its document, its figures and its bounding meter reads.
+    pub fn device_month(&self, id: &str, month: Date, to: Date) -> Option<DeviceMonth> {
+        let state = self.devices.get(id)?;
+        let ledger = self.ledgers.get(id);
+        Some(DeviceMonth {
+            doc: device_doc(id, state),
+            figures: ledger.map(|l| l.sum(month, to)).unwrap_or_default(),
+            meters: ledger.and_then(|l| l.month_meters(month)),
+        })
+    }
+
+    /// Seat time by local hour of the day over the month starting at `month`, of `devices`.
+    pub fn seat_hours<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a String>,
+        month: Date,
+    ) -> BTreeMap<u8, crate::ledger::SeatHours> {
+        let mut out: BTreeMap<u8, crate::ledger::SeatHours> = BTreeMap::new();
+        for d in devices {
+            let Some(l) = self.ledgers.get(d) else {
+                continue;
+            };
+            for ((_, hour), h) in l.seat_hours.range((month, 0)..=(month, 23)) {
+                let e = out.entry(*hour).or_default();
+                e.watched_ms += h.watched_ms;
+                e.occupied_ms += h.occupied_ms;
+            }
+        }
+        out
+    }
+
+    /// A device's supply levels at the end of each day in `[from, to]`, and the days on
+    /// which a supply was replaced, by supply index.
+    pub fn supply_levels(
+        &self,
+        device: &str,
+        from: Date,
+        to: Date,
+    ) -> (DayLevels, Vec<(Date, u32)>) {
+        let Some(l) = self.ledgers.get(device) else {
+            return (Vec::new(), Vec::new());
+        };
+        let levels = l
+            .day_levels
+            .range(from..=to)
+            .map(|(d, r)| (*d, r.levels.clone()))
+            .collect();
+        let replaced = l
+            .replaced
+            .range((from, 0)..=(to, u32::MAX))
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| *k)
+            .collect();
+        (levels, replaced)
+    }
+
+    /// The last printer reading of a device (kept while it is unreachable).
+    pub fn printer_reading(&self, id: &str) -> Option<&PrinterReading> {
+        self.devices.get(id)?.last_reading.as_deref()
+    }
+
+    /// The newest poll time at which `id` answered (`None`: never).
+    pub fn answered_ms(&self, id: &str) -> Option<u64> {
+        self.devices
+            .get(id)
+            .map(|d| d.answered_ms)
+            .filter(|t| *t > 0)
+    }
+
+    /// The local calendar.
+    pub fn calendar(&self) -> &crate::calendar::Calendar {
+        &self.settings.ledger.calendar
+    }
+}
+
+/// Per day, the (supply index, percent) of a device's last reading of the day.
+pub type DayLevels = Vec<(Date, Vec<(u32, u8)>)>;
+
+/// One device's month for the report (see [`Aggregator::device_month`]).
+#[derive(Debug, Clone)]
+pub struct DeviceMonth {
+    /// Its document now (identity, unit, status).
+    pub doc: DeviceDoc,
+    /// Its figures over the month.
+    pub figures: DayFigures,
+    /// The newest meter read before the month (else its first) and the month's newest.
+    pub meters: Option<(crate::ledger::MeterRead, crate::ledger::MeterRead)>,
 }
 
 /// `100 * part / whole` rounded to `decimals`.

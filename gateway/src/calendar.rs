@@ -93,6 +93,13 @@ impl Calendar {
         &self.tz_name
     }
 
+    /// The local date and time of `ts_ms` (ms since the Unix epoch).
+    pub fn zoned(&self, ts_ms: u64) -> jiff::Zoned {
+        let ts = Timestamp::from_millisecond(i64::try_from(ts_ms).unwrap_or(i64::MAX))
+            .unwrap_or(Timestamp::MAX);
+        ts.to_zoned(self.tz.clone())
+    }
+
     /// The local date of `ts_ms` (ms since the Unix epoch).
     pub fn date(&self, ts_ms: u64) -> Date {
         self.zoned_date(ts_ms)

@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// The administrative units.
     #[serde(default)]
     pub units: Vec<UnitDef>,
+    /// Prices for the monthly cost-allocation report.
+    #[serde(default)]
+    pub prices: Vec<crate::pricing::RawPrice>,
 }
 
 /// `[store]`.
@@ -215,6 +218,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A `[[prices]]` entry is invalid (the error names it, e.g. `prices[2].mono`).
+    #[error(transparent)]
+    Price(#[from] crate::pricing::PriceError),
 }
 
 /// The validated configuration.
@@ -234,6 +240,8 @@ pub struct Config {
     pub raw_retention: Duration,
     /// Units, calendar and targets.
     pub core: CoreSettings,
+    /// Prices of the monthly report.
+    pub prices: crate::pricing::Prices,
 }
 
 impl Config {
@@ -348,6 +356,7 @@ impl Config {
             ));
         }
         let units = Units::new(raw.units).map_err(|e| invalid("units", e.to_string()))?;
+        let prices = crate::pricing::Prices::new(&raw.prices)?;
         let core = CoreSettings {
             units,
             ledger: LedgerSettings {
@@ -367,6 +376,7 @@ impl Config {
             snapshots,
             raw_retention: raw.store.raw_retention,
             core,
+            prices,
         })
     }
 }

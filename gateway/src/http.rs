@@ -13,6 +13,9 @@
 //! | `GET /api/devices/{device}/history?from=&to=&limit=` | figures per day and the stored readings |
 //! | `GET /api/consumption?unit=&from=&to=&by=` | pages, replacements and counter events per period |
 //! | `GET /api/collectors` | per collector: retained status and per-epoch delivery counts |
+//! | `GET /api/reports/monthly?month=&format=&lang=` | the monthly cost-allocation report (JSON, or CSV for Excel) |
+//!
+//! The dashboard's pages are in [`crate::dashboard`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,7 +48,83 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/devices/{device}/history", get(history))
         .route("/api/consumption", get(consumption))
         .route("/api/collectors", get(collectors))
+        .route("/api/reports/monthly", get(monthly_report))
+        .merge(crate::dashboard::routes())
         .with_state(shared)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    month: Option<String>,
+    format: Option<String>,
+    lang: Option<String>,
+}
+
+/// The month a report request asks for: `month`, else the month before `as_of`'s (the
+/// usual billing question).
+pub(crate) fn report_month(agg: &Aggregator, month: Option<&str>) -> Result<Date, String> {
+    match month {
+        Some(m) => crate::report::parse_month(m).map_err(|e| format!("month: {e}")),
+        None => {
+            let this = agg.as_of_date().first_of_month();
+            Ok(this
+                .checked_sub(jiff::Span::new().months(1))
+                .unwrap_or(this))
+        }
+    }
+}
+
+async fn monthly_report(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<ReportQuery>,
+) -> Response {
+    let csv_lang = match q.lang.as_deref() {
+        None | Some("de") => crate::report::CsvLang::De,
+        Some("en") => crate::report::CsvLang::En,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "lang: {:?} is not de or en",
+                    other.chars().take(16).collect::<String>()
+                ),
+            )
+        }
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "format: json or csv".into()),
+    };
+    let report = {
+        let Ok(agg) = shared.aggregator.lock() else {
+            return internal();
+        };
+        let month = match report_month(&agg, q.month.as_deref()) {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        match crate::report::monthly(&agg, &shared.prices, month) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("month: {e}")),
+        }
+    };
+    if !csv {
+        return Json(report).into_response();
+    }
+    let body = crate::report::csv(&report, csv_lang);
+    let name = format!("devtel-kostenstellen-{}.csv", report.month);
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, message: String) -> Response {

@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod batch;
 pub mod calendar;
 pub mod config;
+pub mod dashboard;
 pub mod deliveries;
 pub mod delta;
 pub mod http;
@@ -30,6 +31,8 @@ pub mod meter;
 pub mod metrics;
 pub mod mqtt;
 pub mod pack;
+pub mod pricing;
+pub mod report;
 pub mod span;
 pub mod store;
 #[cfg(test)]
@@ -79,6 +82,8 @@ pub struct Shared {
     /// What the raw retention has deleted, and the oldest poll held (the commit thread's
     /// copy, for `/metrics` and the history API).
     pub raw_range: Mutex<store::RawRange>,
+    /// Prices of the monthly cost-allocation report.
+    pub prices: pricing::Prices,
 }
 
 impl Shared {
@@ -108,6 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shared.store_path = Some(config.store_path.clone());
     shared.snapshots = config.snapshots;
     shared.raw_retention = Some(config.raw_retention);
+    shared.prices = config.prices.clone();
     shared.raw_range = Mutex::new(store.raw_range()?);
     if let Some((through, taken_ms, _)) = store.snapshots()?.into_iter().next() {
         shared.snapshot_through = through.into();
