@@ -22,8 +22,11 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
 fi
 [ -d "$CORPUS/snmprec" ] || { echo "error: $CORPUS/snmprec not found (set DEVTEL_CORPUS)" >&2; exit 1; }
-echo "demo: building devtel (release)"
-cargo build --release --locked --bins -q
+# DEVTEL_PROFILE=debug uses (and builds) the debug binaries instead.
+PROFILE="${DEVTEL_PROFILE:-release}"
+echo "demo: building devtel ($PROFILE)"
+if [ "$PROFILE" = release ]; then cargo build --release --locked --bins -q; else cargo build --locked --bins -q; fi
+BIN="$ROOT/target/$PROFILE"
 
 RUN="$ROOT/target/demo"
 rm -rf "$RUN"; mkdir -p "$RUN"
@@ -40,7 +43,7 @@ MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$MQTT_PORT" > "$RUN/mosquitto.conf"
 "$MOSQUITTO" -c "$RUN/mosquitto.conf" 2> "$RUN/mosquitto.log" & pids+=($!)
 
-target/release/devtel-collector simulate --recordings "$CORPUS/snmprec" --listen "127.0.0.1:$SNMP_PORT" \
+"$BIN/devtel-collector" simulate --recordings "$CORPUS/snmprec" --listen "127.0.0.1:$SNMP_PORT" \
     --advance-counters 2 \
     2> "$RUN/simulator.log" & pids+=($!)
 
@@ -83,6 +86,16 @@ id = "bezirksamt.it"
 name = "IT-Service"
 parent = "bezirksamt"
 cost_centre = "9100"
+
+[[prices]]
+mono = 0.012
+colour = 0.085
+
+[[prices]]
+model = "SHARP MX-3570N"
+mono = 0.009
+colour = 0.061
+monthly_fee = 25.00
 TOML
 
 # Every recorded copier, spread over three administrative units of a district office, plus an
@@ -110,12 +123,14 @@ TOML
 # Wait until the broker accepts connections (the simulator answers as soon as it has started).
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && break; sleep 0.1; done
 
-target/release/devtel-gateway run --config "$RUN/gateway.toml" 2> "$RUN/gateway.log" & pids+=($!)
-target/release/devtel-collector run --config "$RUN/collector.toml" 2> "$RUN/collector.log" & pids+=($!)
+"$BIN/devtel-gateway" run --config "$RUN/gateway.toml" 2> "$RUN/gateway.log" & pids+=($!)
+"$BIN/devtel-collector" run --config "$RUN/collector.toml" 2> "$RUN/collector.log" & pids+=($!)
 
 cat <<MSG
 
 devtel demo is running (logs in $RUN/).
+  Dashboard:        http://127.0.0.1:$HTTP_PORT/
+  Monthly report:   http://127.0.0.1:$HTTP_PORT/reports/monthly  (CSV: /api/reports/monthly?format=csv)
   Units:            curl -s http://127.0.0.1:$HTTP_PORT/api/units
   One unit:         curl -s http://127.0.0.1:$HTTP_PORT/api/units/bezirksamt.jugendamt
   Consumption:      curl -s 'http://127.0.0.1:$HTTP_PORT/api/consumption?unit=bezirksamt&by=day'

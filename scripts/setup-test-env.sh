@@ -5,6 +5,7 @@
 #   - net-snmp command-line tools (snmpget/snmpwalk, handy for debugging),
 #   - net-snmp's snmpd (the real SNMPv3 agent the v3 tests start; its system service is
 #     stopped and disabled, the tests start their own on a free port),
+#   - Chromium and ChromeDriver (the dashboard's tests run in a real headless browser),
 #   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
 #     serves the recorded device walks in ../shared/corpus/snmprec.
 # Re-running it is cheap: every step checks first and skips what is present.
@@ -22,6 +23,8 @@ command -v snmpget >/dev/null 2>&1 || need_apt+=(snmp)
 [ -x /usr/sbin/snmpd ] || need_apt+=(snmpd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
