@@ -1,4 +1,5 @@
 //! What the gateway's benches share.
+#![allow(dead_code)] // each bench uses part of it
 
 use std::path::{Path, PathBuf};
 

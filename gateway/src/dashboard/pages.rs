@@ -248,14 +248,13 @@ fn availability_chart(
         .collect();
     // Zoom to where the target is: from a little under the lowest day or the target.
     let lo = (lowest - (100.0 - lowest).max(0.5)).floor().max(0.0);
+    // Bars stand on the axis' bottom: a day's bar is its share above `lo`.
     let bars: Vec<Bar> = bars
         .into_iter()
         .map(|mut b| {
             for s in &mut b.segments {
-                s.0 -= lo;
-                s.0 = s.0.max(0.0);
+                s.0 = (s.0 - lo).max(0.0);
             }
-            b.segments.iter_mut().for_each(|s| s.0 += lo);
             b
         })
         .collect();

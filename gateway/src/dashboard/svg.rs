@@ -52,7 +52,8 @@ fn stacked(lo: f64, segments: &[(f64, &'static str)]) -> Vec<(f64, f64, &'static
     out
 }
 
-/// Stacked bars from `lo` (the axis' bottom) to at least the highest bar, with an optional
+/// Stacked bars standing on `lo` (the axis' bottom; segment values are heights above it) up
+/// to `hi` or at least the highest bar, with an optional
 /// horizontal `target` line; `y_label` formats the axis values.
 pub fn bars(
     title: &str,
@@ -64,7 +65,7 @@ pub fn bars(
 ) -> Markup {
     let max = bars
         .iter()
-        .map(|b| b.segments.iter().map(|s| s.0).sum::<f64>())
+        .map(|b| lo + b.segments.iter().map(|s| s.0).sum::<f64>())
         .fold(lo, f64::max);
     let hi = hi.unwrap_or_else(|| lo + nice(max - lo));
     let span = (hi - lo).max(f64::EPSILON);

@@ -1,0 +1,162 @@
+//! Dashboard rendering: the HTML of a unit page of 100 recorded copiers (30 days of polls),
+//! against the JSON of the same unit's API document in the same run, and the size of every
+//! page and asset. `cargo bench -p devtel-gateway --bench dashboard`
+//! (`DEVTEL_DASH_DEVICES`, default 100; `DEVTEL_DASH_DAYS`, default 30).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::corpus;
+use devtel_gateway::aggregate::Aggregator;
+use devtel_gateway::Shared;
+use devtel_protocol::{Envelope, Level, Reading};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const PRINTERS: &[&str] = &[
+    "ricoh_mpc3002",
+    "sharp",
+    "konica_c250i",
+    "jetdirect_m130nw",
+    "utax",
+    "samsungprinter_m4080fx",
+    "epson",
+    "okilan_9450g",
+];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn aggregator(devices: usize, days: u64) -> Aggregator {
+    let id = devtel_collector::devices::DeviceIdentity {
+        device: "x".try_into().unwrap(),
+        unit: "u".try_into().unwrap(),
+    };
+    let templates: Vec<_> = PRINTERS
+        .iter()
+        .map(|n| {
+            let path = corpus().join("snmprec").join(format!("{n}.snmprec"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            devtel_collector::devices::printer::map(&id, &devtel_collector::snmprec::parse(&text).0)
+                .expect(n)
+        })
+        .collect();
+    let mut agg = Aggregator::new();
+    let t0 = 1_793_750_400_000u64; // 2026-11-03
+    let polls = days * 96; // every 15 min
+    for k in 0..polls {
+        let ts = t0 + k * 900_000;
+        for d in 0..devices {
+            let mut r = templates[d % templates.len()].clone();
+            r.device = format!("copier-{d:03}").as_str().try_into().unwrap();
+            for m in r.markers.iter_mut() {
+                m.life_count = m.life_count.wrapping_add((k * 3) as u32);
+            }
+            for c in [&mut r.counters.total, &mut r.counters.mono] {
+                if let Some(v) = c.as_mut() {
+                    *v += k * 3;
+                }
+            }
+            for s in r.supplies.iter_mut() {
+                if let Some(Level::Value(v)) = s.level.as_mut() {
+                    *v = v.saturating_sub((k / 50) as u32);
+                }
+            }
+            let mut e = Envelope::new(
+                "c".try_into().unwrap(),
+                1,
+                k * devices as u64 + d as u64,
+                ts,
+            );
+            e.readings.push(Reading::Printer(r)).unwrap();
+            agg.ingest(&e);
+        }
+    }
+    agg
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (Duration, usize) {
+    let start = Instant::now();
+    let resp = app
+        .clone()
+        .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{uri}: {}", resp.status());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (start.elapsed(), body.len())
+}
+
+async fn median(app: &axum::Router, uri: &str, n: usize) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(n);
+    let mut size = 0;
+    for _ in 0..n {
+        let (t, s) = get(app, uri).await;
+        times.push(t);
+        size = s;
+    }
+    times.sort();
+    (times[n / 2], size)
+}
+
+fn main() {
+    let devices = env("DEVTEL_DASH_DEVICES", 100) as usize;
+    let days = env("DEVTEL_DASH_DAYS", 30);
+    let started = Instant::now();
+    let agg = aggregator(devices, days);
+    eprintln!(
+        "bench dashboard: {devices} copiers in unit u, {days} days of 15-min polls, aggregated in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let app = devtel_gateway::http::router(Arc::new(Shared::new(agg)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let n = 30;
+        let (json, json_size) = median(&app, "/api/units/u", n).await;
+        println!(
+            "{:<34} {:>9} {:>10}  {}",
+            "answer", "median", "bytes", "vs JSON of the unit"
+        );
+        println!(
+            "{:<34} {:>7.2}ms {:>10}  1.00x",
+            "GET /api/units/u (JSON, peer)",
+            json.as_secs_f64() * 1e3,
+            json_size
+        );
+        for (label, uri) in [
+            ("GET /units/u (HTML)", "/units/u"),
+            ("GET / (overview)", "/"),
+            ("GET /devices/copier-001", "/devices/copier-001"),
+            ("GET /supplies", "/supplies"),
+            (
+                "GET /reports/monthly?month=2026-11",
+                "/reports/monthly?month=2026-11",
+            ),
+            (
+                "GET /api/reports/monthly csv",
+                "/api/reports/monthly?month=2026-11&format=csv",
+            ),
+            ("GET /assets/style.css", "/assets/style.css"),
+            ("GET /assets/refresh.js", "/assets/refresh.js"),
+        ] {
+            let (t, size) = median(&app, uri, n).await;
+            println!(
+                "{label:<34} {:>7.2}ms {size:>10}  {:.2}x",
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() / json.as_secs_f64()
+            );
+        }
+    });
+}
