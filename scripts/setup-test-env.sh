@@ -6,6 +6,8 @@
 #   - net-snmp's snmpd (the real SNMPv3 agent the v3 tests start; its system service is
 #     stopped and disabled, the tests start their own on a free port),
 #   - Chromium and ChromeDriver (the dashboard's tests run in a real headless browser),
+#   - Node.js and npm if missing, and playwright-core + axe-core (tests/browser/package-lock.json)
+#     in the project-local tests/browser/node_modules (ignored by git),
 #   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
 #     serves the recorded device walks in ../shared/corpus/snmprec.
 # Re-running it is cheap: every step checks first and skips what is present.
@@ -25,6 +27,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
@@ -39,6 +43,11 @@ if [ ! -x "$VENV/bin/snmpsim-command-responder" ]; then
     echo "setup: creating $VENV with snmpsim and pysmi"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'snmpsim==1.2.*' pysmi
+fi
+
+if [ ! -d "$ROOT/tests/browser/node_modules/playwright-core" ] || [ ! -d "$ROOT/tests/browser/node_modules/axe-core" ]; then
+    echo "setup: installing the browser test's npm packages into tests/browser/node_modules"
+    (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "setup: mosquitto at $(command -v mosquitto || echo /usr/sbin/mosquitto), snmpsim at $VENV/bin/snmpsim-command-responder"

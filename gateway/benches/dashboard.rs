@@ -126,8 +126,8 @@ fn main() {
         let n = 30;
         let (json, json_size) = median(&app, "/api/units/u", n).await;
         println!(
-            "{:<34} {:>9} {:>10}  {}",
-            "answer", "median", "bytes", "vs JSON of the unit"
+            "{:<34} {:>9} {:>10}  vs JSON of the unit",
+            "answer", "median", "bytes"
         );
         println!(
             "{:<34} {:>7.2}ms {:>10}  1.00x",

@@ -46,6 +46,30 @@ pub struct RawConfig {
     /// Prices for the monthly cost-allocation report.
     #[serde(default)]
     pub prices: Vec<crate::pricing::RawPrice>,
+    /// The dashboard.
+    #[serde(default)]
+    pub dashboard: RawDashboard,
+}
+
+/// `[dashboard]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    /// How often an open page refreshes its content.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for RawDashboard {
+    fn default() -> Self {
+        RawDashboard {
+            refresh: default_refresh(),
+        }
+    }
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(u64::from(crate::dashboard::REFRESH_SECONDS))
 }
 
 /// `[store]`.
@@ -242,6 +266,8 @@ pub struct Config {
     pub core: CoreSettings,
     /// Prices of the monthly report.
     pub prices: crate::pricing::Prices,
+    /// How often an open dashboard page refreshes its content.
+    pub dashboard_refresh: Duration,
 }
 
 impl Config {
@@ -357,6 +383,11 @@ impl Config {
         }
         let units = Units::new(raw.units).map_err(|e| invalid("units", e.to_string()))?;
         let prices = crate::pricing::Prices::new(&raw.prices)?;
+        if raw.dashboard.refresh < Duration::from_secs(2)
+            || raw.dashboard.refresh > Duration::from_secs(3_600)
+        {
+            return Err(invalid("dashboard.refresh", "must be 2 s to 1 h".into()));
+        }
         let core = CoreSettings {
             units,
             ledger: LedgerSettings {
@@ -377,6 +408,7 @@ impl Config {
             raw_retention: raw.store.raw_retention,
             core,
             prices,
+            dashboard_refresh: raw.dashboard.refresh,
         })
     }
 }
@@ -414,6 +446,8 @@ mod tests {
                 "[aggregation]\ntimezone = \"Europe/Nowhere\"",
                 "aggregation.timezone",
             ),
+            ("[dashboard]\nrefresh = \"1s\"", "dashboard.refresh"),
+            ("[[prices]]\nmono = -1\ncolour = 0", "prices[0].mono"),
             (
                 "[aggregation]\nworking_days = [\"mo\"]",
                 "aggregation.working_days",

@@ -84,6 +84,8 @@ pub struct Shared {
     pub raw_range: Mutex<store::RawRange>,
     /// Prices of the monthly cost-allocation report.
     pub prices: pricing::Prices,
+    /// Seconds between the dashboard's refreshes (0: the default).
+    pub dashboard_refresh_s: u32,
 }
 
 impl Shared {
@@ -114,6 +116,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shared.snapshots = config.snapshots;
     shared.raw_retention = Some(config.raw_retention);
     shared.prices = config.prices.clone();
+    shared.dashboard_refresh_s =
+        u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);
     if let Some((through, taken_ms, _)) = store.snapshots()?.into_iter().next() {
         shared.snapshot_through = through.into();

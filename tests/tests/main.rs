@@ -25,3 +25,6 @@ mod durability;
 /// End to end: a reading leaves the site only when the gateway stored it; no message can stop
 /// ingest.
 mod zero_loss;
+
+/// The dashboard in headless Chromium against the API; the monthly report's CSV adds up.
+mod dashboard;

@@ -37,7 +37,7 @@ const STYLE: &str = include_str!("style.css");
 /// The refresh script.
 const SCRIPT: &str = include_str!("refresh.js");
 
-/// How often a page refreshes its `<main>`, seconds.
+/// How often a page refreshes its `<main>` by default, seconds (`[dashboard] refresh`).
 pub const REFRESH_SECONDS: u32 = 60;
 
 /// The cookie that keeps the language switch.
@@ -79,6 +79,8 @@ pub struct Ctx {
     pub path: String,
     /// Query parameters other than `lang`, already encoded (for the switch link).
     pub query: Vec<(String, String)>,
+    /// Seconds between refreshes of `<main>`.
+    pub refresh_s: u32,
 }
 
 impl Ctx {
@@ -111,7 +113,16 @@ impl Ctx {
             switched: from_query.is_some(),
             path: path.to_string(),
             query,
+            refresh_s: REFRESH_SECONDS,
         }
+    }
+
+    /// With the configured refresh period (`[dashboard] refresh`).
+    pub fn refresh(mut self, shared: &Shared) -> Ctx {
+        if shared.dashboard_refresh_s > 0 {
+            self.refresh_s = shared.dashboard_refresh_s;
+        }
+        self
     }
 
     /// Shorthand for [`Lang::t`].
@@ -177,10 +188,11 @@ pub fn layout(
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                link rel="icon" href="data:,";
                 title { (title) " – devtel" }
                 link rel="stylesheet" href="/assets/style.css";
                 @if refresh {
-                    script src="/assets/refresh.js" data-every=(REFRESH_SECONDS) defer {}
+                    script src="/assets/refresh.js" data-every=(ctx.refresh_s) defer {}
                 }
             }
             body {
@@ -287,7 +299,7 @@ async fn overview(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, "/", &q);
+    let ctx = Ctx::new(&headers, "/", &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
@@ -300,7 +312,7 @@ async fn unit(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, &format!("/units/{}", encode(&id)), &q);
+    let ctx = Ctx::new(&headers, &format!("/units/{}", encode(&id)), &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
@@ -323,7 +335,7 @@ async fn device(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, &format!("/devices/{}", encode(&id)), &q);
+    let ctx = Ctx::new(&headers, &format!("/devices/{}", encode(&id)), &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
@@ -345,7 +357,7 @@ async fn supplies(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, "/supplies", &q);
+    let ctx = Ctx::new(&headers, "/supplies", &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
@@ -368,7 +380,7 @@ async fn supplies_csv(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, "/supplies.csv", &q);
+    let ctx = Ctx::new(&headers, "/supplies.csv", &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
@@ -402,7 +414,7 @@ async fn collectors(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, "/collectors", &q);
+    let ctx = Ctx::new(&headers, "/collectors", &q).refresh(&shared);
     let statuses = match shared.collectors.lock() {
         Ok(c) => c.clone(),
         Err(_) => return unavailable(&ctx),
@@ -422,7 +434,7 @@ async fn report(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, "/reports/monthly", &q);
+    let ctx = Ctx::new(&headers, "/reports/monthly", &q).refresh(&shared);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var me = document.currentScript;
-  var every = Math.max(10, Number(me && me.dataset.every) || 60) * 1000;
+  var every = Math.max(2, Number(me && me.dataset.every) || 60) * 1000;
   function swap(doc, id) {
     var fresh = doc.getElementById(id);
     var old = document.getElementById(id);

@@ -74,7 +74,7 @@ pub fn bars(
     let y = |v: f64| TOP + plot_h * (1.0 - ((v - lo) / span).clamp(0.0, 1.0));
     let n = bars.len().max(1) as f64;
     let step = plot_w / n;
-    let bw = (step * 0.75).max(1.0);
+    let bw = (step * 0.75).clamp(1.0, 28.0);
     let label_every = (bars.len() / 12).max(1);
     html! {
         svg class="chart" viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title)
