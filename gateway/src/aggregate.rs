@@ -91,6 +91,7 @@ struct DeviceState {
 
 /// [`DeviceState`] as format 1 of the snapshots held it.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct DeviceStateV1 {
     unit: String,
     reported_unit: String,
@@ -162,6 +163,7 @@ pub const SNAPSHOT_VERSION: u8 = 2;
 /// The aggregator as format 1 held it (ledgers without meter reads, seat hours and day
 /// levels): read only to carry closed days (see [`Aggregator::carry_closed_days`]).
 #[derive(Debug, Default, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct AggregatorV1 {
     devices: BTreeMap<String, DeviceStateV1>,
     ledgers: BTreeMap<String, crate::ledger::DeviceLedgerV1>,
@@ -2119,6 +2121,106 @@ mod tests {
                 prop_assert_eq!(resumed.deliveries(), full.deliveries());
                 prop_assert_eq!(resumed.late_readings(), full.late_readings());
             }
+        }
+
+        /// `agg` as a snapshot of format 1 would have held it.
+        fn as_format_1(agg: &Aggregator) -> Vec<u8> {
+            let v1 = AggregatorV1 {
+                devices: agg
+                    .devices
+                    .iter()
+                    .map(|(k, d)| {
+                        let d = d.clone();
+                        let v1 = DeviceStateV1 {
+                            unit: d.unit,
+                            reported_unit: d.reported_unit,
+                            kind: d.kind,
+                            collector: d.collector,
+                            epoch: d.epoch,
+                            seq: d.seq,
+                            timestamp_ms: d.timestamp_ms,
+                            no_response: d.no_response,
+                            last_reading: d.last_reading,
+                            last_phone: d.last_phone,
+                            last_dock: d.last_dock,
+                        };
+                        (k.clone(), v1)
+                    })
+                    .collect(),
+                ledgers: agg
+                    .ledgers
+                    .iter()
+                    .map(|(k, l)| (k.clone(), crate::ledger::DeviceLedgerV1::from(l)))
+                    .collect(),
+                deliveries: agg.deliveries.clone(),
+                as_of_ms: agg.as_of_ms,
+                unassigned_readings: agg.unassigned_readings,
+                figures_from: agg.figures_from,
+                next_prune_ms: agg.next_prune_ms,
+            };
+            postcard::to_extend(&(settings_fingerprint(&agg.settings), &v1), vec![1u8]).unwrap()
+        }
+
+        /// An upgrade from format 1: its snapshot is not restored (the store is replayed), but
+        /// when the raw retention has deleted the readings of closed days, their figures are
+        /// still carried from it.
+        #[test]
+        fn a_format_1_snapshot_still_carries_the_closed_days() {
+            let day = 86_400_000u64;
+            let t0 = 1_795_000_000_000u64;
+            let polls: Vec<Envelope> = (0..8u64)
+                .flat_map(|i| {
+                    [
+                        envelope(
+                            "c",
+                            2 * i,
+                            t0 + i * day,
+                            printer("p1", "u1", 100 + 37 * i as u32, 90 - i as i32),
+                        ),
+                        envelope(
+                            "c",
+                            2 * i + 1,
+                            t0 + i * day + 60_000,
+                            printer("p2", "u2", 5_000 + 11 * i as u32, 50),
+                        ),
+                    ]
+                })
+                .collect();
+            let mut old = Aggregator::new();
+            for e in &polls {
+                old.ingest(e);
+            }
+            let bytes = as_format_1(&old);
+            assert_eq!(
+                Aggregator::restore(CoreSettings::default(), &bytes).err(),
+                Some(SnapshotError::Version { found: 1 })
+            );
+            // The raw retention left the readings from day 5 on.
+            let first_exact = old.calendar().date(t0 + 5 * day);
+            let mut replay = Aggregator::new();
+            for e in &polls[10..] {
+                replay.ingest(e);
+            }
+            let exact: Vec<_> = replay.device_days("p1", first_exact, Date::constant(2027, 1, 1));
+            let carried = replay.carry_closed_days(first_exact, &bytes).unwrap();
+            assert_eq!(carried, 10, "five closed days of two devices");
+            let before = first_exact.yesterday().unwrap();
+            for device in ["p1", "p2"] {
+                assert_eq!(
+                    replay.device_days(device, Date::constant(2026, 1, 1), before),
+                    old.device_days(device, Date::constant(2026, 1, 1), before),
+                    "{device}: closed days as billed"
+                );
+            }
+            assert_eq!(
+                replay.device_days("p1", first_exact, Date::constant(2027, 1, 1)),
+                exact
+            );
+            // Format 1 had no meter reads: the replay's are kept.
+            assert!(replay.ledgers["p1"]
+                .month_last_meter
+                .values()
+                .all(|r| r.key.0 >= t0 + 5 * day));
         }
 
         #[test]

@@ -258,6 +258,20 @@ pub struct DeviceLedgerV1 {
     late: u64,
 }
 
+#[cfg(test)]
+impl From<&DeviceLedger> for DeviceLedgerV1 {
+    fn from(l: &DeviceLedger) -> Self {
+        DeviceLedgerV1 {
+            pages: l.pages.clone(),
+            supplies: l.supplies.clone(),
+            seats: l.seats.clone(),
+            days: l.days.clone(),
+            replaced: l.replaced.clone(),
+            late: l.late,
+        }
+    }
+}
+
 impl From<DeviceLedgerV1> for DeviceLedger {
     fn from(v1: DeviceLedgerV1) -> Self {
         DeviceLedger {

@@ -195,6 +195,16 @@ async function main() {
     eq(deNumber(await field('[data-field="pages-total"]')), report.pages.total, "pages");
     eq(deNumber(await field('[data-field="cost-total"]')), report.cost_cents / 100, "cost");
     eq((await page.$$("section.cost-centre")).length, report.cost_centres.length, "cost centres");
+    // Printed: no navigation, one page per cost centre.
+    await page.emulateMedia({ media: "print" });
+    eq(await page.$eval("header.top", (e) => getComputedStyle(e).display), "none", "navigation in print");
+    const breaks = await page.$$eval("section.cost-centre", (all) => all.map((e) => getComputedStyle(e).breakAfter));
+    check(breaks.slice(0, -1).every((b) => b === "page"), `page breaks after cost centres: ${breaks}`);
+    const pdf = await page.pdf({ format: "A4" });
+    const pages = (pdf.toString("latin1").match(/\/Type\s*\/Page[^s]/g) || []).length;
+    check(pages >= report.cost_centres.length, `${pages} printed pages for ${report.cost_centres.length} cost centres`);
+    await page.emulateMedia({ media: "screen" });
+    console.log(`ok: the report prints on ${pages} pages, one or more per cost centre`);
     await axe("report");
     console.log(`ok: report ${month}: ${report.cost_centres.length} cost centres, ${report.cost_cents} cents`);
 

@@ -142,6 +142,11 @@ impl Ctx {
     }
 }
 
+/// At most 64 characters of a name from the request, for an error page.
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
 /// Percent-encodes a path segment or query value.
 pub fn encode(s: &str) -> String {
     let mut out = String::new();
@@ -323,7 +328,11 @@ async fn unit(
             problem(
                 &ctx,
                 StatusCode::NOT_FOUND,
-                format!("{} {id:?}", ctx.t("Unbekannte Einheit", "Unknown unit")),
+                format!(
+                    "{} {:?}",
+                    ctx.t("Unbekannte Einheit", "Unknown unit"),
+                    short(&id)
+                ),
             )
         }
     }
@@ -346,7 +355,11 @@ async fn device(
             problem(
                 &ctx,
                 StatusCode::NOT_FOUND,
-                format!("{} {id:?}", ctx.t("Unbekanntes Gerät", "Unknown device")),
+                format!(
+                    "{} {:?}",
+                    ctx.t("Unbekanntes Gerät", "Unknown device"),
+                    short(&id)
+                ),
             )
         }
     }
@@ -368,7 +381,11 @@ async fn supplies(
             return problem(
                 &ctx,
                 StatusCode::NOT_FOUND,
-                format!("{} {u:?}", ctx.t("Unbekannte Einheit", "Unknown unit")),
+                format!(
+                    "{} {:?}",
+                    ctx.t("Unbekannte Einheit", "Unknown unit"),
+                    short(u)
+                ),
             );
         }
     }
@@ -391,7 +408,11 @@ async fn supplies_csv(
             return problem(
                 &ctx,
                 StatusCode::NOT_FOUND,
-                format!("{} {u:?}", ctx.t("Unbekannte Einheit", "Unknown unit")),
+                format!(
+                    "{} {:?}",
+                    ctx.t("Unbekannte Einheit", "Unknown unit"),
+                    short(u)
+                ),
             );
         }
     }
@@ -529,6 +550,13 @@ mod tests {
         let (status, _, body) = get("/devices/nope", &[]).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("Unbekanntes Gerät"));
+        // A hostile name is escaped and cut short on the error page.
+        let long = format!("%3Cscript%3E{}", "x".repeat(5_000));
+        let (status, _, body) = get(&format!("/units/{long}"), &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!body.contains("<script>") && body.contains("&lt;script&gt;"));
+        // Only the language switch links to the same path again; the message is cut short.
+        assert_eq!(body.matches(&"x".repeat(5_000)).count(), 1);
         let (status, _, _) = get("/supplies?unit=ba", &[]).await;
         assert_eq!(status, StatusCode::OK);
         let (status, _, _) = get("/supplies?unit=nope", &[]).await;
