@@ -144,13 +144,23 @@ impl Checked {
     }
 }
 
+/// Default of the largest lead of an envelope's poll time over the gateway's clock
+/// (`[ingest] max_clock_skew`): 10 minutes.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 10 * 60_000;
+
 /// Step 1 of the plan: turns every message of `batch` into an item or a rejection. Envelopes
 /// are decoded into the boxes of `spares` while there are any (what an earlier batch is done
-/// with; see [`Checked::into_spares`]).
-pub fn check(batch: &[Inbound], received_ms: u64, spares: &mut Vec<Box<Envelope>>) -> Checked {
+/// with; see [`Checked::into_spares`]). An envelope polled more than `max_skew_ms` after
+/// `received_ms` is refused for good as [`Rejection::Future`].
+pub fn check(
+    batch: &[Inbound],
+    received_ms: u64,
+    max_skew_ms: u64,
+    spares: &mut Vec<Box<Envelope>>,
+) -> Checked {
     let mut out = Checked::default();
     for (index, message) in batch.iter().enumerate() {
-        match check_one(message, received_ms, spares) {
+        match check_one(message, received_ms, max_skew_ms, spares) {
             Ok((item, target)) => {
                 out.items.push(item);
                 out.sources.push(index);
@@ -168,7 +178,12 @@ pub fn check(batch: &[Inbound], received_ms: u64, spares: &mut Vec<Box<Envelope>
 
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
 
-fn check_one(message: &Inbound, received_ms: u64, spares: &mut Vec<Box<Envelope>>) -> Checked1 {
+fn check_one(
+    message: &Inbound,
+    received_ms: u64,
+    max_skew_ms: u64,
+    spares: &mut Vec<Box<Envelope>>,
+) -> Checked1 {
     if message.topic_cut() {
         return Err((Rejection::Topic, None));
     }
@@ -211,6 +226,11 @@ fn check_one(message: &Inbound, received_ms: u64, spares: &mut Vec<Box<Envelope>
                         epoch: envelope.epoch,
                         seq: envelope.seq,
                     };
+                    if envelope.timestamp_ms > received_ms.saturating_add(max_skew_ms) {
+                        // Refused for good: the collector is told, so it lets go.
+                        spares.push(envelope);
+                        return Err((Rejection::Future, Some(target)));
+                    }
                     Ok((
                         Item::Envelope {
                             envelope,
@@ -409,7 +429,7 @@ mod tests {
             "an oversize payload is not kept"
         );
         assert_eq!(batch[8].topic.len(), MAX_KEPT_TOPIC);
-        let checked = check(&batch, 5, &mut Vec::new());
+        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
         assert_eq!(checked.items.len(), 2);
         assert_eq!(checked.sources, [0, 7]);
         let causes: Vec<(usize, Rejection, bool)> = checked
@@ -432,6 +452,48 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_from_beyond_the_clock_skew_is_refused_for_good() {
+        let t = "devtel/v1/telemetry/s1/u/d";
+        // Poll times 1,000 + seq ms; received at 1,500 with 200 ms allowed: up to 1,700.
+        let batch = vec![
+            inbound(t, envelope("c", 7, 100, "u", "d")),
+            inbound(t, envelope("c", 7, 700, "u", "d")),
+            inbound(t, envelope("c", 7, 701, "u", "d")),
+            inbound(t, envelope("c", 7, u64::MAX - 1_000, "u", "d")),
+        ];
+        let mut spares = Vec::new();
+        let checked = check(&batch, 1_500, 200, &mut spares);
+        assert_eq!(checked.sources, [0, 1]);
+        let refused: Vec<(usize, Rejection, Option<u64>)> = checked
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.cause, r.target.as_ref().map(|t| t.seq)))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (2, Rejection::Future, Some(701)),
+                (3, Rejection::Future, Some(u64::MAX - 1_000))
+            ],
+            "refused with whom to tell"
+        );
+        // The first refused envelope's box took the second, whose box is kept for later.
+        assert_eq!(spares.len(), 1, "a refused envelope's box is used again");
+        // The collector is told they are refused, so it lets go of them.
+        let acks = acknowledgements(&checked, |_, _, _| vec![(100, 101), (700, 701)]);
+        assert_eq!(acks.len(), 1);
+        assert_eq!(
+            acks[0]
+                .1
+                .rejected
+                .iter()
+                .map(|r| r.start)
+                .collect::<Vec<_>>(),
+            [701, u64::MAX - 1_000]
+        );
+    }
+
+    #[test]
     fn acknowledgements_cover_stored_ranges_and_refusals_per_epoch() {
         let t = "devtel/v1/telemetry/s1/u/d";
         let batch = vec![
@@ -441,7 +503,7 @@ mod tests {
             inbound("devtel/v1/telemetry/s2/u/d", envelope("k", 1, 9, "u", "d")),
             inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
         ];
-        let checked = check(&batch, 5, &mut Vec::new());
+        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
         // What the gateway holds: 0..6 of (c, 7) (4 and 5 just now), 0 of (c, 8), 9 of (k, 1).
         let acks = acknowledgements(&checked, |collector, epoch, seqs| {
             assert!(!seqs.is_empty());
@@ -502,7 +564,7 @@ mod tests {
         let batch: Vec<Inbound> = (0..100)
             .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
             .collect();
-        let checked = check(&batch, 5, &mut Vec::new());
+        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
         let acks = acknowledgements(&checked, |_, _, seqs| {
             seqs.iter().map(|s| (*s, s + 1)).collect()
         });

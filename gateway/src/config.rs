@@ -49,6 +49,30 @@ pub struct RawConfig {
     /// The dashboard.
     #[serde(default)]
     pub dashboard: RawDashboard,
+    /// Checks of what arrives.
+    #[serde(default)]
+    pub ingest: RawIngest,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// How far an envelope's poll time may lead the gateway's clock.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for RawIngest {
+    fn default() -> Self {
+        RawIngest {
+            max_clock_skew: default_max_clock_skew(),
+        }
+    }
+}
+
+fn default_max_clock_skew() -> Duration {
+    Duration::from_millis(crate::batch::DEFAULT_MAX_CLOCK_SKEW_MS)
 }
 
 /// `[dashboard]`.
@@ -268,6 +292,8 @@ pub struct Config {
     pub prices: crate::pricing::Prices,
     /// How often an open dashboard page refreshes its content.
     pub dashboard_refresh: Duration,
+    /// How far an envelope's poll time may lead the gateway's clock.
+    pub max_clock_skew: Duration,
 }
 
 impl Config {
@@ -388,6 +414,14 @@ impl Config {
         {
             return Err(invalid("dashboard.refresh", "must be 2 s to 1 h".into()));
         }
+        if raw.ingest.max_clock_skew < Duration::from_secs(1)
+            || raw.ingest.max_clock_skew > Duration::from_secs(7 * 86_400)
+        {
+            return Err(invalid(
+                "ingest.max_clock_skew",
+                "must be 1 s to 7 days".into(),
+            ));
+        }
         let core = CoreSettings {
             units,
             ledger: LedgerSettings {
@@ -409,6 +443,7 @@ impl Config {
             core,
             prices,
             dashboard_refresh: raw.dashboard.refresh,
+            max_clock_skew: raw.ingest.max_clock_skew,
         })
     }
 }
@@ -447,6 +482,7 @@ mod tests {
                 "aggregation.timezone",
             ),
             ("[dashboard]\nrefresh = \"1s\"", "dashboard.refresh"),
+            ("[ingest]\nmax_clock_skew = \"0s\"", "ingest.max_clock_skew"),
             ("[[prices]]\nmono = -1\ncolour = 0", "prices[0].mono"),
             (
                 "[aggregation]\nworking_days = [\"mo\"]",

@@ -36,6 +36,10 @@ pub enum Rejection {
     /// A collector status that is not a JSON object.
     #[error("collector status is not a JSON object")]
     BadStatus,
+    /// An envelope polled more than the allowed clock skew after the gateway received it: a
+    /// site clock far ahead (or a forged time) would move "today" for every unit for good.
+    #[error("poll time too far ahead of the gateway's clock")]
+    Future,
     /// A QoS 0 message that found the ingest queue full (QoS 0 cannot come again). QoS 1
     /// messages are never dropped this way: see [`Counts::held_back`].
     #[error("QoS 0 message dropped: the ingest queue is full")]
@@ -52,18 +56,20 @@ impl Rejection {
             Rejection::Undecodable => "undecodable",
             Rejection::TopicMismatch => "topic_mismatch",
             Rejection::BadStatus => "bad_status",
+            Rejection::Future => "future",
             Rejection::Overflow => "overflow",
         }
     }
 
     /// Every cause, for metrics that list them all.
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 8] = [
         Rejection::Topic,
         Rejection::Oversize,
         Rejection::Version,
         Rejection::Undecodable,
         Rejection::TopicMismatch,
         Rejection::BadStatus,
+        Rejection::Future,
         Rejection::Overflow,
     ];
 }

@@ -86,9 +86,21 @@ pub struct Shared {
     pub prices: pricing::Prices,
     /// Seconds between the dashboard's refreshes (0: the default).
     pub dashboard_refresh_s: u32,
+    /// How far an envelope's poll time may lead the gateway's clock (0: the default,
+    /// [`batch::DEFAULT_MAX_CLOCK_SKEW_MS`]).
+    pub max_clock_skew: u64,
 }
 
 impl Shared {
+    /// How far an envelope's poll time may lead the gateway's clock, ms.
+    pub fn max_clock_skew_ms(&self) -> u64 {
+        if self.max_clock_skew == 0 {
+            batch::DEFAULT_MAX_CLOCK_SKEW_MS
+        } else {
+            self.max_clock_skew
+        }
+    }
+
     /// State around `aggregator`, without a store.
     pub fn new(aggregator: Aggregator) -> Self {
         Shared {
@@ -116,6 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shared.snapshots = config.snapshots;
     shared.raw_retention = Some(config.raw_retention);
     shared.prices = config.prices.clone();
+    shared.max_clock_skew = u64::try_from(config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);

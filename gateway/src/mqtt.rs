@@ -824,7 +824,7 @@ fn check_stage(
         let received_ms = now_ms();
         shared.stats.update(|c| c.received += batch.len() as u64);
         let mut boxes = spares.take(batch.len());
-        let checked = batch::check(&batch, received_ms, &mut boxes);
+        let checked = batch::check(&batch, received_ms, shared.max_clock_skew_ms(), &mut boxes);
         if !boxes.is_empty() {
             spares.give_back(Checked::default(), boxes);
         }

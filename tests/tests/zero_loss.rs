@@ -285,6 +285,25 @@ fn no_message_can_stop_ingest() {
         ))
         .unwrap();
     let mismatched = devtel_protocol::encode_to_vec(&envelope).unwrap();
+    // A valid envelope polled a day from now: it would move "today" for every unit.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut ahead =
+        devtel_protocol::Envelope::new("forger".try_into().unwrap(), 1, 7, now_ms + 86_400_000);
+    ahead
+        .readings
+        .push(devtel_protocol::Reading::NoResponse(
+            devtel_protocol::NoResponse {
+                device: "future-device".try_into().unwrap(),
+                unit: "ba.it".try_into().unwrap(),
+                kind: devtel_protocol::DeviceKind::Copier,
+                cause: devtel_protocol::NoResponseCause::Timeout,
+            },
+        ))
+        .unwrap();
+    let ahead = devtel_protocol::encode_to_vec(&ahead).unwrap();
 
     let evil = "devtel/v1/telemetry/evil/u0/c0";
     let dead = rt.block_on(async {
@@ -316,6 +335,15 @@ fn no_message_can_stop_ingest() {
                         .await
                         .unwrap();
                 }
+                client
+                    .publish(
+                        "devtel/v1/telemetry/site-site/ba.it/future-device",
+                        QoS::AtLeastOnce,
+                        false,
+                        ahead,
+                    )
+                    .await
+                    .unwrap();
                 client
                     .publish(
                         "devtel/v1/telemetry/site-site/ba.it/other-device",
@@ -359,7 +387,7 @@ fn no_message_can_stop_ingest() {
                 .iter()
                 .map(|c| r[c].as_u64().unwrap_or(0))
                 .sum::<u64>();
-            r["oversize"] == 2 && r["topic_mismatch"] == 1 && random == 1000
+            r["oversize"] == 2 && r["topic_mismatch"] == 1 && r["future"] == 1 && random == 1000
         })
     });
     assert_eq!(health["mqtt_connected"], true, "{health}");
@@ -408,6 +436,22 @@ fn no_message_can_stop_ingest() {
     );
     let devices = http_json(http, "/api/devices").unwrap();
     assert_eq!(devices.as_array().map(Vec::len), Some(3), "{devices}");
+    // The envelope from the future moved nothing: "now" is still the real readings' time.
+    let newest = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["last_seen_ms"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        newest < now_ms + 600_000,
+        "newest poll {newest}, test began {now_ms}"
+    );
+    assert!(dead.iter().any(|(t, p)| {
+        t == "devtel/v1/deadletter/future/devtel/v1/telemetry/site-site/ba.it/future-device"
+            && !p.is_empty()
+    }));
     let counters = stop_and_check_complete(http, "site", &mut collector, &gateway);
     assert_eq!(n(&counters, "rejected"), 0);
     // The mismatched envelope claimed this collector's name with epoch 1: its "rejected"
