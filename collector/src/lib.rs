@@ -17,6 +17,7 @@
 //! concurrency, a deadline per device), wraps each reading in an envelope with the next sequence
 //! number and publishes it.
 
+pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod discover;

@@ -95,6 +95,10 @@ pub struct Stats {
     pub spool_pending: AtomicU64,
     /// Bytes the spool occupies on disk (gauge).
     pub spool_bytes: AtomicU64,
+    /// Jumps of the site box's wall clock seen (see [`crate::clock`]).
+    pub clock_jumps: AtomicU64,
+    /// The last jump, ms (positive: forward), as two's complement.
+    pub clock_last_jump_ms: AtomicU64,
 }
 
 impl Stats {
@@ -127,6 +131,8 @@ impl Stats {
             connection_errors: get(&self.connection_errors),
             spool_pending: get(&self.spool_pending),
             spool_bytes: get(&self.spool_bytes),
+            clock_jumps: get(&self.clock_jumps),
+            clock_last_jump_ms: get(&self.clock_last_jump_ms) as i64,
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct Counters {
     pub connection_errors: u64,
     pub spool_pending: u64,
     pub spool_bytes: u64,
+    pub clock_jumps: u64,
+    pub clock_last_jump_ms: i64,
 }
 
 /// What the poller hands to the delivery task.
@@ -303,6 +311,7 @@ struct Sender {
     ack_topic: Option<String>,
     connected_once: bool,
     last_bad_ack_log: Option<Instant>,
+    clock: crate::clock::ClockWatch,
 }
 
 impl Sender {
@@ -398,6 +407,16 @@ impl Sender {
     }
 
     fn publish_status(&mut self, state: &str) {
+        if let Some(jump_ms) = self.clock.observe(now_ms(), std::time::Instant::now()) {
+            self.stats.clock_jumps.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .clock_last_jump_ms
+                .store(jump_ms as u64, Ordering::Relaxed);
+            warn!(
+                jump_ms,
+                "the wall clock jumped: poll times before and after differ by this much more than the time that passed"
+            );
+        }
         let Some(t) = self.status_topic.clone() else {
             return;
         };
@@ -545,6 +564,7 @@ pub async fn run(
         ack_topic,
         connected_once: false,
         last_bad_ack_log: None,
+        clock: crate::clock::ClockWatch::default(),
     };
     s.update_gauges();
     let mut tick = tokio::time::interval(Duration::from_secs(1));

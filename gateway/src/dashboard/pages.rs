@@ -890,6 +890,7 @@ pub fn collectors(
                     th scope="col" class="num" { (ctx.t("Rückstand", "Backlog")) }
                     th scope="col" class="num" { (ctx.t("Empfangen", "Received")) }
                     th scope="col" class="num" { (ctx.t("Fehlende Messwerte", "Missing readings")) }
+                    th scope="col" class="num" { (ctx.t("Uhrsprünge", "Clock jumps")) }
                     th scope="col" { "Version" }
                 } }
                 tbody {
@@ -909,6 +910,8 @@ pub fn collectors(
                             td class="num" data-field="backlog" { (backlog.map_or("–".into(), |b| l.int(i64::try_from(b).unwrap_or(i64::MAX)))) }
                             td class="num" data-field="received" { (l.int(i64::try_from(received).unwrap_or(i64::MAX))) }
                             td class="num" data-field="missing" { span class=[(missing > 0).then_some("missed")] { (l.int(i64::try_from(missing).unwrap_or(i64::MAX))) } }
+                            @let jumps = status.and_then(|s| s.pointer("/counters/clock_jumps")).and_then(serde_json::Value::as_u64);
+                            td class="num" data-field="clock-jumps" { span class=[(jumps.unwrap_or(0) > 0).then_some("missed")] { (jumps.map_or("–".into(), |j| l.int(i64::try_from(j).unwrap_or(i64::MAX)))) } }
                             td { (status.and_then(|s| s.get("version")).and_then(|v| v.as_str()).unwrap_or("–")) }
                         }
                     }
