@@ -236,16 +236,33 @@ fn date_param(name: &str, value: Option<&str>, default: Date) -> Result<Date, St
     }
 }
 
+/// Longest range of local days a query may span (a year and a month: this year against the
+/// last, a billing year with its closing month).
+pub const MAX_RANGE_DAYS: i64 = 400;
+
+/// Longest range of a query by day (a quarter).
+pub const MAX_DAILY_RANGE_DAYS: i64 = 92;
+
 fn range(
     agg: &Aggregator,
     from: Option<&str>,
     to: Option<&str>,
     default_from: Date,
+    max_days: i64,
 ) -> Result<(Date, Date), String> {
     let to = date_param("to", to, agg.as_of_date())?;
     let from = date_param("from", from, default_from)?;
     if from > to {
         return Err(format!("from ({from}) is after to ({to})"));
+    }
+    let days = i64::from(
+        from.until((jiff::Unit::Day, to))
+            .map_or(i32::MAX, |span| span.get_days()),
+    ) + 1;
+    if days > max_days {
+        return Err(format!(
+            "range: {from} to {to} is {days} days, at most {max_days} are answered at once"
+        ));
     }
     Ok((from, to))
 }
@@ -269,7 +286,13 @@ async fn history(
         if agg.device(&device).is_none() {
             return error(StatusCode::NOT_FOUND, format!("unknown device {device:?}"));
         }
-        let (from, to) = match range(&agg, q.from.as_deref(), q.to.as_deref(), agg.as_of_date()) {
+        let (from, to) = match range(
+            &agg,
+            q.from.as_deref(),
+            q.to.as_deref(),
+            agg.as_of_date(),
+            MAX_RANGE_DAYS,
+        ) {
             Ok(r) => r,
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
         };
@@ -372,15 +395,6 @@ async fn consumption(
     if !agg.has_unit(unit) {
         return error(StatusCode::NOT_FOUND, format!("unknown unit {unit:?}"));
     }
-    let (from, to) = match range(
-        &agg,
-        q.from.as_deref(),
-        q.to.as_deref(),
-        agg.as_of_date().first_of_month(),
-    ) {
-        Ok(r) => r,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
     let by_month = match q.by.as_deref() {
         None | Some("month") => true,
         Some("day") => false,
@@ -390,6 +404,20 @@ async fn consumption(
                 format!("by: {other:?} is not \"day\" or \"month\""),
             )
         }
+    };
+    let (from, to) = match range(
+        &agg,
+        q.from.as_deref(),
+        q.to.as_deref(),
+        agg.as_of_date().first_of_month(),
+        if by_month {
+            MAX_RANGE_DAYS
+        } else {
+            MAX_DAILY_RANGE_DAYS
+        },
+    ) {
+        Ok(r) => r,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let ids = agg.device_ids_in(unit, true);
     let mut periods = Vec::new();
@@ -585,11 +613,45 @@ mod tests {
             ("/api/devices?unit=nope", StatusCode::NOT_FOUND),
             ("/api/devices/nope", StatusCode::NOT_FOUND),
             ("/api/devices/nope/history", StatusCode::NOT_FOUND),
+            // Ranges are bounded: 400 days, 92 by day.
+            (
+                "/api/consumption?unit=u1&from=0001-01-01&to=9999-12-31&by=day",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/consumption?unit=u1&from=2025-10-01&to=2026-11-30",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/consumption?unit=u1&from=2026-08-01&to=2026-11-30&by=day",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/devices/c1/history?from=0001-01-01&to=9999-12-31",
+                StatusCode::BAD_REQUEST,
+            ),
         ] {
             let (status, body) = get_json(app(), uri).await;
             assert_eq!(status, want, "{uri}: {body}");
             assert!(body["error"].is_string(), "{uri}: {body}");
         }
+        // Up to the bounds they are answered.
+        for uri in [
+            "/api/consumption?unit=u1&from=2025-11-01&to=2026-12-04",
+            "/api/consumption?unit=u1&from=2026-09-01&to=2026-11-30&by=day",
+        ] {
+            let (status, body) = get_json(app(), uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        }
+        let (_, wide) = get_json(
+            app(),
+            "/api/consumption?unit=u1&from=0001-01-01&to=9999-12-31&by=day",
+        )
+        .await;
+        assert!(
+            wide["error"].as_str().unwrap().starts_with("range: "),
+            "{wide}"
+        );
         let (_, devices) = get_json(app(), "/api/devices?unit=u1&kind=copier").await;
         assert_eq!(devices.as_array().unwrap().len(), 1);
         assert_eq!(devices[0]["pages_today"]["total"], 500);
