@@ -107,8 +107,8 @@ pub struct RawSpool {
     pub fsync: Option<String>,
 }
 
-/// `[[devices]]`: one device.
-#[derive(Debug, Deserialize)]
+/// `[[devices]]`: one device. Its `Debug` never prints the community or the passwords.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDevice {
     /// Device id, unique in the deployment (a topic segment).
@@ -189,6 +189,27 @@ const fn default_snmp_port() -> u16 {
 fn default_version() -> String {
     "2c".into()
 }
+impl std::fmt::Debug for RawDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "***" } else { "-" };
+        f.debug_struct("RawDevice")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("version", &self.version)
+            .field("community", &"***")
+            .field("user", &self.user)
+            .field("auth_protocol", &self.auth_protocol)
+            .field("auth_password", &hidden(self.auth_password.is_some()))
+            .field("priv_protocol", &self.priv_protocol)
+            .field("priv_password", &hidden(self.priv_password.is_some()))
+            .field("context", &self.context)
+            .field("unit", &self.unit)
+            .finish_non_exhaustive()
+    }
+}
+
 fn default_community() -> String {
     "public".into()
 }
@@ -858,5 +879,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+    #[test]
+    fn no_credential_appears_in_debug_output() {
+        let text = "site = \"s\"\n[mqtt]\nusername = \"site-s\"\npassword = \"mqtt-secret\"\n\
+            [[devices]]\nid = \"d1\"\naddress = \"10.0.0.1\"\nunit = \"u\"\ncommunity = \"community-secret\"\n\
+            [[devices]]\nid = \"d2\"\naddress = \"10.0.0.2\"\nunit = \"u\"\nversion = \"3\"\nuser = \"devtel\"\n\
+            auth_password = \"auth-secret\"\npriv_password = \"priv-secret\"\n";
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        let config = Config::from_toml(text).unwrap();
+        assert_eq!(config.devices[0].target.community, "community-secret");
+        for shown in [
+            format!("{raw:?}"),
+            format!("{raw:#?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(!shown.contains("secret"), "{shown}");
+            assert!(
+                shown.contains("d1") && shown.contains("10.0.0.1"),
+                "the rest is shown"
+            );
+        }
     }
 }

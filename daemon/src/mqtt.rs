@@ -28,8 +28,9 @@ pub const PASSWORD_ENV: &str = "DEVTEL_MQTT_PASSWORD";
 /// gateway has not acknowledged — it only bounds what a broker holds for a daemon that is gone.
 pub const SESSION_EXPIRY: u32 = 7 * 24 * 3600;
 
-/// `[mqtt]` as written in either daemon's config file.
-#[derive(Debug, Default, Deserialize)]
+/// `[mqtt]` as written in either daemon's config file. Its `Debug` never prints the
+/// password.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqtt {
     /// User name for the broker.
@@ -52,6 +53,22 @@ pub struct RawMqtt {
     /// Longest wait between reconnect attempts (the backoff's cap).
     #[serde(default, with = "humantime_serde")]
     pub reconnect_max: Option<Duration>,
+}
+
+impl std::fmt::Debug for RawMqtt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMqtt")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("keep_alive", &self.keep_alive)
+            .field("inflight", &self.inflight)
+            .field("reconnect_max", &self.reconnect_max)
+            .finish()
+    }
 }
 
 /// A secret that never shows in `Debug` output or logs.

@@ -312,8 +312,8 @@ impl Usm {
     }
 }
 
-/// Where and how to reach one agent.
-#[derive(Debug, Clone)]
+/// Where and how to reach one agent. Its `Debug` never prints the community.
+#[derive(Clone)]
 pub struct Target {
     /// Host name or address.
     pub host: String,
@@ -325,6 +325,19 @@ pub struct Target {
     pub community: String,
     /// User-based security (v3; required when `version` is [`Version::V3`]).
     pub usm: Option<Usm>,
+}
+
+impl std::fmt::Debug for Target {
+    /// Never prints the community (a credential on v1/v2c).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("version", &self.version)
+            .field("community", &"***")
+            .field("usm", &self.usm)
+            .finish()
+    }
 }
 
 impl Target {
