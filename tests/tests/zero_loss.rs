@@ -416,6 +416,22 @@ fn no_message_can_stop_ingest() {
         "copied unchanged"
     );
 
+    // An absurd query is refused at once, naming the bound (it would build millions of
+    // periods), and ingest is not held up by it (below).
+    let asked = std::time::Instant::now();
+    let (status, body) = http_get(
+        http,
+        "/api/consumption?unit=ba.it&from=0001-01-01&to=9999-12-31&by=day",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("range: "), "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
     // And ingest goes on: the collector's readings polled after all this are applied within
     // seconds, its connection never broke, nothing was applied from the garbage.
     let before = collector_view(http, "site")
