@@ -10,46 +10,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use common::corpus;
+use common::{env, printer, PRINTERS};
 use devtel_gateway::aggregate::Aggregator;
 use devtel_gateway::Shared;
 use devtel_protocol::{Envelope, Level, Reading};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-const PRINTERS: &[&str] = &[
-    "ricoh_mpc3002",
-    "sharp",
-    "konica_c250i",
-    "jetdirect_m130nw",
-    "utax",
-    "samsungprinter_m4080fx",
-    "epson",
-    "okilan_9450g",
-];
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn aggregator(devices: usize, days: u64) -> Aggregator {
-    let id = devtel_collector::devices::DeviceIdentity {
-        device: "x".try_into().unwrap(),
-        unit: "u".try_into().unwrap(),
-    };
-    let templates: Vec<_> = PRINTERS
-        .iter()
-        .map(|n| {
-            let path = corpus().join("snmprec").join(format!("{n}.snmprec"));
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            devtel_collector::devices::printer::map(&id, &devtel_collector::snmprec::parse(&text).0)
-                .expect(n)
-        })
-        .collect();
+    let templates: Vec<_> = PRINTERS.iter().map(|n| printer(n)).collect();
     let mut agg = Aggregator::new();
     let t0 = 1_793_750_400_000u64; // 2026-11-03
     let polls = days * 96; // every 15 min

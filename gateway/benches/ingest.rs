@@ -29,33 +29,11 @@ use devtel_protocol::{encode_to_vec, topic, Envelope, Reading};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 mod common;
-use common::{corpus, free_port};
-
-const PRINTERS: &[&str] = &[
-    "ricoh_mpc3002",
-    "sharp",
-    "konica_c250i",
-    "jetdirect_m130nw",
-    "utax",
-    "samsungprinter_m4080fx",
-    "epson",
-    "okilan_9450g",
-];
+use common::{free_port, printer, PRINTERS};
 
 /// (topic, payload) for `n` readings over 100 devices.
 fn workload(n: usize) -> Vec<(String, Vec<u8>)> {
-    let mut readings = Vec::new();
-    for name in PRINTERS {
-        let text =
-            std::fs::read_to_string(corpus().join("snmprec").join(format!("{name}.snmprec")))
-                .expect("corpus recording");
-        let (vb, _) = devtel_collector::snmprec::parse(&text);
-        let id = devtel_collector::devices::DeviceIdentity {
-            device: (*name).try_into().unwrap(),
-            unit: "u".try_into().unwrap(),
-        };
-        readings.push(devtel_collector::devices::printer::map(&id, &vb).expect("a printer"));
-    }
+    let readings: Vec<_> = PRINTERS.iter().map(|n| printer(n)).collect();
     let t0 = 1_795_000_000_000u64;
     (0..n)
         .map(|i| {

@@ -33,7 +33,7 @@ use devtel_protocol::{
 };
 
 mod common;
-use common::{corpus, free_port};
+use common::{corpus, env, free_port};
 
 const PRINTERS: &[&str] = &[
     "sharp",
@@ -466,13 +466,6 @@ fn latency(port: u16, path: &str, n: usize) -> (Duration, usize) {
     }
     times.sort();
     (times[n / 2], size)
-}
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -670,16 +670,7 @@ impl Aggregator {
     /// Availability over the window for a sum of figures.
     pub fn availability(&self, f: &DayFigures) -> AvailabilityDoc {
         let (from, to) = self.availability_window();
-        let percent = (f.polls > 0).then(|| percent(f.polls_available, f.polls, 3));
-        AvailabilityDoc {
-            from: from.to_string(),
-            to: to.to_string(),
-            polls: f.polls,
-            polls_available: f.polls_available,
-            percent,
-            sla_target_percent: self.settings.sla_target_percent,
-            meets_sla: percent.map(|p| p >= self.settings.sla_target_percent),
-        }
+        self.availability_over(from, to, f)
     }
 
     /// The document of `unit` (figures rolled up over its descendants), or `None` when the

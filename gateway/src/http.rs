@@ -112,14 +112,18 @@ async fn monthly_report(
     if !csv {
         return Json(report).into_response();
     }
-    let body = crate::report::csv(&report, csv_lang);
     let name = format!("devtel-kostenstellen-{}.csv", report.month);
+    csv_attachment(&name, crate::report::csv(&report, csv_lang))
+}
+
+/// A CSV answer the browser saves as `filename`.
+pub(crate) fn csv_attachment(filename: &str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
+                format!("attachment; filename=\"{filename}\""),
             ),
         ],
         body,

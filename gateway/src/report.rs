@@ -410,14 +410,9 @@ pub fn monthly(
     })
 }
 
-/// The language of a CSV's headers, marks and number formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsvLang {
-    /// German headers, `dd.mm.yyyy hh:mm`, decimal comma.
-    De,
-    /// English headers, ISO times, decimal comma all the same (the separator stays `;`).
-    En,
-}
+/// The language of a CSV's headers and notes: German (`dd.mm.yyyy hh:mm`) or English (RFC 3339
+/// times); decimal commas and `;` in both.
+pub use crate::dashboard::i18n::Lang as CsvLang;
 
 /// A field as the dialect writes it: quoted when it holds `;`, `"`, a line break or
 /// surrounding blanks; a text starting with `=`, `+`, `-`, `@`, tab or CR (a formula to a
@@ -555,23 +550,6 @@ pub fn csv(report: &MonthlyReport, lang: CsvLang) -> String {
             m.time.clone()
         }
     };
-    let mark_word = |m: &str| -> &'static str {
-        match (m, de) {
-            ("first_reading", true) => "erster Zählerstand im Monat",
-            ("first_reading", false) => "first reading in the month",
-            ("no_reading", true) => "kein Zählerstand im Monat",
-            ("no_reading", false) => "no reading in the month",
-            ("reset", true) => "Zähler zurückgesetzt",
-            ("reset", false) => "counter reset",
-            ("wrap", true) => "Zählerüberlauf",
-            ("wrap", false) => "counter wrap",
-            ("replaced", true) => "Gerät getauscht",
-            ("replaced", false) => "device replaced",
-            ("no_price", true) => "kein Preis",
-            ("no_price", false) => "no price",
-            _ => "",
-        }
-    };
     let [k_device, k_centre, k_total] = if de {
         ["Gerät", "Summe Kostenstelle", "Gesamt"]
     } else {
@@ -624,7 +602,7 @@ pub fn csv(report: &MonthlyReport, lang: CsvLang) -> String {
                     euros(d.cost_cents),
                     d.marks
                         .iter()
-                        .map(|m| mark_word(m))
+                        .map(|m| lang.mark(m))
                         .collect::<Vec<_>>()
                         .join(", "),
                 ]);

@@ -18,3 +18,35 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The copier recordings the ingest and dashboard benches use.
+pub const PRINTERS: &[&str] = &[
+    "ricoh_mpc3002",
+    "sharp",
+    "konica_c250i",
+    "jetdirect_m130nw",
+    "utax",
+    "samsungprinter_m4080fx",
+    "epson",
+    "okilan_9450g",
+];
+
+/// The printer reading of recording `name` as the collector maps it (device `name`, unit `u`).
+pub fn printer(name: &str) -> devtel_protocol::PrinterReading {
+    let path = corpus().join("snmprec").join(format!("{name}.snmprec"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (varbinds, _) = devtel_collector::snmprec::parse(&text);
+    let id = devtel_collector::devices::DeviceIdentity {
+        device: name.try_into().unwrap(),
+        unit: "u".try_into().unwrap(),
+    };
+    devtel_collector::devices::printer::map(&id, &varbinds).expect(name)
+}
+
+/// A number from the environment, else `default`.
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

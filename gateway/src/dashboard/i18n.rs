@@ -284,6 +284,19 @@ impl Lang {
         }
     }
 
+    /// The words for a note of the monthly report (`marks` in its JSON).
+    pub fn mark(self, code: &str) -> &'static str {
+        match code {
+            "first_reading" => self.t("erster Zählerstand im Monat", "first reading in the month"),
+            "no_reading" => self.t("kein Zählerstand im Monat", "no reading in the month"),
+            "reset" => self.t("Zähler zurückgesetzt", "counter reset"),
+            "wrap" => self.t("Zählerüberlauf", "counter wrap"),
+            "replaced" => self.t("Gerät getauscht", "device replaced"),
+            "no_price" => self.t("kein Preis", "no price"),
+            _ => "",
+        }
+    }
+
     /// The words for a seat's occupancy.
     pub fn occupancy(self, code: &str) -> &'static str {
         match code {

@@ -29,6 +29,7 @@ use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 
+use crate::aggregate::Aggregator;
 use crate::Shared;
 use i18n::Lang;
 
@@ -269,6 +270,23 @@ fn problem(ctx: &Ctx, status: StatusCode, message: String) -> Response {
     respond(ctx, status, page)
 }
 
+/// 404: `what` (e.g. "Unbekannte Einheit") named `name`.
+fn unknown(ctx: &Ctx, what: &'static str, name: &str) -> Response {
+    problem(
+        ctx,
+        StatusCode::NOT_FOUND,
+        format!("{what} {:?}", short(name)),
+    )
+}
+
+/// The `unit` filter of a list: `None` for all units; `Err` names a unit nobody knows.
+fn unit_filter<'a>(agg: &Aggregator, q: &'a PageQuery) -> Result<Option<&'a str>, &'a str> {
+    match q.unit.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) if !agg.has_unit(u) => Err(u),
+        unit => Ok(unit),
+    }
+}
+
 fn unavailable(ctx: &Ctx) -> Response {
     problem(
         ctx,
@@ -323,18 +341,7 @@ async fn unit(
     };
     match pages::unit(&ctx, &agg, &id) {
         Some(page) => respond(&ctx, StatusCode::OK, page),
-        None => {
-            drop(agg);
-            problem(
-                &ctx,
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{} {:?}",
-                    ctx.t("Unbekannte Einheit", "Unknown unit"),
-                    short(&id)
-                ),
-            )
-        }
+        None => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &id),
     }
 }
 
@@ -350,18 +357,7 @@ async fn device(
     };
     match pages::device(&ctx, &agg, &id) {
         Some(page) => respond(&ctx, StatusCode::OK, page),
-        None => {
-            drop(agg);
-            problem(
-                &ctx,
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{} {:?}",
-                    ctx.t("Unbekanntes Gerät", "Unknown device"),
-                    short(&id)
-                ),
-            )
-        }
+        None => unknown(&ctx, ctx.t("Unbekanntes Gerät", "Unknown device"), &id),
     }
 }
 
@@ -374,22 +370,10 @@ async fn supplies(
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
-    let unit = q.unit.as_deref().filter(|u| !u.is_empty());
-    if let Some(u) = unit {
-        if !agg.has_unit(u) {
-            drop(agg);
-            return problem(
-                &ctx,
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{} {:?}",
-                    ctx.t("Unbekannte Einheit", "Unknown unit"),
-                    short(u)
-                ),
-            );
-        }
+    match unit_filter(&agg, &q) {
+        Ok(unit) => respond(&ctx, StatusCode::OK, pages::supplies(&ctx, &agg, unit)),
+        Err(u) => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), u),
     }
-    respond(&ctx, StatusCode::OK, pages::supplies(&ctx, &agg, unit))
 }
 
 async fn supplies_csv(
@@ -401,33 +385,13 @@ async fn supplies_csv(
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };
-    let unit = q.unit.as_deref().filter(|u| !u.is_empty());
-    if let Some(u) = unit {
-        if !agg.has_unit(u) {
-            drop(agg);
-            return problem(
-                &ctx,
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{} {:?}",
-                    ctx.t("Unbekannte Einheit", "Unknown unit"),
-                    short(u)
-                ),
-            );
-        }
+    match unit_filter(&agg, &q) {
+        Ok(unit) => crate::http::csv_attachment(
+            "devtel-toner-bestellen.csv",
+            pages::supplies_csv(&ctx, &agg, unit),
+        ),
+        Err(u) => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), u),
     }
-    let body = pages::supplies_csv(&ctx, &agg, unit);
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"devtel-toner-bestellen.csv\"".to_string(),
-            ),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 async fn collectors(

@@ -7,7 +7,7 @@ use maud::{html, Markup};
 
 use super::svg::{self, Bar, Line};
 use super::{encode, layout, Ctx, Nav};
-use crate::aggregate::{Aggregator, DeviceDoc, SupplyOrder, UnitDoc};
+use crate::aggregate::{Aggregator, DeviceDoc, DeviceFullDoc, SupplyOrder, UnitDoc};
 use crate::report::MonthlyReport;
 
 /// A device whose newest reading is this much older than the newest poll of all is stale.
@@ -165,14 +165,25 @@ pub fn overview(ctx: &Ctx, agg: &Aggregator) -> Markup {
     )
 }
 
-/// Pages per day of `devices` over `[from, to]`, as bars.
-fn pages_bars(ctx: &Ctx, agg: &Aggregator, devices: &[String], from: Date, to: Date) -> Vec<Bar> {
+/// The summed day figures of `devices` over `[from, to]`, by day.
+fn daily(
+    agg: &Aggregator,
+    devices: &[String],
+    from: Date,
+    to: Date,
+) -> BTreeMap<Date, crate::ledger::DayFigures> {
     let mut by_day: BTreeMap<Date, crate::ledger::DayFigures> = BTreeMap::new();
     for d in devices {
         for (day, f) in agg.device_days(d, from, to) {
             *by_day.entry(day).or_default() += &f;
         }
     }
+    by_day
+}
+
+/// Pages per day of `devices` over `[from, to]`, as bars.
+fn pages_bars(ctx: &Ctx, agg: &Aggregator, devices: &[String], from: Date, to: Date) -> Vec<Bar> {
+    let by_day = daily(agg, devices, from, to);
     days(from, to)
         .into_iter()
         .map(|day| {
@@ -218,12 +229,7 @@ fn availability_chart(
     to: Date,
 ) -> Markup {
     let target = agg.settings().sla_target_percent;
-    let mut by_day: BTreeMap<Date, crate::ledger::DayFigures> = BTreeMap::new();
-    for d in devices {
-        for (day, f) in agg.device_days(d, from, to) {
-            *by_day.entry(day).or_default() += &f;
-        }
-    }
+    let by_day = daily(agg, devices, from, to);
     let mut lowest = target;
     let bars: Vec<Bar> = days(from, to)
         .into_iter()
@@ -306,6 +312,17 @@ fn supply_bars(ctx: &Ctx, d: &DeviceDoc, r: Option<&devtel_protocol::PrinterRead
     }
 }
 
+/// The column heads of [`device_row_cells`].
+fn device_head_cells(ctx: &Ctx) -> Markup {
+    html! {
+        th scope="col" { (ctx.t("Gerät", "Device")) }
+        th scope="col" { (ctx.t("Modell", "Model")) }
+        th scope="col" { (ctx.t("Zustand", "Status")) }
+        th scope="col" { (ctx.t("Zuletzt gesehen", "Last seen")) }
+    }
+}
+
+/// A device's first cells in the unit page's tables: link, model, status, last seen.
 fn device_row_cells(ctx: &Ctx, agg: &Aggregator, d: &DeviceDoc) -> Markup {
     html! {
         th scope="row" { a href=(device_href(&d.device)) { (d.device) } }
@@ -325,13 +342,14 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
     let today = agg.as_of_date();
     let month = today.first_of_month();
     let all = agg.device_ids_in(id, true);
-    let devices: Vec<DeviceDoc> = all
-        .iter()
-        .filter_map(|d| agg.device(d))
-        .map(|f| f.device)
-        .collect();
+    let devices: Vec<DeviceFullDoc> = all.iter().filter_map(|d| agg.device(d)).collect();
     let name = doc.name.clone().unwrap_or_else(|| doc.unit.clone());
-    let by_kind = |k: &str| devices.iter().filter(|d| d.kind == k).collect::<Vec<_>>();
+    let by_kind = |k: &str| {
+        devices
+            .iter()
+            .filter(|f| f.device.kind == k)
+            .collect::<Vec<_>>()
+    };
     let copiers = by_kind("copier");
     let phones = by_kind("phone");
     let docks = by_kind("dock");
@@ -416,21 +434,19 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
             table {
                 caption class="sr-only" { (l.kinds("copier")) }
                 thead { tr {
-                    th scope="col" { (ctx.t("Gerät", "Device")) }
-                    th scope="col" { (ctx.t("Modell", "Model")) }
-                    th scope="col" { (ctx.t("Zustand", "Status")) }
-                    th scope="col" { (ctx.t("Zuletzt gesehen", "Last seen")) }
+                    (device_head_cells(ctx))
                     th scope="col" { (ctx.t("Verbrauchsmaterial", "Supplies")) }
                     th scope="col" class="num" { (ctx.t("Zählerstand", "Page counter")) }
                     th scope="col" class="num" { (ctx.t("Seiten im Monat", "Pages this month")) }
                 } }
                 tbody {
-                    @for d in &copiers {
+                    @for f in &copiers {
+                        @let d = &f.device;
                         tr data-device=(d.device) {
                             (device_row_cells(ctx, agg, d))
                             td { (supply_bars(ctx, d, agg.printer_reading(&d.device))) }
                             td class="num" { (d.page_count.map_or("–".into(), |c| l.int(c as i64))) }
-                            td class="num" data-field="pages-month" { (agg.device(&d.device).map_or(0, |f| f.pages_month.total)) }
+                            td class="num" data-field="pages-month" { (l.int(f.pages_month.total)) }
                         }
                     }
                 }
@@ -440,14 +456,12 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
             h2 { (l.kinds("phone")) }
             table {
                 thead { tr {
-                    th scope="col" { (ctx.t("Gerät", "Device")) }
-                    th scope="col" { (ctx.t("Modell", "Model")) }
-                    th scope="col" { (ctx.t("Zustand", "Status")) }
-                    th scope="col" { (ctx.t("Zuletzt gesehen", "Last seen")) }
+                    (device_head_cells(ctx))
                     th scope="col" { (ctx.t("Leitungen", "Lines")) }
                 } }
                 tbody {
-                    @for d in &phones {
+                    @for f in &phones {
+                        @let d = &f.device;
                         tr data-device=(d.device) {
                             (device_row_cells(ctx, agg, d))
                             td { @for line in &d.lines { div { (line.number.as_deref().unwrap_or("–")) ": " (l.registration(line.registration)) } } }
@@ -460,14 +474,12 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
             h2 { (l.kinds("dock")) }
             table {
                 thead { tr {
-                    th scope="col" { (ctx.t("Gerät", "Device")) }
-                    th scope="col" { (ctx.t("Modell", "Model")) }
-                    th scope="col" { (ctx.t("Zustand", "Status")) }
-                    th scope="col" { (ctx.t("Zuletzt gesehen", "Last seen")) }
+                    (device_head_cells(ctx))
                     th scope="col" class="num" { (ctx.t("Plätze belegt", "Seats occupied")) }
                 } }
                 tbody {
-                    @for d in &docks {
+                    @for f in &docks {
+                        @let d = &f.device;
                         @let seats: Vec<_> = d.seats.iter().filter(|s| s.occupancy != "uplink").collect();
                         tr data-device=(d.device) {
                             (device_row_cells(ctx, agg, d))
@@ -951,17 +963,6 @@ pub fn report(ctx: &Ctx, agg: &Aggregator, r: &MonthlyReport, month: Date) -> Ma
         .checked_add(jiff::Span::new().months(1))
         .ok()
         .filter(|n| *n <= agg.as_of_date());
-    let mark = |m: &str| -> &'static str {
-        match m {
-            "first_reading" => ctx.t("erster Zählerstand im Monat", "first reading in the month"),
-            "no_reading" => ctx.t("kein Zählerstand im Monat", "no reading in the month"),
-            "reset" => ctx.t("Zähler zurückgesetzt", "counter reset"),
-            "wrap" => ctx.t("Zählerüberlauf", "counter wrap"),
-            "replaced" => ctx.t("Gerät getauscht", "device replaced"),
-            "no_price" => ctx.t("kein Preis", "no price"),
-            _ => "",
-        }
-    };
     let title = format!(
         "{} {}",
         ctx.t("Kostenstellenbericht", "Cost allocation"),
@@ -1024,7 +1025,7 @@ pub fn report(ctx: &Ctx, agg: &Aggregator, r: &MonthlyReport, month: Date) -> Ma
                                     td class="num" { (l.int(d.pages.colour)) }
                                     td class="num" { (l.int(d.pages.total)) }
                                     td class="num" { (l.money(d.cost_cents)) }
-                                    td { (d.marks.iter().map(|m| mark(m)).collect::<Vec<_>>().join(", ")) }
+                                    td { (d.marks.iter().map(|m| l.mark(m)).collect::<Vec<_>>().join(", ")) }
                                 }
                             }
                             tr class="total" {
