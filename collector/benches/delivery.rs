@@ -41,7 +41,13 @@ fn payloads() -> Vec<Vec<u8>> {
                 unit: "ba.it".try_into().unwrap(),
             };
             let reading = printer::map(&id, &vb).ok()?;
-            let mut e = Envelope::new("bench".try_into().unwrap(), 1, 0, 1_795_000_000_000);
+            let mut e = Envelope::new(
+                "site".try_into().unwrap(),
+                "bench".try_into().unwrap(),
+                1,
+                0,
+                1_795_000_000_000,
+            );
             e.readings.push(Reading::Printer(reading)).unwrap();
             let t = topic::telemetry("site", "ba.it", &format!("copier-{i}")).unwrap();
             Some(spool_payload(t.as_str(), &encode_to_vec(&e).unwrap()))

@@ -103,7 +103,13 @@ fn main() {
                     Reading::NoResponse(_) => silent += 1,
                     _ => answered += 1,
                 }
-                let mut env = Envelope::new("bench".try_into().unwrap(), 0, 0, 0);
+                let mut env = Envelope::new(
+                    "site".try_into().unwrap(),
+                    "bench".try_into().unwrap(),
+                    0,
+                    0,
+                    0,
+                );
                 env.readings.push(reading).unwrap();
                 bytes += devtel_protocol::encode_to_vec(&env).unwrap().len();
                 async {}

@@ -40,6 +40,7 @@ fn readings() -> Vec<(Vec<u8>, Vec<u8>)> {
             };
             let reading = Reading::Printer(printer::map(&id, &vb).ok()?);
             let mut env = Envelope::new(
+                "site".try_into().unwrap(),
                 "rathaus-gw1".try_into().unwrap(),
                 1_795_000_000_000,
                 1_000_000 + i as u64,

@@ -132,6 +132,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         round += 1;
         let (mut answered, mut silent) = (0u32, 0u32);
         let collector_id = config.collector_id.clone();
+        let site = config.site.clone();
         let tx = &tx;
         let stats_ref = &stats;
         let completed = poller::poll_fleet(
@@ -153,8 +154,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     }
                     _ => answered += 1,
                 }
-                let mut envelope =
-                    Envelope::new(collector_id.clone(), epoch, seq, publisher::now_ms());
+                let mut envelope = Envelope::new(
+                    site.clone(),
+                    collector_id.clone(),
+                    epoch,
+                    seq,
+                    publisher::now_ms(),
+                );
                 seq += 1;
                 let pushed = envelope.readings.push(reading).is_ok();
                 async move {

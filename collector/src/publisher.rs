@@ -672,7 +672,13 @@ mod tests {
         assert_eq!(split_payload(&[200, 0, b'a']), None);
         assert_eq!(split_payload(&[1, 0, 0xff]), None);
         assert_eq!(record_identity(&p), None, "not an envelope");
-        let mut e = Envelope::new("c".try_into().unwrap(), 9, 41, 5);
+        let mut e = Envelope::new(
+            "site".try_into().unwrap(),
+            "c".try_into().unwrap(),
+            9,
+            41,
+            5,
+        );
         e.readings
             .push(devtel_protocol::Reading::NoResponse(
                 devtel_protocol::NoResponse {

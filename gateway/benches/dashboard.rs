@@ -41,6 +41,7 @@ fn aggregator(devices: usize, days: u64) -> Aggregator {
                 }
             }
             let mut e = Envelope::new(
+                "site".try_into().unwrap(),
                 "c".try_into().unwrap(),
                 1,
                 k * devices as u64 + d as u64,

@@ -47,6 +47,7 @@ fn workload(n: usize) -> Vec<(String, Vec<u8>)> {
                 m.life_count = m.life_count.wrapping_add((i / 100) as u32 * 7);
             }
             let mut e = Envelope::new(
+                "site".try_into().unwrap(),
                 "bench".try_into().unwrap(),
                 1,
                 i as u64,
@@ -448,7 +449,9 @@ fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
             .collect();
         let new = store.commit(&items).unwrap();
         for (item, is_new) in items.iter().zip(new) {
-            if let (Item::Envelope { envelope, .. }, true) = (item, is_new) {
+            if let (Item::Envelope { envelope, .. }, devtel_gateway::store::Committed::New) =
+                (item, is_new)
+            {
                 agg.ingest(envelope);
             }
         }
@@ -463,7 +466,13 @@ fn core_split(dir: &Path, work: &[(String, Vec<u8>)]) -> (f64, f64, f64, f64, us
     // Decoded as ingest does: into a box that held an earlier envelope.
     let started = Instant::now();
     let mut readings = 0;
-    let mut place = Box::new(Envelope::new("x".try_into().unwrap(), 0, 0, 0));
+    let mut place = Box::new(Envelope::new(
+        "site".try_into().unwrap(),
+        "x".try_into().unwrap(),
+        0,
+        0,
+        0,
+    ));
     for (_, p) in work {
         devtel_protocol::decode_into(p, &mut place).unwrap();
         readings += place.readings.len();

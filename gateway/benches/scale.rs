@@ -268,7 +268,13 @@ fn generate(db: &Path, fleet: &[Device], days: u64, batch: usize, quiet: bool) -
             let k = day * polls_per_day + p;
             for (i, d) in fleet.iter().enumerate() {
                 let ts = T0 + k * POLL_MS + i as u64 * POLL_MS / n;
-                let mut e = Envelope::new("site-1".try_into().unwrap(), 1, out.envelopes, ts);
+                let mut e = Envelope::new(
+                    "site".try_into().unwrap(),
+                    "site-1".try_into().unwrap(),
+                    1,
+                    out.envelopes,
+                    ts,
+                );
                 e.readings.push(reading(d, k, ts, &mut rng)).unwrap();
                 let payload = encode_to_vec(&e).unwrap();
                 let kind = KINDS.iter().position(|x| *x == d.kind).unwrap();
@@ -349,7 +355,9 @@ fn commit(store: &mut Store, agg: &mut Aggregator, items: &mut Vec<Item>) {
     let new = store.commit(items).unwrap();
     let committed = started.elapsed();
     for (item, is_new) in items.iter().zip(new) {
-        if let (Item::Envelope { envelope, .. }, true) = (item, is_new) {
+        if let (Item::Envelope { envelope, .. }, devtel_gateway::store::Committed::New) =
+            (item, is_new)
+        {
             agg.ingest(envelope);
         }
     }
@@ -691,7 +699,13 @@ fn ingest_comparison(dir: &Path, db: &Path, fleet: &[Device], days: u64) {
                 let d = copiers[i as usize % copiers.len()];
                 let k = days * (DAY_MS / POLL_MS) + i / copiers.len() as u64;
                 let ts = T0 + k * POLL_MS;
-                let mut e = Envelope::new("site-2".try_into().unwrap(), 1, i, ts);
+                let mut e = Envelope::new(
+                    "site".try_into().unwrap(),
+                    "site-2".try_into().unwrap(),
+                    1,
+                    i,
+                    ts,
+                );
                 e.readings.push(reading(d, k, ts, &mut rng)).unwrap();
                 Item::Envelope {
                     payload: encode_to_vec(&e).unwrap().into(),

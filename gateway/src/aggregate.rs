@@ -1524,7 +1524,13 @@ mod tests {
     }
 
     fn envelope(collector: &str, seq: u64, ts: u64, reading: Reading) -> Envelope {
-        let mut e = Envelope::new(collector.try_into().unwrap(), 1, seq, ts);
+        let mut e = Envelope::new(
+            "site".try_into().unwrap(),
+            collector.try_into().unwrap(),
+            1,
+            seq,
+            ts,
+        );
         e.readings.push(reading).unwrap();
         e
     }

@@ -24,6 +24,7 @@ use devtel_protocol::{peek_identity, Ack, Envelope, Id, SeqRange, MAX_ENCODED_LE
 use serde::Serialize;
 
 use crate::ingest::{self, Rejection};
+use crate::sites::Owners;
 use crate::store::Item;
 
 /// Longest topic kept of a received message; a longer one is cut (no devtel topic is that
@@ -218,7 +219,7 @@ fn check_one(
             if message.oversize() {
                 return Err((Rejection::Oversize, None));
             }
-            match ingest::check_telemetry(unit, device, &message.payload, spares.pop()) {
+            match ingest::check_telemetry(site, unit, device, &message.payload, spares.pop()) {
                 Ok(envelope) => {
                     let target = AckTarget {
                         site: site.to_string(),
@@ -243,7 +244,7 @@ fn check_one(
                 Err(cause) => {
                     // Decoded but refused for good: the collector is told, so it lets go.
                     let target = match cause {
-                        Rejection::TopicMismatch => {
+                        Rejection::TopicMismatch | Rejection::SiteMismatch => {
                             peek_identity(&message.payload).ok().map(|id| AckTarget {
                                 site: site.to_string(),
                                 collector: id.collector,
@@ -259,6 +260,42 @@ fn check_one(
         }
         _ => Err((Rejection::Topic, None)),
     }
+}
+
+/// Step 1b, in the same stage as [`check`] (one thread, batches in order): whether each
+/// envelope's site may speak for its collector and devices ([`Owners`]). A refused one moves
+/// to the rejections, with its acknowledgement target, so its collector lets go; the first
+/// sightings of the admitted ones are appended as [`Item::Claim`]s, committed with them.
+pub fn admit(checked: &mut Checked, owners: &mut Owners) {
+    let items = std::mem::take(&mut checked.items);
+    let sources = std::mem::take(&mut checked.sources);
+    let targets = std::mem::take(&mut checked.targets);
+    let mut claims = Vec::new();
+    let mut claimed_by = Vec::new();
+    for ((item, source), target) in items.into_iter().zip(sources).zip(targets) {
+        if let (Item::Envelope { envelope, .. }, Some(t)) = (&item, &target) {
+            let before = claims.len();
+            let devices = envelope.readings.iter().map(|r| r.device());
+            if let Err(cause) = owners.admit(&t.site, &t.collector, devices, &mut claims) {
+                checked.rejected.push(Rejected {
+                    index: source,
+                    cause,
+                    target,
+                });
+                continue;
+            }
+            claimed_by.extend(std::iter::repeat_n(source, claims.len() - before));
+        }
+        checked.items.push(item);
+        checked.sources.push(source);
+        checked.targets.push(target);
+    }
+    for (claim, source) in claims.into_iter().zip(claimed_by) {
+        checked.items.push(Item::Claim(claim));
+        checked.sources.push(source);
+        checked.targets.push(None);
+    }
+    checked.rejected.sort_by_key(|r| r.index);
 }
 
 /// Step 4 of the plan: the devtel acknowledgements of a committed and applied batch. Per
@@ -387,7 +424,24 @@ mod tests {
     use devtel_protocol::{encode_to_vec, DeviceKind, Envelope, NoResponse, NoResponseCause};
 
     fn envelope(collector: &str, epoch: u64, seq: u64, unit: &str, device: &str) -> Vec<u8> {
-        let mut e = Envelope::new(collector.try_into().unwrap(), epoch, seq, 1_000 + seq);
+        envelope_at("s1", collector, epoch, seq, unit, device)
+    }
+
+    fn envelope_at(
+        site: &str,
+        collector: &str,
+        epoch: u64,
+        seq: u64,
+        unit: &str,
+        device: &str,
+    ) -> Vec<u8> {
+        let mut e = Envelope::new(
+            site.try_into().unwrap(),
+            collector.try_into().unwrap(),
+            epoch,
+            seq,
+            1_000 + seq,
+        );
         e.readings
             .push(devtel_protocol::Reading::NoResponse(NoResponse {
                 device: device.try_into().unwrap(),
@@ -423,6 +477,8 @@ mod tests {
                 b"{\"state\":\"online\"}".to_vec(),
             ),
             inbound(&long_topic, envelope("c", 7, 3, "u", "d")),
+            // Site s2's envelope on site s1's topic.
+            inbound(good, envelope_at("s2", "c", 7, 4, "u", "d")),
         ];
         assert!(
             batch[1].payload.is_empty(),
@@ -447,6 +503,7 @@ mod tests {
                 (5, Rejection::Topic, false),
                 (6, Rejection::BadStatus, false),
                 (8, Rejection::Topic, false),
+                (9, Rejection::SiteMismatch, true),
             ]
         );
     }
@@ -500,7 +557,10 @@ mod tests {
             inbound(t, envelope("c", 7, 4, "u", "d")),
             inbound(t, envelope("c", 7, 5, "u", "d")),
             inbound(t, envelope("c", 8, 0, "u", "d")),
-            inbound("devtel/v1/telemetry/s2/u/d", envelope("k", 1, 9, "u", "d")),
+            inbound(
+                "devtel/v1/telemetry/s2/u/d",
+                envelope_at("s2", "k", 1, 9, "u", "d"),
+            ),
             inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
         ];
         let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
@@ -559,8 +619,64 @@ mod tests {
     }
 
     #[test]
+    fn a_site_speaks_only_for_its_own_collector_and_devices() {
+        let mut owners = Owners::default();
+        let a = "devtel/v1/telemetry/a/u/d";
+        let b = "devtel/v1/telemetry/b/u/d";
+        let batch = vec![
+            inbound(a, envelope_at("a", "ca", 1, 0, "u", "d")),
+            // Site b reports a's device (with a collector of its own), then publishes as a's
+            // collector, then reports a device of its own.
+            inbound(b, envelope_at("b", "cb", 1, 0, "u", "d")),
+            inbound(
+                "devtel/v1/telemetry/b/u/e",
+                envelope_at("b", "ca", 1, 1, "u", "e"),
+            ),
+            inbound(
+                "devtel/v1/telemetry/b/u/e",
+                envelope_at("b", "cb", 1, 1, "u", "e"),
+            ),
+        ];
+        let mut checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
+        admit(&mut checked, &mut owners);
+        let causes: Vec<(usize, Rejection, Option<String>)> = checked
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.cause, r.target.as_ref().map(|t| t.site.clone())))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                (1, Rejection::ForeignDevice, Some("b".into())),
+                (2, Rejection::ForeignCollector, Some("b".into())),
+            ]
+        );
+        // The admitted envelopes, then the claims they made (committed with them).
+        let claims: Vec<(usize, String, String)> = checked
+            .items
+            .iter()
+            .zip(&checked.sources)
+            .filter_map(|(item, source)| match item {
+                Item::Claim(c) => Some((*source, c.id.clone(), c.site.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(checked.sources[..2], [0, 3]);
+        assert_eq!(
+            claims,
+            [
+                (0, "ca".into(), "a".into()),
+                (0, "d".into(), "a".into()),
+                (3, "cb".into(), "b".into()),
+                (3, "e".into(), "b".into()),
+            ]
+        );
+        assert!(checked.targets[2..].iter().all(Option::is_none));
+    }
+
+    #[test]
     fn many_ranges_are_split_over_several_acknowledgements() {
-        let t = "devtel/v1/telemetry/s/u/d";
+        let t = "devtel/v1/telemetry/s1/u/d";
         let batch: Vec<Inbound> = (0..100)
             .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
             .collect();

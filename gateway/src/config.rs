@@ -52,6 +52,23 @@ pub struct RawConfig {
     /// Checks of what arrives.
     #[serde(default)]
     pub ingest: RawIngest,
+    /// The sites, their collectors and (optionally) their devices. When given, the whole
+    /// list: other sites are refused (`crate::sites`).
+    #[serde(default)]
+    pub sites: Vec<RawSite>,
+}
+
+/// One `[[sites]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    /// The site id (the `{site}` of its topics).
+    pub id: String,
+    /// The collectors that publish for it (at least one).
+    pub collectors: Vec<String>,
+    /// Devices that belong to it; others belong to the first site that reports them.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// `[ingest]`.
@@ -61,14 +78,30 @@ pub struct RawIngest {
     /// How far an envelope's poll time may lead the gateway's clock.
     #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Most devices the gateway takes (first sightings beyond are refused).
+    #[serde(default = "default_max_devices")]
+    pub max_devices: usize,
+    /// Most collectors the gateway takes.
+    #[serde(default = "default_max_collectors")]
+    pub max_collectors: usize,
 }
 
 impl Default for RawIngest {
     fn default() -> Self {
         RawIngest {
             max_clock_skew: default_max_clock_skew(),
+            max_devices: default_max_devices(),
+            max_collectors: default_max_collectors(),
         }
     }
+}
+
+fn default_max_devices() -> usize {
+    crate::sites::DEFAULT_MAX_DEVICES
+}
+
+fn default_max_collectors() -> usize {
+    crate::sites::DEFAULT_MAX_COLLECTORS
 }
 
 fn default_max_clock_skew() -> Duration {
@@ -294,9 +327,20 @@ pub struct Config {
     pub dashboard_refresh: Duration,
     /// How far an envelope's poll time may lead the gateway's clock.
     pub max_clock_skew: Duration,
+    /// `[[sites]]`.
+    pub sites: Vec<crate::sites::SiteEntry>,
+    /// Most devices and collectors taken.
+    pub max_devices: usize,
+    /// See `max_devices`.
+    pub max_collectors: usize,
 }
 
 impl Config {
+    /// The site rules of this configuration, before any claim.
+    pub fn owners(&self) -> crate::sites::Owners {
+        crate::sites::Owners::new(&self.sites, self.max_collectors, self.max_devices)
+    }
+
     /// Parses and validates a TOML document.
     ///
     /// # Errors
@@ -422,6 +466,15 @@ impl Config {
                 "must be 1 s to 7 days".into(),
             ));
         }
+        for (key, n) in [
+            ("ingest.max_devices", raw.ingest.max_devices),
+            ("ingest.max_collectors", raw.ingest.max_collectors),
+        ] {
+            if !(1..=10_000_000).contains(&n) {
+                return Err(invalid(key, "must be 1 to 10,000,000".into()));
+            }
+        }
+        let sites = sites(&raw.sites)?;
         let core = CoreSettings {
             units,
             ledger: LedgerSettings {
@@ -444,8 +497,54 @@ impl Config {
             prices,
             dashboard_refresh: raw.dashboard.refresh,
             max_clock_skew: raw.ingest.max_clock_skew,
+            sites,
+            max_devices: raw.ingest.max_devices,
+            max_collectors: raw.ingest.max_collectors,
         })
     }
+}
+
+/// Validates `[[sites]]`: identifiers, at least one collector per site, and no site, collector
+/// or device listed twice.
+fn sites(raw: &[RawSite]) -> Result<Vec<crate::sites::SiteEntry>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "sites",
+        reason,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, site) in raw.iter().enumerate() {
+        let check = |what: &str, id: &str| {
+            devtel_protocol::topic::validate_segment(id)
+                .map_err(|_| invalid(format!("sites[{i}].{what}: {id:?} is not an identifier")))
+        };
+        check("id", &site.id)?;
+        if site.collectors.is_empty() {
+            return Err(invalid(format!(
+                "sites[{i}].collectors: a site needs at least one collector"
+            )));
+        }
+        for (what, ids) in [
+            ("site", std::slice::from_ref(&site.id)),
+            ("collector", &site.collectors[..]),
+            ("device", &site.devices[..]),
+        ] {
+            for id in ids {
+                check(what, id)?;
+                if !seen.insert((what, id.clone())) {
+                    return Err(invalid(format!(
+                        "sites[{i}]: {what} {id:?} is listed twice"
+                    )));
+                }
+            }
+        }
+        out.push(crate::sites::SiteEntry {
+            id: site.id.clone(),
+            collectors: site.collectors.clone(),
+            devices: site.devices.clone(),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/devices/{device}/history", get(history))
         .route("/api/consumption", get(consumption))
         .route("/api/collectors", get(collectors))
+        .route("/api/conflicts", get(conflicts))
         .route("/api/reports/monthly", get(monthly_report))
         .merge(crate::dashboard::routes())
         .with_state(shared)
@@ -269,6 +270,47 @@ fn range(
         ));
     }
     Ok((from, to))
+}
+
+/// Most conflicting repeats one `/api/conflicts` answer lists.
+pub const MAX_CONFLICTS_LISTED: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+struct ConflictsQuery {
+    limit: Option<usize>,
+}
+
+/// The conflicting repeats kept aside, newest first: who sent them, when, and what they hold
+/// (decoded when they decode, and the bytes in hex).
+async fn conflicts(State(shared): State<Arc<Shared>>, Query(q): Query<ConflictsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).min(MAX_CONFLICTS_LISTED);
+    let Some(path) = shared.store_path.clone() else {
+        return Json(json!({ "conflicts": [] })).into_response();
+    };
+    let result =
+        tokio::task::spawn_blocking(move || Store::open_read_only(&path)?.conflicts(limit)).await;
+    let rows = match result {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => return internal(),
+    };
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|c| {
+            let decoded = devtel_protocol::decode(&c.payload).ok();
+            json!({
+                "site": c.site,
+                "collector": c.collector,
+                "epoch": c.epoch,
+                "seq": c.seq,
+                "received_ms": c.received_ms,
+                "timestamp_ms": decoded.as_ref().map(|e| e.timestamp_ms),
+                "devices": decoded.as_ref().map(|e| e.readings.iter().map(|r| r.device().to_string()).collect::<Vec<_>>()),
+                "payload_hex": c.payload.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            })
+        })
+        .collect();
+    Json(json!({ "conflicts": list })).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -523,7 +565,13 @@ mod tests {
     #[tokio::test]
     async fn units_list_unit_document_and_404() {
         let shared = Arc::new(Shared::default());
-        let mut e = Envelope::new("c".try_into().unwrap(), 1, 0, 42);
+        let mut e = Envelope::new(
+            "site".try_into().unwrap(),
+            "c".try_into().unwrap(),
+            1,
+            0,
+            42,
+        );
         e.readings
             .push(Reading::NoResponse(NoResponse {
                 device: "d1".try_into().unwrap(),
@@ -562,7 +610,13 @@ mod tests {
                 life_count: pages,
             })
             .unwrap();
-        let mut e = Envelope::new("c".try_into().unwrap(), 1, seq, ts);
+        let mut e = Envelope::new(
+            "site".try_into().unwrap(),
+            "c".try_into().unwrap(),
+            1,
+            seq,
+            ts,
+        );
         e.readings.push(Reading::Printer(r)).unwrap();
         e
     }

@@ -40,6 +40,25 @@ pub enum Rejection {
     /// site clock far ahead (or a forged time) would move "today" for every unit for good.
     #[error("poll time too far ahead of the gateway's clock")]
     Future,
+    /// A version-4 envelope whose site is not its topic's.
+    #[error("the envelope names another site than its topic")]
+    SiteMismatch,
+    /// A site that `[[sites]]` does not list.
+    #[error("site not configured in [[sites]]")]
+    UnknownSite,
+    /// A collector id that belongs to another site (or, with `[[sites]]`, is not listed for
+    /// this one).
+    #[error("collector belongs to another site")]
+    ForeignCollector,
+    /// A device that belongs to another site.
+    #[error("device belongs to another site")]
+    ForeignDevice,
+    /// A new collector id beyond `[ingest] max_collectors`.
+    #[error("too many collectors")]
+    TooManyCollectors,
+    /// A new device id beyond `[ingest] max_devices`.
+    #[error("too many devices")]
+    TooManyDevices,
     /// A QoS 0 message that found the ingest queue full (QoS 0 cannot come again). QoS 1
     /// messages are never dropped this way: see [`Counts::held_back`].
     #[error("QoS 0 message dropped: the ingest queue is full")]
@@ -57,12 +76,18 @@ impl Rejection {
             Rejection::TopicMismatch => "topic_mismatch",
             Rejection::BadStatus => "bad_status",
             Rejection::Future => "future",
+            Rejection::SiteMismatch => "site_mismatch",
+            Rejection::UnknownSite => "unknown_site",
+            Rejection::ForeignCollector => "foreign_collector",
+            Rejection::ForeignDevice => "foreign_device",
+            Rejection::TooManyCollectors => "too_many_collectors",
+            Rejection::TooManyDevices => "too_many_devices",
             Rejection::Overflow => "overflow",
         }
     }
 
     /// Every cause, for metrics that list them all.
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 14] = [
         Rejection::Topic,
         Rejection::Oversize,
         Rejection::Version,
@@ -70,6 +95,12 @@ impl Rejection {
         Rejection::TopicMismatch,
         Rejection::BadStatus,
         Rejection::Future,
+        Rejection::SiteMismatch,
+        Rejection::UnknownSite,
+        Rejection::ForeignCollector,
+        Rejection::ForeignDevice,
+        Rejection::TooManyCollectors,
+        Rejection::TooManyDevices,
         Rejection::Overflow,
     ];
 }
@@ -85,17 +116,18 @@ pub fn check(
     payload: &[u8],
     spare: Option<Box<Envelope>>,
 ) -> Result<Box<Envelope>, Rejection> {
-    let Ok(topic::Topic::Telemetry { unit, device, .. }) = topic::parse(topic_name) else {
+    let Ok(topic::Topic::Telemetry { site, unit, device }) = topic::parse(topic_name) else {
         return Err(Rejection::Topic);
     };
-    check_telemetry(unit, device, payload, spare)
+    check_telemetry(site, unit, device, payload, spare)
 }
 
-/// [`check`] for a telemetry topic already parsed into its `unit` and `device`.
+/// [`check`] for a telemetry topic already parsed into its `site`, `unit` and `device`.
 ///
 /// # Errors
 /// The [`Rejection`] cause.
 pub fn check_telemetry(
+    site: &str,
     unit: &str,
     device: &str,
     payload: &[u8],
@@ -104,8 +136,15 @@ pub fn check_telemetry(
     if payload.len() > MAX_ENCODED_LEN {
         return Err(Rejection::Oversize);
     }
-    let mut envelope =
-        spare.unwrap_or_else(|| Box::new(Envelope::new(devtel_protocol::Id::new(), 0, 0, 0)));
+    let mut envelope = spare.unwrap_or_else(|| {
+        Box::new(Envelope::new(
+            devtel_protocol::Id::new(),
+            devtel_protocol::Id::new(),
+            0,
+            0,
+            0,
+        ))
+    });
     decode_into(payload, &mut envelope).map_err(|e| match e {
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
@@ -116,6 +155,10 @@ pub fn check_telemetry(
         .any(|r| r.unit() != unit || r.device() != device)
     {
         return Err(Rejection::TopicMismatch);
+    }
+    // Version 3 named no site: the topic's stands for it.
+    if envelope.version >= devtel_protocol::SITE_VERSION && envelope.site != site {
+        return Err(Rejection::SiteMismatch);
     }
     Ok(envelope)
 }
@@ -144,6 +187,11 @@ pub struct Counts {
     pub duplicates: u64,
     /// Readings older than the device's current one (still counted in the history).
     pub stale: u64,
+    /// Envelopes that repeated a stored identity with other bytes: kept aside
+    /// (`/api/conflicts`), neither stored again nor counted as duplicates.
+    pub conflicts: u64,
+    /// Repeats too old to be compared with what was stored, taken as redeliveries.
+    pub repeats_unverified: u64,
     /// Readings whose unit is not configured, counted in `unassigned`.
     pub unassigned: u64,
     /// Rejected messages by cause.
@@ -243,7 +291,7 @@ mod tests {
     };
 
     fn payload(unit: &str, device: &str) -> Vec<u8> {
-        let mut e = Envelope::new("c".try_into().unwrap(), 1, 1, 1);
+        let mut e = Envelope::new("site".try_into().unwrap(), "c".try_into().unwrap(), 1, 1, 1);
         e.readings
             .push(Reading::NoResponse(NoResponse {
                 device: device.try_into().unwrap(),
@@ -258,7 +306,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_by_cause() {
-        let t = "devtel/v1/telemetry/s/u/d";
+        let t = "devtel/v1/telemetry/site/u/d";
         assert_eq!(check(t, b"", None).unwrap_err(), Rejection::Undecodable);
         assert_eq!(
             check(t, &[FORMAT_VERSION, 0xff, 0xff], None).unwrap_err(),
@@ -278,12 +326,22 @@ mod tests {
             Rejection::TopicMismatch
         );
         assert_eq!(check(t, &payload("u", "d"), None).unwrap().seq, 1);
+        assert_eq!(
+            check("devtel/v1/telemetry/other/u/d", &payload("u", "d"), None).unwrap_err(),
+            Rejection::SiteMismatch
+        );
     }
 
     #[test]
     fn a_spare_box_is_decoded_into_as_if_it_were_new() {
-        let t = "devtel/v1/telemetry/s/u/d";
-        let mut used = Envelope::new("other".try_into().unwrap(), 9, 9, 9);
+        let t = "devtel/v1/telemetry/site/u/d";
+        let mut used = Envelope::new(
+            "site".try_into().unwrap(),
+            "other".try_into().unwrap(),
+            9,
+            9,
+            9,
+        );
         for device in ["x", "y"] {
             used.readings
                 .push(Reading::NoResponse(NoResponse {

@@ -33,6 +33,7 @@ pub mod mqtt;
 pub mod pack;
 pub mod pricing;
 pub mod report;
+pub mod sites;
 pub mod span;
 pub mod store;
 #[cfg(test)]
@@ -89,6 +90,8 @@ pub struct Shared {
     /// How far an envelope's poll time may lead the gateway's clock (0: the default,
     /// [`batch::DEFAULT_MAX_CLOCK_SKEW_MS`]).
     pub max_clock_skew: u64,
+    /// Which site each collector and device belongs to (the check stage's).
+    pub owners: Mutex<sites::Owners>,
 }
 
 impl Shared {
@@ -129,6 +132,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shared.raw_retention = Some(config.raw_retention);
     shared.prices = config.prices.clone();
     shared.max_clock_skew = u64::try_from(config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    let mut owners = config.owners();
+    for claim in store.owners()? {
+        owners.restore(claim);
+    }
+    let (collectors, devices) = owners.counts();
+    info!(
+        collectors,
+        devices,
+        sites = config.sites.len(),
+        "site ownership loaded"
+    );
+    shared.owners = Mutex::new(owners);
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);
@@ -267,7 +282,7 @@ mod tests {
     fn envelope(item: &Item) -> &devtel_protocol::Envelope {
         match item {
             Item::Envelope { envelope, .. } => envelope,
-            Item::Status { .. } => unreachable!("an envelope item"),
+            _ => unreachable!("an envelope item"),
         }
     }
 
@@ -336,7 +351,13 @@ mod tests {
                 let mut r = crate::testdata::printer("sharp");
                 r.counters.total = r.counters.total.map(|t| t + seq * 7);
                 let ts = t0 + seq * 2 * hour;
-                let mut e = devtel_protocol::Envelope::new("c1".try_into().unwrap(), 1, seq, ts);
+                let mut e = devtel_protocol::Envelope::new(
+                    "site".try_into().unwrap(),
+                    "c1".try_into().unwrap(),
+                    1,
+                    seq,
+                    ts,
+                );
                 e.readings
                     .push(devtel_protocol::Reading::Printer(r))
                     .unwrap();

@@ -52,6 +52,20 @@ pub fn render(shared: &Shared) -> String {
             ("{outcome=\"duplicate\"}".into(), c.duplicates as f64),
         ],
     );
+    metric(
+        &mut out,
+        "devtel_gateway_conflicts_total",
+        "counter",
+        "Envelopes that repeated a stored (collector, epoch, seq) with other bytes: kept aside (GET /api/conflicts), not stored, not counted as duplicates.",
+        &one(c.conflicts as f64),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_repeats_unverified_total",
+        "counter",
+        "Repeats of envelopes too old to be compared with the stored bytes, taken as redeliveries.",
+        &one(c.repeats_unverified as f64),
+    );
     let mut rejected: Vec<(String, f64)> = crate::ingest::Rejection::ALL
         .iter()
         .map(|r| r.name())

@@ -49,7 +49,7 @@ use crate::aggregate::Outcome;
 use crate::batch::{self, Checked, Inbound};
 use crate::config::Config;
 use crate::ingest::Rejection;
-use crate::store::{Item, Store};
+use crate::store::{Committed, Item, Store};
 use crate::Shared;
 
 /// Most messages in one store transaction.
@@ -824,7 +824,10 @@ fn check_stage(
         let received_ms = now_ms();
         shared.stats.update(|c| c.received += batch.len() as u64);
         let mut boxes = spares.take(batch.len());
-        let checked = batch::check(&batch, received_ms, shared.max_clock_skew_ms(), &mut boxes);
+        let mut checked = batch::check(&batch, received_ms, shared.max_clock_skew_ms(), &mut boxes);
+        if let Ok(mut owners) = shared.owners.lock() {
+            batch::admit(&mut checked, &mut owners);
+        }
         if !boxes.is_empty() {
             spares.give_back(Checked::default(), boxes);
         }
@@ -850,14 +853,27 @@ fn commit(
     items: &[Item],
     shared: &Shared,
     stop: &CancellationToken,
-) -> Option<Vec<bool>> {
+) -> Option<Vec<Committed>> {
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
         match store.commit(items) {
             Ok(new) => {
                 let secs = started.elapsed().as_secs_f64();
+                let conflicts = new.iter().filter(|c| **c == Committed::Conflict).count();
+                if conflicts > 0 {
+                    shared.stats.log_limited("conflict", |since| {
+                        warn!(
+                            conflicts,
+                            since_last_log = since,
+                            "an envelope repeated a stored identity with other bytes; kept aside (GET /api/conflicts)"
+                        );
+                    });
+                }
+                let unverified = store.repeats_unverified();
                 shared.stats.update(|c| {
+                    c.conflicts += conflicts as u64;
+                    c.repeats_unverified = unverified;
                     c.commits += 1;
                     c.committed_messages += items.len() as u64;
                     c.commit_seconds += secs;
@@ -892,7 +908,7 @@ fn commit(
     }
 }
 
-fn check_failpoint(checked: &Checked, new: &[bool]) {
+fn check_failpoint(checked: &Checked, new: &[Committed]) {
     if let Some(n) = failpoint() {
         use std::sync::atomic::AtomicU64;
         static STORED: AtomicU64 = AtomicU64::new(0);
@@ -900,7 +916,7 @@ fn check_failpoint(checked: &Checked, new: &[bool]) {
             .items
             .iter()
             .zip(new)
-            .any(|(i, is_new)| *is_new && matches!(i, Item::Envelope { .. }));
+            .any(|(i, c)| *c == Committed::New && matches!(i, Item::Envelope { .. }));
         if stored_envelope && STORED.fetch_add(1, Ordering::Relaxed) + 1 >= n {
             error!("{FAILPOINT_ENV}={n}: aborting after the commit, before the acknowledgement");
             std::process::abort();
@@ -918,7 +934,12 @@ struct Applied {
 
 /// Step 3: applies the new envelopes and statuses, and computes the acknowledgements while
 /// the aggregator is locked.
-fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applied, MqttError> {
+fn apply(
+    checked: &Checked,
+    committed: &[Committed],
+    shared: &Shared,
+    dirty: &mut Dirty,
+) -> Result<Applied, MqttError> {
     let poisoned = |what: &str| MqttError::Ingest(format!("the {what} lock is poisoned"));
     let mut agg = shared
         .aggregator
@@ -931,8 +952,11 @@ fn apply(checked: &Checked, shared: &Shared, dirty: &mut Dirty) -> Result<Applie
     };
     // Counted once for the batch (the counters are behind a lock).
     let mut outcomes = Vec::with_capacity(checked.items.len());
-    for (i, item) in checked.items.iter().enumerate() {
+    for (i, (item, committed)) in checked.items.iter().zip(committed).enumerate() {
         match item {
+            // Kept aside by the store: the figures are those of the bytes stored first.
+            Item::Envelope { .. } if *committed == Committed::Conflict => {}
+            Item::Claim(_) => {}
             // A repeat the store recognised is one the aggregator holds too: ingesting it
             // records the repeat in the collector's delivery ledger and counts its readings as
             // duplicates, so `/api/collectors` and the ingest counters agree.
@@ -1005,7 +1029,7 @@ fn handle_batch(
         return Ok(false);
     };
     check_failpoint(checked, &new);
-    let applied = apply(checked, shared, dirty)?;
+    let applied = apply(checked, &new, shared, dirty)?;
     if applied.newest_poll > 0 {
         let lag = received_ms.saturating_sub(applied.newest_poll) as f64 / 1000.0;
         shared.stats.update(|c| c.lag_seconds = lag);
@@ -1210,7 +1234,10 @@ mod tests {
         });
         let stop = CancellationToken::new();
         let items = one_envelope();
-        assert_eq!(commit(&mut store, &items, &shared, &stop), Some(vec![true]));
+        assert_eq!(
+            commit(&mut store, &items, &shared, &stop),
+            Some(vec![Committed::New])
+        );
         releaser.join().unwrap();
         let c = shared.stats.snapshot();
         assert!(c.store_errors >= 1, "{c:?}");
@@ -1219,7 +1246,7 @@ mod tests {
         // The same batch again (a redelivery after a restart) is stored once.
         assert_eq!(
             commit(&mut store, &items, &shared, &stop),
-            Some(vec![false])
+            Some(vec![Committed::Repeat])
         );
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -744,7 +744,13 @@ pub(crate) mod tests {
             ("b", "ba.x", "M130nw", "2026-11-20T08:00:00Z", 41_234, 0),
         ];
         for (seq, (dev, unit, model, at, mono, colour)) in polls.iter().enumerate() {
-            let mut e = Envelope::new("c".try_into().unwrap(), 1, seq as u64, ms(at));
+            let mut e = Envelope::new(
+                "site".try_into().unwrap(),
+                "c".try_into().unwrap(),
+                1,
+                seq as u64,
+                ms(at),
+            );
             e.readings
                 .push(reading(dev, unit, model, *mono, *colour))
                 .unwrap();

@@ -128,7 +128,40 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_through', 0);
     INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_envelopes', 0);
     INSERT OR IGNORE INTO store_meta (key, value) VALUES ('raw_pruned_before_ms', 0);",
+    // 8: site identity and conflicts. `owners`: which site a collector and a device belong
+    // to (`crate::sites`), claimed at first sight in the commit that stores it. `conflicts`:
+    // repeats of a stored (collector, epoch, seq) with other bytes, kept aside for
+    // inspection (bounded, see MAX_CONFLICTS_KEPT). A pack's `digests`: per entry, a hash of
+    // its identity and one of its payload (16 bytes), so that a repeat is compared with what
+    // was stored without reading the payloads back (see `Recent`).
+    "CREATE TABLE owners (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        site TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        collector TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    ALTER TABLE packs ADD COLUMN digests BLOB;",
 ];
+
+/// Conflicting repeats kept aside; beyond, the oldest go (the count goes on).
+pub const MAX_CONFLICTS_KEPT: i64 = 10_000;
+
+/// The newest envelopes whose digests the writer keeps in memory to tell a redelivery from a
+/// conflicting repeat (`Recent`): 131,072 (about 4 MB), loaded from the newest packs at start.
+/// A repeat of an older envelope is taken as a redelivery and counted
+/// (`repeats_unverified`): the window holds what a collector can still be sending again
+/// (its unacknowledged envelopes), many times over.
+pub const RECENT_DIGESTS: usize = 1 << 17;
 
 /// Snapshots kept: the newest and the one before (should the newest not restore).
 pub const SNAPSHOTS_KEPT: i64 = 2;
@@ -225,6 +258,8 @@ pub enum Item {
         /// When the gateway received it, ms since the Unix epoch.
         received_ms: u64,
     },
+    /// The first sighting of a collector or device: which site it belongs to from now on.
+    Claim(crate::sites::Claim),
     /// A collector's retained status; `None` clears it.
     Status {
         /// Site.
@@ -234,6 +269,26 @@ pub enum Item {
         /// When received.
         received_ms: u64,
     },
+}
+
+/// A conflicting repeat kept aside: the bytes that came second for an identity already
+/// stored with other bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Row id (grows).
+    pub id: i64,
+    /// The site of its topic.
+    pub site: String,
+    /// Its collector.
+    pub collector: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its sequence number.
+    pub seq: u64,
+    /// When it came.
+    pub received_ms: u64,
+    /// Exactly the bytes received.
+    pub payload: Vec<u8>,
 }
 
 /// Counts of a replay.
@@ -264,6 +319,68 @@ pub struct Store {
     /// The newest pack while it is small: the next commit appends to it (a quiet site commits
     /// one envelope at a time, and a pack per envelope cost its row and its texts each time).
     open: Option<OpenPack>,
+    /// The digests of the newest envelopes (see [`RECENT_DIGESTS`]).
+    recent: Recent,
+    /// Repeats too old to be compared ([`RECENT_DIGESTS`]), taken as redeliveries.
+    repeats_unverified: u64,
+}
+
+/// What a commit did with an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored (an envelope, a status, a claim).
+    New,
+    /// An envelope stored before, with the same bytes: a redelivery.
+    Repeat,
+    /// An envelope whose identity is stored with other bytes: kept aside in `conflicts`,
+    /// neither stored again nor counted as a redelivery.
+    Conflict,
+}
+
+/// The digests of the newest stored envelopes: identity hash → payload hash, oldest evicted
+/// first.
+#[derive(Debug, Default)]
+struct Recent {
+    map: HashMap<u64, u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Recent {
+    fn insert(&mut self, key: u64, digest: u64) {
+        if self.map.insert(key, digest).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > RECENT_DIGESTS {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash (kept in the store), cheap for short inputs. Not a defence
+/// against someone crafting collisions: a forger does not know the payload it would have to
+/// collide with (the real one is sent after the forgery).
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The identity hash of (collector, epoch, seq).
+fn identity_key(collector: &str, epoch: u64, seq: u64) -> u64 {
+    fnv(&[
+        collector.as_bytes(),
+        &epoch.to_le_bytes(),
+        &seq.to_le_bytes(),
+    ])
 }
 
 /// A pack the next commit appends to (see [`OPEN_PACK_ENTRIES`]).
@@ -272,6 +389,8 @@ struct OpenPack {
     first_id: i64,
     packer: Packer,
     received_ms: u64,
+    /// 16 bytes per entry: identity hash and payload hash (little-endian).
+    digests: Vec<u8>,
 }
 
 /// A pack stays open for the next commit while it holds fewer entries than this and fewer
@@ -321,6 +440,8 @@ impl Store {
             seqs: HashMap::new(),
             next_id: 1,
             open: None,
+            recent: Recent::default(),
+            repeats_unverified: 0,
         };
         store.init()?;
         store.indexed_through = store
@@ -333,7 +454,105 @@ impl Store {
             .map_err(|e| store.err(e))?;
         store.load_references()?;
         store.load_seqs()?;
+        store.load_recent()?;
         Ok(store)
+    }
+
+    /// The digests of the newest envelopes, from the newest packs' `digests`.
+    fn load_recent(&mut self) -> Result<(), StoreError> {
+        let mut newest_first: Vec<Vec<u8>> = Vec::new();
+        let mut entries = 0;
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT digests FROM packs WHERE digests IS NOT NULL
+                     ORDER BY first_id DESC",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let digests: Vec<u8> = row.get(0).map_err(|e| self.err(e))?;
+                entries += digests.len() / 16;
+                newest_first.push(digests);
+                if entries >= RECENT_DIGESTS {
+                    break;
+                }
+            }
+        }
+        let mut recent = Recent::default();
+        for digests in newest_first.iter().rev() {
+            for pair in digests.chunks_exact(16) {
+                let (key, digest) = pair.split_at(8);
+                let (Ok(key), Ok(digest)) = (key.try_into(), digest.try_into()) else {
+                    continue;
+                };
+                recent.insert(u64::from_le_bytes(key), u64::from_le_bytes(digest));
+            }
+        }
+        self.recent = recent;
+        Ok(())
+    }
+
+    /// Repeats taken as redeliveries without a comparison (too old for the digests kept).
+    pub fn repeats_unverified(&self) -> u64 {
+        self.repeats_unverified
+    }
+
+    /// The stored claims: which site each collector and device belongs to.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn owners(&self) -> Result<Vec<crate::sites::Claim>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, id, site FROM owners")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, id, site) = row.map_err(|e| self.err(e))?;
+            if let Some(kind) = crate::sites::OwnerKind::from_name(&kind) {
+                out.push(crate::sites::Claim { kind, id, site });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The conflicting repeats kept aside, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn conflicts(&self, limit: usize) -> Result<Vec<Conflict>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, site, collector, epoch, seq, received_ms, payload FROM conflicts
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(Conflict {
+                    id: r.get(0)?,
+                    site: r.get(1)?,
+                    collector: r.get(2)?,
+                    epoch: unbits(r.get(3)?),
+                    seq: unbits(r.get(4)?),
+                    received_ms: unbits(r.get(5)?),
+                    payload: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// The stored sequence ranges and the next envelope id, from the database.
@@ -430,6 +649,8 @@ impl Store {
             seqs: HashMap::new(),
             next_id: 0,
             open: None,
+            recent: Recent::default(),
+            repeats_unverified: 0,
         };
         store
             .conn
@@ -507,12 +728,12 @@ impl Store {
         Ok(())
     }
 
-    /// Commits `items` in one transaction. Returns, per item, whether it was new (an envelope
-    /// already stored, i.e. a redelivery, gives false).
+    /// Commits `items` in one transaction. Returns, per item, what became of it: new, a
+    /// redelivery of an envelope stored before, or a conflicting repeat (kept aside).
     ///
     /// # Errors
     /// [`StoreError`]; nothing of the batch is stored then.
-    pub fn commit(&mut self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+    pub fn commit(&mut self, items: &[Item]) -> Result<Vec<Committed>, StoreError> {
         let result = self.try_commit(items);
         if result.is_err() {
             // The transaction was rolled back, but the sequence ranges in memory took its
@@ -526,7 +747,7 @@ impl Store {
         result
     }
 
-    fn try_commit(&mut self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+    fn try_commit(&mut self, items: &[Item]) -> Result<Vec<Committed>, StoreError> {
         if self.next_id == i64::MAX {
             return Err(StoreError::Poisoned {
                 path: self.path.clone(),
@@ -550,31 +771,47 @@ impl Store {
         let mut delta = Vec::new();
         // The open pack is continued (and dropped should this commit fail: the row keeps
         // what was committed, and the next commit starts a new pack).
-        let (mut packer, mut pack_first, mut pack_received, mut continuing) = match self.open.take()
-        {
-            Some(open) => (open.packer, open.first_id, open.received_ms, true),
-            None => (Packer::new(), next_id, 0, false),
-        };
+        let (mut packer, mut pack_first, mut pack_received, mut digests, mut continuing) =
+            match self.open.take() {
+                Some(open) => (
+                    open.packer,
+                    open.first_id,
+                    open.received_ms,
+                    open.digests,
+                    true,
+                ),
+                None => (Packer::new(), next_id, 0, Vec::new(), false),
+            };
+        // Digests of this commit's envelopes, for `recent` once it is durable.
+        let mut new_digests: Vec<(u64, u64)> = Vec::new();
         let appended_from = packer.len();
         {
             let mut insert_pack = tx
                 .prepare_cached(
-                    "INSERT INTO packs (first_id, count, body, received_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO packs (first_id, count, body, received_ms, digests)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(wrap)?;
             let mut update_pack = tx
                 .prepare_cached(
-                    "UPDATE packs SET count = ?2, body = ?3, received_ms = ?4 WHERE first_id = ?1",
+                    "UPDATE packs SET count = ?2, body = ?3, received_ms = ?4, digests = ?5
+                     WHERE first_id = ?1",
                 )
                 .map_err(wrap)?;
             // Writes the pack at hand: a new row, or the open one rewritten.
             let mut write_pack = |first: i64,
                                   packer: &Packer,
                                   received: u64,
+                                  digests: &[u8],
                                   continuing: bool|
              -> Result<(), StoreError> {
-                let values = params![first, packer.len() as i64, packer.body(), bits(received)];
+                let values = params![
+                    first,
+                    packer.len() as i64,
+                    packer.body(),
+                    bits(received),
+                    digests
+                ];
                 if !continuing {
                     insert_pack.execute(values).map_err(wrap)?;
                 } else if update_pack.execute(values).map_err(wrap)? != 1 {
@@ -600,6 +837,20 @@ impl Store {
             let mut delete_status = tx
                 .prepare_cached("DELETE FROM collector_status WHERE site = ?1")
                 .map_err(wrap)?;
+            let mut insert_owner = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO owners (kind, id, site, since_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(wrap)?;
+            let mut insert_conflict = tx
+                .prepare_cached(
+                    "INSERT INTO conflicts (site, collector, epoch, seq, received_ms, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(wrap)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             for item in items {
                 match item {
                     Item::Envelope {
@@ -625,10 +876,40 @@ impl Store {
                                 .entry(envelope.epoch)
                                 .or_default(),
                         };
+                        let key = identity_key(collector, envelope.epoch, envelope.seq);
+                        let digest = fnv(&[payload]);
                         if !set.insert_noting(envelope.seq, &mut changes.removed) {
-                            out.push(false);
+                            let earlier = new_digests
+                                .iter()
+                                .rev()
+                                .find(|(k, _)| *k == key)
+                                .map(|(_, d)| *d)
+                                .or_else(|| self.recent.map.get(&key).copied());
+                            match earlier {
+                                Some(d) if d != digest => {
+                                    insert_conflict
+                                        .execute(params![
+                                            envelope.site.as_str(),
+                                            collector,
+                                            bits(envelope.epoch),
+                                            bits(envelope.seq),
+                                            bits(*received_ms),
+                                            &payload[..]
+                                        ])
+                                        .map_err(wrap)?;
+                                    out.push(Committed::Conflict);
+                                }
+                                Some(_) => out.push(Committed::Repeat),
+                                None => {
+                                    self.repeats_unverified += 1;
+                                    out.push(Committed::Repeat);
+                                }
+                            }
                             continue;
                         }
+                        new_digests.push((key, digest));
+                        digests.extend_from_slice(&key.to_le_bytes());
+                        digests.extend_from_slice(&digest.to_le_bytes());
                         changes.added.push(envelope.seq);
                         // Validated envelopes hold at least one reading.
                         let device = envelope.readings.first().map_or("", |r| r.device());
@@ -679,13 +960,20 @@ impl Store {
                             }
                         }
                         if packer.len() == crate::pack::MAX_ENTRIES {
-                            write_pack(pack_first, &packer, pack_received, continuing)?;
+                            write_pack(pack_first, &packer, pack_received, &digests, continuing)?;
                             packer.take();
+                            digests.clear();
                             pack_first = next_id;
                             pack_received = 0;
                             continuing = false;
                         }
-                        out.push(true);
+                        out.push(Committed::New);
+                    }
+                    Item::Claim(claim) => {
+                        insert_owner
+                            .execute(params![claim.kind.name(), claim.id, claim.site, bits(now)])
+                            .map_err(wrap)?;
+                        out.push(Committed::New);
                     }
                     Item::Status {
                         site,
@@ -695,20 +983,27 @@ impl Store {
                         upsert_status
                             .execute(params![site, status, bits(*received_ms)])
                             .map_err(wrap)?;
-                        out.push(true);
+                        out.push(Committed::New);
                     }
                     Item::Status {
                         site, status: None, ..
                     } => {
                         delete_status.execute(params![site]).map_err(wrap)?;
-                        out.push(true);
+                        out.push(Committed::New);
                     }
                 }
             }
             // Written when it took entries in this commit (an open pack that did not is
             // unchanged).
             if !packer.is_empty() && (!continuing || packer.len() > appended_from) {
-                write_pack(pack_first, &packer, pack_received, continuing)?;
+                write_pack(pack_first, &packer, pack_received, &digests, continuing)?;
+            }
+            if out.contains(&Committed::Conflict) {
+                tx.execute(
+                    "DELETE FROM conflicts WHERE id <= (SELECT max(id) FROM conflicts) - ?1",
+                    [MAX_CONFLICTS_KEPT],
+                )
+                .map_err(wrap)?;
             }
             let mut delete_range = tx
                 .prepare_cached(
@@ -759,7 +1054,11 @@ impl Store {
                 first_id: pack_first,
                 packer,
                 received_ms: pack_received,
+                digests,
             });
+        }
+        for (key, digest) in new_digests {
+            self.recent.insert(key, digest);
         }
         self.indexed_through = indexed_through;
         self.next_id = next_id;
@@ -1685,12 +1984,12 @@ mod tests {
             let mut s = Store::open(&path).unwrap();
             assert_eq!(
                 s.commit(&[item(0, 10), item(1, 20), item(0, 10)]).unwrap(),
-                [true, true, false],
+                [Committed::New, Committed::New, Committed::Repeat],
                 "a repeat in the same batch is not stored twice"
             );
             assert_eq!(
                 s.commit(&[item(1, 20), item(2, 30)]).unwrap(),
-                [false, true]
+                [Committed::Repeat, Committed::New]
             );
             s.commit(&[Item::Status {
                 site: "s".into(),
@@ -1716,6 +2015,90 @@ mod tests {
         let ro = Store::open_read_only(&path).unwrap();
         assert_eq!(ro.envelope_count().unwrap(), 3);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A repeat of a stored identity with other bytes is a conflict, kept aside, also after a
+    /// restart (the digests come back from the packs); the same bytes are a redelivery.
+    #[test]
+    fn a_repeat_with_other_bytes_is_a_conflict_kept_aside_across_a_restart() {
+        let dir = temp("conflict");
+        let path = dir.join("db.sqlite");
+        // Same identity (c1, epoch, seq 3), other poll time: other bytes.
+        let (first, forged) = (item(3, 1_000), item(3, 2_000));
+        {
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(
+                s.commit(&[first.clone(), forged.clone(), first.clone()])
+                    .unwrap(),
+                [Committed::New, Committed::Conflict, Committed::Repeat]
+            );
+            assert_eq!(s.conflicts(10).unwrap().len(), 1);
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.commit(&[forged.clone(), first.clone(), item(4, 3_000)])
+                .unwrap(),
+            [Committed::Conflict, Committed::Repeat, Committed::New]
+        );
+        assert_eq!(s.repeats_unverified(), 0);
+        let kept = s.conflicts(10).unwrap();
+        assert_eq!(kept.len(), 2);
+        let Item::Envelope { payload, .. } = &forged else {
+            unreachable!()
+        };
+        assert!(kept.iter().all(|c| c.payload == payload[..]));
+        assert_eq!(
+            (kept[0].collector.as_str(), kept[0].seq),
+            ("c1", 3),
+            "newest first"
+        );
+        // The stored envelope is the first one, once.
+        let history = s.history("d1", 0, u64::MAX, 10).unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.timestamp_ms).collect::<Vec<_>>(),
+            [1_000, 3_000]
+        );
+    }
+
+    #[test]
+    fn claims_are_kept() {
+        use crate::sites::{Claim, OwnerKind};
+        let dir = temp("claims");
+        let path = dir.join("db.sqlite");
+        let claim = |kind, id: &str, site: &str| {
+            Item::Claim(Claim {
+                kind,
+                id: id.into(),
+                site: site.into(),
+            })
+        };
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.commit(&[
+                claim(OwnerKind::Collector, "c1", "a"),
+                claim(OwnerKind::Device, "d1", "a"),
+            ])
+            .unwrap();
+            // A second claim of the same id does not move it.
+            s.commit(&[claim(OwnerKind::Device, "d1", "b")]).unwrap();
+        }
+        let mut owners = Store::open(&path).unwrap().owners().unwrap();
+        owners.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        assert_eq!(
+            owners,
+            [
+                Claim {
+                    kind: OwnerKind::Collector,
+                    id: "c1".into(),
+                    site: "a".into()
+                },
+                Claim {
+                    kind: OwnerKind::Device,
+                    id: "d1".into(),
+                    site: "a".into()
+                },
+            ]
+        );
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
@@ -1758,7 +2141,11 @@ mod tests {
             .map(|seq| item_for(devices[(seq % 3) as usize], seq, ts(seq)))
             .collect();
         for batch in all.chunks(1000) {
-            assert!(s.commit(batch).unwrap().iter().all(|new| *new));
+            assert!(s
+                .commit(batch)
+                .unwrap()
+                .iter()
+                .all(|c| *c == Committed::New));
         }
         let through = cursor(&path);
         assert!(
@@ -1796,7 +2183,11 @@ mod tests {
             assert_eq!(got, window, "{device}");
         }
         // Repeats are not indexed twice, and a reopened store keeps its cursor.
-        assert!(s.commit(&all[..10]).unwrap().iter().all(|new| !*new));
+        assert!(s
+            .commit(&all[..10])
+            .unwrap()
+            .iter()
+            .all(|c| *c == Committed::Repeat));
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.indexed_through, through);
@@ -1839,7 +2230,13 @@ mod tests {
                     s.description = "Toner (replaced, other make)".try_into().unwrap();
                 }
             }
-            let mut e = Envelope::new("c1".try_into().unwrap(), 5, seq, 1_000 + poll * 300_000);
+            let mut e = Envelope::new(
+                "site".try_into().unwrap(),
+                "c1".try_into().unwrap(),
+                5,
+                seq,
+                1_000 + poll * 300_000,
+            );
             e.readings.push(Reading::Printer(r)).unwrap();
             e
         };
@@ -1857,7 +2254,11 @@ mod tests {
                     }
                 })
                 .collect();
-            assert!(s.commit(&batch).unwrap().iter().all(|new| *new));
+            assert!(s
+                .commit(&batch)
+                .unwrap()
+                .iter()
+                .all(|c| *c == Committed::New));
             if poll == 30 {
                 // A restart in between: the references are found again, none is added.
                 drop(s);
@@ -1914,7 +2315,7 @@ mod tests {
         let dir = temp("failed");
         let path = dir.join("db.sqlite");
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.commit(&[item(0, 10)]).unwrap(), [true]);
+        assert_eq!(s.commit(&[item(0, 10)]).unwrap(), [Committed::New]);
         s.conn.busy_timeout(Duration::from_millis(20)).unwrap();
         // Another writer holds the database: the commit fails and is rolled back.
         let other = Connection::open(&path).unwrap();
@@ -1924,7 +2325,7 @@ mod tests {
         // The broker redelivers what was not acknowledged: stored now, not taken for repeats.
         assert_eq!(
             s.commit(&[item(1, 20), item(2, 30), item(0, 10)]).unwrap(),
-            [true, true, false]
+            [Committed::New, Committed::New, Committed::Repeat]
         );
         // A status alone leaves the open pack as it is; the next envelope joins it.
         let status = Item::Status {
@@ -1933,7 +2334,7 @@ mod tests {
             received_ms: 1,
         };
         s.commit(&[status]).unwrap();
-        assert_eq!(s.commit(&[item(4, 50)]).unwrap(), [true]);
+        assert_eq!(s.commit(&[item(4, 50)]).unwrap(), [Committed::New]);
         let packs = |s: &Store| -> Vec<(i64, i64)> {
             let mut stmt = s
                 .conn
@@ -1950,7 +2351,7 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         assert_eq!(
             s.commit(&[item(2, 30), item(3, 40)]).unwrap(),
-            [false, true],
+            [Committed::Repeat, Committed::New],
             "the stored ranges survive a restart"
         );
         assert_eq!(
@@ -2108,7 +2509,7 @@ mod tests {
             .collect();
         assert_eq!(history, seqs);
         // A redelivery of a deleted envelope is still known.
-        assert_eq!(s.commit(&[item(5, 5_000)]).unwrap(), [false]);
+        assert_eq!(s.commit(&[item(5, 5_000)]).unwrap(), [Committed::Repeat]);
         // With everything deleted, ids still go on from where they were.
         s.save_snapshot(9_300, 3, b"all").unwrap();
         s.conn
@@ -2119,9 +2520,12 @@ mod tests {
         drop(s);
         let mut s = Store::open(&path).unwrap();
         assert_eq!(s.last_id(), 9_300);
-        assert_eq!(s.commit(&[item(9_300, 9_300_000)]).unwrap(), [true]);
+        assert_eq!(
+            s.commit(&[item(9_300, 9_300_000)]).unwrap(),
+            [Committed::New]
+        );
         assert_eq!(s.last_id(), 9_301);
-        assert_eq!(s.commit(&[item(7, 7_000)]).unwrap(), [false]);
+        assert_eq!(s.commit(&[item(7, 7_000)]).unwrap(), [Committed::Repeat]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -2161,7 +2565,7 @@ mod tests {
             let next = got.len() as u64;
             assert_eq!(
                 copy.commit(&[item(next, 10 + next), item(0, 10)]).unwrap(),
-                [true, false]
+                [Committed::New, Committed::Repeat]
             );
         }
         let err = backup(&path, &backups[0].0).unwrap_err().to_string();
@@ -2251,6 +2655,7 @@ mod tests {
             let mut r = crate::testdata::printer("sharp");
             r.counters.total = r.counters.total.map(|t| t + seq * 11);
             let mut e = Envelope::new(
+                "site".try_into().unwrap(),
                 "c1".try_into().unwrap(),
                 3,
                 seq,
@@ -2319,7 +2724,14 @@ mod tests {
             .collect();
         assert_eq!(
             store.commit(&items).unwrap(),
-            [false, true, true, true, true, true]
+            [
+                Committed::Repeat,
+                Committed::New,
+                Committed::New,
+                Committed::New,
+                Committed::New,
+                Committed::New
+            ]
         );
         all.extend(new);
         drop(store);
@@ -2359,7 +2771,7 @@ mod tests {
             envelope: Box::new(old[3].clone()),
             received_ms: 0,
         };
-        assert_eq!(store.commit(&[redelivery]).unwrap(), [false]);
+        assert_eq!(store.commit(&[redelivery]).unwrap(), [Committed::Repeat]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -2387,6 +2799,9 @@ mod tests {
                 "DROP INDEX history_spans_by_through;
                  DROP INDEX device_history_by_envelope;
                  ALTER TABLE packs DROP COLUMN received_ms;
+                 DROP TABLE owners;
+                 DROP TABLE conflicts;
+                 ALTER TABLE packs DROP COLUMN digests;
                  DELETE FROM store_meta WHERE key LIKE 'raw_%';
                  PRAGMA user_version = 6;
                  PRAGMA auto_vacuum = NONE;
@@ -2442,7 +2857,7 @@ mod tests {
         let mut seqs = Vec::new();
         s.replay(|e| seqs.push(e.seq)).unwrap();
         assert_eq!(seqs, (unbits(*count)..100).collect::<Vec<_>>());
-        assert_eq!(s.commit(&[item(3, 3_000)]).unwrap(), [false]);
+        assert_eq!(s.commit(&[item(3, 3_000)]).unwrap(), [Committed::Repeat]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -2484,7 +2899,7 @@ mod tests {
         assert_eq!(seqs(&s), [0, 1, 2, 3, 4]);
         assert_eq!(
             s.commit(&[item(4, 104), item(5, 105)]).unwrap(),
-            [false, true]
+            [Committed::Repeat, Committed::New]
         );
         assert_eq!(seqs(&s), [0, 1, 2, 3, 4, 5]);
         // Enough for an indexing run: the rows indexed before schema 4, the new spans and the

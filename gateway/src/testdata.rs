@@ -22,7 +22,13 @@ pub const COPIERS: &[&str] = &[
 /// An envelope of collector `c1` with one silent poll of `device` in unit `u`, ready to
 /// commit.
 pub fn no_response_item(device: &str, seq: u64, ts: u64) -> Item {
-    let mut e = Envelope::new("c1".try_into().unwrap(), u64::MAX - 1, seq, ts);
+    let mut e = Envelope::new(
+        "site".try_into().unwrap(),
+        "c1".try_into().unwrap(),
+        u64::MAX - 1,
+        seq,
+        ts,
+    );
     e.readings
         .push(Reading::NoResponse(NoResponse {
             device: device.try_into().unwrap(),

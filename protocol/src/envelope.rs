@@ -19,7 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     topic, DockReading, Error, Id, PhoneReading, PrinterReading, FORMAT_VERSION, MAX_READINGS,
+    OLDEST_VERSION,
 };
+
+/// The first format version whose envelopes name their site.
+pub const SITE_VERSION: u8 = 4;
 
 /// One transmission from a collector.
 ///
@@ -30,6 +34,9 @@ use crate::{
 pub struct Envelope {
     /// Wire format version; always [`FORMAT_VERSION`] for envelopes this build writes.
     pub version: u8,
+    /// The site the collector publishes for: the `{site}` of its topic (since version 4; an
+    /// envelope of version 3 has none, and decodes with an empty site).
+    pub site: Id,
     /// The sending collector's id.
     pub collector: Id,
     /// The collector run that wrote this envelope: grows with every collector start.
@@ -44,9 +51,10 @@ pub struct Envelope {
 
 impl Envelope {
     /// An envelope of the current format version with no readings yet.
-    pub fn new(collector: Id, epoch: u64, seq: u64, timestamp_ms: u64) -> Self {
+    pub fn new(site: Id, collector: Id, epoch: u64, seq: u64, timestamp_ms: u64) -> Self {
         Envelope {
             version: FORMAT_VERSION,
+            site,
             collector,
             epoch,
             seq,
@@ -55,13 +63,18 @@ impl Envelope {
         }
     }
 
-    /// Checks the invariants the type system cannot: identifiers are topic segments and there
-    /// is at least one reading.
+    /// Checks the invariants the type system cannot: identifiers are topic segments (the site
+    /// too, but in a version-3 envelope, which has none) and there is at least one reading.
     ///
     /// # Errors
     /// [`Error::InvalidId`] or [`Error::NoReadings`].
     pub fn validate(&self) -> Result<(), Error> {
         topic::validate_segment(&self.collector).map_err(|_| Error::InvalidId)?;
+        if self.version >= SITE_VERSION {
+            topic::validate_segment(&self.site).map_err(|_| Error::InvalidId)?;
+        } else if !self.site.is_empty() {
+            return Err(Error::InvalidId);
+        }
         if self.readings.is_empty() {
             return Err(Error::NoReadings);
         }
@@ -79,6 +92,8 @@ impl Envelope {
 pub struct Identity {
     /// Format version (the first byte).
     pub version: u8,
+    /// The site (empty in a version-3 envelope).
+    pub site: Id,
     /// The sending collector's id.
     pub collector: Id,
     /// The collector run.
@@ -87,22 +102,38 @@ pub struct Identity {
     pub seq: u64,
 }
 
-/// Reads the identity at the start of an encoded envelope of the current format version. The
-/// rest of the payload is not checked: this is for a sender's bookkeeping of its own spooled
-/// envelopes, not for accepting untrusted input (use [`crate::decode`] for that).
+/// Reads the identity at the start of an encoded envelope of a version this build reads (a
+/// spool written before an upgrade holds older ones). The rest of the payload is not checked:
+/// this is for a sender's bookkeeping of its own spooled envelopes, not for accepting
+/// untrusted input (use [`crate::decode`] for that).
 ///
 /// # Errors
 /// [`Error::Empty`], [`Error::UnsupportedVersion`], [`Error::Malformed`] or
 /// [`Error::InvalidId`].
 pub fn peek_identity(bytes: &[u8]) -> Result<Identity, Error> {
     let first = *bytes.first().ok_or(Error::Empty)?;
-    if first != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&first) {
         return Err(Error::UnsupportedVersion(first));
     }
-    let (identity, _rest): (Identity, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|_| Error::Malformed)?;
-    topic::validate_segment(&identity.collector).map_err(|_| Error::InvalidId)?;
-    Ok(identity)
+    let rest = &bytes[1..];
+    let (site, rest): (Id, &[u8]) = if first >= SITE_VERSION {
+        postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?
+    } else {
+        (Id::new(), rest)
+    };
+    let ((collector, epoch, seq), _rest): ((Id, u64, u64), &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+    topic::validate_segment(&collector).map_err(|_| Error::InvalidId)?;
+    if first >= SITE_VERSION {
+        topic::validate_segment(&site).map_err(|_| Error::InvalidId)?;
+    }
+    Ok(Identity {
+        version: first,
+        site,
+        collector,
+        epoch,
+        seq,
+    })
 }
 
 /// The result of polling one device.
@@ -230,6 +261,7 @@ pub(crate) mod de {
 
     const FIELDS: &[&str] = &[
         "version",
+        "site",
         "collector",
         "epoch",
         "seq",
@@ -240,7 +272,7 @@ pub(crate) mod de {
 
     impl<'de> Deserialize<'de> for Envelope {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            let mut envelope = Envelope::new(Id::new(), 0, 0, 0);
+            let mut envelope = Envelope::new(Id::new(), Id::new(), 0, 0, 0);
             InPlace(&mut envelope).deserialize(deserializer)?;
             Ok(envelope)
         }
@@ -264,7 +296,7 @@ pub(crate) mod de {
         index: usize,
     ) -> Result<T, A::Error> {
         seq.next_element()?
-            .ok_or_else(|| de::Error::invalid_length(index, &"struct Envelope with 6 elements"))
+            .ok_or_else(|| de::Error::invalid_length(index, &"struct Envelope with 7 elements"))
     }
 
     impl<'de> Visitor<'de> for InPlace<'_> {
@@ -277,12 +309,18 @@ pub(crate) mod de {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let envelope = self.0;
             envelope.version = field(&mut seq, 0)?;
-            envelope.collector = field(&mut seq, 1)?;
-            envelope.epoch = field(&mut seq, 2)?;
-            envelope.seq = field(&mut seq, 3)?;
-            envelope.timestamp_ms = field(&mut seq, 4)?;
+            // Version 3 had no site: its fields follow the version directly.
+            if envelope.version >= super::SITE_VERSION {
+                envelope.site = field(&mut seq, 1)?;
+            } else {
+                envelope.site.clear();
+            }
+            envelope.collector = field(&mut seq, 2)?;
+            envelope.epoch = field(&mut seq, 3)?;
+            envelope.seq = field(&mut seq, 4)?;
+            envelope.timestamp_ms = field(&mut seq, 5)?;
             seq.next_element_seed(Readings(&mut envelope.readings))?
-                .ok_or_else(|| de::Error::invalid_length(5, &"struct Envelope with 6 elements"))
+                .ok_or_else(|| de::Error::invalid_length(6, &"struct Envelope with 7 elements"))
         }
     }
 

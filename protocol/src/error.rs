@@ -33,7 +33,8 @@ impl fmt::Display for Error {
             Error::Empty => f.write_str("empty payload"),
             Error::UnsupportedVersion(v) => write!(
                 f,
-                "unsupported format version {v} (this build reads version {})",
+                "unsupported format version {v} (this build reads versions {} to {})",
+                crate::OLDEST_VERSION,
                 crate::FORMAT_VERSION
             ),
             Error::Malformed => f.write_str("malformed payload"),

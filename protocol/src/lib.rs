@@ -43,6 +43,7 @@ pub use ack::{decode_ack, encode_ack, Ack, SeqRange, ACK_VERSION, MAX_ACK_LEN};
 pub use dock::{DockReading, LinkStatus, Neighbour, Occupancy, Seat};
 pub use envelope::{
     peek_identity, DeviceKind, Envelope, Identity, NoResponse, NoResponseCause, Reading,
+    SITE_VERSION,
 };
 pub use error::Error;
 pub use phone::{HookState, PhoneLine, PhoneReading, Registration};
@@ -64,8 +65,12 @@ impl core::fmt::Display for MacDisplay<'_> {
     }
 }
 
-/// The format version this crate writes, and the only one it reads. First byte of every payload.
-pub const FORMAT_VERSION: u8 = 3;
+/// The format version this crate writes. First byte of every payload.
+pub const FORMAT_VERSION: u8 = 4;
+
+/// The oldest format version this crate still reads: a site upgrades its collector and the
+/// gateway one at a time, and a collector's spool may hold envelopes written before.
+pub const OLDEST_VERSION: u8 = 3;
 
 /// Longest identifier (collector, site, unit, device) in bytes. Identifiers are also topic segments.
 pub const MAX_ID_LEN: usize = 64;
@@ -150,12 +155,13 @@ pub fn encode_to_vec(envelope: &Envelope) -> Result<std::vec::Vec<u8>, Error> {
 /// Decodes one envelope from `bytes`. Never panics, whatever the input.
 ///
 /// # Errors
-/// [`Error::Empty`], [`Error::UnsupportedVersion`] (first byte is not [`FORMAT_VERSION`]),
+/// [`Error::Empty`], [`Error::UnsupportedVersion`] (first byte is not a version from
+/// [`OLDEST_VERSION`] to [`FORMAT_VERSION`]),
 /// [`Error::Malformed`] (postcard could not decode the rest), [`Error::TrailingBytes`],
 /// [`Error::InvalidId`] (an identifier that is not a valid topic segment) and
 /// [`Error::NoReadings`].
 pub fn decode(bytes: &[u8]) -> Result<Envelope, Error> {
-    let mut envelope = Envelope::new(Id::new(), 0, 0, 0);
+    let mut envelope = Envelope::new(Id::new(), Id::new(), 0, 0, 0);
     decode_into(bytes, &mut envelope)?;
     Ok(envelope)
 }
@@ -171,7 +177,7 @@ pub fn decode_into(bytes: &[u8], envelope: &mut Envelope) -> Result<(), Error> {
     use serde::de::DeserializeSeed;
 
     let first = *bytes.first().ok_or(Error::Empty)?;
-    if first != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&first) {
         return Err(Error::UnsupportedVersion(first));
     }
     let mut deserializer = postcard::Deserializer::from_bytes(bytes);

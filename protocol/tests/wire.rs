@@ -13,7 +13,7 @@ fn id(s: &str) -> devtel_protocol::Id {
 
 /// The worked example of WIRE.md: a small colour printer with one black toner at -3.
 fn example() -> Envelope {
-    let mut env = Envelope::new(id("gw1"), 7, 300, 1_700_000_000_000);
+    let mut env = Envelope::new(id("s1"), id("gw1"), 7, 300, 1_700_000_000_000);
     let mut printer = PrinterReading {
         device: id("c1"),
         unit: id("it"),
@@ -66,6 +66,50 @@ fn example() -> Envelope {
 
 #[rustfmt::skip]
 const EXAMPLE_BYTES: &[u8] = &[
+    0x04,                         // version = 4 (u8, raw byte)
+    0x02, b's', b'1',             // site = "s1" (varint length, UTF-8)
+    0x03, b'g', b'w', b'1',       // collector = "gw1"
+    0x07,                         // epoch = 7
+    0xac, 0x02,                   // seq = 300 (varint: 0x2c|0x80, 0x02)
+    0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, // timestamp_ms = 1_700_000_000_000 (varint u64)
+    0x01,                         // readings: 1 element
+    0x00,                         //   Reading::Printer (variant 0)
+    0x02, b'c', b'1',             //   device = "c1"
+    0x02, b'i', b't',             //   unit = "it"
+    0x01, 0x02, b'M', b'X',       //   model = Some("MX")
+    0x00,                         //   serial = None
+    0x01, 0x0d,                   //   vendor = Some(Vendor::Sharp) (variant 13)
+    0x00,                         //   firmware = None
+    0x01, 0x96, 0x01,             //   uptime_ticks = Some(150)
+    0x01, 0x03,                   //   status.device = Some(DeviceStatus::Warning) (variant 3)
+    0x00,                         //   status.printer = None
+    0x01, 0x80, 0x40,             //   status.errors = Some(ErrorBits(0x2000)) (varint u16 8192)
+    0x01,                         //   markers: 1 element
+    0x01,                         //     index = 1
+    0x01, 0x05,                   //     unit = Some(CounterUnit::Impressions) (variant 5)
+    0x90, 0xb2, 0x07,             //     life_count = 121104 (varint)
+    0x01,                         //   supplies: 1 element
+    0x01,                         //     index = 1
+    0x01, 0x03,                   //     kind = Some(SupplyType::Toner) (variant 3)
+    0x01, 0x02,                   //     class = Some(SupplyClass::Consumed) (variant 2)
+    0x01, 0x0f,                   //     unit = Some(SupplyUnit::Percent) (variant 15)
+    0x01, 0x05, b'b', b'l', b'a', b'c', b'k', // colour = Some("black")
+    0x01, b'K',                   //     description = "K"
+    0x01, 0x00, 0x64,             //     max_capacity = Some(Capacity::Value(100))
+    0x01, 0x03,                   //     level = Some(Level::SomeRemaining) (variant 3)
+    0x00,                         //   counters.total = None
+    0x01, 0xac, 0x02,             //   counters.mono = Some(300)
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // counters.colour..duplex = None (6 fields)
+    0x00,                         //   trays: 0 elements
+    0x00,                         //   alerts: 0 elements
+    0x00,                         //   console = None
+    0x00,                         //   covers: 0 elements
+    0x00,                         //   truncated = false
+];
+
+/// The worked example as version 3 wrote it (no site): still decoded.
+#[rustfmt::skip]
+const EXAMPLE_V3_BYTES: &[u8] = &[
     0x03,                         // version = 3 (u8, raw byte)
     0x03, b'g', b'w', b'1',       // collector = "gw1" (varint length, UTF-8)
     0x07,                         // epoch = 7
@@ -119,8 +163,29 @@ fn worked_example_has_the_documented_bytes() {
 }
 
 #[test]
+fn a_version_3_envelope_still_decodes_without_a_site() {
+    let mut expected = example();
+    expected.version = 3;
+    expected.site.clear();
+    assert_eq!(decode(EXAMPLE_V3_BYTES).unwrap(), expected);
+    // It is read, never written: this build encodes version 4 only.
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    assert_eq!(
+        encode(&expected, &mut buf),
+        Err(Error::UnsupportedVersion(3))
+    );
+    // A version-3 envelope cannot smuggle a site, a version-4 one must name one.
+    let mut sited = expected.clone();
+    sited.site = id("s1");
+    assert_eq!(sited.validate(), Err(Error::InvalidId));
+    let mut unsited = example();
+    unsited.site.clear();
+    assert_eq!(encode(&unsited, &mut buf), Err(Error::InvalidId));
+}
+
+#[test]
 fn no_response_has_the_documented_bytes() {
-    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
+    let mut env = Envelope::new(id("s1"), id("gw1"), 0, 0, 0);
     env.readings
         .push(Reading::NoResponse(NoResponse {
             device: id("p"),
@@ -131,7 +196,8 @@ fn no_response_has_the_documented_bytes() {
         .unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version, collector, epoch 0, seq 0, timestamp 0
+        0x04, 0x02, b's', b'1',                   // version 4, site "s1"
+        0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x01,                               // 1 reading, Reading::NoResponse (variant 1)
         0x01, b'p', 0x01, b'u',                   // device "p", unit "u"
         0x00, 0x00,                               // kind Copier (0), cause Timeout (0)
@@ -165,7 +231,7 @@ fn unknown_codes_and_special_values_survive_the_round_trip() {
 #[test]
 fn other_versions_trailing_bytes_and_truncation_are_errors() {
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    for other in [1, 2, 4, 0xff] {
+    for other in [1, 2, 5, 0xff] {
         bytes[0] = other;
         assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(other)));
     }
@@ -187,11 +253,14 @@ fn invalid_identifiers_are_rejected_both_ways() {
     env.collector = id("a/b");
     let mut buf = [0u8; MAX_ENCODED_LEN];
     assert_eq!(encode(&env, &mut buf), Err(Error::InvalidId));
-    // The same bytes with '/' smuggled in by hand: "gw1" -> "g/1".
+    // The same bytes with '/' smuggled in by hand: "gw1" -> "g/1", and "s1" -> "/1".
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    bytes[3] = b'/';
+    bytes[6] = b'/';
     assert_eq!(decode(&bytes), Err(Error::InvalidId));
-    let empty = Envelope::new(id("gw1"), 1, 1, 1);
+    let mut bytes = EXAMPLE_BYTES.to_vec();
+    bytes[2] = b'/';
+    assert_eq!(decode(&bytes), Err(Error::InvalidId));
+    let empty = Envelope::new(id("s1"), id("gw1"), 1, 1, 1);
     assert_eq!(encode(&empty, &mut buf), Err(Error::NoReadings));
 }
 
@@ -199,6 +268,7 @@ fn invalid_identifiers_are_rejected_both_ways() {
 fn largest_empty_envelope() -> Envelope {
     let id = "x".repeat(devtel_protocol::MAX_ID_LEN);
     Envelope::new(
+        id.as_str().try_into().unwrap(),
         id.as_str().try_into().unwrap(),
         u64::MAX,
         u64::MAX,
@@ -414,11 +484,12 @@ fn phone_reading_has_the_documented_bytes() {
             hook: Some(HookState::OffHook),
         })
         .unwrap();
-    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
+    let mut env = Envelope::new(id("s1"), id("gw1"), 0, 0, 0);
     env.readings.push(Reading::Phone(phone)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version 3, collector, epoch 0, seq 0, timestamp 0
+        0x04, 0x02, b's', b'1',       // version 4, site "s1"
+        0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x02,                   // 1 reading, Reading::Phone (variant 2)
         0x01, b'p', 0x01, b'u',       // device "p", unit "u"
         0x01, 0x10,                   // vendor Some(Grandstream: index 16)
@@ -465,11 +536,12 @@ fn dock_reading_has_the_documented_bytes() {
             occupancy: Occupancy::Occupied,
         })
         .unwrap();
-    let mut env = Envelope::new(id("gw1"), 0, 0, 0);
+    let mut env = Envelope::new(id("s1"), id("gw1"), 0, 0, 0);
     env.readings.push(Reading::Dock(dock)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x03, 0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // version 3, collector, epoch 0, seq 0, timestamp 0
+        0x04, 0x02, b's', b'1',       // version 4, site "s1"
+        0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x03,                   // 1 reading, Reading::Dock (variant 3)
         0x01, b's', 0x01, b'u',       // device "s", unit "u"
         0x01, 0x17,                   // vendor Some(TP-Link: index 23)
@@ -595,10 +667,23 @@ mod acknowledgements {
     #[test]
     fn an_envelope_identity_is_read_without_decoding_the_readings() {
         let id = peek_identity(super::EXAMPLE_BYTES).unwrap();
-        assert_eq!((id.collector.as_str(), id.epoch, id.seq), ("gw1", 7, 300));
+        assert_eq!(
+            (id.site.as_str(), id.collector.as_str(), id.epoch, id.seq),
+            ("s1", "gw1", 7, 300)
+        );
         // Only the header is needed: the readings may be cut off.
-        let id = peek_identity(&super::EXAMPLE_BYTES[..10]).unwrap();
+        let id = peek_identity(&super::EXAMPLE_BYTES[..12]).unwrap();
         assert_eq!(id.seq, 300);
+        // A spool written before the upgrade holds version-3 envelopes.
+        let id = peek_identity(super::EXAMPLE_V3_BYTES).unwrap();
+        assert_eq!(
+            (id.version, id.site.as_str(), id.collector.as_str(), id.seq),
+            (3, "", "gw1", 300)
+        );
+        assert_eq!(
+            peek_identity(&[4, 1, b'/', 1, b'a', 0, 0]),
+            Err(Error::InvalidId)
+        );
         assert_eq!(
             peek_identity(&[2, 1, b'a']),
             Err(Error::UnsupportedVersion(2))
@@ -645,6 +730,7 @@ mod in_place {
     #[derive(Deserialize, Serialize)]
     struct Twin<const N: usize> {
         version: u8,
+        site: devtel_protocol::Id,
         collector: devtel_protocol::Id,
         epoch: u64,
         seq: u64,
@@ -655,7 +741,13 @@ mod in_place {
     /// What the derived code decodes, with `decode`'s checks.
     fn derived(bytes: &[u8]) -> Option<Envelope> {
         let (twin, rest): (Twin<MAX_READINGS>, &[u8]) = postcard::take_from_bytes(bytes).ok()?;
-        let mut envelope = Envelope::new(twin.collector, twin.epoch, twin.seq, twin.timestamp_ms);
+        let mut envelope = Envelope::new(
+            twin.site,
+            twin.collector,
+            twin.epoch,
+            twin.seq,
+            twin.timestamp_ms,
+        );
         envelope.version = twin.version;
         envelope.readings = twin.readings;
         (rest.is_empty()
@@ -665,7 +757,7 @@ mod in_place {
     }
 
     fn two_kinds() -> Envelope {
-        let mut env = Envelope::new(id("gw1"), 9, 12, 1_700_000_000_123);
+        let mut env = Envelope::new(id("s1"), id("gw1"), 9, 12, 1_700_000_000_123);
         let mut dock = DockReading {
             device: id("s"),
             unit: id("u"),
@@ -732,6 +824,7 @@ mod in_place {
         // One reading more than the capacity: both refuse it.
         let mut three = Twin::<3> {
             version: devtel_protocol::FORMAT_VERSION,
+            site: id("s1"),
             collector: id("gw1"),
             epoch: 1,
             seq: 1,

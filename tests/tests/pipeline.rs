@@ -410,8 +410,13 @@ fn an_envelope_published_again_after_its_commit_is_applied_once_and_counted_as_a
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_broker, broker_port) = mosquitto(&dir);
     let (mut gateway, http) = start_gateway(&dir, broker_port);
-    let mut envelope =
-        devtel_protocol::Envelope::new("replayer".try_into().unwrap(), 7, 41, 1_796_000_000_000);
+    let mut envelope = devtel_protocol::Envelope::new(
+        "site".try_into().unwrap(),
+        "replayer".try_into().unwrap(),
+        7,
+        41,
+        1_796_000_000_000,
+    );
     envelope
         .readings
         .push(devtel_protocol::Reading::NoResponse(

@@ -272,7 +272,13 @@ fn no_message_can_stop_ingest() {
         })
         .collect();
     // A valid envelope on a topic that names another device.
-    let mut envelope = devtel_protocol::Envelope::new("site".try_into().unwrap(), 1, 424_242, 1);
+    let mut envelope = devtel_protocol::Envelope::new(
+        "site-site".try_into().unwrap(),
+        "site".try_into().unwrap(),
+        1,
+        424_242,
+        1,
+    );
     envelope
         .readings
         .push(devtel_protocol::Reading::NoResponse(
@@ -290,8 +296,13 @@ fn no_message_can_stop_ingest() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let mut ahead =
-        devtel_protocol::Envelope::new("forger".try_into().unwrap(), 1, 7, now_ms + 86_400_000);
+    let mut ahead = devtel_protocol::Envelope::new(
+        "site-site".try_into().unwrap(),
+        "forger".try_into().unwrap(),
+        1,
+        7,
+        now_ms + 86_400_000,
+    );
     ahead
         .readings
         .push(devtel_protocol::Reading::NoResponse(
@@ -304,6 +315,70 @@ fn no_message_can_stop_ingest() {
         ))
         .unwrap();
     let ahead = devtel_protocol::encode_to_vec(&ahead).unwrap();
+    // Forgeries of site identity (a broker that lets anyone publish anywhere): another site
+    // reports this site's device; another site publishes as this site's collector; an
+    // envelope names another site than its topic.
+    let real_device = format!("{}-0", COPIERS[0].1);
+    let forged = |site: &str, collector: &str, device: &str, seq: u64| {
+        let mut e = devtel_protocol::Envelope::new(
+            site.try_into().unwrap(),
+            collector.try_into().unwrap(),
+            1,
+            seq,
+            now_ms,
+        );
+        e.readings
+            .push(devtel_protocol::Reading::NoResponse(
+                devtel_protocol::NoResponse {
+                    device: device.try_into().unwrap(),
+                    unit: "ba.it".try_into().unwrap(),
+                    kind: devtel_protocol::DeviceKind::Copier,
+                    cause: devtel_protocol::NoResponseCause::Timeout,
+                },
+            ))
+            .unwrap();
+        devtel_protocol::encode_to_vec(&e).unwrap()
+    };
+    let identity_forgeries = [
+        (
+            format!("devtel/v1/telemetry/evil-site/ba.it/{real_device}"),
+            forged("evil-site", "evil", &real_device, 1),
+        ),
+        (
+            "devtel/v1/telemetry/evil-site/ba.it/evil-device".to_string(),
+            forged("evil-site", "site", "evil-device", 2),
+        ),
+        (
+            "devtel/v1/telemetry/site-site/ba.it/evil-device".to_string(),
+            forged("elsewhere", "evil", "evil-device", 3),
+        ),
+    ];
+    // A repeat of a stored envelope's identity with other bytes.
+    let history = http_json(http, &format!("/api/devices/{real_device}/history")).unwrap();
+    let stored = &history["readings"][0];
+    let (stored_epoch, stored_seq) = (n(stored, "epoch"), n(stored, "seq"));
+    assert_eq!(stored["collector"], "site", "{stored}");
+    let conflicting = {
+        let mut e = devtel_protocol::Envelope::new(
+            "site-site".try_into().unwrap(),
+            "site".try_into().unwrap(),
+            stored_epoch,
+            stored_seq,
+            n(stored, "timestamp_ms"),
+        );
+        e.readings
+            .push(devtel_protocol::Reading::NoResponse(
+                devtel_protocol::NoResponse {
+                    device: real_device.as_str().try_into().unwrap(),
+                    unit: "ba.it".try_into().unwrap(),
+                    kind: devtel_protocol::DeviceKind::Copier,
+                    cause: devtel_protocol::NoResponseCause::Timeout,
+                },
+            ))
+            .unwrap();
+        devtel_protocol::encode_to_vec(&e).unwrap()
+    };
+    let conflicting_topic = format!("devtel/v1/telemetry/site-site/ba.it/{real_device}");
 
     let evil = "devtel/v1/telemetry/evil/u0/c0";
     let dead = rt.block_on(async {
@@ -342,6 +417,16 @@ fn no_message_can_stop_ingest() {
                         false,
                         ahead,
                     )
+                    .await
+                    .unwrap();
+                for (t, payload) in identity_forgeries {
+                    client
+                        .publish(t, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .unwrap();
+                }
+                client
+                    .publish(conflicting_topic, QoS::AtLeastOnce, false, conflicting)
                     .await
                     .unwrap();
                 client
@@ -387,9 +472,34 @@ fn no_message_can_stop_ingest() {
                 .iter()
                 .map(|c| r[c].as_u64().unwrap_or(0))
                 .sum::<u64>();
-            r["oversize"] == 2 && r["topic_mismatch"] == 1 && r["future"] == 1 && random == 1000
+            r["oversize"] == 2
+                && r["topic_mismatch"] == 1
+                && r["future"] == 1
+                && random == 1000
+                && r["foreign_device"] == 1
+                && r["foreign_collector"] == 1
+                && r["site_mismatch"] == 1
+                && h["ingest"]["conflicts"] == 1
         })
     });
+    // The conflicting repeat is kept aside; the stored reading is the collector's.
+    let conflicts = http_json(http, "/api/conflicts").unwrap();
+    let kept = &conflicts["conflicts"];
+    assert_eq!(kept.as_array().map(Vec::len), Some(1), "{conflicts}");
+    assert_eq!(
+        (n(&kept[0], "epoch"), n(&kept[0], "seq")),
+        (stored_epoch, stored_seq)
+    );
+    assert_eq!(kept[0]["devices"][0], real_device.as_str());
+    let again = http_json(http, &format!("/api/devices/{real_device}/history")).unwrap();
+    let same = again["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| n(r, "epoch") == stored_epoch && n(r, "seq") == stored_seq)
+        .unwrap();
+    assert_eq!(same, stored, "the stored reading is unchanged");
+    assert_eq!(health["ingest"]["repeats_unverified"], 0, "{health}");
     assert_eq!(health["mqtt_connected"], true, "{health}");
     let oversize: Vec<&(String, Vec<u8>)> = dead
         .iter()
@@ -450,6 +560,7 @@ fn no_message_can_stop_ingest() {
         "{}",
         gateway.log()
     );
+    // Nothing of the forgeries became a device ("evil-device" was never taken).
     let devices = http_json(http, "/api/devices").unwrap();
     assert_eq!(devices.as_array().map(Vec::len), Some(3), "{devices}");
     // The envelope from the future moved nothing: "now" is still the real readings' time.
@@ -523,6 +634,7 @@ fn a_broker_sending_beyond_the_receive_maximum_loses_nothing() {
             for seq in 0..N {
                 let device = format!("copier-{:02}", seq % 50);
                 let mut e = devtel_protocol::Envelope::new(
+                    "burst-site".try_into().unwrap(),
                     "burst".try_into().unwrap(),
                     1,
                     seq,
