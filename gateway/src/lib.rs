@@ -19,6 +19,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod broker_access;
 pub mod calendar;
 pub mod config;
 pub mod dashboard;

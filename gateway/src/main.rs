@@ -44,6 +44,22 @@ enum Command {
         /// The new file (never overwritten).
         to: PathBuf,
     },
+    /// Write Mosquitto's access files for the configured [[sites]]: one user per site, each
+    /// allowed its own topics only, and the gateway's user. Writes DIR/acl, DIR/passwd
+    /// (hashes), DIR/mosquitto.conf (the lines to include) and DIR/passwords/{user} (each
+    /// password, mode 0600: copy a site's to its collector's [mqtt] password_file). Existing
+    /// passwords are kept; no password is printed.
+    BrokerAccess {
+        /// Configuration file (TOML) with the [[sites]].
+        #[arg(short, long, env = "DEVTEL_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// Directory for the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// The gateway's broker user name.
+        #[arg(long, default_value = devtel_gateway::broker_access::DEFAULT_GATEWAY_USER)]
+        gateway_user: String,
+    },
     /// Print an example configuration with every key documented.
     PrintExampleConfig,
 }
@@ -108,6 +124,31 @@ fn main() -> ExitCode {
                 Err(e) => devtel_daemon::config_error(&e),
             }
         }
+        Command::BrokerAccess {
+            config,
+            out,
+            gateway_user,
+        } => match devtel_daemon::load_config(&config, Config::from_toml) {
+            Ok(c) => {
+                let sites: Vec<String> = c.sites.iter().map(|s| s.id.clone()).collect();
+                match devtel_gateway::broker_access::write(&out, &sites, &gateway_user) {
+                    Ok(w) => {
+                        println!(
+                            "{}: acl, passwd, mosquitto.conf; passwords/ made for {:?}, kept for {:?}",
+                            out.display(),
+                            w.new_users,
+                            w.kept_users
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => devtel_daemon::config_error(&e),
+        },
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
             Ok(config) => {
                 devtel_daemon::run_until_signal(|shutdown| devtel_gateway::run(config, shutdown))
