@@ -28,3 +28,6 @@ mod zero_loss;
 
 /// The dashboard in headless Chromium against the API; the monthly report's CSV adds up.
 mod dashboard;
+
+/// Site identity: the broker's per-site users and the gateway's own check.
+mod security;

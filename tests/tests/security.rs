@@ -1,0 +1,149 @@
+//! Sites cannot speak for each other: a Mosquitto with the access files `devtel-gateway
+//! broker-access` writes (one user per site) refuses a collector publishing under another
+//! site, and when the broker is misconfigured to let it through, the gateway refuses it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::delivery::{start_collector, COPIERS};
+use crate::util::*;
+
+fn collector_conf(
+    dir: &Path,
+    name: &str,
+    site: &str,
+    collector: &str,
+    user: &str,
+    broker: u16,
+    sim: u16,
+    device: &str,
+) -> std::path::PathBuf {
+    let (recording, _) = COPIERS[0];
+    let conf = format!(
+        "site = \"{site}\"\ncollector_id = \"{collector}\"\nbroker = \"mqtt://127.0.0.1:{broker}\"\npoll_interval = \"1s\"\n[mqtt]\nusername = \"{user}\"\npassword_file = \"{}\"\nreconnect_max = \"2s\"\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 1\n[[devices]]\nid = \"{device}\"\naddress = \"127.0.0.1\"\nport = {sim}\ncommunity = \"{recording}\"\nunit = \"ba.it\"\n",
+        dir.join("access/passwords").join(user).display(),
+        dir.join(format!("{name}-spool")).display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, conf).unwrap();
+    path
+}
+
+fn broker(dir: &Path, port: u16, acl_rewrite: Option<(&str, &str)>) -> Proc {
+    let mut access = fs::read_to_string(dir.join("access/mosquitto.conf")).unwrap();
+    if let Some((from, to)) = acl_rewrite {
+        // A broker misconfigured by hand: its ACL lets every site write everywhere.
+        let acl = fs::read_to_string(dir.join("access/acl")).unwrap();
+        assert!(acl.contains(from), "{acl}");
+        let broken = dir.join("access/acl-broken");
+        fs::write(&broken, acl.replace(from, to)).unwrap();
+        access = access.replace(
+            dir.join("access/acl").to_str().unwrap(),
+            broken.to_str().unwrap(),
+        );
+    }
+    mosquitto_with(
+        dir,
+        "mosquitto",
+        &format!("listener {port} 127.0.0.1\npersistence false\n{access}"),
+        port,
+    )
+}
+
+fn received(http: u16) -> u64 {
+    http_json(http, "/healthz")
+        .and_then(|h| h["ingest"]["received"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
+    let dir = temp_dir("acl");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sites = "[[sites]]\nid = \"a\"\ncollectors = [\"ca\"]\n[[sites]]\nid = \"b\"\ncollectors = [\"cb\"]\n";
+    fs::write(dir.join("access.toml"), sites).unwrap();
+    let made = Command::new(bin("devtel-gateway"))
+        .args(["broker-access", "--config"])
+        .arg(dir.join("access.toml"))
+        .arg("--out")
+        .arg(dir.join("access"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let printed = String::from_utf8_lossy(&made.stdout);
+    for user in ["devtel-gateway", "a", "b"] {
+        let password = fs::read_to_string(dir.join("access/passwords").join(user)).unwrap();
+        assert!(!printed.contains(password.trim()), "no password printed");
+    }
+
+    let port = free_tcp_port();
+    let mut mosquitto = broker(&dir, port, None);
+    let (_sim, sim) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let gateway_mqtt = format!(
+        "[mqtt]\nusername = \"devtel-gateway\"\npassword_file = \"{}\"\nreconnect_max = \"1s\"\n{sites}",
+        dir.join("access/passwords/devtel-gateway").display()
+    );
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, &gateway_mqtt);
+
+    // Site a's collector, with a's user, is heard.
+    let conf = collector_conf(&dir, "site-a", "a", "ca", "a", port, sim, "a-copier");
+    let mut a = start_collector(&dir, "site-a", &conf);
+    wait_for("site a's copier", Duration::from_secs(30), || {
+        a.assert_running();
+        gateway.assert_running();
+        http_json(http, "/api/devices/a-copier").filter(|d| d["kind"] == "copier")
+    });
+    assert!(a.terminate(Duration::from_secs(10)), "{}", a.log());
+
+    // The same collector set up for site b, still with a's user: the broker refuses its
+    // publications, the gateway hears nothing of it.
+    let before = received(http);
+    let conf = collector_conf(&dir, "rogue", "b", "ca", "a", port, sim, "b-copier");
+    let mut rogue = start_collector(&dir, "rogue", &conf);
+    std::thread::sleep(Duration::from_secs(6));
+    rogue.assert_running();
+    let health = http_json(http, "/healthz").unwrap();
+    assert_eq!(received(http), before, "{health}");
+    assert!(
+        http_json(http, "/api/devices/b-copier").is_none(),
+        "the broker let the rogue through"
+    );
+
+    // A broker misconfigured to let every site write every site's telemetry: the gateway
+    // refuses the rogue itself (collector ca belongs to site a), counted, nothing applied.
+    drop(mosquitto);
+    mosquitto = broker(
+        &dir,
+        port,
+        Some((
+            "pattern write devtel/v1/telemetry/%u/#",
+            "pattern write devtel/v1/telemetry/#",
+        )),
+    );
+    let health = wait_for(
+        "the rogue refused by the gateway",
+        Duration::from_secs(40),
+        || {
+            rogue.assert_running();
+            gateway.assert_running();
+            http_json(http, "/healthz").filter(|h| {
+                h["ingest"]["rejected"]["foreign_collector"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 3
+            })
+        },
+    );
+    assert!(
+        http_json(http, "/api/devices/b-copier").is_none(),
+        "{health}"
+    );
+    let rejected = health["ingest"]["rejected"].as_object().unwrap();
+    assert_eq!(rejected.len(), 1, "only foreign_collector: {health}");
+    let devices = http_json(http, "/api/devices").unwrap();
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "{devices}");
+    drop(mosquitto);
+}
