@@ -52,11 +52,61 @@ pub struct RawConfig {
     /// Checks of what arrives.
     #[serde(default)]
     pub ingest: RawIngest,
+    /// The HTTP API's token and limits.
+    #[serde(default)]
+    pub http: RawHttp,
     /// The sites, their collectors and (optionally) their devices. When given, the whole
     /// list: other sites are refused (`crate::sites`).
     #[serde(default)]
     pub sites: Vec<RawSite>,
 }
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// File whose first line is the bearer token (else [`TOKEN_ENV`]).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Longest a request may take.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most requests at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Most requests at once from one address.
+    #[serde(default = "default_max_per_client")]
+    pub max_per_client: usize,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            token_file: None,
+            timeout: default_http_timeout(),
+            max_in_flight: default_max_in_flight(),
+            max_per_client: default_max_per_client(),
+        }
+    }
+}
+
+fn default_http_timeout() -> Duration {
+    crate::guard::DEFAULT_TIMEOUT
+}
+
+fn default_max_in_flight() -> usize {
+    crate::guard::DEFAULT_MAX_IN_FLIGHT
+}
+
+fn default_max_per_client() -> usize {
+    crate::guard::DEFAULT_MAX_PER_CLIENT
+}
+
+/// Environment variable read for the HTTP token when `[http] token_file` is not set.
+pub const TOKEN_ENV: &str = "DEVTEL_GATEWAY_TOKEN";
+
+/// Shortest token taken.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// One `[[sites]]` entry.
 #[derive(Debug, Deserialize)]
@@ -329,6 +379,8 @@ pub struct Config {
     pub max_clock_skew: Duration,
     /// `[[sites]]`.
     pub sites: Vec<crate::sites::SiteEntry>,
+    /// The HTTP token and limits.
+    pub http: crate::guard::Settings,
     /// Most devices and collectors taken.
     pub max_devices: usize,
     /// See `max_devices`.
@@ -475,6 +527,7 @@ impl Config {
             }
         }
         let sites = sites(&raw.sites)?;
+        let http = http_settings(&raw.http, &http_listen)?;
         let core = CoreSettings {
             units,
             ledger: LedgerSettings {
@@ -498,10 +551,62 @@ impl Config {
             dashboard_refresh: raw.dashboard.refresh,
             max_clock_skew: raw.ingest.max_clock_skew,
             sites,
+            http,
             max_devices: raw.ingest.max_devices,
             max_collectors: raw.ingest.max_collectors,
         })
     }
+}
+
+/// The token (from `[http] token_file` or [`TOKEN_ENV`]; required when the API listens
+/// beyond loopback) and the limits.
+fn http_settings(
+    raw: &RawHttp,
+    listen: &SocketAddr,
+) -> Result<crate::guard::Settings, ConfigError> {
+    let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+    let token = match &raw.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("http.token_file", format!("{}: {e}", path.display())))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => std::env::var(TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    if let Some(t) = &token {
+        if t.len() < MIN_TOKEN_LEN || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid(
+                "http.token_file",
+                format!("the token must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"),
+            ));
+        }
+    }
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(invalid(
+            "http.token_file",
+            format!("required when http_listen ({listen}) is not a loopback address: give [http] token_file or set {TOKEN_ENV}"),
+        ));
+    }
+    if raw.timeout < Duration::from_millis(100) || raw.timeout > Duration::from_secs(600) {
+        return Err(invalid("http.timeout", "must be 100 ms to 10 min".into()));
+    }
+    for (key, n) in [
+        ("http.max_in_flight", raw.max_in_flight),
+        ("http.max_per_client", raw.max_per_client),
+    ] {
+        if !(1..=100_000).contains(&n) {
+            return Err(invalid(key, "must be 1 to 100,000".into()));
+        }
+    }
+    Ok(crate::guard::Settings {
+        token: token.map(crate::guard::Token::new),
+        timeout: raw.timeout,
+        max_in_flight: raw.max_in_flight,
+        max_per_client: raw.max_per_client,
+    })
 }
 
 /// Validates `[[sites]]`: identifiers, at least one collector per site, and no site, collector

@@ -51,6 +51,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/conflicts", get(conflicts))
         .route("/api/reports/monthly", get(monthly_report))
         .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.guard.clone(),
+            crate::guard::check,
+        ))
         .with_state(shared)
 }
 
@@ -560,6 +564,98 @@ mod tests {
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn with_a_token_everything_but_healthz_needs_it_and_limits_answer_by_name() {
+        let token = "s3cret-token-0123456789";
+        let mut shared = Shared::default();
+        shared.guard = crate::guard::Guard::new(crate::guard::Settings {
+            token: Some(crate::guard::Token::new(token.into())),
+            ..crate::guard::Settings::default()
+        });
+        let shared = Arc::new(shared);
+        let app = || router(shared.clone());
+        let send = |req: Request<Body>| async { app().oneshot(req).await.unwrap() };
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        assert_eq!(send(get("/healthz")).await.status(), StatusCode::OK);
+        for uri in ["/api/units", "/metrics", "/api/conflicts", "/supplies.csv"] {
+            let r = send(get(uri)).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+            assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        }
+        let wrong = Request::get("/api/units")
+            .header(header::AUTHORIZATION, "Bearer s3cret-token-012345678X")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(wrong).await.status(), StatusCode::UNAUTHORIZED);
+        let right = Request::get("/api/units")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(right).await.status(), StatusCode::OK);
+        // A browser is sent to the sign-in page, which sets the cookie.
+        let r = send(get("/")).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/login");
+        assert_eq!(send(get("/login")).await.status(), StatusCode::OK);
+        let form = |t: &str| {
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("token={t}")))
+                .unwrap()
+        };
+        assert_eq!(send(form("nope")).await.status(), StatusCode::UNAUTHORIZED);
+        let r = send(form(token)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let cookie = r.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let with_cookie = Request::get("/")
+            .header(header::COOKIE, pair)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(with_cookie).await.status(), StatusCode::OK);
+        // An absurdly long request is refused by name.
+        let long = format!("/api/units?x={}", "a".repeat(crate::guard::MAX_URI_LEN));
+        let r = send(get(&long)).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("request too large"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_concurrency_limit_the_answer_is_a_named_503() {
+        let mut shared = Shared::default();
+        shared.guard = crate::guard::Guard::new(crate::guard::Settings {
+            max_in_flight: 1,
+            timeout: std::time::Duration::from_millis(300),
+            ..crate::guard::Settings::default()
+        });
+        let shared = Arc::new(shared);
+        // The aggregator's lock held elsewhere: the first request waits for it ...
+        let held = shared.aggregator.lock().unwrap();
+        let first = tokio::spawn({
+            let app = router(shared.clone());
+            async move {
+                app.oneshot(Request::get("/api/units").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // ... so a second one finds no room.
+        let (status, body) = get_json(router(shared.clone()), "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("busy: "),
+            "{body}"
+        );
+        drop(held);
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
     }
 
     #[tokio::test]

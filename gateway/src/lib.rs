@@ -25,6 +25,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deliveries;
 pub mod delta;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
@@ -93,6 +94,8 @@ pub struct Shared {
     pub max_clock_skew: u64,
     /// Which site each collector and device belongs to (the check stage's).
     pub owners: Mutex<sites::Owners>,
+    /// The HTTP token and limits.
+    pub guard: Arc<guard::Guard>,
 }
 
 impl Shared {
@@ -145,6 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "site ownership loaded"
     );
     shared.owners = Mutex::new(owners);
+    shared.guard = guard::Guard::new(config.http.clone());
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);
@@ -160,7 +164,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http_listen))?;
     let bound = listener.local_addr().context("reading the HTTP address")?;
-    info!(http = %bound, broker = %config.mqtt.describe(), "gateway started");
+    info!(http = %bound, broker = %config.mqtt.describe(), token = config.http.token.is_some(), "gateway started");
 
     let mqtt = tokio::spawn(mqtt::run(
         options,
@@ -171,10 +175,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
     let app = http::router(shared.clone());
     let http_shutdown = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+    .await
+    .context("serving HTTP")?;
     match mqtt.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error.into()),

@@ -56,6 +56,77 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/reports/monthly", get(report))
         .route("/assets/style.css", get(style))
         .route("/assets/refresh.js", get(script))
+        .route("/login", get(login_form).post(login))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+fn login_page(message: Option<&str>) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="de" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "devtel – Anmeldung / Sign in" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body {
+                main {
+                    h1 { "devtel" }
+                    @if let Some(m) = message {
+                        p role="alert" { (m) }
+                    }
+                    form method="post" action="/login" {
+                        label for="token" { "Zugangsschlüssel / Access token" }
+                        " "
+                        input id="token" name="token" type="password" autocomplete="current-password" required;
+                        " "
+                        button type="submit" { "Anmelden / Sign in" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The sign-in page: the gateway's token, kept in an HttpOnly cookie for the dashboard.
+async fn login_form() -> Response {
+    respond_markup(StatusCode::OK, login_page(None))
+}
+
+async fn login(
+    State(shared): State<Arc<Shared>>,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    if !shared.guard.locked() || !shared.guard.accepts(form.token.trim()) {
+        return respond_markup(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("Falscher Zugangsschlüssel / Wrong token")),
+        );
+    }
+    let cookie = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Strict",
+        crate::guard::TOKEN_COOKIE,
+        form.token.trim()
+    );
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")], "").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn respond_markup(status: StatusCode, page: Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.into_string(),
+    )
+        .into_response()
 }
 
 /// Query parameters the pages take.
