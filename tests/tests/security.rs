@@ -147,3 +147,80 @@ fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
     assert_eq!(devices.as_array().map(Vec::len), Some(1), "{devices}");
     drop(mosquitto);
 }
+
+/// A gateway listening beyond loopback does not start without a token, and with one refuses
+/// every request without it but `/healthz`.
+#[test]
+fn a_gateway_beyond_loopback_needs_its_token() {
+    let dir = temp_dir("token");
+    let (_broker, broker) = mosquitto(&dir);
+    let http = free_tcp_port();
+    let conf = |token: &str| {
+        let path = dir.join("gateway.toml");
+        fs::write(
+            &path,
+            format!(
+                "broker = \"mqtt://127.0.0.1:{broker}\"\nhttp_listen = \"0.0.0.0:{http}\"\n[store]\npath = \"{}\"\n{token}",
+                dir.join("gateway.sqlite").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let open = conf("");
+    let checked = Command::new(bin("devtel-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&open)
+        .env_remove("DEVTEL_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("http.token_file"), "{stderr}");
+
+    let token = "e2e-token-4f1c9a7d2b";
+    fs::write(dir.join("token"), format!("{token}\n")).unwrap();
+    let locked = conf(&format!(
+        "[http]\ntoken_file = \"{}\"\n",
+        dir.join("token").display()
+    ));
+    let mut gateway = Proc::spawn(
+        "gateway",
+        &dir,
+        Command::new(bin("devtel-gateway"))
+            .args(["run", "--config"])
+            .arg(&locked)
+            .env_remove("DEVTEL_GATEWAY_TOKEN"),
+    );
+    wait_for("the gateway", Duration::from_secs(20), || {
+        gateway.assert_running();
+        http_json(http, "/healthz").filter(|h| h["mqtt_connected"] == true)
+    });
+    for path in [
+        "/api/units",
+        "/api/devices",
+        "/metrics",
+        "/api/reports/monthly",
+    ] {
+        let (status, body) = http_get(http, path).unwrap();
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("unauthorized"), "{body}");
+        let (status, _) = http_get_with(
+            http,
+            path,
+            &[("Authorization", "Bearer wrong-token-000000")],
+        )
+        .unwrap();
+        assert_eq!(status, 401, "{path}");
+        let bearer = format!("Bearer {token}");
+        let (status, body) = http_get_with(http, path, &[("Authorization", &bearer)]).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _) = http_get(http, "/").unwrap();
+    assert_eq!(status, 303, "the dashboard sends a browser to sign in");
+    assert!(
+        !gateway.log().contains(token),
+        "the token is never logged:\n{}",
+        gateway.log()
+    );
+}
