@@ -209,3 +209,60 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     Ok(())
 }
+
+/// Entry points for the fuzz targets (`fuzz/`): the private decoding paths, each of which
+/// must return (never panic, never hang) whatever the bytes.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::snmp::client::{response_from_pdu, AuthProtocol, PrivProtocol, Usm};
+
+    /// An SNMP v1/v2c reply: BER → PDU → devtel's response.
+    pub fn snmp_reply(bytes: &[u8]) {
+        if let Ok(pdu) = snmp2::Pdu::from_bytes(bytes) {
+            let _ = response_from_pdu(&pdu);
+        }
+    }
+
+    /// An SNMPv3 reply under authPriv (SHA-256, AES-128) with a known engine: the USM
+    /// header, the authentication check and the decryption run before the PDU is read. The
+    /// keys are localised once (a megabyte of hashing) and the state cloned for each input.
+    pub fn snmp_v3_reply(bytes: &[u8]) {
+        static SECURITY: std::sync::OnceLock<Option<snmp2::v3::Security>> =
+            std::sync::OnceLock::new();
+        let security = SECURITY.get_or_init(|| {
+            let usm = Usm {
+                user: "fuzz".into(),
+                auth: Some((AuthProtocol::Sha256, "fuzz-auth-pass".into())),
+                privacy: Some((PrivProtocol::Aes128, "fuzz-priv-pass".into())),
+                context: String::new(),
+            };
+            usm.security()
+                .with_engine_id(&[0x80, 0x00, 0x1f, 0x88, 0x04, 0x64, 0x65, 0x76])
+                .ok()
+                .map(|s| s.with_engine_boots_and_time(1, 100))
+        });
+        let Some(mut security) = security.clone() else {
+            return;
+        };
+        if let Ok(pdu) = snmp2::Pdu::from_bytes_with_security(bytes, Some(&mut security)) {
+            let _ = response_from_pdu(&pdu);
+        }
+    }
+
+    /// A spool segment's records: the scan's offsets are increasing, within the data, and
+    /// the skipped stretches lie between them.
+    pub fn spool_scan(bytes: &[u8]) {
+        let scan = crate::spool::scan(bytes);
+        let mut last = None;
+        for &o in &scan.offsets {
+            assert!((o as usize) < bytes.len().max(1));
+            assert!(last.is_none_or(|l| l < o));
+            last = Some(o);
+        }
+        assert!(scan.valid_len <= bytes.len());
+        for (at, len) in &scan.skipped {
+            assert!(at + len <= bytes.len());
+        }
+    }
+}

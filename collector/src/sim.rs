@@ -262,7 +262,7 @@ fn encode_response(
 }
 
 /// The few BER encodings an SNMP response needs (definite lengths, minimal integers).
-mod ber {
+pub mod ber {
     use crate::snmp::Value;
 
     pub const SEQUENCE: u8 = 0x30;

@@ -266,13 +266,13 @@ fn record_at(data: &[u8], pos: usize) -> Option<usize> {
 
 /// What [`scan`] found in a segment.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Scan {
+pub(crate) struct Scan {
     /// Offsets of the valid records (relative to the data).
-    offsets: Vec<u32>,
+    pub(crate) offsets: Vec<u32>,
     /// End of the last valid record: what follows is a torn tail.
-    valid_len: usize,
+    pub(crate) valid_len: usize,
     /// Corrupt stretches skipped between valid records: (offset, length).
-    skipped: Vec<(usize, usize)>,
+    pub(crate) skipped: Vec<(usize, usize)>,
     /// Index (in `offsets`) of the first record after a skipped stretch: its id and all later
     /// ones in this segment are shifted, so the watermark no longer applies to them.
     first_shifted: Option<usize>,
@@ -281,7 +281,7 @@ struct Scan {
 /// Splits `data` (a segment without its magic) into records. At a record whose framing or
 /// checksum does not hold, the scan resynchronises on the next offset where both hold; what
 /// lies between is skipped (and reported). After the last valid record comes the torn tail.
-fn scan(data: &[u8]) -> Scan {
+pub(crate) fn scan(data: &[u8]) -> Scan {
     let mut out = Scan::default();
     let mut pos = 0usize;
     while pos < data.len() {

@@ -282,7 +282,7 @@ impl Usm {
         }
     }
 
-    fn security(&self) -> snmp2::v3::Security {
+    pub(crate) fn security(&self) -> snmp2::v3::Security {
         use snmp2::v3::{Auth, KeyExtension, Security};
         let (auth_protocol, auth_password) = match &self.auth {
             Some((p, pw)) => (p.to_snmp2(), pw.as_bytes()),
@@ -415,7 +415,7 @@ pub enum SnmpError {
 }
 
 /// A response converted to owned data.
-struct Response {
+pub(crate) struct Response {
     error_status: u32,
     error_index: u32,
     varbinds: Vec<(Oid, Value)>,
@@ -679,7 +679,7 @@ async fn exchange_once(session: &mut AsyncSession, op: &Op) -> Result<Response, 
 /// Converts a decoded PDU to owned data. (snmp2 decodes varbinds lazily and its iterator ends
 /// at the first varbind it cannot decode, without saying so; its reader state is private, so
 /// such a reply reads as a shorter answer. A walk then continues from the last OID it got.)
-fn response_from_pdu(pdu: &snmp2::Pdu<'_>) -> Result<Response, snmp2::Error> {
+pub(crate) fn response_from_pdu(pdu: &snmp2::Pdu<'_>) -> Result<Response, snmp2::Error> {
     let mut varbinds = Vec::new();
     for (name, value) in pdu.varbinds.clone() {
         let Some(oid) = from_snmp2(&name) else {
