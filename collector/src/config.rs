@@ -47,6 +47,10 @@ pub struct RawConfig {
     /// The devices to poll.
     #[serde(default)]
     pub devices: Vec<RawDevice>,
+    /// What leaves the site box about dock clients: `minimal` (the default: counts only) or
+    /// `per-seat` (also a salted pseudonym per seat; see the README on the staff council).
+    #[serde(default)]
+    pub privacy: RawPrivacy,
 }
 
 /// `[snmp]`: timing and limits for every device.
@@ -270,6 +274,17 @@ pub struct Spool {
     pub fsync: crate::spool::Fsync,
 }
 
+/// `privacy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawPrivacy {
+    /// Occupancy and client counts only.
+    #[default]
+    Minimal,
+    /// Also a salted pseudonym of each seat's first client.
+    PerSeat,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -293,6 +308,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Devices.
     pub devices: Vec<Device>,
+    /// Whether seats carry pseudonyms of their clients (the salt is read at start).
+    pub privacy: RawPrivacy,
 }
 
 /// One validated device.
@@ -659,6 +676,7 @@ impl TryFrom<RawConfig> for Config {
             device_deadline: raw.snmp.device_deadline,
             concurrency: raw.snmp.concurrency,
             devices,
+            privacy: raw.privacy,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod devices;
 pub mod discover;
 pub mod outbox;
 pub mod poller;
+pub mod privacy;
 pub mod probe;
 pub mod publisher;
 pub mod report;
@@ -57,6 +58,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let dir = config.spool.dir.clone();
     let epoch = spool::next_epoch(&dir, started_ms)
         .with_context(|| format!("spool.dir {}", dir.display()))?;
+    let privacy = match config.privacy {
+        config::RawPrivacy::Minimal => privacy::Privacy::Minimal,
+        config::RawPrivacy::PerSeat => {
+            let path = dir.join(privacy::SALT_FILE);
+            let salt = privacy::load_salt(&path)
+                .with_context(|| format!("pseudonym salt {}", path.display()))?;
+            privacy::Privacy::PerSeat { salt }
+        }
+    };
+    info!(privacy = ?config.privacy, "dock clients: {}", match config.privacy {
+        config::RawPrivacy::Minimal => "counts only, no addresses",
+        config::RawPrivacy::PerSeat => "counts and salted pseudonyms",
+    });
     let mut outbox = Outbox::new(
         outbox::Settings {
             window: usize::from(config.mqtt.inflight),
@@ -141,7 +155,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             config.device_deadline,
             config.concurrency,
             &shutdown,
-            |reading| {
+            |mut reading| {
+                privacy::apply(&mut reading, &privacy);
                 stats_ref.polls.fetch_add(1, Ordering::Relaxed);
                 match &reading {
                     Reading::NoResponse(r) if r.cause == NoResponseCause::Timeout => {

@@ -76,7 +76,13 @@ pub fn classify(vb: &VarbindSet) -> Probed {
     }
     if dock::is_switch(vb) {
         if let Ok(m) = dock::map(&id, &dock::Selection::default(), vb) {
-            return Probed::Dock(Box::new(m.reading));
+            // The probe's output ends up in tickets and chats: client addresses are
+            // personal data and stay out of it, as they stay out of what is sent.
+            let mut reading = devtel_protocol::Reading::Dock(m.reading);
+            crate::privacy::apply(&mut reading, &crate::privacy::Privacy::Minimal);
+            if let devtel_protocol::Reading::Dock(r) = reading {
+                return Probed::Dock(Box::new(r));
+            }
         }
     }
     Probed::Unknown {

@@ -81,7 +81,9 @@ pub struct Seat {
     /// Client MACs learned on the port (the switch's own MACs, phones and MACs outside the
     /// seat's data VLANs are not counted).
     pub clients: u16,
-    /// The lowest client MAC (the docked laptop, or the dock's NIC).
+    /// A client on the port: personal data. devtel's collector sends none by default; with
+    /// `privacy = "per-seat"` a salted pseudonym of the lowest client MAC (locally
+    /// administered, so never a real address), never the address itself.
     pub client_mac: Option<[u8; 6]>,
     /// A phone on this port (LLDP telephone capability or LLDP-MED class 3).
     pub phone: Option<Neighbour>,
