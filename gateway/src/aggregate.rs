@@ -50,6 +50,9 @@ pub struct CoreSettings {
     pub sla_target_percent: f64,
     /// Days of the availability window ending at `as_of`.
     pub availability_days: u32,
+    /// `privacy = "per-seat"`: device documents list their seats (else only counts, and
+    /// those only from [`MIN_SEATS_SHOWN`] seats).
+    pub per_seat: bool,
 }
 
 impl Default for CoreSettings {
@@ -59,9 +62,15 @@ impl Default for CoreSettings {
             ledger: LedgerSettings::default(),
             sla_target_percent: 99.0,
             availability_days: 30,
+            per_seat: false,
         }
     }
 }
+
+/// Fewest seats whose counts and occupancy a document shows (a unit's, or a dock switch's):
+/// below, the figures would tell about single people at their desks, so they are withheld
+/// (`seats_withheld`).
+pub const MIN_SEATS_SHOWN: u32 = 5;
 
 /// Per-device state.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -693,19 +702,7 @@ impl Aggregator {
                 continue;
             };
             let d = device_doc(id, state);
-            for seat in &d.seats {
-                match (d.status, seat.occupancy) {
-                    (_, "uplink") => continue,
-                    ("unreachable", _) | (_, "unknown") => seats.unknown += 1,
-                    (_, "occupied") => seats.occupied += 1,
-                    (_, "idle") => seats.idle += 1,
-                    _ => seats.empty += 1,
-                }
-                seats.total += 1;
-                if seat.phone.is_some() {
-                    seats.with_phone += 1;
-                }
-            }
+            seats.add(&d);
             for l in &d.lines {
                 lines_now.0 += 1;
                 lines_now.1 += u32::from(l.registration == "registered");
@@ -725,15 +722,11 @@ impl Aggregator {
             }
             to_order.extend(supplies_to_order(&d, state.last_reading.as_deref()));
             if own.contains(id) {
-                devices.push(d);
+                devices.push(self.shown(d));
             }
         }
-        let known = seats.occupied + seats.idle + seats.empty;
-        if known > 0 {
-            // One decimal: 2 of 3 seats is 66.7 %.
-            seats.occupied_percent =
-                Some((f64::from(seats.occupied) * 1000.0 / f64::from(known)).round() / 10.0);
-        }
+        seats.finish();
+        let seats_withheld = seats.total > 0 && seats.total < MIN_SEATS_SHOWN;
         let today = self.as_of_date();
         let month_start = today.first_of_month();
         let day = self.figures(&all, today, today);
@@ -765,8 +758,17 @@ impl Aggregator {
                 window_registered_percent: (window.line_polls > 0)
                     .then(|| percent(window.line_polls_registered, window.line_polls, 2)),
             },
-            seats,
-            occupancy_month: OccupancyDoc::of(&month),
+            seats: if seats_withheld {
+                SeatCounts::default()
+            } else {
+                seats
+            },
+            occupancy_month: if seats_withheld {
+                OccupancyDoc::default()
+            } else {
+                OccupancyDoc::of(&month)
+            },
+            seats_withheld,
             cartridges_replaced_month: month.cartridges_replaced,
             counter_events_month: CounterEvents::of(&month),
             supplies_to_order: to_order,
@@ -797,18 +799,41 @@ impl Aggregator {
         let (from, to) = self.availability_window();
         let window = self.figures(&ids, from, to);
         let doc = device_doc(id, state);
+        let to_order = supplies_to_order(&doc, state.last_reading.as_deref());
+        let doc = self.shown(doc);
+        let withheld = doc.seats_withheld;
         Some(DeviceFullDoc {
-            supplies_to_order: supplies_to_order(&doc, state.last_reading.as_deref()),
+            supplies_to_order: to_order,
             device: doc,
             as_of: today.to_string(),
             pages_today: PageFigures::of(&day),
             pages_month: PageFigures::of(&month),
             availability: self.availability(&window),
-            occupancy_month: OccupancyDoc::of(&month),
+            occupancy_month: if withheld {
+                OccupancyDoc::default()
+            } else {
+                OccupancyDoc::of(&month)
+            },
             cartridges_replaced_month: month.cartridges_replaced,
             counter_events_month: CounterEvents::of(&month),
             late_readings: self.ledgers.get(id).map_or(0, |l| l.late),
         })
+    }
+
+    /// A device document as shown: its seats' counts (from [`MIN_SEATS_SHOWN`] seats), and
+    /// the seats themselves only with `privacy = "per-seat"`.
+    fn shown(&self, mut d: DeviceDoc) -> DeviceDoc {
+        if !d.seats.is_empty() {
+            let mut counts = SeatCounts::default();
+            counts.add(&d);
+            counts.finish();
+            d.seats_withheld = counts.total > 0 && counts.total < MIN_SEATS_SHOWN;
+            d.seat_counts = (!d.seats_withheld).then_some(counts);
+        }
+        if !self.settings.per_seat {
+            d.seats.clear();
+        }
+        d
     }
 
     /// Number of devices known.
@@ -985,10 +1010,13 @@ pub struct UnitDoc {
     pub availability: AvailabilityDoc,
     /// Phone line registration.
     pub phone_lines: LinesDoc,
-    /// Dock seats of the unit's dock switches now, by occupancy (uplinks not counted).
+    /// Dock seats of the unit's dock switches now, by occupancy (uplinks not counted); zero
+    /// when withheld.
     pub seats: SeatCounts,
-    /// Seat occupancy within working hours this month.
+    /// Seat occupancy within working hours this month; zero when withheld.
     pub occupancy_month: OccupancyDoc,
+    /// The unit has fewer than [`MIN_SEATS_SHOWN`] seats: its seat figures are withheld.
+    pub seats_withheld: bool,
     /// Consumables replaced this month.
     pub cartridges_replaced_month: i64,
     /// Counter discontinuities this month.
@@ -997,6 +1025,24 @@ pub struct UnitDoc {
     pub supplies_to_order: Vec<SupplyOrder>,
     /// The devices directly in the unit, by id.
     pub devices: Vec<DeviceDoc>,
+}
+
+impl UnitDoc {
+    /// Without its devices' seat lists (for whoever may not see single seats).
+    pub fn without_seats(mut self) -> UnitDoc {
+        for d in &mut self.devices {
+            d.seats.clear();
+        }
+        self
+    }
+}
+
+impl DeviceFullDoc {
+    /// Without the seat list (for whoever may not see single seats).
+    pub fn without_seats(mut self) -> DeviceFullDoc {
+        self.device.seats.clear();
+        self
+    }
 }
 
 /// One device with its figures: `/api/devices/{id}` and retained `devtel/v1/devices/{id}`.
@@ -1100,7 +1146,7 @@ pub struct LinesDoc {
 }
 
 /// Seat occupancy within working hours.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct OccupancyDoc {
     /// Seat-hours occupied.
     pub occupied_seat_hours: f64,
@@ -1108,6 +1154,35 @@ pub struct OccupancyDoc {
     pub watched_seat_hours: f64,
     /// occupied / watched in percent; null when nothing was watched.
     pub occupied_percent: Option<f64>,
+}
+
+impl SeatCounts {
+    /// Counts the seats of `d` (uplinks excluded; an unreachable switch's seats are unknown).
+    fn add(&mut self, d: &DeviceDoc) {
+        for seat in &d.seats {
+            match (d.status, seat.occupancy) {
+                (_, "uplink") => continue,
+                ("unreachable", _) | (_, "unknown") => self.unknown += 1,
+                (_, "occupied") => self.occupied += 1,
+                (_, "idle") => self.idle += 1,
+                _ => self.empty += 1,
+            }
+            self.total += 1;
+            if seat.phone.is_some() {
+                self.with_phone += 1;
+            }
+        }
+    }
+
+    /// The occupied share, once every seat is counted.
+    fn finish(&mut self) {
+        let known = self.occupied + self.idle + self.empty;
+        if known > 0 {
+            // One decimal: 2 of 3 seats is 66.7 %.
+            self.occupied_percent =
+                Some((f64::from(self.occupied) * 1000.0 / f64::from(known)).round() / 10.0);
+        }
+    }
 }
 
 impl OccupancyDoc {
@@ -1247,8 +1322,14 @@ pub struct DeviceDoc {
     pub supplies: Vec<SupplyDoc>,
     /// Phone lines (phones only): number, `registered`/`not_registered`/`unknown`, hook state.
     pub lines: Vec<LineDoc>,
-    /// Dock seats (dock switches only), in ifIndex order.
+    /// Dock seats (dock switches only), in ifIndex order; only with `privacy = "per-seat"`
+    /// (and over HTTP only for the seats scope).
     pub seats: Vec<SeatDoc>,
+    /// A dock switch's seats by occupancy now (from [`MIN_SEATS_SHOWN`] seats).
+    pub seat_counts: Option<SeatCounts>,
+    /// A dock switch with fewer than [`MIN_SEATS_SHOWN`] seats: its seat figures are
+    /// withheld.
+    pub seats_withheld: bool,
 }
 
 /// One dock seat (a switch port) in a device document.
@@ -1366,6 +1447,8 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
                     .collect()
             })
             .unwrap_or_default(),
+        seat_counts: None,
+        seats_withheld: false,
         seats: dock
             .map(|dock| {
                 dock.seats
@@ -1726,13 +1809,18 @@ mod tests {
             seat(3, Occupancy::Idle, false),
             seat(4, Occupancy::Empty, false),
             seat(5, Occupancy::Uplink, false),
+            seat(6, Occupancy::Idle, false),
         ] {
             d.seats.push(s).unwrap();
         }
-        let mut agg = Aggregator::new();
+        let mut agg = Aggregator::with_settings(CoreSettings {
+            per_seat: true,
+            ..CoreSettings::default()
+        });
+        let minimal_d = d.clone();
         agg.ingest(&envelope("c", 0, 10, Reading::Dock(d)));
         let doc = agg.unit("ba.floor-3").unwrap();
-        assert_eq!(doc.seats.total, 4, "the uplink is no seat");
+        assert_eq!(doc.seats.total, 5, "the uplink is no seat");
         assert_eq!(
             (
                 doc.seats.occupied,
@@ -1740,10 +1828,11 @@ mod tests {
                 doc.seats.empty,
                 doc.seats.unknown
             ),
-            (2, 1, 1, 0)
+            (2, 2, 1, 0)
         );
         assert_eq!(doc.seats.with_phone, 1);
-        assert_eq!(doc.seats.occupied_percent, Some(50.0));
+        assert_eq!(doc.seats.occupied_percent, Some(40.0));
+        assert!(!doc.seats_withheld);
         assert_eq!(doc.status.ok, 1);
         let dev = &doc.devices[0];
         assert_eq!(dev.kind, "dock");
@@ -1752,6 +1841,31 @@ mod tests {
             Some("00:e0:4c:01:02:03")
         );
         assert_eq!(dev.seats[0].phone.as_deref(), Some("VVX 450"));
+        assert_eq!(dev.seat_counts.as_ref().map(|c| c.occupied), Some(2));
+        // Whoever may not see single seats gets the counts only.
+        assert!(doc.clone().without_seats().devices[0].seats.is_empty());
+
+        // By default (privacy minimal) no document lists seats; the counts are there.
+        let mut minimal = Aggregator::new();
+        minimal.ingest(&envelope("c", 0, 10, Reading::Dock(minimal_d.clone())));
+        let m = minimal.unit("ba.floor-3").unwrap();
+        assert_eq!((m.seats.total, m.seats.occupied), (5, 2));
+        assert!(m.devices[0].seats.is_empty());
+        let json = serde_json::to_string(&minimal.device("sw1").unwrap()).unwrap();
+        assert!(!json.contains("00:e0:4c"), "{json}");
+        assert!(json.contains("\"seat_counts\":{\"total\":5"), "{json}");
+
+        // A unit (and a switch) of fewer than 5 seats shows no seat figures at all.
+        let mut small_d = minimal_d;
+        small_d.seats.truncate(3);
+        let mut small = Aggregator::new();
+        small.ingest(&envelope("c", 0, 10, Reading::Dock(small_d)));
+        let s = small.unit("ba.floor-3").unwrap();
+        assert!(s.seats_withheld);
+        assert_eq!((s.seats.total, s.seats.occupied), (0, 0));
+        assert_eq!(s.occupancy_month.occupied_percent, None);
+        let sw = small.device("sw1").unwrap();
+        assert!(sw.device.seats_withheld && sw.device.seat_counts.is_none());
 
         // The switch stops answering: its seats are unknown, not "still occupied".
         agg.ingest(&envelope(
@@ -1768,7 +1882,7 @@ mod tests {
         let doc = agg.unit("ba.floor-3").unwrap();
         assert_eq!(
             (doc.seats.total, doc.seats.unknown, doc.seats.occupied),
-            (4, 4, 0)
+            (5, 5, 0)
         );
         assert_eq!(doc.seats.occupied_percent, None);
         assert_eq!(doc.status.unreachable, 1);

@@ -55,10 +55,26 @@ pub struct RawConfig {
     /// The HTTP API's token and limits.
     #[serde(default)]
     pub http: RawHttp,
+    /// What documents show about people at docked desks: `minimal` (the default: seat counts
+    /// of units and switches with at least 5 seats) or `per-seat` (also each seat, to the
+    /// seats token only; see the README on the staff council).
+    #[serde(default)]
+    pub privacy: RawPrivacy,
     /// The sites, their collectors and (optionally) their devices. When given, the whole
     /// list: other sites are refused (`crate::sites`).
     #[serde(default)]
     pub sites: Vec<RawSite>,
+}
+
+/// `privacy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawPrivacy {
+    /// Counts only, from 5 seats.
+    #[default]
+    Minimal,
+    /// Also each seat, to the seats token.
+    PerSeat,
 }
 
 /// `[http]`.
@@ -68,6 +84,10 @@ pub struct RawHttp {
     /// File whose first line is the bearer token (else [`TOKEN_ENV`]).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// File whose first line is the seats token (else [`SEAT_TOKEN_ENV`]): it also grants
+    /// single dock seats, with `privacy = "per-seat"`.
+    #[serde(default)]
+    pub seat_token_file: Option<PathBuf>,
     /// Longest a request may take.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -83,6 +103,7 @@ impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             token_file: None,
+            seat_token_file: None,
             timeout: default_http_timeout(),
             max_in_flight: default_max_in_flight(),
             max_per_client: default_max_per_client(),
@@ -104,6 +125,9 @@ fn default_max_per_client() -> usize {
 
 /// Environment variable read for the HTTP token when `[http] token_file` is not set.
 pub const TOKEN_ENV: &str = "DEVTEL_GATEWAY_TOKEN";
+
+/// Environment variable read for the seats token when `[http] seat_token_file` is not set.
+pub const SEAT_TOKEN_ENV: &str = "DEVTEL_GATEWAY_SEAT_TOKEN";
 
 /// Shortest token taken.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -538,6 +562,7 @@ impl Config {
             },
             sla_target_percent: a.sla_target_percent,
             availability_days: a.availability_days,
+            per_seat: raw.privacy == RawPrivacy::PerSeat,
         };
         Ok(Config {
             mqtt,
@@ -565,24 +590,23 @@ fn http_settings(
     listen: &SocketAddr,
 ) -> Result<crate::guard::Settings, ConfigError> {
     let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
-    let token = match &raw.token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("http.token_file", format!("{}: {e}", path.display())))?;
-            Some(text.lines().next().unwrap_or("").trim().to_string())
-        }
-        None => std::env::var(TOKEN_ENV)
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty()),
-    };
-    if let Some(t) = &token {
-        if t.len() < MIN_TOKEN_LEN || !t.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(invalid(
-                "http.token_file",
-                format!("the token must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"),
-            ));
-        }
+    let token = read_token(raw.token_file.as_deref(), TOKEN_ENV, "http.token_file")?;
+    let seat_token = read_token(
+        raw.seat_token_file.as_deref(),
+        SEAT_TOKEN_ENV,
+        "http.seat_token_file",
+    )?;
+    if seat_token.is_some() && token.is_none() {
+        return Err(invalid(
+            "http.seat_token_file",
+            "a seats token needs the token ([http] token_file) beside it".into(),
+        ));
+    }
+    if seat_token.is_some() && seat_token == token {
+        return Err(invalid(
+            "http.seat_token_file",
+            "the seats token must differ from the token".into(),
+        ));
     }
     if token.is_none() && !listen.ip().is_loopback() {
         return Err(invalid(
@@ -603,10 +627,39 @@ fn http_settings(
     }
     Ok(crate::guard::Settings {
         token: token.map(crate::guard::Token::new),
+        seat_token: seat_token.map(crate::guard::Token::new),
         timeout: raw.timeout,
         max_in_flight: raw.max_in_flight,
         max_per_client: raw.max_per_client,
     })
+}
+
+/// A token from `file` (its first line) or the environment variable `env`, checked.
+fn read_token(
+    file: Option<&std::path::Path>,
+    env: &str,
+    key: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { key, reason };
+    let token = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => std::env::var(env)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    if let Some(t) = &token {
+        if t.len() < MIN_TOKEN_LEN || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid(format!(
+                "the token must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"
+            )));
+        }
+    }
+    Ok(token)
 }
 
 /// Validates `[[sites]]`: identifiers, at least one collector per site, and no site, collector

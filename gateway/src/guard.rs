@@ -70,6 +70,9 @@ impl std::fmt::Debug for Token {
 pub struct Settings {
     /// Required bearer token (`None`: open, only allowed on loopback).
     pub token: Option<Token>,
+    /// A second token that also grants the seats scope: single dock seats, with
+    /// `privacy = "per-seat"` (`[http] seat_token_file`).
+    pub seat_token: Option<Token>,
     /// Longest a request may take.
     pub timeout: Duration,
     /// Most requests at once.
@@ -82,6 +85,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             token: None,
+            seat_token: None,
             timeout: DEFAULT_TIMEOUT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_per_client: DEFAULT_MAX_PER_CLIENT,
@@ -122,27 +126,31 @@ impl Guard {
         self.settings.token.is_some()
     }
 
-    /// Whether the request carries the token (header or cookie); true when none is set.
+    /// Whether the request carries the token or the seats token (header or cookie); true
+    /// when no token is set.
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = &self.settings.token else {
             return true;
         };
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer.is_some_and(|b| token.matches(b.trim())) {
-            return true;
-        }
-        cookie(headers, TOKEN_COOKIE).is_some_and(|c| token.matches(c))
+        offered(headers).any(|t| token.matches(t)) || self.seat_scope(headers)
     }
 
-    /// Whether `offered` is the token (the login form).
-    pub fn accepts(&self, offered: &str) -> bool {
+    /// Whether the request carries the seats token.
+    pub fn seat_scope(&self, headers: &HeaderMap) -> bool {
         self.settings
-            .token
+            .seat_token
             .as_ref()
-            .is_none_or(|t| t.matches(offered))
+            .is_some_and(|seat| offered(headers).any(|t| seat.matches(t)))
+    }
+
+    /// Whether `offered` is the token or the seats token (the login form).
+    pub fn accepts(&self, offered: &str) -> bool {
+        self.settings.token.as_ref().is_none_or(|t| t.matches(offered))
+            || self
+                .settings
+                .seat_token
+                .as_ref()
+                .is_some_and(|t| t.matches(offered))
     }
 
     fn enter(&self, client: Option<IpAddr>) -> bool {
@@ -182,6 +190,20 @@ impl Guard {
         }
     }
 }
+
+/// The tokens a request offers: its bearer token and its cookie.
+fn offered(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    bearer.into_iter().chain(cookie(headers, TOKEN_COOKIE))
+}
+
+/// Marks a request that may see single dock seats (it carries the seats token).
+#[derive(Debug, Clone, Copy)]
+pub struct SeatScope;
 
 /// A named JSON error.
 pub fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
@@ -250,6 +272,10 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             "login required",
         )
             .into_response();
+    }
+    let mut request = request;
+    if guard.seat_scope(request.headers()) {
+        request.extensions_mut().insert(SeatScope);
     }
     let Ok(_permit) = guard.in_flight.try_acquire() else {
         return refusal(

@@ -24,12 +24,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use jiff::civil::Date;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::aggregate::{Aggregator, CounterEvents, PageFigures};
+use crate::guard::SeatScope;
 use crate::store::Store;
 use crate::Shared;
 
@@ -188,13 +189,18 @@ async fn units(State(shared): State<Arc<Shared>>) -> Response {
     Json(summaries).into_response()
 }
 
-async fn unit(State(shared): State<Arc<Shared>>, Path(unit): Path<String>) -> Response {
+async fn unit(
+    State(shared): State<Arc<Shared>>,
+    scope: Option<Extension<SeatScope>>,
+    Path(unit): Path<String>,
+) -> Response {
     let doc = match shared.aggregator.lock() {
         Ok(agg) => agg.unit(&unit),
         Err(_) => return internal(),
     };
     match doc {
-        Some(doc) => Json(doc).into_response(),
+        Some(doc) if scope.is_some() => Json(doc).into_response(),
+        Some(doc) => Json(doc.without_seats()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("unknown unit {unit:?}")),
     }
 }
@@ -205,7 +211,11 @@ struct DevicesQuery {
     kind: Option<String>,
 }
 
-async fn devices(State(shared): State<Arc<Shared>>, Query(q): Query<DevicesQuery>) -> Response {
+async fn devices(
+    State(shared): State<Arc<Shared>>,
+    scope: Option<Extension<SeatScope>>,
+    Query(q): Query<DevicesQuery>,
+) -> Response {
     let Ok(agg) = shared.aggregator.lock() else {
         return internal();
     };
@@ -220,17 +230,23 @@ async fn devices(State(shared): State<Arc<Shared>>, Query(q): Query<DevicesQuery
         .iter()
         .filter_map(|id| agg.device(id))
         .filter(|d| q.kind.as_deref().is_none_or(|k| d.device.kind == k))
+        .map(|d| if scope.is_some() { d } else { d.without_seats() })
         .collect();
     Json(docs).into_response()
 }
 
-async fn device(State(shared): State<Arc<Shared>>, Path(device): Path<String>) -> Response {
+async fn device(
+    State(shared): State<Arc<Shared>>,
+    scope: Option<Extension<SeatScope>>,
+    Path(device): Path<String>,
+) -> Response {
     let doc = match shared.aggregator.lock() {
         Ok(agg) => agg.device(&device),
         Err(_) => return internal(),
     };
     match doc {
-        Some(doc) => Json(doc).into_response(),
+        Some(doc) if scope.is_some() => Json(doc).into_response(),
+        Some(doc) => Json(doc.without_seats()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("unknown device {device:?}")),
     }
 }
@@ -625,6 +641,56 @@ mod tests {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let body = r.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains("request too large"));
+    }
+
+    #[tokio::test]
+    async fn single_seats_only_with_per_seat_privacy_and_the_seats_token() {
+        let (token, seat_token) = ("plain-token-0123456789", "seats-token-0123456789");
+        let settings = crate::aggregate::CoreSettings {
+            per_seat: true,
+            ..crate::aggregate::CoreSettings::default()
+        };
+        let mut agg = Aggregator::with_settings(settings);
+        let mut e = Envelope::new(
+            "site".try_into().unwrap(),
+            "c".try_into().unwrap(),
+            1,
+            0,
+            42,
+        );
+        e.readings.push(crate::testdata::dock("u", 3, 6)).unwrap();
+        agg.ingest(&e);
+        let mut shared = Shared::new(agg);
+        shared.guard = crate::guard::Guard::new(crate::guard::Settings {
+            token: Some(crate::guard::Token::new(token.into())),
+            seat_token: Some(crate::guard::Token::new(seat_token.into())),
+            ..crate::guard::Settings::default()
+        });
+        let shared = Arc::new(shared);
+        let ask = |uri: &str, t: &str| {
+            let req = Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap();
+            let app = router(shared.clone());
+            async move {
+                let r = app.oneshot(req).await.unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                let bytes = r.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+            }
+        };
+        let plain = ask("/api/devices/sw", token).await;
+        assert_eq!(plain["seats"].as_array().map(Vec::len), Some(0), "{plain}");
+        assert_eq!(plain["seat_counts"]["occupied"], 3, "the counts are for all");
+        let scoped = ask("/api/devices/sw", seat_token).await;
+        assert_eq!(scoped["seats"].as_array().map(Vec::len), Some(6), "{scoped}");
+        let unit = ask("/api/units/u", token).await;
+        assert_eq!(unit["devices"][0]["seats"].as_array().map(Vec::len), Some(0));
+        let unit = ask("/api/units/u", seat_token).await;
+        assert_eq!(unit["devices"][0]["seats"].as_array().map(Vec::len), Some(6));
+        let all = ask("/api/devices", token).await;
+        assert_eq!(all[0]["seats"].as_array().map(Vec::len), Some(0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

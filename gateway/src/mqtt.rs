@@ -1098,8 +1098,10 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
         };
         for unit in units {
             let Ok(t) = topic::unit(&unit) else { continue };
+            // Integrators on the broker never get single seats.
             let body = agg
                 .unit(&unit)
+                .map(crate::aggregate::UnitDoc::without_seats)
                 .and_then(|d| crate::aggregate::unit_message(&d).ok())
                 .unwrap_or_default();
             docs.push((t.to_string(), body));
@@ -1110,6 +1112,7 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
             };
             let body = agg
                 .device(&device)
+                .map(crate::aggregate::DeviceFullDoc::without_seats)
                 .and_then(|d| serde_json::to_vec(&d).ok())
                 .unwrap_or_default();
             docs.push((t.to_string(), body));

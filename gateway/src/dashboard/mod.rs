@@ -153,6 +153,8 @@ pub struct Ctx {
     pub query: Vec<(String, String)>,
     /// Seconds between refreshes of `<main>`.
     pub refresh_s: u32,
+    /// Whether single dock seats may be shown (the request carries the seats token).
+    pub seats: bool,
 }
 
 impl Ctx {
@@ -186,7 +188,14 @@ impl Ctx {
             path: path.to_string(),
             query,
             refresh_s: REFRESH_SECONDS,
+            seats: false,
         }
+    }
+
+    /// With the seats scope when the request carries the seats token.
+    pub fn scoped(mut self, shared: &Shared, headers: &HeaderMap) -> Ctx {
+        self.seats = shared.guard.seat_scope(headers);
+        self
     }
 
     /// With the configured refresh period (`[dashboard] refresh`).
@@ -422,7 +431,9 @@ async fn device(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&headers, &format!("/devices/{}", encode(&id)), &q).refresh(&shared);
+    let ctx = Ctx::new(&headers, &format!("/devices/{}", encode(&id)), &q)
+        .refresh(&shared)
+        .scoped(&shared, &headers);
     let Ok(agg) = shared.aggregator.lock() else {
         return unavailable(&ctx);
     };

@@ -353,7 +353,12 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
     let copiers = by_kind("copier");
     let phones = by_kind("phone");
     let docks = by_kind("dock");
-    let hours = agg.seat_hours(&all, month);
+    // Seat time per hour only where the unit's seat figures are shown at all.
+    let hours = if doc.seats_withheld {
+        std::collections::BTreeMap::new()
+    } else {
+        agg.seat_hours(&all, month)
+    };
     let replacements = agg.replacements(&all, month, today);
     let target = agg.settings().sla_target_percent;
     let main = html! {
@@ -480,10 +485,14 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
                 tbody {
                     @for f in &docks {
                         @let d = &f.device;
-                        @let seats: Vec<_> = d.seats.iter().filter(|s| s.occupancy != "uplink").collect();
                         tr data-device=(d.device) {
                             (device_row_cells(ctx, agg, d))
-                            td class="num" { (seats.iter().filter(|s| s.occupancy == "occupied").count()) " / " (seats.len()) }
+                            td class="num" {
+                                @match &d.seat_counts {
+                                    Some(c) => { (l.int(i64::from(c.occupied))) " / " (l.int(i64::from(c.total))) }
+                                    None => { "–" }
+                                }
+                            }
                         }
                     }
                 }
@@ -522,6 +531,7 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
 /// A device's page.
 pub fn device(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
     let full = agg.device(id)?;
+    let full = if ctx.seats { full } else { full.without_seats() };
     let d = &full.device;
     let l = ctx.lang;
     let r = agg.printer_reading(id);
@@ -696,6 +706,17 @@ pub fn device(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
                 thead { tr { th scope="col" { (ctx.t("Leitung", "Line")) } th scope="col" { (ctx.t("Rufnummer", "Number")) } th scope="col" { (ctx.t("Anmeldung", "Registration")) } } }
                 tbody { @for line in &d.lines { tr { th scope="row" { (line.index) } td { (line.number.as_deref().unwrap_or("–")) } td { (l.registration(line.registration)) } } } }
             }
+        }
+        @if let Some(c) = &d.seat_counts {
+            h2 { (ctx.t("Arbeitsplätze jetzt", "Seats now")) }
+            p data-field="seat-counts" {
+                (l.int(i64::from(c.occupied))) " / " (l.int(i64::from(c.total))) " " (ctx.t("belegt", "occupied"))
+                ", " (l.int(i64::from(c.idle))) " " (ctx.t("frei", "idle"))
+                ", " (l.int(i64::from(c.empty))) " " (ctx.t("ohne Verbindung", "no link"))
+            }
+        }
+        @if d.seats_withheld {
+            p class="note" { (ctx.t("Weniger als 5 Arbeitsplätze: keine Belegungszahlen (Datenschutz).", "Fewer than 5 seats: no occupancy figures (privacy).")) }
         }
         @if !d.seats.is_empty() {
             h2 { (ctx.t("Arbeitsplätze", "Seats")) }
