@@ -145,7 +145,10 @@ impl Guard {
 
     /// Whether `offered` is the token or the seats token (the login form).
     pub fn accepts(&self, offered: &str) -> bool {
-        self.settings.token.as_ref().is_none_or(|t| t.matches(offered))
+        self.settings
+            .token
+            .as_ref()
+            .is_none_or(|t| t.matches(offered))
             || self
                 .settings
                 .seat_token

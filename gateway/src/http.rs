@@ -230,7 +230,13 @@ async fn devices(
         .iter()
         .filter_map(|id| agg.device(id))
         .filter(|d| q.kind.as_deref().is_none_or(|k| d.device.kind == k))
-        .map(|d| if scope.is_some() { d } else { d.without_seats() })
+        .map(|d| {
+            if scope.is_some() {
+                d
+            } else {
+                d.without_seats()
+            }
+        })
         .collect();
     Json(docs).into_response()
 }
@@ -682,13 +688,26 @@ mod tests {
         };
         let plain = ask("/api/devices/sw", token).await;
         assert_eq!(plain["seats"].as_array().map(Vec::len), Some(0), "{plain}");
-        assert_eq!(plain["seat_counts"]["occupied"], 3, "the counts are for all");
+        assert_eq!(
+            plain["seat_counts"]["occupied"], 3,
+            "the counts are for all"
+        );
         let scoped = ask("/api/devices/sw", seat_token).await;
-        assert_eq!(scoped["seats"].as_array().map(Vec::len), Some(6), "{scoped}");
+        assert_eq!(
+            scoped["seats"].as_array().map(Vec::len),
+            Some(6),
+            "{scoped}"
+        );
         let unit = ask("/api/units/u", token).await;
-        assert_eq!(unit["devices"][0]["seats"].as_array().map(Vec::len), Some(0));
+        assert_eq!(
+            unit["devices"][0]["seats"].as_array().map(Vec::len),
+            Some(0)
+        );
         let unit = ask("/api/units/u", seat_token).await;
-        assert_eq!(unit["devices"][0]["seats"].as_array().map(Vec::len), Some(6));
+        assert_eq!(
+            unit["devices"][0]["seats"].as_array().map(Vec::len),
+            Some(6)
+        );
         let all = ask("/api/devices", token).await;
         assert_eq!(all[0]["seats"].as_array().map(Vec::len), Some(0));
     }

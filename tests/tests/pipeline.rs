@@ -103,7 +103,28 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     let (mut broker, broker_port) = mosquitto(&dir);
     let (mut sim, sim_port) = snmpsim(&dir);
     rt.block_on(wait_for_agent(&mut sim, sim_port, "ricoh_mpc3002"));
-    let (mut gateway, http) = start_gateway(&dir, broker_port);
+    // Single seats are shown with privacy = "per-seat", to the seats token only.
+    let seats_token = "e2e-seats-token-7a1c";
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_with(
+        &dir,
+        "gateway",
+        broker_port,
+        http,
+        "privacy = \"per-seat\"\n",
+        &[
+            ("DEVTEL_GATEWAY_TOKEN", "e2e-plain-token-93b2"),
+            ("DEVTEL_GATEWAY_SEAT_TOKEN", seats_token),
+        ],
+    );
+    let plain = [("Authorization", "Bearer e2e-plain-token-93b2")];
+    let scoped = [("Authorization", "Bearer e2e-seats-token-7a1c")];
+    let get_as = |headers: &[(&str, &str)], path: &str| -> Option<Value> {
+        match http_get_with(http, path, headers)? {
+            (200, body) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    };
     let docs = unit_documents(&rt, broker_port);
 
     let spool = dir.join("spool");
@@ -138,7 +159,7 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         || {
             collector.assert_running();
             gateway.assert_running();
-            http_json(http, "/api/units/ba.it").filter(|d| {
+            get_as(&plain, "/api/units/ba.it").filter(|d| {
                 d["devices_total"] == 2
                     && d["devices"]
                         .as_array()
@@ -147,7 +168,7 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         },
     );
     let team = wait_for("unit jugendamt.team-2", Duration::from_secs(30), || {
-        http_json(http, "/api/units/jugendamt.team-2")
+        get_as(&plain, "/api/units/jugendamt.team-2")
             .filter(|d| d["devices"][0]["page_count"].is_u64())
     });
     for (recording, id, unit) in DEVICES {
@@ -196,7 +217,7 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
 
     // The dock switch's first reading may come a moment after the copiers' documents.
     let unit_ids = || -> Vec<String> {
-        http_json(http, "/api/units")
+        get_as(&plain, "/api/units")
             .and_then(|l| l.as_array().cloned())
             .unwrap_or_default()
             .iter()
@@ -211,8 +232,20 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     // Dock seats: occupied = link up and a MAC learned in VLAN 10 on that port, derived here
     // from the raw recording (ifOperStatus and dot1qTpFdbPort.<fdbId 10>.<mac> lines).
     let desks = wait_for("unit ba.desks", Duration::from_secs(30), || {
-        http_json(http, "/api/units/ba.desks").filter(|d| d["seats"]["total"] == 4)
+        get_as(&scoped, "/api/units/ba.desks").filter(|d| {
+            d["devices"][0]["seats"]
+                .as_array()
+                .is_some_and(|s| s.len() == 4)
+        })
     });
+    // Four seats: fewer than five, so the unit's and the switch's seat
+    // figures are withheld, whoever asks; without the seats token no seat is listed.
+    assert_eq!(desks["seats_withheld"], true, "{desks}");
+    assert_eq!(desks["seats"]["total"], 0);
+    assert_eq!(desks["devices"][0]["seats_withheld"], true);
+    let unscoped = get_as(&plain, "/api/units/ba.desks").unwrap();
+    assert_eq!(unscoped["devices"][0]["seats"], serde_json::json!([]));
+    assert!(http_get(http, "/api/units/ba.desks").is_some_and(|(s, _)| s == 401));
     let fdb = recorded_under("tplink_sg2008", "1.3.6.1.2.1.17.7.1.2.2.1.2");
     let (mut occupied, mut empty) = (0, 0);
     for port in 5..=8 {
@@ -239,16 +272,16 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         empty += usize::from(expected == "empty");
     }
     assert!(occupied > 0 && empty > 0, "the recording has both");
-    assert_eq!(desks["seats"]["occupied"], occupied);
-    assert_eq!(desks["seats"]["empty"], empty);
-    assert_eq!(
-        desks["seats"]["occupied_percent"],
-        (occupied as f64 * 1000.0 / 4.0).round() / 10.0
-    );
+    // No client address reaches the gateway: the collector sends none by default.
+    assert!(desks["devices"][0]["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["client_mac"].is_null()));
     assert_eq!(desks["devices"][0]["kind"], "dock");
     assert_eq!(desks["devices"][0]["status"], "ok");
     assert_eq!(
-        http_get(http, "/api/units/unknown-unit").map(|r| r.0),
+        http_get_with(http, "/api/units/unknown-unit", &plain).map(|r| r.0),
         Some(404)
     );
 

@@ -531,7 +531,11 @@ pub fn unit(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
 /// A device's page.
 pub fn device(ctx: &Ctx, agg: &Aggregator, id: &str) -> Option<Markup> {
     let full = agg.device(id)?;
-    let full = if ctx.seats { full } else { full.without_seats() };
+    let full = if ctx.seats {
+        full
+    } else {
+        full.without_seats()
+    };
     let d = &full.device;
     let l = ctx.lang;
     let r = agg.printer_reading(id);
