@@ -400,6 +400,25 @@ fn mac_prefix(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A secret as configured: the value itself, or `env:NAME` (the environment variable
+/// `NAME`), or `file:PATH` (the first line of the file, e.g. one only the collector's user
+/// may read), so that a config file can be shared without its secrets.
+///
+/// # Errors
+/// An unset variable or an unreadable file, naming the key (never the value).
+pub fn secret(key: &str, value: &str) -> Result<String, ConfigError> {
+    if let Some(name) = value.strip_prefix("env:") {
+        return std::env::var(name)
+            .map_err(|_| invalid(key, format!("the environment variable {name} is not set")));
+    }
+    if let Some(path) = value.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|t| t.lines().next().unwrap_or("").trim_end().to_string())
+            .map_err(|e| invalid(key, format!("{path}: {e}")));
+    }
+    Ok(value.to_string())
+}
+
 fn ident(key: &str, value: &str) -> Result<Id, ConfigError> {
     topic::validate_segment(value).map_err(|e| invalid(key, format!("{value:?}: {e}")))?;
     Id::try_from(value).map_err(|_| invalid(key, "too long"))
@@ -426,12 +445,22 @@ fn usm(
         }
         return Ok(None);
     }
+    let auth_password = d
+        .auth_password
+        .as_deref()
+        .map(|v| secret(&key("auth_password"), v))
+        .transpose()?;
+    let priv_password = d
+        .priv_password
+        .as_deref()
+        .map(|v| secret(&key("priv_password"), v))
+        .transpose()?;
     Usm::from_parts(UsmParts {
         user: d.user.as_deref(),
         auth_protocol: d.auth_protocol.as_deref(),
-        auth_password: d.auth_password.as_deref(),
+        auth_password: auth_password.as_deref(),
         priv_protocol: d.priv_protocol.as_deref(),
-        priv_password: d.priv_password.as_deref(),
+        priv_password: priv_password.as_deref(),
         context: d.context.as_deref(),
     })
     .map(Some)
@@ -642,7 +671,8 @@ impl TryFrom<RawConfig> for Config {
             if d.port == 0 {
                 return Err(invalid(key("port"), "must be between 1 and 65535"));
             }
-            if d.community.is_empty() {
+            let community = secret(&key("community"), &d.community)?;
+            if community.is_empty() {
                 return Err(invalid(key("community"), "must not be empty"));
             }
             devices.push(Device {
@@ -653,7 +683,7 @@ impl TryFrom<RawConfig> for Config {
                     host: d.address.trim().to_string(),
                     port: d.port,
                     version,
-                    community: d.community.clone(),
+                    community,
                     usm,
                 },
                 seats,
@@ -898,6 +928,34 @@ mod tests {
             .to_string();
         assert!(err.contains("colour"), "{err}");
     }
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file() {
+        let dir = std::env::temp_dir().join(format!("devtel-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("community");
+        std::fs::write(&file, "from-a-file\nignored\n").unwrap();
+        std::env::set_var("DEVTEL_TEST_AUTH_SECRET", "auth-from-env");
+        let text = format!(
+            "site = \"s\"\n[[devices]]\nid = \"d1\"\naddress = \"10.0.0.1\"\nunit = \"u\"\ncommunity = \"file:{}\"\n\
+             [[devices]]\nid = \"d2\"\naddress = \"10.0.0.2\"\nunit = \"u\"\nversion = \"3\"\nuser = \"devtel\"\n\
+             auth_password = \"env:DEVTEL_TEST_AUTH_SECRET\"\n",
+            file.display()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.devices[0].target.community, "from-a-file");
+        let usm = config.devices[1].target.usm.as_ref().unwrap();
+        assert_eq!(usm.auth.as_ref().unwrap().1, "auth-from-env");
+        let err =
+            Config::from_toml(&text.replace("DEVTEL_TEST_AUTH_SECRET", "DEVTEL_TEST_UNSET_X"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("devices[1].auth_password") && err.contains("DEVTEL_TEST_UNSET_X"),
+            "{err}"
+        );
+        assert!(!err.contains("auth-from-env"));
+    }
+
     #[test]
     fn no_credential_appears_in_debug_output() {
         let text = "site = \"s\"\n[mqtt]\nusername = \"site-s\"\npassword = \"mqtt-secret\"\n\

@@ -198,13 +198,13 @@ pub fn snippet(found: &[Found], template: &Target, unit: &str) -> String {
                 out.push_str(&format!("user = {}\n", quote(&usm.user)));
                 if let Some((protocol, _)) = &usm.auth {
                     out.push_str(&format!(
-                        "auth_protocol = \"{}\"\nauth_password = \"CHANGE-ME\"   # the password used for the sweep\n",
+                        "auth_protocol = \"{}\"\nauth_password = \"env:DEVTEL_SNMP_AUTH_PASSWORD\"   # the password used for the sweep\n",
                         protocol.name()
                     ));
                 }
                 if let Some((protocol, _)) = &usm.privacy {
                     out.push_str(&format!(
-                        "priv_protocol = \"{}\"\npriv_password = \"CHANGE-ME\"\n",
+                        "priv_protocol = \"{}\"\npriv_password = \"env:DEVTEL_SNMP_PRIV_PASSWORD\"\n",
                         protocol.name()
                     ));
                 }
@@ -212,7 +212,12 @@ pub fn snippet(found: &[Found], template: &Target, unit: &str) -> String {
                     out.push_str(&format!("context = {}\n", quote(&usm.context)));
                 }
             }
-            _ => out.push_str(&format!("community = {}\n", quote(&template.community))),
+            // The snippet is pasted into configs and tickets: it names where the community
+            // comes from, never a community other than the well-known default.
+            _ if template.community == "public" => out.push_str("community = \"public\"\n"),
+            _ => out.push_str(
+                "community = \"env:DEVTEL_SNMP_COMMUNITY\"   # the community used for the sweep\n",
+            ),
         }
         out.push_str(&format!("unit = {}\n", quote(unit)));
     }

@@ -99,8 +99,16 @@ struct SnmpArgs {
     /// SNMP version: 1, 2c or 3.
     #[arg(long = "snmp-version", default_value = "2c", value_parser = ["1", "2c", "3"])]
     version: String,
-    /// Community (v1/v2c).
-    #[arg(short = 'c', long, default_value = "public")]
+    /// Community (v1/v2c). Prefer the environment variable (a command line shows in the
+    /// process list); `discover` writes `env:DEVTEL_SNMP_COMMUNITY` into its snippet, not the
+    /// community itself.
+    #[arg(
+        short = 'c',
+        long,
+        default_value = "public",
+        env = "DEVTEL_SNMP_COMMUNITY",
+        hide_env_values = true
+    )]
     community: String,
     /// UDP port.
     #[arg(short, long, default_value_t = 161)]

@@ -241,8 +241,6 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
             .args([
                 "discover",
                 "127.0.0.0/30",
-                "-c",
-                community,
                 "-p",
                 &port.to_string(),
                 "--timeout",
@@ -250,6 +248,8 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
                 "--unit",
                 "ba.it",
             ])
+            // From the environment: a command line shows in the process list.
+            .env("DEVTEL_SNMP_COMMUNITY", community)
             .output()
             .unwrap();
         assert!(
@@ -273,13 +273,19 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
         "{progress}"
     );
     assert!(snippet.contains("kind = \"copier\""), "{snippet}");
-    assert!(snippet.contains("community = \"sharp\""), "{snippet}");
-    // The snippet is a valid config once a site is named.
+    // The snippet names where the community comes from, never the community itself.
+    assert!(
+        snippet.contains("community = \"env:DEVTEL_SNMP_COMMUNITY\""),
+        "{snippet}"
+    );
+    assert!(!snippet.contains("\"sharp\""), "{snippet}");
+    // The snippet is a valid config once a site is named (and the variable set).
     let conf = dir.join("discovered.toml");
     std::fs::write(&conf, format!("site = \"s\"\n{snippet}")).unwrap();
     let check = std::process::Command::new(bin("devtel-collector"))
         .args(["check-config", "--config"])
         .arg(&conf)
+        .env("DEVTEL_SNMP_COMMUNITY", "sharp")
         .output()
         .unwrap();
     assert!(
