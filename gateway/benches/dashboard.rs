@@ -87,23 +87,34 @@ fn main() {
         "bench dashboard: {devices} copiers in unit u, {days} days of 15-min polls, aggregated in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let app = devtel_gateway::http::router(Arc::new(Shared::new(agg)));
+    let shared = Arc::new(Shared::new(agg));
+    let app = devtel_gateway::http::router(shared.clone());
+    // The longest a request of the kind held the aggregator (ingest waits meanwhile).
+    let held = |shared: &Shared| {
+        let us = shared
+            .lock_holds
+            .max_us
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        us as f64 / 1e3
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let n = 30;
+        held(&shared);
         let (json, json_size) = median(&app, "/api/units/u", n).await;
         println!(
-            "{:<34} {:>9} {:>10}  vs JSON of the unit",
-            "answer", "median", "bytes"
+            "{:<34} {:>9} {:>10}  vs JSON of the unit  {:>12}",
+            "answer", "median", "bytes", "lock held max"
         );
         println!(
-            "{:<34} {:>7.2}ms {:>10}  1.00x",
+            "{:<34} {:>7.2}ms {:>10}  1.00x {:>17.2}ms",
             "GET /api/units/u (JSON, peer)",
             json.as_secs_f64() * 1e3,
-            json_size
+            json_size,
+            held(&shared)
         );
         for (label, uri) in [
             ("GET /units/u (HTML)", "/units/u"),
@@ -118,14 +129,21 @@ fn main() {
                 "GET /api/reports/monthly csv",
                 "/api/reports/monthly?month=2026-11&format=csv",
             ),
+            ("GET /api/devices (all)", "/api/devices"),
+            ("GET /api/units (all)", "/api/units"),
+            (
+                "GET /api/consumption by day, 92 d",
+                "/api/consumption?unit=u&from=2026-09-01&to=2026-12-01&by=day",
+            ),
             ("GET /assets/style.css", "/assets/style.css"),
             ("GET /assets/refresh.js", "/assets/refresh.js"),
         ] {
             let (t, size) = median(&app, uri, n).await;
             println!(
-                "{label:<34} {:>7.2}ms {size:>10}  {:.2}x",
+                "{label:<34} {:>7.2}ms {size:>10}  {:.2}x {:>17.2}ms",
                 t.as_secs_f64() * 1e3,
-                t.as_secs_f64() / json.as_secs_f64()
+                t.as_secs_f64() / json.as_secs_f64(),
+                held(&shared)
             );
         }
     });

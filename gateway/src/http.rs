@@ -103,7 +103,7 @@ async fn monthly_report(
         Some(_) => return error(StatusCode::BAD_REQUEST, "format: json or csv".into()),
     };
     let report = {
-        let Ok(agg) = shared.aggregator.lock() else {
+        let Ok(agg) = shared.read() else {
             return internal();
         };
         let month = match report_month(&agg, q.month.as_deref()) {
@@ -171,7 +171,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn units(State(shared): State<Arc<Shared>>) -> Response {
-    let docs = match shared.aggregator.lock() {
+    let docs = match shared.read() {
         Ok(agg) => agg.units(),
         Err(_) => return internal(),
     };
@@ -194,7 +194,7 @@ async fn unit(
     scope: Option<Extension<SeatScope>>,
     Path(unit): Path<String>,
 ) -> Response {
-    let doc = match shared.aggregator.lock() {
+    let doc = match shared.read() {
         Ok(agg) => agg.unit(&unit),
         Err(_) => return internal(),
     };
@@ -216,19 +216,23 @@ async fn devices(
     scope: Option<Extension<SeatScope>>,
     Query(q): Query<DevicesQuery>,
 ) -> Response {
-    let Ok(agg) = shared.aggregator.lock() else {
-        return internal();
-    };
-    let ids = match &q.unit {
-        Some(u) if !agg.has_unit(u) => {
-            return error(StatusCode::NOT_FOUND, format!("unknown unit {u:?}"))
+    let ids = {
+        let Ok(agg) = shared.read() else {
+            return internal();
+        };
+        match &q.unit {
+            Some(u) if !agg.has_unit(u) => {
+                return error(StatusCode::NOT_FOUND, format!("unknown unit {u:?}"))
+            }
+            Some(u) => agg.device_ids_in(u, true),
+            None => agg.device_ids(),
         }
-        Some(u) => agg.device_ids_in(u, true),
-        None => agg.device_ids(),
     };
+    // One device at a time: the lock that ingest needs is held for one document (about
+    // 10 µs), not for the whole list (12 ms for 1,000 copiers).
     let docs: Vec<_> = ids
         .iter()
-        .filter_map(|id| agg.device(id))
+        .filter_map(|id| shared.read().ok()?.device(id))
         .filter(|d| q.kind.as_deref().is_none_or(|k| d.device.kind == k))
         .map(|d| {
             if scope.is_some() {
@@ -246,7 +250,7 @@ async fn device(
     scope: Option<Extension<SeatScope>>,
     Path(device): Path<String>,
 ) -> Response {
-    let doc = match shared.aggregator.lock() {
+    let doc = match shared.read() {
         Ok(agg) => agg.device(&device),
         Err(_) => return internal(),
     };
@@ -352,7 +356,7 @@ async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Response {
     let (days, from_ms, to_ms) = {
-        let Ok(agg) = shared.aggregator.lock() else {
+        let Ok(agg) = shared.read() else {
             return internal();
         };
         if agg.device(&device).is_none() {
@@ -458,7 +462,7 @@ async fn consumption(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<ConsumptionQuery>,
 ) -> Response {
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return internal();
     };
     let Some(unit) = q.unit.as_deref() else {
@@ -492,7 +496,11 @@ async fn consumption(
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let ids = agg.device_ids_in(unit, true);
-    let mut periods = Vec::new();
+    let def = agg.settings().units.get(unit).cloned();
+    let tz = agg.settings().ledger.calendar.tz_name().to_string();
+    drop(agg);
+    // The periods, in order.
+    let mut bounds: Vec<(Date, Date)> = Vec::new();
     let mut start = from;
     while start <= to {
         let end = if by_month {
@@ -500,47 +508,74 @@ async fn consumption(
         } else {
             start
         };
-        let f = agg.figures(&ids, start, end);
-        periods.push(json!({
-            "period": if by_month { start.strftime("%Y-%m").to_string() } else { start.to_string() },
-            "from": start.to_string(),
-            "to": end.to_string(),
-            "pages": PageFigures::of(&f),
-            "cartridges_replaced": f.cartridges_replaced,
-            "counter_events": CounterEvents::of(&f),
-        }));
+        bounds.push((start, end));
         match end.tomorrow() {
             Ok(next) => start = next,
             Err(_) => break,
         }
     }
-    let total = agg.figures(&ids, from, to);
-    let per_device: Vec<_> = ids
+    // One device at a time: the lock that ingest needs is held for one device's days (a few
+    // microseconds), not for the whole answer (13 ms for 1,000 copiers by day over 92 days).
+    // Every figure comes from the same per-device days, so the periods, the devices and the
+    // total add up exactly.
+    let mut sums = vec![crate::ledger::DayFigures::default(); bounds.len()];
+    let mut total = crate::ledger::DayFigures::default();
+    let mut per_device = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let days = match shared.read() {
+            Ok(agg) => agg.device_days(id, from, to),
+            Err(()) => return internal(),
+        };
+        let mut own = crate::ledger::DayFigures::default();
+        let mut at = 0;
+        for (day, f) in &days {
+            while bounds.get(at).is_some_and(|(_, end)| end < day) {
+                at += 1;
+            }
+            if let Some(sum) = sums.get_mut(at) {
+                *sum += f;
+            }
+            own += f;
+        }
+        total += &own;
+        per_device.push(json!({ "device": id, "pages": PageFigures::of(&own), "cartridges_replaced": own.cartridges_replaced }));
+    }
+    let periods: Vec<_> = bounds
         .iter()
-        .map(|id| {
-            let f = agg.figures([id], from, to);
-            json!({ "device": id, "pages": PageFigures::of(&f), "cartridges_replaced": f.cartridges_replaced })
+        .zip(&sums)
+        .map(|((start, end), f)| {
+            json!({
+                "period": if by_month { start.strftime("%Y-%m").to_string() } else { start.to_string() },
+                "from": start.to_string(),
+                "to": end.to_string(),
+                "pages": PageFigures::of(f),
+                "cartridges_replaced": f.cartridges_replaced,
+                "counter_events": CounterEvents::of(f),
+            })
         })
         .collect();
-    let def = agg.settings().units.get(unit);
+    let replacements = match shared.read() {
+        Ok(agg) => agg.replacements(&ids, from, to),
+        Err(()) => return internal(),
+    };
     Json(json!({
         "unit": unit,
-        "cost_centre": def.and_then(|d| d.cost_centre.clone()),
+        "cost_centre": def.and_then(|d| d.cost_centre),
         "from": from.to_string(),
         "to": to.to_string(),
-        "timezone": agg.settings().ledger.calendar.tz_name(),
+        "timezone": tz,
         "pages": PageFigures::of(&total),
         "cartridges_replaced": total.cartridges_replaced,
         "counter_events": CounterEvents::of(&total),
         "periods": periods,
         "devices": per_device,
-        "replacements": agg.replacements(&ids, from, to),
+        "replacements": replacements,
     }))
     .into_response()
 }
 
 async fn collectors(State(shared): State<Arc<Shared>>) -> Response {
-    let deliveries = match shared.aggregator.lock() {
+    let deliveries = match shared.read() {
         Ok(agg) => agg.deliveries(),
         Err(_) => return internal(),
     };

@@ -96,6 +96,70 @@ pub struct Shared {
     pub owners: Mutex<sites::Owners>,
     /// The HTTP token and limits.
     pub guard: Arc<guard::Guard>,
+    /// How long HTTP requests held the aggregator's lock (that ingest needs).
+    pub lock_holds: LockHolds,
+}
+
+/// How long readers (HTTP requests) held the aggregator's lock: the longest hold and how many
+/// took longer than [`LockHolds::SLOW`].
+#[derive(Debug, Default)]
+pub struct LockHolds {
+    /// Longest hold, µs.
+    pub max_us: std::sync::atomic::AtomicU64,
+    /// Holds in all.
+    pub count: std::sync::atomic::AtomicU64,
+    /// Holds longer than [`LockHolds::SLOW`].
+    pub slow: std::sync::atomic::AtomicU64,
+}
+
+impl LockHolds {
+    /// A hold longer than this delays ingest noticeably.
+    pub const SLOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+    fn note(&self, held: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = u64::try_from(held.as_micros()).unwrap_or(u64::MAX);
+        self.max_us.fetch_max(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        if held > Self::SLOW {
+            self.slow.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// The aggregator as a reader holds it: the hold is timed ([`LockHolds`]).
+pub struct Reading<'a> {
+    guard: std::sync::MutexGuard<'a, Aggregator>,
+    since: Instant,
+    holds: &'a LockHolds,
+}
+
+impl std::ops::Deref for Reading<'_> {
+    type Target = Aggregator;
+    fn deref(&self) -> &Aggregator {
+        &self.guard
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.holds.note(self.since.elapsed());
+    }
+}
+
+impl Shared {
+    /// The aggregator for a reader (an HTTP request): keep it briefly, ingest waits meanwhile.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn read(&self) -> Result<Reading<'_>, ()> {
+        let guard = self.aggregator.lock().map_err(|_| ())?;
+        Ok(Reading {
+            guard,
+            since: Instant::now(),
+            holds: &self.lock_holds,
+        })
+    }
 }
 
 impl Shared {

@@ -280,5 +280,29 @@ pub fn render(shared: &Shared) -> String {
             shared.mqtt_connected.load(Ordering::Relaxed),
         ))),
     );
+    let holds = &shared.lock_holds;
+    metric(
+        &mut out,
+        "devtel_gateway_http_lock_hold_max_seconds",
+        "gauge",
+        "The longest an HTTP request held the aggregator (ingest waits meanwhile), since start.",
+        &one(holds.max_us.load(Ordering::Relaxed) as f64 / 1e6),
+    );
+    metric(
+        &mut out,
+        "devtel_gateway_http_lock_holds_total",
+        "counter",
+        "HTTP holds of the aggregator, all and those over 5 ms.",
+        &[
+            (
+                "{took=\"any\"}".into(),
+                holds.count.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{took=\"over_5ms\"}".into(),
+                holds.slow.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
     out
 }

@@ -403,7 +403,7 @@ async fn overview(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/", &q).refresh(&shared);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     respond(&ctx, StatusCode::OK, pages::overview(&ctx, &agg))
@@ -416,7 +416,7 @@ async fn unit(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, &format!("/units/{}", encode(&id)), &q).refresh(&shared);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     match pages::unit(&ctx, &agg, &id) {
@@ -434,7 +434,7 @@ async fn device(
     let ctx = Ctx::new(&headers, &format!("/devices/{}", encode(&id)), &q)
         .refresh(&shared)
         .scoped(&shared, &headers);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     match pages::device(&ctx, &agg, &id) {
@@ -449,7 +449,7 @@ async fn supplies(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies", &q).refresh(&shared);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     match unit_filter(&agg, &q) {
@@ -464,7 +464,7 @@ async fn supplies_csv(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies.csv", &q).refresh(&shared);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     match unit_filter(&agg, &q) {
@@ -486,7 +486,7 @@ async fn collectors(
         Ok(c) => c.clone(),
         Err(_) => return unavailable(&ctx),
     };
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     respond(
@@ -502,7 +502,7 @@ async fn report(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/reports/monthly", &q).refresh(&shared);
-    let Ok(agg) = shared.aggregator.lock() else {
+    let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
     let month = match crate::http::report_month(&agg, q.month.as_deref()) {
