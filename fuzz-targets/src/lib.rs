@@ -8,8 +8,11 @@
 
 use devtel_protocol::{topic, Envelope, Reading};
 
+/// A fuzz target: takes any bytes, returns or panics on a violated property.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the name of its `fuzz/fuzz_targets/{name}.rs`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("protocol_decode", protocol_decode),
     ("gateway_ingest", gateway_ingest),
     ("topic_and_broker_url", topic_and_broker_url),

@@ -524,7 +524,7 @@ async fn consumption(
     for id in &ids {
         let days = match shared.read() {
             Ok(agg) => agg.device_days(id, from, to),
-            Err(()) => return internal(),
+            Err(_) => return internal(),
         };
         let mut own = crate::ledger::DayFigures::default();
         let mut at = 0;
@@ -556,7 +556,7 @@ async fn consumption(
         .collect();
     let replacements = match shared.read() {
         Ok(agg) => agg.replacements(&ids, from, to),
-        Err(()) => return internal(),
+        Err(_) => return internal(),
     };
     Json(json!({
         "unit": unit,
@@ -626,12 +626,13 @@ mod tests {
     #[tokio::test]
     async fn with_a_token_everything_but_healthz_needs_it_and_limits_answer_by_name() {
         let token = "s3cret-token-0123456789";
-        let mut shared = Shared::default();
-        shared.guard = crate::guard::Guard::new(crate::guard::Settings {
-            token: Some(crate::guard::Token::new(token.into())),
-            ..crate::guard::Settings::default()
+        let shared = Arc::new(Shared {
+            guard: crate::guard::Guard::new(crate::guard::Settings {
+                token: Some(crate::guard::Token::new(token.into())),
+                ..crate::guard::Settings::default()
+            }),
+            ..Shared::default()
         });
-        let shared = Arc::new(shared);
         let app = || router(shared.clone());
         let send = |req: Request<Body>| async { app().oneshot(req).await.unwrap() };
         let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -747,15 +748,18 @@ mod tests {
         assert_eq!(all[0]["seats"].as_array().map(Vec::len), Some(0));
     }
 
+    // The lock is held across an await on purpose: it stands for a slow request.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn beyond_the_concurrency_limit_the_answer_is_a_named_503() {
-        let mut shared = Shared::default();
-        shared.guard = crate::guard::Guard::new(crate::guard::Settings {
-            max_in_flight: 1,
-            timeout: std::time::Duration::from_millis(300),
-            ..crate::guard::Settings::default()
+        let shared = Arc::new(Shared {
+            guard: crate::guard::Guard::new(crate::guard::Settings {
+                max_in_flight: 1,
+                timeout: std::time::Duration::from_millis(300),
+                ..crate::guard::Settings::default()
+            }),
+            ..Shared::default()
         });
-        let shared = Arc::new(shared);
         // The aggregator's lock held elsewhere: the first request waits for it ...
         let held = shared.aggregator.lock().unwrap();
         let first = tokio::spawn({

@@ -147,13 +147,18 @@ impl Drop for Reading<'_> {
     }
 }
 
+/// The aggregator's lock is poisoned (a thread panicked holding it).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the aggregator's lock is poisoned")]
+pub struct Poisoned;
+
 impl Shared {
     /// The aggregator for a reader (an HTTP request): keep it briefly, ingest waits meanwhile.
     ///
     /// # Errors
-    /// When the lock is poisoned.
-    pub fn read(&self) -> Result<Reading<'_>, ()> {
-        let guard = self.aggregator.lock().map_err(|_| ())?;
+    /// [`Poisoned`].
+    pub fn read(&self) -> Result<Reading<'_>, Poisoned> {
+        let guard = self.aggregator.lock().map_err(|_| Poisoned)?;
         Ok(Reading {
             guard,
             since: Instant::now(),

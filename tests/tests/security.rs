@@ -10,12 +10,11 @@ use std::time::Duration;
 use crate::delivery::{start_collector, COPIERS};
 use crate::util::*;
 
+/// A collector `name` speaking as `(site, collector id, broker user)`.
 fn collector_conf(
     dir: &Path,
     name: &str,
-    site: &str,
-    collector: &str,
-    user: &str,
+    (site, collector, user): (&str, &str, &str),
     broker: u16,
     sim: u16,
     device: &str,
@@ -89,7 +88,7 @@ fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
     let mut gateway = start_gateway_as(&dir, "gateway", port, http, &gateway_mqtt);
 
     // Site a's collector, with a's user, is heard.
-    let conf = collector_conf(&dir, "site-a", "a", "ca", "a", port, sim, "a-copier");
+    let conf = collector_conf(&dir, "site-a", ("a", "ca", "a"), port, sim, "a-copier");
     let mut a = start_collector(&dir, "site-a", &conf);
     wait_for("site a's copier", Duration::from_secs(30), || {
         a.assert_running();
@@ -101,7 +100,7 @@ fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
     // The same collector set up for site b, still with a's user: the broker refuses its
     // publications, the gateway hears nothing of it.
     let before = received(http);
-    let conf = collector_conf(&dir, "rogue", "b", "ca", "a", port, sim, "b-copier");
+    let conf = collector_conf(&dir, "rogue", ("b", "ca", "a"), port, sim, "b-copier");
     let mut rogue = start_collector(&dir, "rogue", &conf);
     std::thread::sleep(Duration::from_secs(6));
     rogue.assert_running();
