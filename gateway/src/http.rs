@@ -171,10 +171,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn units(State(shared): State<Arc<Shared>>) -> Response {
-    let docs = match shared.read() {
-        Ok(agg) => agg.units(),
+    // One unit at a time: the lock that ingest needs is held for one document.
+    let ids = match shared.read() {
+        Ok(agg) => agg.unit_ids(),
         Err(_) => return internal(),
     };
+    let docs: Vec<_> = ids
+        .iter()
+        .filter_map(|u| shared.read().ok()?.unit(u))
+        .collect();
     let summaries: Vec<serde_json::Value> = docs
         .into_iter()
         .filter_map(|mut d| {

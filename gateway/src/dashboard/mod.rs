@@ -416,10 +416,13 @@ async fn unit(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, &format!("/units/{}", encode(&id)), &q).refresh(&shared);
+    let Some(devices) = pages::device_docs(&shared, &id) else {
+        return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &id);
+    };
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
-    match pages::unit(&ctx, &agg, &id) {
+    match pages::unit(&ctx, &agg, &id, devices) {
         Some(page) => respond(&ctx, StatusCode::OK, page),
         None => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &id),
     }
@@ -449,13 +452,26 @@ async fn supplies(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies", &q).refresh(&shared);
+    let filter = match shared.read() {
+        Ok(agg) => unit_filter(&agg, &q).map(|u| u.map(str::to_string)),
+        Err(_) => return unavailable(&ctx),
+    };
+    let unit = match filter {
+        Ok(unit) => unit,
+        Err(u) => {
+            let u = u.to_string();
+            return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &u);
+        }
+    };
+    let rows = pages::to_order(&shared, unit.as_deref());
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
-    match unit_filter(&agg, &q) {
-        Ok(unit) => respond(&ctx, StatusCode::OK, pages::supplies(&ctx, &agg, unit)),
-        Err(u) => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), u),
-    }
+    respond(
+        &ctx,
+        StatusCode::OK,
+        pages::supplies(&ctx, &agg, unit.as_deref(), rows),
+    )
 }
 
 async fn supplies_csv(
@@ -464,16 +480,25 @@ async fn supplies_csv(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies.csv", &q).refresh(&shared);
+    let filter = match shared.read() {
+        Ok(agg) => unit_filter(&agg, &q).map(|u| u.map(str::to_string)),
+        Err(_) => return unavailable(&ctx),
+    };
+    let unit = match filter {
+        Ok(unit) => unit,
+        Err(u) => {
+            let u = u.to_string();
+            return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &u);
+        }
+    };
+    let rows = pages::to_order(&shared, unit.as_deref());
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
-    match unit_filter(&agg, &q) {
-        Ok(unit) => crate::http::csv_attachment(
-            "devtel-toner-bestellen.csv",
-            pages::supplies_csv(&ctx, &agg, unit),
-        ),
-        Err(u) => unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), u),
-    }
+    crate::http::csv_attachment(
+        "devtel-toner-bestellen.csv",
+        pages::supplies_csv(&ctx, &agg, rows),
+    )
 }
 
 async fn collectors(
