@@ -148,14 +148,14 @@ pub fn gateway_config(data: &[u8]) {
 }
 
 /// The readings described by `data`: 6 bytes each (device, sequence number, poll time,
-/// counter and kind), from one collector epoch, about four copiers in two units. Poll times
+/// counter and kind), at most 64, from one collector epoch, about four copiers in two units. Poll times
 /// lie within 4,000 minutes, inside the default late window of 3 days: beyond it figures
 /// depend on arrival order by design (a reading later than the window counts as a poll, its
 /// pages stay in the interval that covers it).
 fn readings(data: &[u8]) -> Vec<Envelope> {
     const T0: u64 = 1_796_000_000_000;
     data.chunks_exact(6)
-        .take(256)
+        .take(64)
         .map(|c| {
             let device = format!("copier-{}", c[0] % 4);
             let unit = if c[0] % 4 < 2 { "ba.it" } else { "ba.fb2" };
