@@ -332,6 +332,22 @@ mod tests {
         );
     }
 
+    /// Sites upgrade one at a time: a version-3 envelope (no site) from a collector not yet
+    /// upgraded, or from a spool written before, is taken; its topic's site stands for it.
+    #[test]
+    fn a_version_3_envelope_is_still_taken() {
+        let v4 = payload("u", "d");
+        // Version 3 is version 4 without the site ("site": a length byte and 4 bytes).
+        assert_eq!(&v4[..6], &[4, 4, b's', b'i', b't', b'e']);
+        let mut v3 = vec![3];
+        v3.extend_from_slice(&v4[6..]);
+        for site in ["site", "another-site"] {
+            let t = format!("devtel/v1/telemetry/{site}/u/d");
+            let e = check(&t, &v3, None).unwrap();
+            assert_eq!((e.version, e.site.as_str(), e.seq), (3, "", 1));
+        }
+    }
+
     #[test]
     fn a_spare_box_is_decoded_into_as_if_it_were_new() {
         let t = "devtel/v1/telemetry/site/u/d";
