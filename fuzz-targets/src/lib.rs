@@ -27,15 +27,23 @@ pub const TARGETS: &[(&str, Target)] = &[
 ];
 
 /// `protocol::decode` (and the acknowledgement and identity decoders): a decoded envelope
-/// is valid and encodes back to exactly the bytes it came from (version 4), or to a valid
-/// envelope (version 3, which is read, not written).
+/// is valid, encodes (version 4; version 3 is read, not written), and its encoding decodes
+/// to the same envelope and is no longer than the input. Not the same bytes: postcard reads
+/// overlong varints (`80 00` for 0, `ff 00` for 127: found by this target), so one envelope
+/// has several encodings. The gateway compares a repeat by its bytes, so a re-encoded copy
+/// of a stored envelope is a conflict kept aside, never taken for the stored one.
 pub fn protocol_decode(data: &[u8]) {
     if let Ok(envelope) = devtel_protocol::decode(data) {
         assert!(envelope.validate().is_ok());
         if envelope.version == devtel_protocol::FORMAT_VERSION {
             let again =
                 devtel_protocol::encode_to_vec(&envelope).expect("a decoded envelope encodes");
-            assert_eq!(again, data, "decode-encode is the identity");
+            assert_eq!(
+                devtel_protocol::decode(&again).as_ref(),
+                Ok(&envelope),
+                "encode-decode is the identity"
+            );
+            assert!(again.len() <= data.len(), "the encoding is the shortest");
         }
         let identity =
             devtel_protocol::peek_identity(data).expect("the identity of a valid envelope");
