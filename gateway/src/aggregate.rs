@@ -1466,7 +1466,9 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
                         ),
                         occupancy: s.occupancy.name(),
                         clients: s.clients,
-                        client_mac: s.client_mac.as_ref().map(mac),
+                        // A pseudonym (locally administered) only: an address sent by a
+                        // collector from before privacy is not shown.
+                        client_mac: s.client_mac.filter(|m| m[0] & 0x02 != 0).as_ref().map(mac),
                         phone: s.phone.as_ref().and_then(|p| {
                             p.model
                                 .as_ref()
@@ -1790,7 +1792,14 @@ mod tests {
             speed_mbps: Some(1000),
             last_change_ticks: Some(0),
             clients: u16::from(occupancy == Occupancy::Occupied),
-            client_mac: (occupancy == Occupancy::Occupied).then_some([0, 0xe0, 0x4c, 1, 2, 3]),
+            // A pseudonym as the collector sends it with privacy = "per-seat" (locally
+            // administered), on the first seat; an address (from an older collector) on the
+            // others, which is not shown.
+            client_mac: (occupancy == Occupancy::Occupied).then_some(if if_index == 1 {
+                [0x02, 0xe0, 0x4c, 1, 2, 3]
+            } else {
+                [0, 0xe0, 0x4c, 1, 2, 3]
+            }),
             phone: phone.then(|| Neighbour {
                 model: Some("VVX 450".try_into().unwrap()),
                 ..Neighbour::default()
@@ -1838,8 +1847,9 @@ mod tests {
         assert_eq!(dev.kind, "dock");
         assert_eq!(
             dev.seats[0].client_mac.as_deref(),
-            Some("00:e0:4c:01:02:03")
+            Some("02:e0:4c:01:02:03")
         );
+        assert_eq!(dev.seats[1].client_mac, None, "an address is never shown");
         assert_eq!(dev.seats[0].phone.as_deref(), Some("VVX 450"));
         assert_eq!(dev.seat_counts.as_ref().map(|c| c.occupied), Some(2));
         // Whoever may not see single seats gets the counts only.
@@ -1852,7 +1862,7 @@ mod tests {
         assert_eq!((m.seats.total, m.seats.occupied), (5, 2));
         assert!(m.devices[0].seats.is_empty());
         let json = serde_json::to_string(&minimal.device("sw1").unwrap()).unwrap();
-        assert!(!json.contains("00:e0:4c"), "{json}");
+        assert!(!json.contains(":e0:4c:"), "{json}");
         assert!(json.contains("\"seat_counts\":{\"total\":5"), "{json}");
 
         // A unit (and a switch) of fewer than 5 seats shows no seat figures at all.

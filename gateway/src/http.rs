@@ -357,10 +357,11 @@ struct HistoryQuery {
 
 async fn history(
     State(shared): State<Arc<Shared>>,
+    scope: Option<Extension<SeatScope>>,
     Path(device): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let (days, from_ms, to_ms) = {
+    let (days, from_ms, to_ms, per_seat) = {
         let Ok(agg) = shared.read() else {
             return internal();
         };
@@ -385,7 +386,7 @@ async fn history(
             .into_iter()
             .map(|(d, f)| json!({ "date": d.to_string(), "figures": f }))
             .collect();
-        (days, from_ms, to_ms)
+        (days, from_ms, to_ms, agg.settings().per_seat)
     };
     let limit = q.limit.unwrap_or(1000).min(MAX_HISTORY);
     let readings = match shared.store_path.clone() {
@@ -403,6 +404,31 @@ async fn history(
             }
         }
     };
+    // Stored dock readings hold single seats (and, from collectors before privacy, client
+    // addresses): shown only as the documents show them.
+    let mut readings = readings;
+    if !(per_seat && scope.is_some()) {
+        for e in &mut readings {
+            for r in e.readings.iter_mut() {
+                if let devtel_protocol::Reading::Dock(d) = r {
+                    d.seats.clear();
+                }
+            }
+        }
+    } else {
+        for e in &mut readings {
+            for r in e.readings.iter_mut() {
+                if let devtel_protocol::Reading::Dock(d) = r {
+                    for seat in d.seats.iter_mut() {
+                        // A pseudonym from today's collectors; an address from older ones.
+                        if seat.client_mac.is_some_and(|m| m[0] & 0x02 == 0) {
+                            seat.client_mac = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
     // Serialized straight from the readings (a JSON value tree per reading cost most of the
     // answer's time: 200 µs per copier reading).
     let readings: Vec<HistoryReading<'_>> = readings

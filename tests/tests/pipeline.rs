@@ -272,6 +272,15 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
         empty += usize::from(expected == "empty");
     }
     assert!(occupied > 0 && empty > 0, "the recording has both");
+    // The stored readings show no single seat without the seats token, and all of them with.
+    let history = |headers: &[(&str, &str)]| {
+        get_as(headers, "/api/devices/switch-desks/history").unwrap()["readings"][0]["reading"]
+            ["Dock"]["seats"]
+            .as_array()
+            .map(Vec::len)
+    };
+    assert_eq!(history(&plain), Some(0));
+    assert_eq!(history(&scoped), Some(4));
     // No client address reaches the gateway: the collector sends none by default.
     assert!(desks["devices"][0]["seats"]
         .as_array()
