@@ -106,12 +106,13 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     // Single seats are shown with privacy = "per-seat", to the seats token only.
     let seats_token = "e2e-seats-token-7a1c";
     let http = free_tcp_port();
-    let mut gateway = start_gateway_with(
+    let mut gateway = start_gateway_full(
         &dir,
         "gateway",
         broker_port,
         http,
         "privacy = \"per-seat\"\n",
+        "",
         &[
             ("DEVTEL_GATEWAY_TOKEN", "e2e-plain-token-93b2"),
             ("DEVTEL_GATEWAY_SEAT_TOKEN", seats_token),

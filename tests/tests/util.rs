@@ -477,21 +477,25 @@ pub fn start_gateway_with(
     extra: &str,
     env: &[(&str, &str)],
 ) -> Proc {
+    start_gateway_full(dir, name, broker, http, "", extra, env)
+}
+
+/// [`start_gateway_with`] with top-level keys `top` (`extra` continues the `[store]` table).
+pub fn start_gateway_full(
+    dir: &std::path::Path,
+    name: &str,
+    broker: u16,
+    http: u16,
+    top: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Proc {
     let conf = dir.join(format!("{name}.toml"));
     let client_id = if name == "gateway" { "gw-test" } else { name };
-    // Top-level keys of `extra` (before its first table) go before [store].
-    let (top, tables) = match extra
-        .find("\n[")
-        .map(|i| i + 1)
-        .or_else(|| extra.starts_with('[').then_some(0))
-    {
-        Some(i) => extra.split_at(i),
-        None => (extra, ""),
-    };
     fs::write(
         &conf,
         format!(
-            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"{client_id}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{top}\n[store]\npath = \"{}\"\n{tables}",
+            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"{client_id}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{top}\n[store]\npath = \"{}\"\n{extra}",
             dir.join(format!("{name}.sqlite")).display()
         ),
     )
