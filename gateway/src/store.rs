@@ -358,18 +358,28 @@ impl Recent {
     }
 }
 
-/// FNV-1a, 64 bits: a stable hash (kept in the store), cheap for short inputs. Not a defence
-/// against someone crafting collisions: a forger does not know the payload it would have to
-/// collide with (the real one is sent after the forgery).
+/// A stable 64-bit hash (kept in the store): FNV-1a's multiply-xor over 8-byte little-endian
+/// words, then the remaining bytes one by one, each part closed by a separator (eight times
+/// fewer steps than bytewise FNV on a 400-byte payload). Not a defence against crafted
+/// collisions: a forger does not know the payload it would have to collide with (the real
+/// one is sent after the forgery).
 fn fnv(parts: &[&[u8]]) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
-        for b in *part {
+        let mut words = part.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            h ^= u64::from_le_bytes(word);
+            h = h.wrapping_mul(PRIME);
+        }
+        for b in words.remainder() {
             h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            h = h.wrapping_mul(PRIME);
         }
         h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h = h.wrapping_mul(PRIME);
     }
     h
 }
@@ -2058,6 +2068,17 @@ mod tests {
             history.iter().map(|e| e.timestamp_ms).collect::<Vec<_>>(),
             [1_000, 3_000]
         );
+    }
+
+    /// The digests are kept in the store: the hash must never change.
+    #[test]
+    fn the_digest_hash_is_stable() {
+        // Computed independently (a few lines of Python of the same definition).
+        assert_eq!(fnv(&[b""]), 0xaf64_724c_8602_eb6e);
+        assert_eq!(fnv(&[b"abcdefgh", b"ij"]), 0x1d84_786b_a90a_e153);
+        assert_eq!(identity_key("c1", 5, 3), 0x8d0f_b385_0864_f128);
+        assert_ne!(fnv(&[b"abcdefgh", b"ij"]), fnv(&[b"abcdefghi", b"j"]));
+        assert_ne!(fnv(&[b"ab"]), fnv(&[b"ba"]));
     }
 
     #[test]
