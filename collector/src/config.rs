@@ -274,16 +274,8 @@ pub struct Spool {
     pub fsync: crate::spool::Fsync,
 }
 
-/// `privacy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RawPrivacy {
-    /// Occupancy and client counts only.
-    #[default]
-    Minimal,
-    /// Also a salted pseudonym of each seat's first client.
-    PerSeat,
-}
+/// `privacy` (shared by both daemons).
+pub use devtel_daemon::Privacy as RawPrivacy;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -412,8 +404,8 @@ pub fn secret(key: &str, value: &str) -> Result<String, ConfigError> {
             .map_err(|_| invalid(key, format!("the environment variable {name} is not set")));
     }
     if let Some(path) = value.strip_prefix("file:") {
-        return std::fs::read_to_string(path)
-            .map(|t| t.lines().next().unwrap_or("").trim_end().to_string())
+        return devtel_daemon::secret_file(std::path::Path::new(path))
+            .map(|t| t.trim_end().to_string())
             .map_err(|e| invalid(key, format!("{path}: {e}")));
     }
     Ok(value.to_string())

@@ -53,7 +53,7 @@ pub fn pseudonym(salt: &[u8; SALT_LEN], mac: &[u8; 6]) -> [u8; 6] {
         out.copy_from_slice(&h.finalize().into_bytes()[..6]);
     }
     // Locally administered, unicast: never a vendor's address.
-    out[0] = (out[0] | 0x02) & !0x01;
+    out[0] = (out[0] | devtel_protocol::dock::LOCALLY_ADMINISTERED) & !0x01;
     out
 }
 

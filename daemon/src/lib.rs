@@ -14,6 +14,30 @@ use tokio_util::sync::CancellationToken;
 /// Exit code for a configuration error (distinct from 1, a runtime failure).
 pub const EXIT_CONFIG: u8 = 2;
 
+/// A secret kept in a file (a password, a token): its first line, without the line end, so
+/// that `echo secret > file` and an editor's trailing newline both work.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+/// The `privacy` key of both daemons: what devtel lets out about the people at docked desks
+/// (the README's "Security and privacy"). `minimal` (the default): seat occupancy and counts
+/// only; `per-seat`: also single seats (a salted pseudonym per seat from the collector; single
+/// seats shown by the gateway only to its seats token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Privacy {
+    /// Counts only.
+    #[default]
+    Minimal,
+    /// Also single seats, with the staff council's consent.
+    PerSeat,
+}
+
 /// Reads and validates a config file; the error says which file (and the parser says which key).
 ///
 /// # Errors

@@ -222,11 +222,10 @@ pub fn settings(broker_url: &str, raw: &RawMqtt) -> Result<Mqtt, MqttConfigError
             ))
         }
         (Some(p), None) => Some(p.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", path.display())))?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
+        (None, Some(path)) => Some(
+            crate::secret_file(path)
+                .map_err(|e| invalid("mqtt.password_file", format!("{}: {e}", path.display())))?,
+        ),
         (None, None) => std::env::var(PASSWORD_ENV).ok(),
     };
     let credentials = match (&raw.username, password) {

@@ -1468,7 +1468,11 @@ fn device_doc(id: &str, d: &DeviceState) -> DeviceDoc {
                         clients: s.clients,
                         // A pseudonym (locally administered) only: an address sent by a
                         // collector from before privacy is not shown.
-                        client_mac: s.client_mac.filter(|m| m[0] & 0x02 != 0).as_ref().map(mac),
+                        client_mac: s
+                            .client_mac
+                            .filter(devtel_protocol::dock::is_locally_administered)
+                            .as_ref()
+                            .map(mac),
                         phone: s.phone.as_ref().and_then(|p| {
                             p.model
                                 .as_ref()

@@ -66,16 +66,8 @@ pub struct RawConfig {
     pub sites: Vec<RawSite>,
 }
 
-/// `privacy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RawPrivacy {
-    /// Counts only, from 5 seats.
-    #[default]
-    Minimal,
-    /// Also each seat, to the seats token.
-    PerSeat,
-}
+/// `privacy` (shared by both daemons).
+pub use devtel_daemon::Privacy as RawPrivacy;
 
 /// `[http]`.
 #[derive(Debug, Deserialize)]
@@ -642,11 +634,12 @@ fn read_token(
 ) -> Result<Option<String>, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid { key, reason };
     let token = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-            Some(text.lines().next().unwrap_or("").trim().to_string())
-        }
+        Some(path) => Some(
+            devtel_daemon::secret_file(path)
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+        ),
         None => std::env::var(env)
             .ok()
             .map(|t| t.trim().to_string())

@@ -407,25 +407,17 @@ async fn history(
     // Stored dock readings hold single seats (and, from collectors before privacy, client
     // addresses): shown only as the documents show them.
     let mut readings = readings;
-    if !(per_seat && scope.is_some()) {
-        for e in &mut readings {
-            for r in e.readings.iter_mut() {
-                if let devtel_protocol::Reading::Dock(d) = r {
-                    d.seats.clear();
-                }
+    let seats_shown = per_seat && scope.is_some();
+    for r in readings.iter_mut().flat_map(|e| e.readings.iter_mut()) {
+        if let devtel_protocol::Reading::Dock(d) = r {
+            if !seats_shown {
+                d.seats.clear();
             }
-        }
-    } else {
-        for e in &mut readings {
-            for r in e.readings.iter_mut() {
-                if let devtel_protocol::Reading::Dock(d) = r {
-                    for seat in d.seats.iter_mut() {
-                        // A pseudonym from today's collectors; an address from older ones.
-                        if seat.client_mac.is_some_and(|m| m[0] & 0x02 == 0) {
-                            seat.client_mac = None;
-                        }
-                    }
-                }
+            // A pseudonym from today's collectors; an address from older ones is not shown.
+            for seat in d.seats.iter_mut() {
+                seat.client_mac = seat
+                    .client_mac
+                    .filter(devtel_protocol::dock::is_locally_administered);
             }
         }
     }

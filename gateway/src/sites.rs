@@ -42,6 +42,14 @@ impl OwnerKind {
         }
     }
 
+    /// Position in per-kind tables.
+    const fn index(self) -> usize {
+        match self {
+            OwnerKind::Collector => 0,
+            OwnerKind::Device => 1,
+        }
+    }
+
     /// The kind of a stored name.
     pub fn from_name(name: &str) -> Option<OwnerKind> {
         match name {
@@ -74,14 +82,12 @@ pub struct SiteEntry {
     pub devices: Vec<String>,
 }
 
-/// The configured and the claimed owners.
+/// The configured and the claimed owners, per kind (indexed by [`OwnerKind::index`]), by id.
 #[derive(Debug, Clone)]
 pub struct Owners {
     sites: BTreeSet<String>,
-    configured: HashMap<(OwnerKind, String), String>,
-    claimed: HashMap<(OwnerKind, String), String>,
-    collectors: usize,
-    devices: usize,
+    configured: [HashMap<String, String>; 2],
+    claimed: [HashMap<String, String>; 2],
     max_collectors: usize,
     max_devices: usize,
 }
@@ -95,21 +101,19 @@ impl Default for Owners {
 impl Owners {
     /// Owners from the configuration (no claims yet).
     pub fn new(sites: &[SiteEntry], max_collectors: usize, max_devices: usize) -> Owners {
-        let mut configured = HashMap::new();
+        let mut configured: [HashMap<String, String>; 2] = Default::default();
         for site in sites {
             for c in &site.collectors {
-                configured.insert((OwnerKind::Collector, c.clone()), site.id.clone());
+                configured[OwnerKind::Collector.index()].insert(c.clone(), site.id.clone());
             }
             for d in &site.devices {
-                configured.insert((OwnerKind::Device, d.clone()), site.id.clone());
+                configured[OwnerKind::Device.index()].insert(d.clone(), site.id.clone());
             }
         }
         Owners {
             sites: sites.iter().map(|s| s.id.clone()).collect(),
             configured,
-            claimed: HashMap::new(),
-            collectors: 0,
-            devices: 0,
+            claimed: Default::default(),
             max_collectors,
             max_devices,
         }
@@ -118,25 +122,23 @@ impl Owners {
     /// Takes a stored claim (at start). A claim the configuration overrides is kept but not
     /// used; beyond the bounds claims are still taken (they were made under other bounds).
     pub fn restore(&mut self, claim: Claim) {
-        let key = (claim.kind, claim.id);
-        if self.claimed.insert(key.clone(), claim.site).is_none() {
-            match key.0 {
-                OwnerKind::Collector => self.collectors += 1,
-                OwnerKind::Device => self.devices += 1,
-            }
-        }
+        self.claimed[claim.kind.index()].insert(claim.id, claim.site);
     }
 
     /// Claimed collectors and devices.
     pub fn counts(&self) -> (usize, usize) {
-        (self.collectors, self.devices)
+        (
+            self.claimed[OwnerKind::Collector.index()].len(),
+            self.claimed[OwnerKind::Device.index()].len(),
+        )
     }
 
+    /// Looked up without allocating: this runs for every envelope.
     fn owner(&self, kind: OwnerKind, id: &str) -> Option<&str> {
-        let key = (kind, id.to_string());
-        self.configured
-            .get(&key)
-            .or_else(|| self.claimed.get(&key))
+        let k = kind.index();
+        self.configured[k]
+            .get(id)
+            .or_else(|| self.claimed[k].get(id))
             .map(String::as_str)
     }
 
@@ -177,10 +179,11 @@ impl Owners {
             .iter()
             .filter(|(k, _)| *k == OwnerKind::Collector)
             .count();
-        if self.collectors + new_collectors > self.max_collectors {
+        let (collectors, devices) = self.counts();
+        if collectors + new_collectors > self.max_collectors {
             return Err(Rejection::TooManyCollectors);
         }
-        if self.devices + (new.len() - new_collectors) > self.max_devices {
+        if devices + (new.len() - new_collectors) > self.max_devices {
             return Err(Rejection::TooManyDevices);
         }
         for (kind, id) in new {

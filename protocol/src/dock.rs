@@ -62,6 +62,15 @@ impl DockReading {
     }
 }
 
+/// The locally-administered bit of a MAC address's first byte: set in the pseudonyms devtel's
+/// collector sends for dock clients (`privacy = "per-seat"`), never in a vendor's address.
+pub const LOCALLY_ADMINISTERED: u8 = 0x02;
+
+/// Whether `mac` is locally administered (a pseudonym, not a device's burnt-in address).
+pub const fn is_locally_administered(mac: &[u8; 6]) -> bool {
+    mac[0] & LOCALLY_ADMINISTERED != 0
+}
+
 /// One dock seat: a switch port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {

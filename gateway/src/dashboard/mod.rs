@@ -446,24 +446,42 @@ async fn device(
     }
 }
 
+/// The unit a supplies list is filtered to, and its rows: (unit, supply to order).
+type SupplyRows = (Option<String>, Vec<(String, crate::aggregate::SupplyOrder)>);
+
+/// The `?unit=` filter of the supplies list and its rows (read one device at a time, before
+/// the page takes the lock to render); an error page for an unknown unit.
+fn supply_rows(shared: &Shared, ctx: &Ctx, q: &PageQuery) -> Result<SupplyRows, Box<Response>> {
+    let filter = match shared.read() {
+        Ok(agg) => unit_filter(&agg, q).map(|u| u.map(str::to_string)),
+        Err(_) => return Err(Box::new(unavailable(ctx))),
+    };
+    match filter {
+        Ok(unit) => {
+            let rows = pages::to_order(shared, unit.as_deref());
+            Ok((unit, rows))
+        }
+        Err(u) => {
+            let u = u.to_string();
+            Err(Box::new(unknown(
+                ctx,
+                ctx.t("Unbekannte Einheit", "Unknown unit"),
+                &u,
+            )))
+        }
+    }
+}
+
 async fn supplies(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies", &q).refresh(&shared);
-    let filter = match shared.read() {
-        Ok(agg) => unit_filter(&agg, &q).map(|u| u.map(str::to_string)),
-        Err(_) => return unavailable(&ctx),
+    let (unit, rows) = match supply_rows(&shared, &ctx, &q) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
-    let unit = match filter {
-        Ok(unit) => unit,
-        Err(u) => {
-            let u = u.to_string();
-            return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &u);
-        }
-    };
-    let rows = pages::to_order(&shared, unit.as_deref());
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
@@ -480,18 +498,10 @@ async fn supplies_csv(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies.csv", &q).refresh(&shared);
-    let filter = match shared.read() {
-        Ok(agg) => unit_filter(&agg, &q).map(|u| u.map(str::to_string)),
-        Err(_) => return unavailable(&ctx),
+    let (_, rows) = match supply_rows(&shared, &ctx, &q) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
-    let unit = match filter {
-        Ok(unit) => unit,
-        Err(u) => {
-            let u = u.to_string();
-            return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &u);
-        }
-    };
-    let rows = pages::to_order(&shared, unit.as_deref());
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
     };
