@@ -14,6 +14,7 @@
 //!   becomes `unreachable`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use devtel_protocol::topic;
 use devtel_protocol::{
@@ -149,13 +150,17 @@ fn boxed<T: Clone>(reading: &T) -> Box<T> {
 
 /// All state of the gateway's figures. Serialized as a snapshot's body (the settings are not
 /// part of it: a snapshot carries their digest, and a restore takes them from the config).
+///
+/// A clone is cheap and shares the state (each device's state and ledger behind an [`Arc`],
+/// copied on write): readers answer from a clone taken under the lock that ingest needs,
+/// and ingest then copies only what it changes while a reader still holds the clone.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aggregator {
     #[serde(skip)]
-    settings: CoreSettings,
-    devices: BTreeMap<String, DeviceState>,
-    ledgers: BTreeMap<String, DeviceLedger>,
-    deliveries: Deliveries,
+    settings: Arc<CoreSettings>,
+    devices: BTreeMap<String, Arc<DeviceState>>,
+    ledgers: BTreeMap<String, Arc<DeviceLedger>>,
+    deliveries: Arc<Deliveries>,
     as_of_ms: u64,
     unassigned_readings: u64,
     /// The first day whose figures are kept (figures retention), once a day has been pruned.
@@ -186,10 +191,14 @@ struct AggregatorV1 {
 impl From<AggregatorV1> for Aggregator {
     fn from(v1: AggregatorV1) -> Self {
         Aggregator {
-            settings: CoreSettings::default(),
-            devices: v1.devices.into_iter().map(|(k, d)| (k, d.into())).collect(),
-            ledgers: v1.ledgers.into_iter().map(|(k, l)| (k, l.into())).collect(),
-            deliveries: v1.deliveries,
+            settings: Arc::default(),
+            devices: (v1.devices.into_iter())
+                .map(|(k, d)| (k, Arc::new(d.into())))
+                .collect(),
+            ledgers: (v1.ledgers.into_iter())
+                .map(|(k, l)| (k, Arc::new(l.into())))
+                .collect(),
+            deliveries: Arc::new(v1.deliveries),
             as_of_ms: v1.as_of_ms,
             unassigned_readings: v1.unassigned_readings,
             figures_from: v1.figures_from,
@@ -282,7 +291,7 @@ impl Aggregator {
     /// An empty aggregator.
     pub fn with_settings(settings: CoreSettings) -> Self {
         Aggregator {
-            settings,
+            settings: Arc::new(settings),
             ..Self::default()
         }
     }
@@ -313,7 +322,7 @@ impl Aggregator {
         if fingerprint != settings_fingerprint(&settings) {
             return Err(SnapshotError::Settings);
         }
-        aggregator.settings = settings;
+        aggregator.settings = Arc::new(settings);
         Ok(aggregator)
     }
 
@@ -337,12 +346,12 @@ impl Aggregator {
         let (_, old) = decode_snapshot(bytes, true)?;
         let mut carried = 0;
         for (device, old_ledger) in old.ledgers {
-            let ledger = self.ledgers.entry(device).or_default();
-            carried += ledger.carry_closed_days(first_exact, old_ledger);
+            let ledger = Arc::make_mut(self.ledgers.entry(device).or_default());
+            carried += ledger.carry_closed_days(first_exact, Arc::unwrap_or_clone(old_ledger));
         }
         for (device, mut state) in old.devices {
             if !self.devices.contains_key(&device) {
-                state.unit = self
+                Arc::make_mut(&mut state).unit = self
                     .settings
                     .units
                     .resolve(&state.reported_unit)
@@ -350,7 +359,7 @@ impl Aggregator {
                 self.devices.insert(device, state);
             }
         }
-        self.deliveries.merge_older(&old.deliveries);
+        Arc::make_mut(&mut self.deliveries).merge_older(&old.deliveries);
         self.as_of_ms = self.as_of_ms.max(old.as_of_ms);
         self.unassigned_readings = self.unassigned_readings.max(old.unassigned_readings);
         self.figures_from = match (self.figures_from, old.figures_from) {
@@ -365,7 +374,7 @@ impl Aggregator {
     /// deleted), so that they show as not held, never as too few pages.
     pub fn drop_days_before(&mut self, first_exact: Date) {
         for ledger in self.ledgers.values_mut() {
-            ledger.prune_days(first_exact);
+            Arc::make_mut(ledger).prune_days(first_exact);
         }
         self.figures_from = Some(
             self.figures_from
@@ -393,7 +402,7 @@ impl Aggregator {
     /// costs no allocation.
     pub fn ingest_into(&mut self, envelope: &Envelope, marks: &mut Marks<'_>) -> Changes {
         let mut changes = Changes::default();
-        let delivery = self.deliveries.record(
+        let delivery = Arc::make_mut(&mut self.deliveries).record(
             &envelope.collector,
             envelope.epoch,
             envelope.seq,
@@ -426,10 +435,10 @@ impl Aggregator {
                 envelope.seq,
                 collector_hash.wrapping_add(i as u64),
             );
-            let ledger = match self.ledgers.get_mut(device) {
+            let ledger = Arc::make_mut(match self.ledgers.get_mut(device) {
                 Some(ledger) => ledger,
                 None => self.ledgers.entry(device.to_string()).or_default(),
-            };
+            });
             ledger.record(&self.settings.ledger, key, reading);
             marks.device(device);
             self.settings.units.each_in_lineage(unit, |u| marks.unit(u));
@@ -439,6 +448,7 @@ impl Aggregator {
             let answered = !matches!(reading, Reading::NoResponse(_));
             let state = match self.devices.get_mut(device) {
                 Some(current) => {
+                    let current = Arc::make_mut(current);
                     if answered {
                         current.answered_ms = current.answered_ms.max(envelope.timestamp_ms);
                     }
@@ -460,23 +470,24 @@ impl Aggregator {
                     }
                     current
                 }
-                None => self
-                    .devices
-                    .entry(device.to_string())
-                    .or_insert_with(|| DeviceState {
-                        unit: unit.to_string(),
-                        reported_unit: reading.unit().to_string(),
-                        kind: reading.kind(),
-                        collector: envelope.collector.to_string(),
-                        epoch: envelope.epoch,
-                        seq: envelope.seq,
-                        timestamp_ms: envelope.timestamp_ms,
-                        no_response: None,
-                        last_reading: None,
-                        last_phone: None,
-                        last_dock: None,
-                        answered_ms: if answered { envelope.timestamp_ms } else { 0 },
-                    }),
+                None => {
+                    Arc::make_mut(self.devices.entry(device.to_string()).or_insert_with(|| {
+                        Arc::new(DeviceState {
+                            unit: unit.to_string(),
+                            reported_unit: reading.unit().to_string(),
+                            kind: reading.kind(),
+                            collector: envelope.collector.to_string(),
+                            epoch: envelope.epoch,
+                            seq: envelope.seq,
+                            timestamp_ms: envelope.timestamp_ms,
+                            no_response: None,
+                            last_reading: None,
+                            last_phone: None,
+                            last_dock: None,
+                            answered_ms: if answered { envelope.timestamp_ms } else { 0 },
+                        })
+                    }))
+                }
             };
             state.kind = reading.kind();
             state.epoch = envelope.epoch;
@@ -542,7 +553,7 @@ impl Aggregator {
             return;
         }
         for ledger in self.ledgers.values_mut() {
-            ledger.prune_days(first_kept);
+            Arc::make_mut(ledger).prune_days(first_kept);
         }
         self.figures_from = Some(first_kept);
     }
@@ -2255,7 +2266,7 @@ mod tests {
                     .devices
                     .iter()
                     .map(|(k, d)| {
-                        let d = d.clone();
+                        let d = DeviceState::clone(d);
                         let v1 = DeviceStateV1 {
                             unit: d.unit,
                             reported_unit: d.reported_unit,
@@ -2275,9 +2286,9 @@ mod tests {
                 ledgers: agg
                     .ledgers
                     .iter()
-                    .map(|(k, l)| (k.clone(), crate::ledger::DeviceLedgerV1::from(l)))
+                    .map(|(k, l)| (k.clone(), crate::ledger::DeviceLedgerV1::from(&**l)))
                     .collect(),
-                deliveries: agg.deliveries.clone(),
+                deliveries: (*agg.deliveries).clone(),
                 as_of_ms: agg.as_of_ms,
                 unassigned_readings: agg.unassigned_readings,
                 figures_from: agg.figures_from,

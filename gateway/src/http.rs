@@ -149,11 +149,7 @@ fn internal() -> Response {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    let devices = shared
-        .aggregator
-        .lock()
-        .map(|a| a.device_count())
-        .unwrap_or(0);
+    let devices = shared.read().map(|a| a.device_count()).unwrap_or(0);
     Json(json!({
         "status": "ok",
         "mqtt_connected": shared.mqtt_connected.load(Ordering::Relaxed),
@@ -171,15 +167,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn units(State(shared): State<Arc<Shared>>) -> Response {
-    // One unit at a time: the lock that ingest needs is held for one document.
-    let ids = match shared.read() {
-        Ok(agg) => agg.unit_ids(),
-        Err(_) => return internal(),
+    // From a copy: ingest goes on meanwhile.
+    let Ok(agg) = shared.read() else {
+        return internal();
     };
-    let docs: Vec<_> = ids
-        .iter()
-        .filter_map(|u| shared.read().ok()?.unit(u))
-        .collect();
+    let docs: Vec<_> = agg.unit_ids().iter().filter_map(|u| agg.unit(u)).collect();
     let summaries: Vec<serde_json::Value> = docs
         .into_iter()
         .filter_map(|mut d| {
@@ -221,23 +213,20 @@ async fn devices(
     scope: Option<Extension<SeatScope>>,
     Query(q): Query<DevicesQuery>,
 ) -> Response {
-    let ids = {
-        let Ok(agg) = shared.read() else {
-            return internal();
-        };
-        match &q.unit {
-            Some(u) if !agg.has_unit(u) => {
-                return error(StatusCode::NOT_FOUND, format!("unknown unit {u:?}"))
-            }
-            Some(u) => agg.device_ids_in(u, true),
-            None => agg.device_ids(),
-        }
+    // From a copy: ingest goes on meanwhile (the list takes 12 ms for 1,000 copiers).
+    let Ok(agg) = shared.read() else {
+        return internal();
     };
-    // One device at a time: the lock that ingest needs is held for one document (about
-    // 10 µs), not for the whole list (12 ms for 1,000 copiers).
+    let ids = match &q.unit {
+        Some(u) if !agg.has_unit(u) => {
+            return error(StatusCode::NOT_FOUND, format!("unknown unit {u:?}"))
+        }
+        Some(u) => agg.device_ids_in(u, true),
+        None => agg.device_ids(),
+    };
     let docs: Vec<_> = ids
         .iter()
-        .filter_map(|id| shared.read().ok()?.device(id))
+        .filter_map(|id| agg.device(id))
         .filter(|d| q.kind.as_deref().is_none_or(|k| d.device.kind == k))
         .map(|d| {
             if scope.is_some() {
@@ -521,7 +510,6 @@ async fn consumption(
     let ids = agg.device_ids_in(unit, true);
     let def = agg.settings().units.get(unit).cloned();
     let tz = agg.settings().ledger.calendar.tz_name().to_string();
-    drop(agg);
     // The periods, in order.
     let mut bounds: Vec<(Date, Date)> = Vec::new();
     let mut start = from;
@@ -537,18 +525,14 @@ async fn consumption(
             Err(_) => break,
         }
     }
-    // One device at a time: the lock that ingest needs is held for one device's days (a few
-    // microseconds), not for the whole answer (13 ms for 1,000 copiers by day over 92 days).
-    // Every figure comes from the same per-device days, so the periods, the devices and the
-    // total add up exactly.
+    // From a copy (the answer takes 13 ms for 1,000 copiers by day over 92 days): every
+    // figure comes from the same per-device days, so the periods, the devices and the total
+    // add up exactly.
     let mut sums = vec![crate::ledger::DayFigures::default(); bounds.len()];
     let mut total = crate::ledger::DayFigures::default();
     let mut per_device = Vec::with_capacity(ids.len());
     for id in &ids {
-        let days = match shared.read() {
-            Ok(agg) => agg.device_days(id, from, to),
-            Err(_) => return internal(),
-        };
+        let days = agg.device_days(id, from, to);
         let mut own = crate::ledger::DayFigures::default();
         let mut at = 0;
         for (day, f) in &days {
@@ -577,10 +561,7 @@ async fn consumption(
             })
         })
         .collect();
-    let replacements = match shared.read() {
-        Ok(agg) => agg.replacements(&ids, from, to),
-        Err(_) => return internal(),
-    };
+    let replacements = agg.replacements(&ids, from, to);
     Json(json!({
         "unit": unit,
         "cost_centre": def.and_then(|d| d.cost_centre),
@@ -784,7 +765,7 @@ mod tests {
             ..Shared::default()
         });
         // The aggregator's lock held elsewhere: the first request waits for it ...
-        let held = shared.aggregator.lock().unwrap();
+        let held = shared.write().unwrap();
         let first = tokio::spawn({
             let app = router(shared.clone());
             async move {
@@ -823,7 +804,7 @@ mod tests {
                 cause: NoResponseCause::Network,
             }))
             .unwrap();
-        shared.aggregator.lock().unwrap().ingest(&e);
+        shared.write().unwrap().ingest(&e);
         let (status, list) = get_json(router(shared.clone()), "/api/units").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list[0]["unit"], "u1");
@@ -868,7 +849,7 @@ mod tests {
     async fn consumption_devices_history_and_metrics() {
         let shared = Arc::new(Shared::default());
         {
-            let mut agg = shared.aggregator.lock().unwrap();
+            let mut agg = shared.write().unwrap();
             // 2026-11-22 and 2026-11-23, 12:00 UTC.
             agg.ingest(&copier(0, 1_795_320_000_000, 1000));
             agg.ingest(&copier(1, 1_795_406_400_000, 1400));

@@ -61,8 +61,14 @@ use crate::units::Units;
 /// holding it, and every critical section is a short in-memory update or read.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Per-device state and unit rollups.
-    pub aggregator: Mutex<Aggregator>,
+    /// Per-device state and unit rollups: changed by ingest ([`Shared::write`]), read from
+    /// copies ([`Shared::read`]).
+    aggregator: Mutex<Aggregator>,
+    /// The copy readers share while one of them holds it, and the number of changes it
+    /// reflects.
+    view: Mutex<(u64, std::sync::Weak<Aggregator>)>,
+    /// Changes made through [`Shared::write`] (counted under the aggregator's lock).
+    changes: std::sync::atomic::AtomicU64,
     /// Ingest counters.
     pub stats: IngestStats,
     /// Whether the MQTT connection is up (for `/healthz`).
@@ -96,12 +102,12 @@ pub struct Shared {
     pub owners: Mutex<sites::Owners>,
     /// The HTTP token and limits.
     pub guard: Arc<guard::Guard>,
-    /// How long HTTP requests held the aggregator's lock (that ingest needs).
+    /// How long readers held the aggregator's lock (that ingest needs) to take their copy.
     pub lock_holds: LockHolds,
 }
 
-/// How long readers (HTTP requests) held the aggregator's lock: the longest hold and how many
-/// took longer than [`LockHolds::SLOW`].
+/// How long readers (HTTP requests, publications, snapshots) held the aggregator's lock to
+/// take their copy: the longest hold and how many took longer than [`LockHolds::SLOW`].
 #[derive(Debug, Default)]
 pub struct LockHolds {
     /// Longest hold, µs.
@@ -127,43 +133,51 @@ impl LockHolds {
     }
 }
 
-/// The aggregator as a reader holds it: the hold is timed ([`LockHolds`]).
-pub struct Reading<'a> {
-    guard: std::sync::MutexGuard<'a, Aggregator>,
-    since: Instant,
-    holds: &'a LockHolds,
-}
-
-impl std::ops::Deref for Reading<'_> {
-    type Target = Aggregator;
-    fn deref(&self) -> &Aggregator {
-        &self.guard
-    }
-}
-
-impl Drop for Reading<'_> {
-    fn drop(&mut self) {
-        self.holds.note(self.since.elapsed());
-    }
-}
-
 /// The aggregator's lock is poisoned (a thread panicked holding it).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the aggregator's lock is poisoned")]
 pub struct Poisoned;
 
 impl Shared {
-    /// The aggregator for a reader (an HTTP request): keep it briefly, ingest waits meanwhile.
+    /// The figures as they are now, for a reader: a copy that shares the state with the
+    /// aggregator (see [`Aggregator`]), taken under the lock in about a microsecond per
+    /// device, so that a reader computes and renders without holding what ingest needs.
+    /// Readers that ask while another still holds a copy of the same state share it.
     ///
     /// # Errors
     /// [`Poisoned`].
-    pub fn read(&self) -> Result<Reading<'_>, Poisoned> {
+    pub fn read(&self) -> Result<Arc<Aggregator>, Poisoned> {
+        use std::sync::atomic::Ordering::Acquire;
+        {
+            let view = self.view.lock().map_err(|_| Poisoned)?;
+            // A writer counts its change as it takes the lock: an unchanged count means no
+            // change since the copy was taken.
+            if view.0 == self.changes.load(Acquire) {
+                if let Some(copy) = view.1.upgrade() {
+                    return Ok(copy);
+                }
+            }
+        }
         let guard = self.aggregator.lock().map_err(|_| Poisoned)?;
-        Ok(Reading {
-            guard,
-            since: Instant::now(),
-            holds: &self.lock_holds,
-        })
+        let since = Instant::now();
+        let changes = self.changes.load(Acquire);
+        let copy = Arc::new(guard.clone());
+        drop(guard);
+        self.lock_holds.note(since.elapsed());
+        *self.view.lock().map_err(|_| Poisoned)? = (changes, Arc::downgrade(&copy));
+        Ok(copy)
+    }
+
+    /// The aggregator, for ingest: readers wait meanwhile.
+    ///
+    /// # Errors
+    /// [`Poisoned`].
+    pub fn write(&self) -> Result<std::sync::MutexGuard<'_, Aggregator>, Poisoned> {
+        let guard = self.aggregator.lock().map_err(|_| Poisoned)?;
+        // Under the lock: a reader that takes it next sees the count of this change.
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(guard)
     }
 }
 
@@ -361,6 +375,48 @@ mod tests {
             Item::Envelope { envelope, .. } => envelope,
             _ => unreachable!("an envelope item"),
         }
+    }
+
+    #[test]
+    fn readers_answer_from_a_copy_that_ingest_does_not_wait_for_or_change() {
+        let shared = std::sync::Arc::new(Shared::new(Aggregator::new()));
+        let item = |device: &str, seq| crate::testdata::no_response_item(device, seq, 1_000 + seq);
+        shared.write().unwrap().ingest(envelope(&item("d1", 0)));
+        let copy = shared.read().unwrap();
+        // A reader that asks meanwhile shares the copy; the lock is free.
+        assert!(std::sync::Arc::ptr_eq(&copy, &shared.read().unwrap()));
+        // Ingest goes on while the copy is held (from another thread: a reader holding the
+        // lock would make it wait for ever), and the copy keeps what it was.
+        let writer = shared.clone();
+        std::thread::spawn(move || {
+            let mut agg = writer.write().unwrap();
+            agg.ingest(envelope(&item("d1", 1)));
+            agg.ingest(envelope(&item("d2", 2)));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(copy.device_ids(), ["d1"]);
+        assert_eq!(copy.device("d1").unwrap().device.seq, 0);
+        // A reader after the change gets a new copy with it.
+        let now = shared.read().unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&copy, &now));
+        assert_eq!(now.device_ids(), ["d1", "d2"]);
+        assert_eq!(now.device("d1").unwrap().device.seq, 1);
+        assert_eq!(now.snapshot(), {
+            let mut direct = Aggregator::new();
+            for (d, seq) in [("d1", 0), ("d1", 1), ("d2", 2)] {
+                direct.ingest(envelope(&item(d, seq)));
+            }
+            direct.snapshot()
+        });
+        assert_eq!(
+            shared
+                .lock_holds
+                .count
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "two copies taken, one shared"
+        );
     }
 
     #[test]

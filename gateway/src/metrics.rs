@@ -21,8 +21,7 @@ fn one(v: f64) -> Vec<(String, f64)> {
 pub fn render(shared: &Shared) -> String {
     let c = shared.stats.snapshot();
     let (devices, units, unassigned, late, as_of) = shared
-        .aggregator
-        .lock()
+        .read()
         .map(|a| {
             (
                 a.device_count(),
@@ -232,7 +231,7 @@ pub fn render(shared: &Shared) -> String {
             &one(oldest as f64 / 1000.0),
         );
     }
-    if let Some(from) = shared.aggregator.lock().ok().and_then(|a| {
+    if let Some(from) = shared.read().ok().and_then(|a| {
         a.figures_from()
             .and_then(|d| a.settings().ledger.calendar.day_bounds(d))
     }) {
@@ -283,16 +282,16 @@ pub fn render(shared: &Shared) -> String {
     let holds = &shared.lock_holds;
     metric(
         &mut out,
-        "devtel_gateway_http_lock_hold_max_seconds",
+        "devtel_gateway_read_lock_hold_max_seconds",
         "gauge",
-        "The longest an HTTP request held the aggregator (ingest waits meanwhile), since start.",
+        "The longest a reader (HTTP request, publication, snapshot) held the aggregator's lock to take its copy (ingest waits meanwhile), since start.",
         &one(holds.max_us.load(Ordering::Relaxed) as f64 / 1e6),
     );
     metric(
         &mut out,
-        "devtel_gateway_http_lock_holds_total",
+        "devtel_gateway_read_lock_holds_total",
         "counter",
-        "HTTP holds of the aggregator, all and those over 5 ms.",
+        "Readers' holds of the aggregator's lock, all and those over 5 ms.",
         &[
             (
                 "{took=\"any\"}".into(),

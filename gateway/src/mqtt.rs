@@ -676,7 +676,8 @@ impl SnapshotClock {
 fn take_snapshot(shared: &Shared, store: &mut Store, clock: &mut SnapshotClock) {
     let started = Instant::now();
     let through = store.last_id();
-    let bytes = match shared.aggregator.lock() {
+    // From a copy: serializing takes a while, and ingest need not wait for it.
+    let bytes = match shared.read() {
         Ok(agg) => agg.snapshot(),
         Err(_) => return,
     };
@@ -941,10 +942,7 @@ fn apply(
     dirty: &mut Dirty,
 ) -> Result<Applied, MqttError> {
     let poisoned = |what: &str| MqttError::Ingest(format!("the {what} lock is poisoned"));
-    let mut agg = shared
-        .aggregator
-        .lock()
-        .map_err(|_| poisoned("aggregator"))?;
+    let mut agg = shared.write().map_err(|_| poisoned("aggregator"))?;
     let mut applied = Applied {
         acks: Vec::new(),
         unassigned: Vec::new(),
@@ -1093,7 +1091,7 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
     dirty.since = None;
     let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
     {
-        let Ok(agg) = shared.aggregator.lock() else {
+        let Ok(agg) = shared.read() else {
             return;
         };
         for unit in units {

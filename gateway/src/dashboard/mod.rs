@@ -416,11 +416,11 @@ async fn unit(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, &format!("/units/{}", encode(&id)), &q).refresh(&shared);
-    let Some(devices) = pages::device_docs(&shared, &id) else {
-        return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &id);
-    };
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
+    };
+    let Some(devices) = pages::device_docs(&agg, &id) else {
+        return unknown(&ctx, ctx.t("Unbekannte Einheit", "Unknown unit"), &id);
     };
     match pages::unit(&ctx, &agg, &id, devices) {
         Some(page) => respond(&ctx, StatusCode::OK, page),
@@ -449,16 +449,11 @@ async fn device(
 /// The unit a supplies list is filtered to, and its rows: (unit, supply to order).
 type SupplyRows = (Option<String>, Vec<(String, crate::aggregate::SupplyOrder)>);
 
-/// The `?unit=` filter of the supplies list and its rows (read one device at a time, before
-/// the page takes the lock to render); an error page for an unknown unit.
-fn supply_rows(shared: &Shared, ctx: &Ctx, q: &PageQuery) -> Result<SupplyRows, Box<Response>> {
-    let filter = match shared.read() {
-        Ok(agg) => unit_filter(&agg, q).map(|u| u.map(str::to_string)),
-        Err(_) => return Err(Box::new(unavailable(ctx))),
-    };
-    match filter {
+/// The `?unit=` filter of the supplies list and its rows; an error page for an unknown unit.
+fn supply_rows(agg: &Aggregator, ctx: &Ctx, q: &PageQuery) -> Result<SupplyRows, Box<Response>> {
+    match unit_filter(agg, q).map(|u| u.map(str::to_string)) {
         Ok(unit) => {
-            let rows = pages::to_order(shared, unit.as_deref());
+            let rows = pages::to_order(agg, unit.as_deref());
             Ok((unit, rows))
         }
         Err(u) => {
@@ -478,12 +473,12 @@ async fn supplies(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies", &q).refresh(&shared);
-    let (unit, rows) = match supply_rows(&shared, &ctx, &q) {
-        Ok(found) => found,
-        Err(answer) => return *answer,
-    };
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
+    };
+    let (unit, rows) = match supply_rows(&agg, &ctx, &q) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
     respond(
         &ctx,
@@ -498,12 +493,12 @@ async fn supplies_csv(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let ctx = Ctx::new(&headers, "/supplies.csv", &q).refresh(&shared);
-    let (_, rows) = match supply_rows(&shared, &ctx, &q) {
-        Ok(found) => found,
-        Err(answer) => return *answer,
-    };
     let Ok(agg) = shared.read() else {
         return unavailable(&ctx);
+    };
+    let (_, rows) = match supply_rows(&agg, &ctx, &q) {
+        Ok(found) => found,
+        Err(answer) => return *answer,
     };
     crate::http::csv_attachment(
         "devtel-toner-bestellen.csv",
