@@ -7,6 +7,12 @@
 //! - publish and read its collector status: `devtel/v1/collectors/{site}`;
 //! - read its acknowledgements: `devtel/v1/acks/{site}/#`.
 //!
+//! An integrator's user (`--integrator NAME`) may read the unit and device documents and
+//! nothing else (the documents on the broker never list single seats). Mosquitto applies the
+//! site patterns to every user, so an integrator could also publish as a site of its own
+//! name: names of sites are refused for integrators, and the gateway refuses a site not in
+//! `[[sites]]` (`unknown_site`).
+//!
 //! The gateway may stop nothing of that by mistake: even with a broker that lets everyone
 //! publish everywhere, it refuses a site speaking for another (`crate::sites`).
 
@@ -33,6 +39,12 @@ pub enum AccessError {
     /// A site is named like the gateway's user.
     #[error("site {0:?} has the gateway user's name")]
     SiteIsGateway(String),
+    /// An integrator is named like a site or the gateway's user.
+    #[error("integrator {0:?} has the name of a site or of the gateway's user")]
+    IntegratorTaken(String),
+    /// An integrator's name is not a plain user name.
+    #[error("integrator {0:?}: use 1-64 letters, digits, '.', '_' or '-'")]
+    IntegratorName(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -47,7 +59,7 @@ pub enum AccessError {
 }
 
 /// The ACL file (`acl_file`).
-pub fn acl(gateway_user: &str) -> String {
+pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
     let mut out = String::new();
     out.push_str("# devtel broker access, written by `devtel-gateway broker-access`.\n");
     out.push_str(
@@ -63,6 +75,16 @@ pub fn acl(gateway_user: &str) -> String {
         "topic write devtel/v1/deadletter/#",
     ] {
         let _ = writeln!(out, "{line}");
+    }
+    for integrator in integrators {
+        out.push_str("\n# An integrator: the documents, read only.\n");
+        let _ = writeln!(out, "user {integrator}");
+        for line in [
+            "topic read devtel/v1/units/#",
+            "topic read devtel/v1/devices/#",
+        ] {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out.push_str("\n# Every site's user (its name is the site id): its own topics only.\n");
     for line in [
@@ -106,17 +128,33 @@ pub struct Written {
 
 /// Writes into `dir`: `acl`, `passwd` (hashes), `mosquitto.conf` (the lines to include) and
 /// `passwords/{user}` (each user's password, mode 0600, for the collector's
-/// `[mqtt] password_file`). A user's existing password file is kept, so running it again
-/// after adding a site changes no other site's password.
+/// `[mqtt] password_file`), for the gateway, every site and every integrator. A user's
+/// existing password file is kept, so running it again after adding a site changes no
+/// other site's password.
 ///
 /// # Errors
 /// [`AccessError`].
-pub fn write(dir: &Path, sites: &[String], gateway_user: &str) -> Result<Written, AccessError> {
+pub fn write(
+    dir: &Path,
+    sites: &[String],
+    gateway_user: &str,
+    integrators: &[String],
+) -> Result<Written, AccessError> {
     if sites.is_empty() {
         return Err(AccessError::NoSites);
     }
     if let Some(s) = sites.iter().find(|s| *s == gateway_user) {
         return Err(AccessError::SiteIsGateway(s.clone()));
+    }
+    for (i, name) in integrators.iter().enumerate() {
+        let plain = (1..=64).contains(&name.len())
+            && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !plain {
+            return Err(AccessError::IntegratorName(name.clone()));
+        }
+        if name == gateway_user || sites.contains(name) || integrators[..i].contains(name) {
+            return Err(AccessError::IntegratorTaken(name.clone()));
+        }
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -136,7 +174,10 @@ pub fn write(dir: &Path, sites: &[String], gateway_user: &str) -> Result<Written
         kept_users: Vec::new(),
     };
     let mut passwd = String::new();
-    for user in std::iter::once(gateway_user).chain(sites.iter().map(String::as_str)) {
+    let users = std::iter::once(gateway_user)
+        .chain(sites.iter().map(String::as_str))
+        .chain(integrators.iter().map(String::as_str));
+    for user in users {
         let file = secrets.join(user);
         let password = match std::fs::read_to_string(&file) {
             Ok(text) if !text.trim().is_empty() => {
@@ -158,7 +199,7 @@ pub fn write(dir: &Path, sites: &[String], gateway_user: &str) -> Result<Written
     let passwd_path = dir.join("passwd");
     write_private(&passwd_path, passwd.as_bytes()).map_err(io(&passwd_path))?;
     let acl_path = dir.join("acl");
-    std::fs::write(&acl_path, acl(gateway_user)).map_err(io(&acl_path))?;
+    std::fs::write(&acl_path, acl(gateway_user, integrators)).map_err(io(&acl_path))?;
     let conf_path = dir.join("mosquitto.conf");
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let conf = format!(
@@ -212,15 +253,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("devtel-access-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sites = vec!["a".to_string()];
-        let first = write(&dir, &sites, DEFAULT_GATEWAY_USER).unwrap();
+        let first = write(&dir, &sites, DEFAULT_GATEWAY_USER, &[]).unwrap();
         assert_eq!(first.new_users, [DEFAULT_GATEWAY_USER, "a"]);
         let a = std::fs::read_to_string(dir.join("passwords/a")).unwrap();
         let more = vec!["a".to_string(), "b".to_string()];
-        let second = write(&dir, &more, DEFAULT_GATEWAY_USER).unwrap();
-        assert_eq!(second.new_users, ["b"]);
+        let erp = vec!["erp".to_string()];
+        let second = write(&dir, &more, DEFAULT_GATEWAY_USER, &erp).unwrap();
+        assert_eq!(second.new_users, ["b", "erp"]);
         assert_eq!(std::fs::read_to_string(dir.join("passwords/a")).unwrap(), a);
         let passwd = std::fs::read_to_string(dir.join("passwd")).unwrap();
-        assert_eq!(passwd.lines().count(), 3);
+        assert_eq!(passwd.lines().count(), 4);
+        // The integrator reads the documents, and is given nothing else by name.
+        let acl = std::fs::read_to_string(dir.join("acl")).unwrap();
+        let block: Vec<&str> = acl
+            .lines()
+            .skip_while(|l| *l != "user erp")
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            block,
+            [
+                "user erp",
+                "topic read devtel/v1/units/#",
+                "topic read devtel/v1/devices/#"
+            ]
+        );
         assert!(!passwd.contains(a.trim()), "hashes only");
         #[cfg(unix)]
         {
@@ -231,12 +288,30 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(write(&dir, &[], DEFAULT_GATEWAY_USER).is_err());
+        assert!(write(&dir, &[], DEFAULT_GATEWAY_USER, &[]).is_err());
         assert!(write(
             &dir,
             &[DEFAULT_GATEWAY_USER.to_string()],
-            DEFAULT_GATEWAY_USER
+            DEFAULT_GATEWAY_USER,
+            &[]
         )
         .is_err());
+        // An integrator may not take a site's name (it could publish as that site), nor
+        // write lines into the ACL.
+        for bad in [
+            "a",
+            DEFAULT_GATEWAY_USER,
+            "erp\ntopic readwrite #",
+            "",
+            "x y",
+        ] {
+            let name = vec![bad.to_string(), "erp".to_string()];
+            assert!(
+                write(&dir, &more, DEFAULT_GATEWAY_USER, &name).is_err(),
+                "{bad:?}"
+            );
+        }
+        let twice = vec!["erp".to_string(), "erp".to_string()];
+        assert!(write(&dir, &more, DEFAULT_GATEWAY_USER, &twice).is_err());
     }
 }

@@ -45,7 +45,8 @@ enum Command {
         to: PathBuf,
     },
     /// Write Mosquitto's access files for the configured [[sites]]: one user per site, each
-    /// allowed its own topics only, and the gateway's user. Writes DIR/acl, DIR/passwd
+    /// allowed its own topics only, the gateway's user, and read-only users for integrators
+    /// (--integrator NAME: the unit and device documents). Writes DIR/acl, DIR/passwd
     /// (hashes), DIR/mosquitto.conf (the lines to include) and DIR/passwords/{user} (each
     /// password, mode 0600: copy a site's to its collector's [mqtt] password_file). Existing
     /// passwords are kept; no password is printed.
@@ -59,6 +60,10 @@ enum Command {
         /// The gateway's broker user name.
         #[arg(long, default_value = devtel_gateway::broker_access::DEFAULT_GATEWAY_USER)]
         gateway_user: String,
+        /// A read-only user for an integrator (repeatable): it may subscribe to
+        /// devtel/v1/units/# and devtel/v1/devices/#, nothing else.
+        #[arg(long = "integrator", value_name = "NAME")]
+        integrators: Vec<String>,
     },
     /// Print an example configuration with every key documented.
     PrintExampleConfig,
@@ -128,10 +133,16 @@ fn main() -> ExitCode {
             config,
             out,
             gateway_user,
+            integrators,
         } => match devtel_daemon::load_config(&config, Config::from_toml) {
             Ok(c) => {
                 let sites: Vec<String> = c.sites.iter().map(|s| s.id.clone()).collect();
-                match devtel_gateway::broker_access::write(&out, &sites, &gateway_user) {
+                match devtel_gateway::broker_access::write(
+                    &out,
+                    &sites,
+                    &gateway_user,
+                    &integrators,
+                ) {
                     Ok(w) => {
                         println!(
                             "{}: acl, passwd, mosquitto.conf; passwords/ made for {:?}, kept for {:?}",

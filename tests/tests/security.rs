@@ -1,6 +1,7 @@
 //! Sites cannot speak for each other: a Mosquitto with the access files `devtel-gateway
 //! broker-access` writes (one user per site) refuses a collector publishing under another
-//! site, and when the broker is misconfigured to let it through, the gateway refuses it.
+//! site, and when the broker is misconfigured to let it through, the gateway refuses it; an
+//! integrator's user reads the documents and nothing else.
 
 use std::fs;
 use std::path::Path;
@@ -51,6 +52,48 @@ fn broker(dir: &Path, port: u16, acl_rewrite: Option<(&str, &str)>) -> Proc {
     )
 }
 
+/// What an integrator's client, as `user`, hears in `listen` after subscribing to the
+/// documents and to all telemetry, having first published `publish` (topic, retained body)
+/// if given: (topic, payload) of every message.
+async fn integrator(
+    port: u16,
+    user: &str,
+    password: &str,
+    publish: Option<(&str, &str)>,
+    listen: Duration,
+) -> Vec<(String, Vec<u8>)> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new(format!("e2e-{user}"), "127.0.0.1", port);
+    options.set_credentials(user, password);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    if let Some((topic, body)) = publish {
+        client
+            .publish(topic, QoS::AtLeastOnce, true, body.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    for filter in [
+        devtel_protocol::topic::UNITS_FILTER,
+        "devtel/v1/telemetry/#",
+    ] {
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    }
+    let mut heard = Vec::new();
+    let until = tokio::time::Instant::now() + listen;
+    while let Ok(event) = tokio::time::timeout_at(until, eventloop.poll()).await {
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => heard.push((p.topic, p.payload.to_vec())),
+            Ok(Event::Incoming(Packet::ConnAck(c))) => {
+                assert_eq!(c.code, rumqttc::ConnectReturnCode::Success, "{user}")
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{user}: {e}"),
+        }
+    }
+    heard
+}
+
 fn received(http: u16) -> u64 {
     http_json(http, "/healthz")
         .and_then(|h| h["ingest"]["received"].as_u64())
@@ -68,11 +111,12 @@ fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
         .arg(dir.join("access.toml"))
         .arg("--out")
         .arg(dir.join("access"))
+        .args(["--integrator", "erp"])
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
     let printed = String::from_utf8_lossy(&made.stdout);
-    for user in ["devtel-gateway", "a", "b"] {
+    for user in ["devtel-gateway", "a", "b", "erp"] {
         let password = fs::read_to_string(dir.join("access/passwords").join(user)).unwrap();
         assert!(!printed.contains(password.trim()), "no password printed");
     }
@@ -95,6 +139,34 @@ fn a_site_cannot_publish_for_another_through_the_broker_nor_past_the_gateway() {
         gateway.assert_running();
         http_json(http, "/api/devices/a-copier").filter(|d| d["kind"] == "copier")
     });
+
+    // The integrator, while site a publishes every second: the unit's document, retained,
+    // and no telemetry; what it publishes itself (a forged document) reaches nobody.
+    let erp = fs::read_to_string(dir.join("access/passwords/erp")).unwrap();
+    let forged = r#"{"unit":"ba.it","forged":true}"#;
+    let heard = rt.block_on(integrator(
+        port,
+        "erp",
+        erp.trim(),
+        Some(("devtel/v1/units/ba.it", forged)),
+        Duration::from_secs(4),
+    ));
+    let topics: Vec<&str> = heard.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(topics.contains(&"devtel/v1/units/ba.it"), "{topics:?}");
+    assert!(
+        topics.iter().all(|t| t.starts_with("devtel/v1/units/")),
+        "an integrator reads no telemetry: {topics:?}"
+    );
+    assert!(
+        heard.iter().all(|(_, body)| body != forged.as_bytes()),
+        "the broker took the integrator's forged document"
+    );
+    let doc: serde_json::Value = heard
+        .iter()
+        .find(|(t, _)| t == "devtel/v1/units/ba.it")
+        .map(|(_, body)| serde_json::from_slice(body).unwrap())
+        .unwrap();
+    assert_eq!(doc["devices_total"], 1, "{doc}");
     assert!(a.terminate(Duration::from_secs(10)), "{}", a.log());
 
     // The same collector set up for site b, still with a's user: the broker refuses its
