@@ -20,8 +20,10 @@ fn one(v: f64) -> Vec<(String, f64)> {
 /// Renders every gateway metric.
 pub fn render(shared: &Shared) -> String {
     let c = shared.stats.snapshot();
-    let (devices, units, unassigned, late, as_of) = shared
-        .read()
+    // One copy for all the figures' metrics.
+    let figures = shared.read().ok();
+    let (devices, units, unassigned, late, as_of) = figures
+        .as_deref()
         .map(|a| {
             (
                 a.device_count(),
@@ -231,7 +233,7 @@ pub fn render(shared: &Shared) -> String {
             &one(oldest as f64 / 1000.0),
         );
     }
-    if let Some(from) = shared.read().ok().and_then(|a| {
+    if let Some(from) = figures.as_deref().and_then(|a| {
         a.figures_from()
             .and_then(|d| a.settings().ledger.calendar.day_bounds(d))
     }) {
