@@ -99,9 +99,10 @@ struct SnmpArgs {
     /// SNMP version: 1, 2c or 3.
     #[arg(long = "snmp-version", default_value = "2c", value_parser = ["1", "2c", "3"])]
     version: String,
-    /// Community (v1/v2c). Prefer the environment variable (a command line shows in the
-    /// process list); `discover` writes `env:DEVTEL_SNMP_COMMUNITY` into its snippet, not the
-    /// community itself.
+    /// Community (v1/v2c). Prefer the environment variable, or `file:PATH` / `env:NAME` as
+    /// in the configuration (a command line shows in the process list: a community given
+    /// here is warned about); `discover` writes `env:DEVTEL_SNMP_COMMUNITY` into its
+    /// snippet, not the community itself.
     #[arg(
         short = 'c',
         long,
@@ -119,7 +120,7 @@ struct SnmpArgs {
     /// SNMPv3 authentication protocol (MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512).
     #[arg(short = 'a', long = "auth-protocol", default_value = "SHA")]
     auth_protocol: String,
-    /// SNMPv3 authentication password.
+    /// SNMPv3 authentication password (or `file:PATH` / `env:NAME`; prefer the variable).
     #[arg(
         short = 'A',
         long = "auth-password",
@@ -130,7 +131,7 @@ struct SnmpArgs {
     /// SNMPv3 privacy protocol (DES, AES, AES-192, AES-256).
     #[arg(short = 'x', long = "priv-protocol", default_value = "AES")]
     priv_protocol: String,
-    /// SNMPv3 privacy password.
+    /// SNMPv3 privacy password (or `file:PATH` / `env:NAME`; prefer the variable).
     #[arg(
         short = 'X',
         long = "priv-password",
@@ -153,6 +154,36 @@ impl SnmpArgs {
     /// The target for `host` and the request options; a usage error (exit 2) for bad v3
     /// credentials.
     fn target(&self, host: &str) -> Result<(Target, Options), ExitCode> {
+        let secret = |flag: &str, var: &str, value: Option<&str>| {
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let from_env = std::env::var(var).is_ok_and(|v| v == value);
+            match command_line_secret(flag, value, from_env || value == "public") {
+                Ok((secret, warning)) => {
+                    if let Some(w) = warning {
+                        eprintln!("warning: {w}");
+                    }
+                    Ok(Some(secret))
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(ExitCode::from(2))
+                }
+            }
+        };
+        let community = secret("community", "DEVTEL_SNMP_COMMUNITY", Some(&self.community))?
+            .unwrap_or_default();
+        let auth_password = secret(
+            "auth-password",
+            "DEVTEL_SNMP_AUTH_PASSWORD",
+            self.auth_password.as_deref(),
+        )?;
+        let priv_password = secret(
+            "priv-password",
+            "DEVTEL_SNMP_PRIV_PASSWORD",
+            self.priv_password.as_deref(),
+        )?;
         let version = match self.version.as_str() {
             "1" => Version::V1,
             "3" => Version::V3,
@@ -162,16 +193,14 @@ impl SnmpArgs {
             // The protocols have defaults on the command line; they only count with a password.
             let parts = UsmParts {
                 user: self.user.as_deref(),
-                auth_protocol: self
-                    .auth_password
+                auth_protocol: auth_password
                     .is_some()
                     .then_some(self.auth_protocol.as_str()),
-                auth_password: self.auth_password.as_deref(),
-                priv_protocol: self
-                    .priv_password
+                auth_password: auth_password.as_deref(),
+                priv_protocol: priv_password
                     .is_some()
                     .then_some(self.priv_protocol.as_str()),
-                priv_password: self.priv_password.as_deref(),
+                priv_password: priv_password.as_deref(),
                 context: Some(self.context.as_str()),
             };
             match Usm::from_parts(parts) {
@@ -188,7 +217,7 @@ impl SnmpArgs {
             host: host.to_string(),
             port: self.port,
             version,
-            community: self.community.clone(),
+            community,
             usm,
         };
         let opts = Options {
@@ -369,10 +398,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// A secret given to `--{flag}`: `env:NAME` and `file:PATH` are read as in the
+/// configuration; a plain value is taken with a warning, unless it came from the environment
+/// variable or is the default (`quiet`): a command line shows in the process list.
+fn command_line_secret(
+    flag: &str,
+    value: &str,
+    quiet: bool,
+) -> Result<(String, Option<String>), devtel_collector::config::ConfigError> {
+    let referenced = value.starts_with("env:") || value.starts_with("file:");
+    let secret = devtel_collector::config::secret(flag, value)?;
+    let warning = (!referenced && !quiet).then(|| {
+        format!("--{flag} on the command line is visible to every user in the process list; use its environment variable or --{flag} file:PATH")
+    });
+    Ok((secret, warning))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn a_secret_on_the_command_line_is_read_from_a_file_or_warned_about() {
+        let dir = std::env::temp_dir().join(format!("devtel-cli-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("community");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let by_file = format!("file:{}", file.display());
+        let (secret, warning) = command_line_secret("community", &by_file, false).unwrap();
+        assert_eq!((secret.as_str(), warning), ("s3cret", None));
+        let (secret, warning) = command_line_secret("community", "s3cret", false).unwrap();
+        assert_eq!(secret, "s3cret");
+        let warning = warning.unwrap();
+        assert!(warning.contains("process list") && !warning.contains("s3cret"));
+        assert_eq!(
+            command_line_secret("community", "s3cret", true).unwrap().1,
+            None,
+            "from the environment: nothing to warn about"
+        );
+        let missing = command_line_secret("community", "env:DEVTEL_TEST_UNSET_VAR", false);
+        let e = missing.unwrap_err().to_string();
+        assert!(
+            e.contains("DEVTEL_TEST_UNSET_VAR") && e.contains("community"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn cli_is_well_formed() {
