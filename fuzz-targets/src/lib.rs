@@ -224,7 +224,7 @@ fn documents(agg: &devtel_gateway::aggregate::Aggregator) -> Documents {
 /// (repeats and all) give the same documents as a rebuild that replays what the store holds
 /// (each identity once, the first bytes, in store order), and, by the parity of the input's
 /// length, as the same set in reverse order or as a restore of the snapshot (one of the two
-/// per run: twice the runs in the same time).
+/// per run, so that a run builds three aggregators, not four).
 pub fn aggregator_order(data: &[u8]) {
     use devtel_gateway::aggregate::{Aggregator, CoreSettings};
     let arrived = readings(data);
