@@ -17,3 +17,6 @@ cargo build --locked -p devtel-protocol --no-default-features
 cargo build --locked --workspace --bins
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# The broker-agnostic end-to-end tests once more, on the gateway's embedded broker: the
+# harness refuses to start Mosquitto in this run (tests/tests/util.rs, `embedded()`).
+DEVTEL_TEST_BROKER=embedded cargo test --locked -p devtel-tests --test e2e -- pipeline:: dashboard::

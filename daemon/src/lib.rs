@@ -61,22 +61,38 @@ pub fn config_error(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (journald, Loki, Elasticsearch): `timestamp`, `level`,
+    /// `target`, `fields` (with `message`) and `span`s.
+    Json,
+}
+
 /// Installs the `tracing` subscriber: stderr, `info` by default, `-v` debug, `-vv` trace;
-/// `RUST_LOG` overrides. Colours only on a terminal.
-pub fn init_tracing(verbose: u8) {
+/// `RUST_LOG` overrides. Colours only on a terminal. The embedded broker's own library logs
+/// warnings and errors only unless `RUST_LOG` asks for more (devtel logs what it refuses).
+pub fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
-        0 => "info",
+        0 => "info,rmqtt=warn,rmqtt_net=warn",
         1 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Fails only if a subscriber is already installed, which is then the one to keep.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Fails only if a subscriber is already installed, which is then the one to keep.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }
 
 /// Builds a multi-threaded runtime and runs `daemon` with a token that SIGINT or SIGTERM

@@ -535,7 +535,7 @@ fn main() {
         return;
     }
     if std::env::var_os("RUST_LOG").is_some() {
-        devtel_daemon::init_tracing(0);
+        devtel_daemon::init_tracing(0, devtel_daemon::LogFormat::Text);
     }
     let n: usize = std::env::var("DEVTEL_BENCH_READINGS")
         .ok()

@@ -481,7 +481,7 @@ fn main() {
         return;
     }
     if std::env::var_os("RUST_LOG").is_some() {
-        devtel_daemon::init_tracing(0);
+        devtel_daemon::init_tracing(0, devtel_daemon::LogFormat::Text);
     }
     let days = env("DEVTEL_SCALE_DAYS", 30).max(3);
     let devices = env("DEVTEL_SCALE_DEVICES", 1_000).max(25) as usize;

@@ -233,9 +233,296 @@ fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Who a broker user is, for the embedded broker's checks (the same rules as [`acl`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The gateway itself.
+    Gateway,
+    /// A site's collectors: the user name is the site id.
+    Site(String),
+    /// An integrator: the documents, read only.
+    Integrator,
+}
+
+impl Role {
+    /// The role of `user`: the gateway's user, a configured site, else an integrator (a user
+    /// of the password file that is neither).
+    pub fn of(user: &str, gateway_user: &str, sites: &[String]) -> Role {
+        if user == gateway_user {
+            Role::Gateway
+        } else if sites.iter().any(|s| s == user) {
+            Role::Site(user.to_string())
+        } else {
+            Role::Integrator
+        }
+    }
+}
+
+/// Whether `role` may publish to `topic` (a topic name, no wildcards): the write rules of [`acl`].
+pub fn may_publish(role: &Role, topic: &str) -> bool {
+    if topic.contains(['+', '#']) || topic.starts_with('$') {
+        return false;
+    }
+    let patterns: Vec<String> = match role {
+        Role::Gateway => ["acks/#", "units/#", "devices/#", "deadletter/#"]
+            .iter()
+            .map(|p| format!("devtel/v1/{p}"))
+            .collect(),
+        Role::Site(site) => vec![
+            format!("devtel/v1/telemetry/{site}/#"),
+            format!("devtel/v1/collectors/{site}"),
+        ],
+        Role::Integrator => Vec::new(),
+    };
+    patterns.iter().any(|p| covers(p, topic))
+}
+
+/// Whether `role` may subscribe to `filter` (a shared subscription `$share/{group}/{filter}`
+/// is checked as its filter): allowed when every topic the filter matches is readable, the
+/// read rules of [`acl`].
+pub fn may_subscribe(role: &Role, filter: &str) -> bool {
+    let filter = match filter.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((group, f)) if !group.is_empty() && !group.contains(['+', '#']) => f,
+            _ => return false,
+        },
+        None => filter,
+    };
+    if filter.starts_with('$') {
+        return false;
+    }
+    let patterns: Vec<String> = match role {
+        Role::Gateway => ["telemetry/#", "collectors/#", "units/#", "devices/#"]
+            .iter()
+            .map(|p| format!("devtel/v1/{p}"))
+            .collect(),
+        Role::Site(site) => vec![
+            format!("devtel/v1/collectors/{site}"),
+            format!("devtel/v1/acks/{site}/#"),
+        ],
+        Role::Integrator => vec!["devtel/v1/units/#".into(), "devtel/v1/devices/#".into()],
+    };
+    patterns.iter().any(|p| covers(p, filter))
+}
+
+/// Whether every topic that `filter` matches also matches `pattern` (both MQTT filters;
+/// a topic name is a filter without wildcards).
+pub fn covers(pattern: &str, filter: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut f = filter.split('/');
+    loop {
+        match (p.next(), f.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(level)) if level != "#" => {}
+            (Some(lit), Some(level)) if lit == level && !matches!(level, "+" | "#") => {}
+            // "a/#" also matches "a": the filter ended where the pattern's "#" follows.
+            (Some(_), None) => return false,
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A password file (`passwd`, as [`write`] makes it or `mosquitto_passwd` with `-H sha512-pbkdf2`):
+/// user name to its hash.
+#[derive(Clone, Default)]
+pub struct Passwords(std::collections::BTreeMap<String, Hash>);
+
+#[derive(Clone)]
+struct Hash {
+    iterations: NonZeroU32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// Most users a password file may hold.
+pub const MAX_USERS: usize = 100_000;
+
+impl Passwords {
+    /// Parses the file's text; blank lines and `#` comments are skipped.
+    ///
+    /// # Errors
+    /// The line number and what is wrong with it (never the hash).
+    pub fn parse(text: &str) -> Result<Passwords, String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut users = std::collections::BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = i + 1;
+            let (user, rest) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {n}: expected user:$7$iterations$salt$hash"))?;
+            let parts: Vec<&str> = rest.split('$').collect();
+            let [empty, "7", iterations, salt, hash] = parts[..] else {
+                return Err(format!(
+                    "line {n} ({user}): only PBKDF2-SHA512 hashes ($7$) are read"
+                ));
+            };
+            let iterations = iterations
+                .parse::<u32>()
+                .ok()
+                .and_then(NonZeroU32::new)
+                .filter(|i| i.get() <= 10_000_000);
+            let (Some(iterations), Ok(salt), Ok(hash)) =
+                (iterations, b64.decode(salt), b64.decode(hash))
+            else {
+                return Err(format!(
+                    "line {n} ({user}): unreadable iterations, salt or hash"
+                ));
+            };
+            if !empty.is_empty() || hash.len() != 64 || salt.is_empty() || user.is_empty() {
+                return Err(format!("line {n} ({user}): not a PBKDF2-SHA512 hash"));
+            }
+            if users.len() >= MAX_USERS {
+                return Err(format!("more than {MAX_USERS} users"));
+            }
+            if users
+                .insert(
+                    user.to_string(),
+                    Hash {
+                        iterations,
+                        salt,
+                        hash,
+                    },
+                )
+                .is_some()
+            {
+                return Err(format!("line {n}: user {user:?} appears twice"));
+            }
+        }
+        Ok(Passwords(users))
+    }
+
+    /// Whether `user` is in the file with `password` (constant time in the hash).
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        self.0.get(user).is_some_and(|h| {
+            ring::pbkdf2::verify(
+                ring::pbkdf2::PBKDF2_HMAC_SHA512,
+                h.iterations,
+                &h.salt,
+                password,
+                &h.hash,
+            )
+            .is_ok()
+        })
+    }
+
+    /// The users, sorted.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_role_may_publish_and_read_what_the_mosquitto_acl_grants_it() {
+        let sites = vec!["a".to_string(), "b".to_string()];
+        let a = Role::of("a", DEFAULT_GATEWAY_USER, &sites);
+        let gw = Role::of(DEFAULT_GATEWAY_USER, DEFAULT_GATEWAY_USER, &sites);
+        let erp = Role::of("erp", DEFAULT_GATEWAY_USER, &sites);
+        assert_eq!(a, Role::Site("a".into()));
+        assert_eq!((gw.clone(), erp.clone()), (Role::Gateway, Role::Integrator));
+        // A site: its own telemetry and status, nobody else's, no documents.
+        assert!(may_publish(&a, "devtel/v1/telemetry/a/u/d1"));
+        assert!(may_publish(&a, "devtel/v1/collectors/a"));
+        for t in [
+            "devtel/v1/telemetry/b/u/d1",
+            "devtel/v1/telemetry/ab/u/d1",
+            "devtel/v1/collectors/b",
+            "devtel/v1/units/u",
+            "devtel/v1/acks/a/c",
+            "devtel/v1/telemetry/a/+/d",
+            "$SYS/x",
+        ] {
+            assert!(!may_publish(&a, t), "{t}");
+        }
+        assert!(may_subscribe(&a, "devtel/v1/acks/a/c1"));
+        assert!(may_subscribe(&a, "devtel/v1/acks/a/#"));
+        assert!(may_subscribe(&a, "devtel/v1/collectors/a"));
+        for f in [
+            "devtel/v1/acks/#",
+            "devtel/v1/acks/+/c1",
+            "devtel/v1/acks/b/c1",
+            "devtel/v1/telemetry/#",
+            "#",
+            "devtel/v1/collectors/+",
+            "$share/g/devtel/v1/telemetry/#",
+        ] {
+            assert!(!may_subscribe(&a, f), "{f}");
+        }
+        // The gateway: everything in, acks and documents out (also on a shared subscription).
+        assert!(may_subscribe(&gw, "devtel/v1/telemetry/#"));
+        assert!(may_subscribe(&gw, "$share/devtel/devtel/v1/telemetry/#"));
+        assert!(may_subscribe(&gw, "devtel/v1/collectors/+"));
+        assert!(may_publish(&gw, "devtel/v1/acks/a/c1"));
+        assert!(may_publish(&gw, "devtel/v1/units/u"));
+        assert!(!may_publish(&gw, "devtel/v1/telemetry/a/u/d"));
+        assert!(!may_subscribe(&gw, "$share//devtel/v1/telemetry/#"));
+        // An integrator: the documents, read only.
+        assert!(may_subscribe(&erp, "devtel/v1/units/+"));
+        assert!(may_subscribe(&erp, "devtel/v1/devices/#"));
+        assert!(!may_subscribe(&erp, "devtel/v1/#"));
+        assert!(!may_subscribe(&erp, "devtel/v1/telemetry/#"));
+        assert!(!may_publish(&erp, "devtel/v1/units/u"));
+    }
+
+    #[test]
+    fn a_filter_is_covered_only_when_all_it_matches_is() {
+        assert!(covers("a/#", "a"));
+        assert!(covers("a/#", "a/b/c"));
+        assert!(covers("a/#", "a/+/c"));
+        assert!(covers("a/+", "a/+"));
+        assert!(!covers("a/+", "a/#"));
+        assert!(!covers("a/+", "a"));
+        assert!(!covers("a/b", "a/+"));
+        assert!(!covers("a/b", "a/b/c"));
+        assert!(covers("a/b", "a/b"));
+    }
+
+    #[test]
+    fn the_password_file_written_is_read_and_verifies() {
+        let salt: [u8; 12] = core::array::from_fn(|i| i as u8);
+        let text = format!(
+            "# comment\n\n{}\n{}\n",
+            passwd_line("site-a", "secret", &salt),
+            passwd_line("erp", "other", &salt)
+        );
+        let p = Passwords::parse(&text).unwrap();
+        assert_eq!(p.users().collect::<Vec<_>>(), ["erp", "site-a"]);
+        assert!(p.verify("site-a", b"secret"));
+        assert!(!p.verify("site-a", b"other"));
+        assert!(!p.verify("erp", b"secret"));
+        assert!(!p.verify("nobody", b"secret"));
+        assert!(format!("{p:?}").contains("site-a") && !format!("{p:?}").contains("$7$"));
+        for bad in [
+            "user",
+            "user:$6$abc$def",
+            "user:$7$0$AAAA$AAAA",
+            "user:$7$101$!!$AAAA",
+            "user:$7$101$AAECAwQFBgcICQoL$AAAA",
+        ] {
+            let err = Passwords::parse(bad).unwrap_err();
+            assert!(err.starts_with("line 1"), "{bad}: {err}");
+        }
+        let twice = format!(
+            "{}\n{}\n",
+            passwd_line("a", "x", &salt),
+            passwd_line("a", "y", &salt)
+        );
+        assert!(Passwords::parse(&twice).unwrap_err().contains("twice"));
+    }
 
     #[test]
     fn the_password_line_is_mosquittos_pbkdf2_format() {

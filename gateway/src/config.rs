@@ -22,9 +22,13 @@ pub const EXAMPLE: &str = include_str!("../gateway.example.toml");
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Broker URL, `mqtt://host[:port]` or `mqtts://host[:port]`.
+    /// Broker URL, `mqtt://host[:port]` or `mqtts://host[:port]`, or `embedded`: the broker
+    /// runs inside the gateway (`[embedded_broker]`).
     #[serde(default = "default_broker")]
     pub broker: String,
+    /// The embedded broker's listeners, users and limits (with `broker = "embedded"`).
+    #[serde(default)]
+    pub embedded_broker: Option<RawEmbeddedBroker>,
     /// MQTT credentials, TLS, keep-alive, in-flight window, reconnect cap.
     #[serde(default)]
     pub mqtt: devtel_daemon::mqtt::RawMqtt,
@@ -64,6 +68,226 @@ pub struct RawConfig {
     /// list: other sites are refused (`crate::sites`).
     #[serde(default)]
     pub sites: Vec<RawSite>,
+}
+
+/// `[embedded_broker]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddedBroker {
+    /// Plain MQTT listener; `""` for none.
+    #[serde(default = "default_embedded_listen")]
+    pub listen: String,
+    /// MQTT over TLS listener (with `tls_cert_file` and `tls_key_file`).
+    #[serde(default)]
+    pub tls_listen: Option<String>,
+    /// The broker's certificate chain, PEM.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Users and password hashes as `devtel-gateway broker-access` writes them (`passwd`):
+    /// the sites' users, integrators. Without it, only loopback listeners, for anonymous
+    /// clients.
+    #[serde(default)]
+    pub passwd_file: Option<PathBuf>,
+    /// The gateway's own user name (it logs in with a secret made at each start).
+    #[serde(default = "default_gateway_user")]
+    pub gateway_user: String,
+    /// Most connections at once, per listener.
+    #[serde(default = "default_broker_connections")]
+    pub max_connections: usize,
+    /// Largest MQTT packet taken, bytes.
+    #[serde(default = "default_broker_packet")]
+    pub max_packet_bytes: u32,
+    /// Most messages queued for one client.
+    #[serde(default = "default_broker_queued")]
+    pub max_queued: usize,
+    /// Most subscriptions of one client.
+    #[serde(default = "default_broker_subscriptions")]
+    pub max_subscriptions: usize,
+    /// Most retained messages (unit and device documents, collector statuses).
+    #[serde(default = "default_broker_retained")]
+    pub max_retained: usize,
+}
+
+impl Default for RawEmbeddedBroker {
+    fn default() -> Self {
+        RawEmbeddedBroker {
+            listen: default_embedded_listen(),
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            passwd_file: None,
+            gateway_user: default_gateway_user(),
+            max_connections: default_broker_connections(),
+            max_packet_bytes: default_broker_packet(),
+            max_queued: default_broker_queued(),
+            max_subscriptions: default_broker_subscriptions(),
+            max_retained: default_broker_retained(),
+        }
+    }
+}
+
+fn default_embedded_listen() -> String {
+    "127.0.0.1:1883".into()
+}
+fn default_gateway_user() -> String {
+    crate::broker_access::DEFAULT_GATEWAY_USER.into()
+}
+fn default_broker_connections() -> usize {
+    10_000
+}
+fn default_broker_packet() -> u32 {
+    u32::try_from(devtel_protocol::MAX_PACKET_LEN).unwrap_or(u32::MAX)
+}
+fn default_broker_queued() -> usize {
+    10_000
+}
+fn default_broker_subscriptions() -> usize {
+    100
+}
+fn default_broker_retained() -> usize {
+    200_000
+}
+
+/// The value of `broker` that runs the broker inside the gateway.
+pub const EMBEDDED: &str = "embedded";
+
+/// Validates `[embedded_broker]`.
+fn embedded_settings(
+    raw: &RawEmbeddedBroker,
+    sites: &[String],
+) -> Result<crate::embedded::Settings, ConfigError> {
+    let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+    let addr = |key: &'static str, text: &str| -> Result<SocketAddr, ConfigError> {
+        text.parse().map_err(|_| {
+            invalid(
+                key,
+                format!("{text:?} is not an address such as 0.0.0.0:1883"),
+            )
+        })
+    };
+    let listen = match raw.listen.as_str() {
+        "" => None,
+        text => Some(addr("embedded_broker.listen", text)?),
+    };
+    let tls = match (&raw.tls_listen, &raw.tls_cert_file, &raw.tls_key_file) {
+        (None, None, None) => None,
+        (Some(l), Some(cert), Some(key)) => {
+            for (k, p) in [
+                ("embedded_broker.tls_cert_file", cert),
+                ("embedded_broker.tls_key_file", key),
+            ] {
+                std::fs::metadata(p)
+                    .ok()
+                    .filter(std::fs::Metadata::is_file)
+                    .ok_or_else(|| invalid(k, format!("{}: not a readable file", p.display())))?;
+            }
+            Some((
+                addr("embedded_broker.tls_listen", l)?,
+                cert.clone(),
+                key.clone(),
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "embedded_broker.tls_listen",
+                "give tls_listen, tls_cert_file and tls_key_file together".into(),
+            ))
+        }
+    };
+    if listen.is_none() && tls.is_none() {
+        return Err(invalid(
+            "embedded_broker.listen",
+            "no listener: give listen or tls_listen".into(),
+        ));
+    }
+    let passwords = match &raw.passwd_file {
+        None => {
+            let open = [listen, tls.as_ref().map(|t| t.0)]
+                .into_iter()
+                .flatten()
+                .find(|a| !a.ip().is_loopback());
+            if let Some(a) = open {
+                return Err(invalid(
+                    "embedded_broker.passwd_file",
+                    format!("required for a listener beyond loopback ({a}): write it with `devtel-gateway broker-access`"),
+                ));
+            }
+            None
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "embedded_broker.passwd_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let p = crate::broker_access::Passwords::parse(&text).map_err(|e| {
+                invalid(
+                    "embedded_broker.passwd_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            Some(p)
+        }
+    };
+    if raw.gateway_user.is_empty() || sites.contains(&raw.gateway_user) {
+        return Err(invalid(
+            "embedded_broker.gateway_user",
+            "must not be empty nor a site's id".into(),
+        ));
+    }
+    let ranges: [(&'static str, usize, usize, usize); 4] = [
+        (
+            "embedded_broker.max_connections",
+            raw.max_connections,
+            1,
+            1_000_000,
+        ),
+        ("embedded_broker.max_queued", raw.max_queued, 1, 10_000_000),
+        (
+            "embedded_broker.max_subscriptions",
+            raw.max_subscriptions,
+            1,
+            100_000,
+        ),
+        (
+            "embedded_broker.max_retained",
+            raw.max_retained,
+            1,
+            10_000_000,
+        ),
+    ];
+    for (key, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            return Err(invalid(key, format!("must be {lo} to {hi}")));
+        }
+    }
+    let packet = usize::try_from(raw.max_packet_bytes).unwrap_or(usize::MAX);
+    if !(devtel_protocol::MAX_ENCODED_LEN + 1024..=256 << 20).contains(&packet) {
+        return Err(invalid(
+            "embedded_broker.max_packet_bytes",
+            format!(
+                "must be {} to {} (the largest envelope and some room, to 256 MiB)",
+                devtel_protocol::MAX_ENCODED_LEN + 1024,
+                256 << 20
+            ),
+        ));
+    }
+    Ok(crate::embedded::Settings {
+        listen,
+        tls,
+        passwords,
+        sites: sites.to_vec(),
+        gateway_user: raw.gateway_user.clone(),
+        max_connections: raw.max_connections,
+        max_packet_bytes: raw.max_packet_bytes,
+        max_queued: raw.max_queued,
+        max_subscriptions: raw.max_subscriptions,
+        max_retained: raw.max_retained,
+    })
 }
 
 /// `privacy` (shared by both daemons).
@@ -375,6 +599,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Broker connection.
     pub mqtt: devtel_daemon::mqtt::Mqtt,
+    /// The broker inside the gateway (`broker = "embedded"`); `mqtt` then points to it once
+    /// it has started.
+    pub embedded_broker: Option<crate::embedded::Settings>,
     /// MQTT client id.
     pub client_id: String,
     /// HTTP listen address (port 0 picks a free port; the bound address is logged).
@@ -415,12 +642,38 @@ impl Config {
     /// [`ConfigError`] naming the offending key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        let mqtt = devtel_daemon::mqtt::settings(&raw.broker, &raw.mqtt).map_err(|e| {
-            ConfigError::Invalid {
+        let embedded = raw.broker == EMBEDDED;
+        if embedded {
+            let m = &raw.mqtt;
+            if m.username.is_some()
+                || m.password.is_some()
+                || m.password_file.is_some()
+                || m.ca_file.is_some()
+                || m.client_cert.is_some()
+                || m.client_key.is_some()
+            {
+                return Err(ConfigError::Invalid {
+                    key: "mqtt",
+                    reason: "credentials and TLS files do not apply to the embedded broker (the gateway logs in to it by itself)".into(),
+                });
+            }
+        } else if raw.embedded_broker.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "embedded_broker",
+                reason: format!("only applies with broker = \"{EMBEDDED}\""),
+            });
+        }
+        // With the embedded broker the address is set when it has started.
+        let url = if embedded {
+            "mqtt://127.0.0.1"
+        } else {
+            raw.broker.as_str()
+        };
+        let mqtt =
+            devtel_daemon::mqtt::settings(url, &raw.mqtt).map_err(|e| ConfigError::Invalid {
                 key: e.key,
                 reason: e.reason,
-            }
-        })?;
+            })?;
         if raw.client_id.is_empty() || raw.client_id.len() > 64 {
             return Err(ConfigError::Invalid {
                 key: "client_id",
@@ -543,6 +796,17 @@ impl Config {
             }
         }
         let sites = sites(&raw.sites)?;
+        let embedded_broker = if embedded {
+            let ids: Vec<String> = raw.sites.iter().map(|s| s.id.clone()).collect();
+            Some(embedded_settings(
+                raw.embedded_broker
+                    .as_ref()
+                    .unwrap_or(&RawEmbeddedBroker::default()),
+                &ids,
+            )?)
+        } else {
+            None
+        };
         let http = http_settings(&raw.http, &http_listen)?;
         let core = CoreSettings {
             units,
@@ -558,6 +822,7 @@ impl Config {
         };
         Ok(Config {
             mqtt,
+            embedded_broker,
             client_id: raw.client_id,
             http_listen,
             store_path,
@@ -701,6 +966,32 @@ fn sites(raw: &[RawSite]) -> Result<Vec<crate::sites::SiteEntry>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_broker_is_configured_and_bounded() {
+        let c = Config::from_toml("broker = \"embedded\"").unwrap();
+        let b = c.embedded_broker.expect("embedded");
+        assert_eq!(b.listen, Some("127.0.0.1:1883".parse().unwrap()));
+        assert!(b.passwords.is_none() && b.tls.is_none());
+        assert_eq!(b.max_packet_bytes as usize, devtel_protocol::MAX_PACKET_LEN);
+        assert!(Config::from_toml("").unwrap().embedded_broker.is_none());
+        for (toml, key) in [
+            // Beyond loopback only with users and passwords.
+            ("broker = \"embedded\"\n[embedded_broker]\nlisten = \"0.0.0.0:1883\"", "embedded_broker.passwd_file"),
+            ("broker = \"embedded\"\n[embedded_broker]\nlisten = \"\"", "embedded_broker.listen"),
+            ("broker = \"embedded\"\n[embedded_broker]\nlisten = \"nowhere\"", "embedded_broker.listen"),
+            ("broker = \"embedded\"\n[embedded_broker]\ntls_listen = \"0.0.0.0:8883\"", "embedded_broker.tls_listen"),
+            ("broker = \"embedded\"\n[embedded_broker]\npasswd_file = \"/nonexistent\"", "embedded_broker.passwd_file"),
+            ("broker = \"embedded\"\n[embedded_broker]\nmax_retained = 0", "embedded_broker.max_retained"),
+            ("broker = \"embedded\"\n[embedded_broker]\nmax_packet_bytes = 100", "embedded_broker.max_packet_bytes"),
+            ("broker = \"embedded\"\n[mqtt]\nusername = \"x\"", "mqtt"),
+            ("[embedded_broker]\nlisten = \"127.0.0.1:1883\"", "embedded_broker"),
+            ("broker = \"embedded\"\n[embedded_broker]\ngateway_user = \"a\"\n[[sites]]\nid = \"a\"\ncollectors = [\"c\"]", "embedded_broker.gateway_user"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}:")), "{toml}: {err}");
+        }
+    }
 
     #[test]
     fn example_parses_and_errors_name_the_key() {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deliveries;
 pub mod delta;
+pub mod embedded;
 pub mod guard;
 pub mod http;
 pub mod ingest;
@@ -104,6 +105,12 @@ pub struct Shared {
     pub guard: Arc<guard::Guard>,
     /// How long readers held the aggregator's lock (that ingest needs) to take their copy.
     pub lock_holds: LockHolds,
+    /// What the embedded broker refused (none with an external broker).
+    pub broker: Option<Arc<embedded::Stats>>,
+    /// Set when the broker has no session of the gateway (a first start, an embedded broker,
+    /// a broker that lost its store): every document is published again, so the retained
+    /// ones are complete.
+    pub republish: AtomicBool,
 }
 
 /// How long readers (HTTP requests, publications, snapshots) held the aggregator's lock to
@@ -206,13 +213,27 @@ impl Shared {
 /// # Errors
 /// When the HTTP listener cannot be bound, the TLS files are unusable, or ingest stopped
 /// because a batch could not be applied.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let options = mqtt::options(&config).context("[mqtt] TLS")?;
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let path = config.store_path.clone();
     let core = config.core.clone();
     let (store, aggregator, statuses) = tokio::task::spawn_blocking(move || rebuild(&core, &path))
         .await
         .context("rebuilding from the store")??;
+    // The embedded broker starts once the figures are rebuilt, so the gateway subscribes
+    // moments after the first collector can connect.
+    let broker = match config.embedded_broker.take() {
+        Some(settings) => {
+            let running = embedded::start(settings)
+                .await
+                .context("starting the embedded broker")?;
+            config.mqtt.host = running.local.ip().to_string();
+            config.mqtt.port = running.local.port();
+            config.mqtt.credentials = Some(running.credentials.clone());
+            Some(running)
+        }
+        None => None,
+    };
+    let options = mqtt::options(&config).context("[mqtt] TLS")?;
     let mut shared = Shared::new(aggregator);
     shared.store_path = Some(config.store_path.clone());
     shared.snapshots = config.snapshots;
@@ -232,6 +253,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     shared.owners = Mutex::new(owners);
     shared.guard = guard::Guard::new(config.http.clone());
+    shared.broker = broker.as_ref().map(|b| b.stats.clone());
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);
@@ -265,7 +287,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
     .await
     .context("serving HTTP")?;
-    match mqtt.await {
+    let ended = mqtt.await;
+    // The gateway's own client is done (its last acknowledgements sent): now the broker.
+    if let Some(broker) = broker {
+        broker.stop().await;
+    }
+    match ended {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error.into()),
         Err(error) => tracing::warn!(%error, "MQTT task ended abnormally"),

@@ -305,5 +305,20 @@ pub fn render(shared: &Shared) -> String {
             ),
         ],
     );
+    if let Some(b) = &shared.broker {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        metric(
+            &mut out,
+            "devtel_gateway_broker_refused_total",
+            "counter",
+            "The embedded broker's refusals: connect (user or password), publish and subscribe (not the user's topics), retained (max_retained kept already).",
+            &[
+                ("{what=\"connect\"}".into(), n(&b.connects_refused)),
+                ("{what=\"publish\"}".into(), n(&b.publishes_refused)),
+                ("{what=\"subscribe\"}".into(), n(&b.subscribes_refused)),
+                ("{what=\"retained\"}".into(), n(&b.retained_refused)),
+            ],
+        );
+    }
     out
 }

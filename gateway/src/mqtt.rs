@@ -209,6 +209,9 @@ pub async fn run(
                     topic::COLLECTORS_FILTER
                 );
                 shared.mqtt_connected.store(true, Ordering::Relaxed);
+                if !ack.session_present {
+                    shared.republish.store(true, Ordering::Relaxed);
+                }
                 // Subscribe on every connect: a broker that lost the session lost the
                 // subscriptions too.
                 let client = client.clone();
@@ -621,6 +624,18 @@ fn process(
         }
         if let Some(clock) = retention.as_mut().filter(|c| c.due(Instant::now())) {
             prune_step(shared, &mut store, clock);
+        }
+        if shared.republish.swap(false, Ordering::Relaxed) {
+            if let Ok(agg) = shared.read() {
+                dirty.units.extend(agg.unit_ids());
+                dirty.devices.extend(agg.device_ids());
+                dirty.since.get_or_insert_with(Instant::now);
+                info!(
+                    units = dirty.units.len(),
+                    devices = dirty.devices.len(),
+                    "the broker holds no session of the gateway: every document is published again"
+                );
+            }
         }
         if dirty.due(Instant::now(), idle) {
             publish_documents(out, shared, &mut dirty);

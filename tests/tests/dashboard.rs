@@ -93,7 +93,7 @@ fn the_dashboard_shows_the_api_figures_in_a_real_browser_and_the_report_adds_up(
     );
     let dir = temp_dir("dashboard");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_broker, broker_port) = mosquitto(&dir);
+    let (_broker, broker_port) = broker(&dir);
     let (_sim, sim_port) = rt.block_on(own_simulator_with(&dir, &["--advance-counters", "3"]));
     let http = free_tcp_port();
     let mut gateway = start_gateway_as(&dir, "gateway", broker_port, http, UNITS);

@@ -374,7 +374,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and a broker certificate for 127.0.0.1 signed by it, plus an unrelated CA.
-fn make_pki(dir: &Path) {
+pub fn make_pki(dir: &Path) {
     let ec = [
         "-newkey",
         "ec",

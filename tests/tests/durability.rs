@@ -32,10 +32,10 @@ const UNITS: &str = "[aggregation]\ntimezone = \"Europe/Berlin\"\nworking_days =
 
 /// A small xorshift generator; the seed is printed so a failing run can be repeated with
 /// `DEVTEL_TEST_SEED`.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new() -> Rng {
+    pub(crate) fn new() -> Rng {
         let seed = std::env::var("DEVTEL_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -50,7 +50,7 @@ impl Rng {
         Rng(seed)
     }
 
-    fn millis(&mut self, range: std::ops::Range<u64>) -> Duration {
+    pub(crate) fn millis(&mut self, range: std::ops::Range<u64>) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

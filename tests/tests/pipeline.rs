@@ -100,7 +100,7 @@ fn assert_device_matches_recording(doc: &Value, recording: &str, device: &str) {
 fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     let dir = temp_dir("pipeline");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (mut broker, broker_port) = mosquitto(&dir);
+    let (mut broker, broker_port) = broker(&dir);
     let (mut sim, sim_port) = snmpsim(&dir);
     rt.block_on(wait_for_agent(&mut sim, sim_port, "ricoh_mpc3002"));
     // Single seats are shown with privacy = "per-seat", to the seats token only.
@@ -355,7 +355,7 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
 fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
     let dir = temp_dir("garbage");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_broker, broker_port) = mosquitto(&dir);
+    let (_broker, broker_port) = broker(&dir);
     let (mut gateway, http) = start_gateway(&dir, broker_port);
     let dead = rt.block_on(async {
         let (client, mut eventloop) = AsyncClient::new(
@@ -451,7 +451,7 @@ fn garbage_on_the_telemetry_topic_is_rejected_and_counted_without_harm() {
 fn an_envelope_published_again_after_its_commit_is_applied_once_and_counted_as_a_repeat() {
     let dir = temp_dir("repeat");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_broker, broker_port) = mosquitto(&dir);
+    let (_broker, broker_port) = broker(&dir);
     let (mut gateway, http) = start_gateway(&dir, broker_port);
     let mut envelope = devtel_protocol::Envelope::new(
         "site".try_into().unwrap(),

@@ -304,3 +304,154 @@ fn a_gateway_beyond_loopback_needs_its_token() {
         gateway.log()
     );
 }
+
+/// The embedded broker holds each site to its own topics as the Mosquitto ACL does: with the
+/// password file `broker-access` writes, site a's collector is heard, the same collector set
+/// up for site b with a's user is refused by the broker, a wrong password is refused, an
+/// integrator reads the retained documents and no telemetry and cannot forge one; and a
+/// collector comes in over the broker's TLS listener.
+#[test]
+fn the_embedded_broker_holds_each_site_to_its_own_topics() {
+    let dir = temp_dir("embedded-acl");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sites = "[[sites]]\nid = \"a\"\ncollectors = [\"ca\"]\n[[sites]]\nid = \"b\"\ncollectors = [\"cb\"]\n";
+    fs::write(dir.join("access.toml"), sites).unwrap();
+    let made = Command::new(bin("devtel-gateway"))
+        .args(["broker-access", "--config"])
+        .arg(dir.join("access.toml"))
+        .arg("--out")
+        .arg(dir.join("access"))
+        .args(["--integrator", "erp"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    crate::delivery::make_pki(&dir);
+
+    let port = embedded_broker_port();
+    let tls = free_tcp_port();
+    let (_sim, sim) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let d = dir.display();
+    let top = format!(
+        "{sites}[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\ntls_listen = \"127.0.0.1:{tls}\"\ntls_cert_file = \"{d}/broker.pem\"\ntls_key_file = \"{d}/broker.key\"\npasswd_file = \"{d}/access/passwd\"\n"
+    );
+    let mut gateway = start_gateway_full(&dir, "gateway", port, http, &top, "", &[]);
+
+    // Site a's collector, with a's user, is heard.
+    let conf = collector_conf(&dir, "site-a", ("a", "ca", "a"), port, sim, "a-copier");
+    let mut a = start_collector(&dir, "site-a", &conf);
+    wait_for("site a's copier", Duration::from_secs(30), || {
+        a.assert_running();
+        gateway.assert_running();
+        http_json(http, "/api/devices/a-copier").filter(|d| d["kind"] == "copier")
+    });
+
+    // The integrator: the retained unit document, no telemetry, its forgery taken by nobody.
+    let erp = fs::read_to_string(dir.join("access/passwords/erp")).unwrap();
+    let forged = r#"{"unit":"ba.it","forged":true}"#;
+    let heard = rt.block_on(integrator(
+        port,
+        "erp",
+        erp.trim(),
+        Some(("devtel/v1/units/ba.it", forged)),
+        Duration::from_secs(4),
+    ));
+    let topics: Vec<&str> = heard.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(topics.contains(&"devtel/v1/units/ba.it"), "{topics:?}");
+    assert!(
+        topics.iter().all(|t| t.starts_with("devtel/v1/units/")),
+        "an integrator reads no telemetry: {topics:?}"
+    );
+    assert!(
+        heard.iter().all(|(_, body)| body != forged.as_bytes()),
+        "the broker took the integrator's forged document"
+    );
+    assert!(a.terminate(Duration::from_secs(10)), "{}", a.log());
+
+    // Site b's collector with a's user: refused by the broker, nothing reaches the gateway.
+    let mut before = received(http);
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = received(http);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    let conf = collector_conf(&dir, "rogue", ("b", "ca", "a"), port, sim, "b-copier");
+    let mut rogue = start_collector(&dir, "rogue", &conf);
+    std::thread::sleep(Duration::from_secs(6));
+    rogue.assert_running();
+    assert_eq!(received(http), before, "{}", gateway.log());
+    assert!(http_json(http, "/api/devices/b-copier").is_none());
+    drop(rogue);
+    let health = http_json(http, "/metrics");
+    assert!(health.is_none(), "metrics are text, not JSON");
+    let metrics = http_get(http, "/metrics").unwrap().1;
+    let refused = metric(
+        &metrics,
+        "devtel_gateway_broker_refused_total{what=\"publish\"}",
+    );
+    assert!(refused >= 1.0, "{metrics}");
+
+    // A wrong password is refused, with the collector's hint.
+    fs::write(dir.join("access/passwords/wrong"), "not-the-password\n").unwrap();
+    let conf = collector_conf(
+        &dir,
+        "bad-login",
+        ("b", "cb", "wrong"),
+        port,
+        sim,
+        "b-copier",
+    );
+    let conf_text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("username = \"wrong\"", "username = \"b\"");
+    fs::write(&conf, conf_text).unwrap();
+    let mut login = start_collector(&dir, "bad-login", &conf);
+    wait_for("the login error", Duration::from_secs(20), || {
+        login.assert_running();
+        login
+            .log()
+            .contains("the broker refused mqtt.username / password")
+            .then_some(())
+    });
+    drop(login);
+
+    // Site b over TLS with its own user: heard.
+    let conf = collector_conf(&dir, "site-b", ("b", "cb", "b"), port, sim, "b-copier");
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace(
+            &format!("mqtt://127.0.0.1:{port}"),
+            &format!("mqtts://127.0.0.1:{tls}"),
+        )
+        .replace("[mqtt]\n", &format!("[mqtt]\nca_file = \"{d}/ca.pem\"\n"));
+    fs::write(&conf, text).unwrap();
+    let mut b = start_collector(&dir, "site-b", &conf);
+    wait_for("site b's copier over TLS", Duration::from_secs(30), || {
+        b.assert_running();
+        gateway.assert_running();
+        http_json(http, "/api/devices/b-copier").filter(|d| d["kind"] == "copier")
+    });
+    let metrics = http_get(http, "/metrics").unwrap().1;
+    assert!(
+        metric(
+            &metrics,
+            "devtel_gateway_broker_refused_total{what=\"connect\"}"
+        ) >= 1.0
+    );
+    assert!(
+        gateway.terminate(Duration::from_secs(15)),
+        "{}",
+        gateway.log()
+    );
+}
+
+/// The value of the metric line that starts with `name`.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}

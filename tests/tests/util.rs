@@ -156,6 +156,56 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Whether the broker-agnostic tests run against the gateway's embedded broker
+/// (`DEVTEL_TEST_BROKER=embedded`) rather than Mosquitto.
+pub fn embedded() -> bool {
+    std::env::var("DEVTEL_TEST_BROKER").is_ok_and(|b| b == "embedded")
+}
+
+/// Ports given to an embedded broker: a gateway started on one runs the broker there.
+static EMBEDDED_PORTS: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The broker of a broker-agnostic test.
+pub enum Broker {
+    /// A Mosquitto process.
+    Mosquitto(Proc),
+    /// The broker inside the gateway that is started on its port.
+    Embedded,
+}
+
+impl Broker {
+    /// Panics with the log if the broker's process has exited (the embedded broker's is the
+    /// gateway, checked by the test).
+    pub fn assert_running(&mut self) {
+        if let Broker::Mosquitto(p) = self {
+            p.assert_running();
+        }
+    }
+}
+
+/// Mosquitto on a free port, or with `DEVTEL_TEST_BROKER=embedded` a free port that the
+/// next gateway started on it serves with its embedded broker.
+pub fn broker(dir: &Path) -> (Broker, u16) {
+    if embedded() {
+        let port = free_tcp_port();
+        EMBEDDED_PORTS.lock().unwrap().insert(port);
+        (Broker::Embedded, port)
+    } else {
+        let (proc, port) = mosquitto(dir);
+        (Broker::Mosquitto(proc), port)
+    }
+}
+
+/// An embedded broker on a free port for a test of the embedded broker itself (whatever
+/// `DEVTEL_TEST_BROKER` says); `[embedded_broker]` keys in the gateway's `top` replace the
+/// default table.
+pub fn embedded_broker_port() -> u16 {
+    let port = free_tcp_port();
+    EMBEDDED_PORTS.lock().unwrap().insert(port);
+    port
+}
+
 /// Mosquitto on a free port with a generated config.
 pub fn mosquitto(dir: &Path) -> (Proc, u16) {
     let port = free_tcp_port();
@@ -187,6 +237,10 @@ pub fn persistent_mosquitto(dir: &Path, port: u16) -> Proc {
 
 /// Mosquitto with `config` (listeners, auth) plus logging to stderr; waits for `port`.
 pub fn mosquitto_with(dir: &Path, name: &str, config: &str, port: u16) -> Proc {
+    assert!(
+        !embedded(),
+        "DEVTEL_TEST_BROKER=embedded: this test needs Mosquitto and belongs to the Mosquitto run"
+    );
     let conf = dir.join(format!("{name}.conf"));
     // `user root`: started as root (CI containers), Mosquitto would otherwise switch to its own
     // user, which cannot read the test's keys or write its database. Ignored when not root.
@@ -492,10 +546,20 @@ pub fn start_gateway_full(
 ) -> Proc {
     let conf = dir.join(format!("{name}.toml"));
     let client_id = if name == "gateway" { "gw-test" } else { name };
+    let (url, top) = if EMBEDDED_PORTS.lock().unwrap().contains(&broker) {
+        let table = if top.contains("[embedded_broker]") {
+            String::new()
+        } else {
+            format!("[embedded_broker]\nlisten = \"127.0.0.1:{broker}\"\n")
+        };
+        ("embedded".to_string(), format!("{top}\n{table}"))
+    } else {
+        (format!("mqtt://127.0.0.1:{broker}"), top.to_string())
+    };
     fs::write(
         &conf,
         format!(
-            "broker = \"mqtt://127.0.0.1:{broker}\"\nclient_id = \"{client_id}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{top}\n[store]\npath = \"{}\"\n{extra}",
+            "broker = \"{url}\"\nclient_id = \"{client_id}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{top}\n[store]\npath = \"{}\"\n{extra}",
             dir.join(format!("{name}.sqlite")).display()
         ),
     )

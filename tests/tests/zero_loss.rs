@@ -703,3 +703,47 @@ fn a_broker_sending_beyond_the_receive_maximum_loses_nothing() {
         gateway.log()
     );
 }
+
+/// With the embedded broker, the broker dies with the gateway: everything it held in
+/// memory (sessions, queues, unacknowledged deliveries) is gone. The collector keeps every
+/// reading in its spool until the gateway acknowledged it, so SIGKILL of the gateway at
+/// random points, and an outage of several seconds, lose nothing and count nothing twice.
+#[test]
+fn the_gateway_killed_with_its_embedded_broker_loses_no_reading() {
+    let dir = temp_dir("embedded-kill");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = embedded_broker_port();
+    let (_sim, sim_port) = rt.block_on(own_simulator(&dir));
+    let http = free_tcp_port();
+    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    let conf = fleet_conf(&dir, "fleet", port, sim_port, 20, "");
+    let mut collector = start_collector(&dir, "collector", &conf);
+    wait_for("first deliveries", Duration::from_secs(30), || {
+        collector.assert_running();
+        collector_view(http, "fleet")
+            .filter(|(e, _)| e.first().is_some_and(|e| n(e, "received") >= 40))
+    });
+    let mut rng = crate::durability::Rng::new();
+    for round in 0..4 {
+        std::thread::sleep(rng.millis(500..3000));
+        gateway.child.kill().unwrap();
+        gateway.child.wait().unwrap();
+        // The last round is an outage: the collector polls on and spools.
+        if round == 3 {
+            let at_stop = spooled_so_far(&collector);
+            wait_for("polls during the outage", Duration::from_secs(30), || {
+                collector.assert_running();
+                (spooled_so_far(&collector) >= at_stop + 100).then_some(())
+            });
+        }
+        gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    }
+    let at_return = spooled_so_far(&collector);
+    wait_for("everything delivered", Duration::from_secs(60), || {
+        collector.assert_running();
+        gateway.assert_running();
+        collector_view(http, "fleet")
+            .filter(|(e, _)| n(&e[0], "received") >= at_return && n(&e[0], "missing") == 0)
+    });
+    stop_and_check_complete(http, "fleet", &mut collector, &gateway);
+}
