@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod discover;
+pub mod fleet;
 pub mod outbox;
 pub mod poller;
 pub mod privacy;

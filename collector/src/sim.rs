@@ -41,6 +41,12 @@ pub struct Agents {
     /// Counter32 values grow by this much per second since `started` (0: recordings as is).
     advance_per_second: u32,
     started: Option<std::time::Instant>,
+    /// Where INTEGER values are page counters (advanced with the Counter32 ones).
+    integer_counters: Vec<Oid>,
+    /// devtel's simulated devices ([`crate::fleet`]), by community, and their clock.
+    living: HashMap<Vec<u8>, std::sync::Mutex<crate::fleet::Living>>,
+    clock: crate::fleet::SimClock,
+    living_started: Option<std::time::Instant>,
 }
 
 /// Loading recordings failed.
@@ -94,12 +100,26 @@ impl Agents {
         Ok(agents)
     }
 
-    /// Makes every Counter32 (prtMarkerLifeCount, interface octets, ...) grow by
-    /// `per_second` for each whole second from now on, as a printing fleet's counters do;
-    /// values wrap at 2³² like a real Counter32.
+    /// Makes every Counter32 (prtMarkerLifeCount, interface octets, ...) and every vendor
+    /// page counter answered as INTEGER ([`crate::devices::vendor::page_counter_objects`])
+    /// grow by `per_second` for each whole second from now on, as a printing fleet's counters
+    /// do; Counter32 values wrap at 2³² like a real one, INTEGERs stop at 2³¹ - 1.
     pub fn advance_counters(&mut self, per_second: u32) {
         self.advance_per_second = per_second;
         self.started = Some(std::time::Instant::now());
+        self.integer_counters = crate::devices::vendor::page_counter_objects();
+    }
+
+    /// Serves devtel's simulated fleet ([`crate::fleet::demo_fleet`]) beside the recordings,
+    /// each device under its id as community, living by `clock` from now on.
+    pub fn add_fleet(&mut self, fleet: Vec<crate::fleet::Spec>, clock: crate::fleet::SimClock) {
+        for (i, spec) in fleet.into_iter().enumerate() {
+            let community = spec.id.as_bytes().to_vec();
+            let living = crate::fleet::Living::new(spec, i as u64 + 1, clock.start);
+            self.living.insert(community, std::sync::Mutex::new(living));
+        }
+        self.clock = clock;
+        self.living_started = Some(std::time::Instant::now());
     }
 
     /// Adds (or replaces) the agent answering for `community`.
@@ -110,12 +130,12 @@ impl Agents {
 
     /// Number of agents.
     pub fn len(&self) -> usize {
-        self.by_community.len()
+        self.by_community.len() + self.living.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.by_community.is_empty()
+        self.len() == 0
     }
 
     /// The response to one request datagram, or `None` when it gets no answer.
@@ -138,7 +158,18 @@ impl Agents {
             snmp2::Version::V2C => false,
             _ => return None,
         };
-        let agent = self.by_community.get(pdu.community)?;
+        let living;
+        let agent = match self.by_community.get(pdu.community) {
+            Some(recorded) => recorded,
+            None => {
+                let device = self.living.get(pdu.community)?;
+                let elapsed = self.living_started.map(|t| t.elapsed()).unwrap_or_default();
+                let minute = self.clock.minute(elapsed);
+                // A simulated device that is switched off does not answer.
+                living = device.lock().ok()?.at(minute)?;
+                &living
+            }
+        };
         let mut oids = Vec::new();
         for (name, _) in pdu.varbinds.clone() {
             let parts: Vec<u32> = name
@@ -208,9 +239,15 @@ impl Agents {
         if let (Some(started), 1..) = (self.started, self.advance_per_second) {
             let secs = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
             let add = secs.wrapping_mul(self.advance_per_second);
-            for (_, value) in &mut out {
-                if let Value::Counter32(v) = value {
-                    *v = v.wrapping_add(add);
+            for (oid, value) in &mut out {
+                match value {
+                    Value::Counter32(v) => *v = v.wrapping_add(add),
+                    Value::Integer(v)
+                        if *v >= 0 && self.integer_counters.iter().any(|p| oid.starts_with(p)) =>
+                    {
+                        *v = v.saturating_add(i64::from(add)).min(i64::from(i32::MAX));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -522,6 +559,68 @@ mod tests {
             assert_eq!(agents.respond(garbage), None);
         }
         assert_eq!(agents.dropped.load(Ordering::Relaxed), 5);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn integer_page_counters_advance_and_other_integers_do_not() {
+        let text = "1.3.6.1.2.1.1.1.0|4|HP LaserJet\n\
+                    1.3.6.1.2.1.25.3.2.1.5.1|2|2\n\
+                    1.3.6.1.2.1.43.10.2.1.4.1.1|65|1000\n\
+                    1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2.5.0|2|900\n\
+                    1.3.6.1.4.1.367.3.2.1.2.19.5.1.2.1|2|10\n\
+                    1.3.6.1.4.1.367.3.2.1.2.19.5.1.9.1|2|5000\n";
+        let mut a = Agents::default();
+        a.insert("rec", snmprec::parse(text).0);
+        a.advance_counters(4);
+        a.started = Some(std::time::Instant::now() - std::time::Duration::from_secs(3));
+        let (port, stop) = start(Arc::new(a)).await;
+        let mut c = client(port, Version::V2c, "rec").await;
+        let mut vb = VarbindSet::new();
+        c.walk(&oid("1.3.6.1"), &mut vb).await.unwrap();
+        let at = |o: &str| vb.get(&oid(o)).cloned();
+        assert_eq!(
+            at("1.3.6.1.2.1.43.10.2.1.4.1.1"),
+            Some(Value::Counter32(1012))
+        );
+        assert_eq!(
+            at("1.3.6.1.4.1.11.2.3.9.4.2.1.4.1.2.5.0"),
+            Some(Value::Integer(912))
+        );
+        assert_eq!(
+            at("1.3.6.1.4.1.367.3.2.1.2.19.5.1.9.1"),
+            Some(Value::Integer(5012))
+        );
+        // A state and a counter table's type column stay as recorded.
+        assert_eq!(at("1.3.6.1.2.1.25.3.2.1.5.1"), Some(Value::Integer(2)));
+        assert_eq!(
+            at("1.3.6.1.4.1.367.3.2.1.2.19.5.1.2.1"),
+            Some(Value::Integer(10))
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn the_simulated_fleet_answers_by_device_id_and_the_switched_off_copier_not() {
+        let mut a = Agents::default();
+        // Monday 14:30 simulated: the LaserJet of the Jugendamt is off.
+        let clock = crate::fleet::SimClock {
+            speed: 1,
+            start: 14 * 60 + 30,
+        };
+        a.add_fleet(crate::fleet::demo_fleet(), clock);
+        assert_eq!(a.len(), crate::fleet::demo_fleet().len());
+        let (port, stop) = start(Arc::new(a)).await;
+        let mut c = client(port, Version::V2c, "mfp-rathaus-eg").await;
+        let mut vb = VarbindSet::new();
+        c.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb).await.unwrap();
+        let descr = vb
+            .get(&oid("1.3.6.1.2.1.1.1.0"))
+            .and_then(Value::as_text)
+            .unwrap();
+        assert!(descr.starts_with("RICOH MP C3004"), "{descr}");
+        let mut off = client(port, Version::V2c, "printer-jugendamt-3og").await;
+        assert!(off.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb).await.is_err());
         stop.cancel();
     }
 }

@@ -262,6 +262,39 @@ pub fn ieee1284_model(vb: &VarbindSet) -> Option<Vec<u8>> {
     })
 }
 
+/// The vendors' page-counter objects (scalars, and the value columns of their counter
+/// tables): what grows as pages are printed. The simulator advances the INTEGER values under
+/// these (vendor counters are mostly INTEGER, which it must not advance elsewhere: levels,
+/// states and indexes are INTEGER too).
+pub fn page_counter_objects() -> Vec<Oid> {
+    [
+        oids::HP_TOTAL,
+        oids::HP_MONO,
+        oids::HP_COLOUR,
+        oids::HP_DUPLEX,
+        oids::RICOH_TOTAL,
+        oids::RICOH_PRINT,
+        oids::RICOH_COPY,
+        "1.3.6.1.4.1.367.3.2.1.2.19.5.1.9",
+        oids::KYOCERA_TOTAL,
+        oids::KYOCERA_FUNCTION,
+        oids::KYOCERA_FUNCTION_COLOUR,
+        oids::KYOCERA_DUPLEX_FRONT,
+        oids::KONICA_TOTAL,
+        oids::KONICA_DUPLEX,
+        oids::KONICA_FUNCTION_COLOUR,
+        "1.3.6.1.4.1.1602.1.11.1.3.1.4",
+        "1.3.6.1.4.1.2385.1.1.19.2.1.3",
+        "1.3.6.1.4.1.253.8.53.13.2.1.6.1.20",
+        "1.3.6.1.4.1.641.6.4.2.1.1.4",
+        oids::LEXMARK_LEGACY_PAGES,
+        oids::TOSHIBA_COUNTERS,
+    ]
+    .iter()
+    .map(|s| oid(s))
+    .collect()
+}
+
 /// Whether sysObjectID is one of the printer families of the field guide §0 (the device is a
 /// printer even when its Printer-MIB tables are empty or not readable).
 pub fn is_printer_object_id(vb: &VarbindSet) -> bool {
