@@ -128,6 +128,11 @@ impl Agents {
             .insert(community.as_bytes().to_vec(), varbinds);
     }
 
+    /// The recording served under `community`.
+    pub fn recording(&self, community: &str) -> Option<&VarbindSet> {
+        self.by_community.get(community.as_bytes())
+    }
+
     /// Number of agents.
     pub fn len(&self) -> usize {
         self.by_community.len() + self.living.len()

@@ -31,3 +31,6 @@ mod dashboard;
 
 /// Site identity: the broker's per-site users and the gateway's own check.
 mod security;
+
+/// The one-command demo, with no broker installed.
+mod demo;
