@@ -1955,6 +1955,70 @@ mod tests {
     }
 
     #[test]
+    fn events_follow_what_changed_between_two_documents() {
+        use crate::events::between;
+        let names = |e: Vec<crate::events::Event>| e.iter().map(|e| e.event).collect::<Vec<_>>();
+        let mut agg = Aggregator::new();
+        let t0 = 1_795_420_800_000; // Monday 2026-11-23 08:00 UTC
+        let minute = 60_000;
+        let mut seq = 0;
+        let mut step = |agg: &mut Aggregator, reading: Reading| {
+            seq += 1;
+            agg.ingest(&envelope("c", seq, t0 + seq * minute, reading));
+            agg.device("p1").unwrap()
+        };
+        let first = step(&mut agg, printer("p1", "u1", 100, 80));
+        assert!(between(None, &first).is_empty(), "first sight: no event");
+        let low = step(&mut agg, printer("p1", "u1", 110, 5));
+        let e = between(Some(&first), &low);
+        assert_eq!(names(e.clone()), ["supply_low"]);
+        assert_eq!(e[0].supply.as_ref().map(|s| s.level_percent), Some(Some(5)));
+        assert_eq!((e[0].device.as_str(), e[0].unit.as_str()), ("p1", "u1"));
+        let still_low = step(&mut agg, printer("p1", "u1", 111, 4));
+        assert!(between(Some(&low), &still_low).is_empty(), "no repeat");
+        let empty = step(&mut agg, printer("p1", "u1", 112, 0));
+        assert_eq!(names(between(Some(&still_low), &empty)), ["supply_empty"]);
+        let replaced = step(&mut agg, printer("p1", "u1", 113, 100));
+        assert_eq!(
+            names(between(Some(&empty), &replaced)),
+            ["cartridge_replaced"]
+        );
+        let silent = Reading::NoResponse(NoResponse {
+            device: "p1".try_into().unwrap(),
+            unit: "u1".try_into().unwrap(),
+            kind: DeviceKind::Copier,
+            cause: NoResponseCause::Timeout,
+        });
+        let gone = step(&mut agg, silent.clone());
+        let e = between(Some(&replaced), &gone);
+        // One poll in six missed: the availability is under the 99 % target at once.
+        assert_eq!(names(e.clone()), ["device_unreachable", "sla_at_risk"]);
+        assert_eq!(e[0].cause, Some("timeout"));
+        assert_eq!(
+            e[1].sla_target_percent,
+            Some(gone.availability.sla_target_percent)
+        );
+        // Nothing new while it stays silent.
+        let mut last = gone;
+        for _ in 0..3 {
+            let next = step(&mut agg, silent.clone());
+            assert!(between(Some(&last), &next).is_empty());
+            last = next;
+        }
+        let back = step(&mut agg, printer("p1", "u1", 120, 100));
+        assert_eq!(names(between(Some(&last), &back)), ["device_reachable"]);
+        // Enough good polls bring it back over the target.
+        let mut last = back;
+        let mut met = Vec::new();
+        for pages in 121..1_200 {
+            let next = step(&mut agg, printer("p1", "u1", pages, 100));
+            met.extend(names(between(Some(&last), &next)));
+            last = next;
+        }
+        assert_eq!(met, ["sla_met"]);
+    }
+
+    #[test]
     fn an_unreachable_device_keeps_its_counters_but_changes_status() {
         let mut agg = Aggregator::new();
         agg.ingest(&envelope("c", 0, 10, printer("a", "u", 100, 50)));

@@ -73,6 +73,7 @@ pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
         "topic readwrite devtel/v1/units/#",
         "topic readwrite devtel/v1/devices/#",
         "topic write devtel/v1/deadletter/#",
+        "topic write devtel/v1/events/#",
     ] {
         let _ = writeln!(out, "{line}");
     }
@@ -82,6 +83,7 @@ pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
         for line in [
             "topic read devtel/v1/units/#",
             "topic read devtel/v1/devices/#",
+            "topic read devtel/v1/events/#",
         ] {
             let _ = writeln!(out, "{line}");
         }
@@ -264,7 +266,7 @@ pub fn may_publish(role: &Role, topic: &str) -> bool {
         return false;
     }
     let patterns: Vec<String> = match role {
-        Role::Gateway => ["acks/#", "units/#", "devices/#", "deadletter/#"]
+        Role::Gateway => ["acks/#", "units/#", "devices/#", "deadletter/#", "events/#"]
             .iter()
             .map(|p| format!("devtel/v1/{p}"))
             .collect(),
@@ -300,7 +302,11 @@ pub fn may_subscribe(role: &Role, filter: &str) -> bool {
             format!("devtel/v1/collectors/{site}"),
             format!("devtel/v1/acks/{site}/#"),
         ],
-        Role::Integrator => vec!["devtel/v1/units/#".into(), "devtel/v1/devices/#".into()],
+        Role::Integrator => vec![
+            "devtel/v1/units/#".into(),
+            "devtel/v1/devices/#".into(),
+            "devtel/v1/events/#".into(),
+        ],
     };
     patterns.iter().any(|p| covers(p, filter))
 }
@@ -473,6 +479,9 @@ mod tests {
         // An integrator: the documents, read only.
         assert!(may_subscribe(&erp, "devtel/v1/units/+"));
         assert!(may_subscribe(&erp, "devtel/v1/devices/#"));
+        assert!(may_subscribe(&erp, "devtel/v1/events/#"));
+        assert!(may_publish(&gw, "devtel/v1/events/u/d"));
+        assert!(!may_publish(&a, "devtel/v1/events/u/d"));
         assert!(!may_subscribe(&erp, "devtel/v1/#"));
         assert!(!may_subscribe(&erp, "devtel/v1/telemetry/#"));
         assert!(!may_publish(&erp, "devtel/v1/units/u"));
@@ -562,7 +571,8 @@ mod tests {
             [
                 "user erp",
                 "topic read devtel/v1/units/#",
-                "topic read devtel/v1/devices/#"
+                "topic read devtel/v1/devices/#",
+                "topic read devtel/v1/events/#"
             ]
         );
         assert!(!passwd.contains(a.trim()), "hashes only");

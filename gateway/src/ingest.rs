@@ -209,6 +209,8 @@ pub struct Counts {
     /// Unit and device documents not published (larger than the broker's packet limit, or the
     /// client's queue refused them).
     pub documents_not_published: u64,
+    /// Events published (`devtel/v1/events/...`).
+    pub events_published: u64,
     /// Store commits.
     pub commits: u64,
     /// Messages in those commits.

@@ -26,6 +26,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod delta;
 pub mod embedded;
+pub mod events;
 pub mod guard;
 pub mod http;
 pub mod ingest;

@@ -136,6 +136,13 @@ pub fn render(shared: &Shared) -> String {
     );
     metric(
         &mut out,
+        "devtel_gateway_events_published_total",
+        "counter",
+        "Events published on devtel/v1/events/{unit}/{device} (device unreachable and back, supply low or empty, cartridge replaced, SLA at risk and met).",
+        &one(c.events_published as f64),
+    );
+    metric(
+        &mut out,
         "devtel_gateway_store_commits_total",
         "counter",
         "Store transactions committed.",

@@ -509,6 +509,9 @@ struct Dirty {
     units: BTreeSet<String>,
     devices: BTreeSet<String>,
     since: Option<Instant>,
+    /// Each device's document as last published, for its events (at most one per device
+    /// the aggregator holds, which is bounded by `[ingest] max_devices`).
+    published: std::collections::HashMap<String, crate::aggregate::DeviceFullDoc>,
 }
 
 impl Dirty {
@@ -1105,6 +1108,7 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
     let devices = std::mem::take(&mut dirty.devices);
     dirty.since = None;
     let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut events: Vec<(String, Vec<u8>)> = Vec::new();
     {
         let Ok(agg) = shared.read() else {
             return;
@@ -1123,16 +1127,39 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
             let Ok(t) = topic::device(&device) else {
                 continue;
             };
-            let body = agg
+            let doc = agg
                 .device(&device)
-                .map(crate::aggregate::DeviceFullDoc::without_seats)
-                .and_then(|d| serde_json::to_vec(&d).ok())
+                .map(crate::aggregate::DeviceFullDoc::without_seats);
+            if let Some(doc) = &doc {
+                for e in crate::events::between(dirty.published.get(&device), doc) {
+                    let Ok(topic) = topic::event(&e.unit, &e.device) else {
+                        continue;
+                    };
+                    if let Ok(body) = serde_json::to_vec(&e) {
+                        events.push((topic.to_string(), body));
+                    }
+                }
+            }
+            let body = doc
+                .as_ref()
+                .and_then(|d| serde_json::to_vec(d).ok())
                 .unwrap_or_default();
+            match doc {
+                Some(doc) => dirty.published.insert(device, doc),
+                None => dirty.published.remove(&device),
+            };
             docs.push((t.to_string(), body));
         }
     }
     for (t, body) in docs {
         if !out.publish(t, true, Bytes::from(body)) {
+            shared.stats.update(|c| c.documents_not_published += 1);
+        }
+    }
+    for (t, body) in events {
+        if out.publish(t, false, Bytes::from(body)) {
+            shared.stats.update(|c| c.events_published += 1);
+        } else {
             shared.stats.update(|c| c.documents_not_published += 1);
         }
     }

@@ -38,6 +38,10 @@ pub const ACKS: &str = "acks";
 pub const DEVICES: &str = "devices";
 /// Segment of the gateway's dead-letter copies of rejected messages.
 pub const DEAD_LETTER: &str = "deadletter";
+/// Segment of the gateway's events (a device unreachable, a supply low, ...).
+pub const EVENTS: &str = "events";
+/// Subscription filter for all events.
+pub const EVENTS_FILTER: &str = "devtel/v1/events/#";
 
 /// Subscription filter for all telemetry.
 pub const TELEMETRY_FILTER: &str = "devtel/v1/telemetry/#";
@@ -190,6 +194,17 @@ pub fn collector(site: &str) -> Result<TopicString, TopicError> {
 pub fn device(device: &str) -> Result<TopicString, TopicError> {
     validate_segment(device)?;
     build(&[ROOT, VERSION, DEVICES, device])
+}
+
+/// `devtel/v1/events/{unit}/{device}`: what someone must act on about `device` (JSON, not
+/// retained).
+///
+/// # Errors
+/// When a part is not a valid segment.
+pub fn event(unit: &str, device: &str) -> Result<TopicString, TopicError> {
+    validate_segment(unit)?;
+    validate_segment(device)?;
+    build(&[ROOT, VERSION, EVENTS, unit, device])
 }
 
 /// `devtel/v1/acks/{site}/{collector}`: where the gateway acknowledges what it stored of

@@ -122,3 +122,71 @@ fn the_demo_on_recordings_polls_each_device_and_advances_integer_counters() {
     assert!(mono > 0);
     assert!(demo.terminate(Duration::from_secs(20)), "{}", demo.log());
 }
+
+/// Events reach an integrator on the demo's embedded broker: at 20 simulated minutes a
+/// second, the printer that is switched off from 14:00 to 15:30 every working day (21 to
+/// 25.5 s after the start) is reported unreachable and back.
+#[test]
+fn the_demo_publishes_events_when_the_printer_goes_off_and_comes_back() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let dir = temp_dir("demo-events");
+    let (http, mqtt) = (free_tcp_port(), free_tcp_port());
+    let mqtt_arg = format!("127.0.0.1:{mqtt}");
+    let mut demo = demo(&dir, http, &["--speed", "20", "--mqtt", &mqtt_arg]);
+    wait_for("the demo's API", Duration::from_secs(30), || {
+        demo.assert_running();
+        http_json(http, "/api/devices")
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let heard: Vec<serde_json::Value> = rt.block_on(async {
+        let mut options = MqttOptions::new("e2e-events", "127.0.0.1", mqtt);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        client
+            .subscribe("devtel/v1/events/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let mut heard = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        while let Ok(event) = tokio::time::timeout_at(until, eventloop.poll()).await {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = event {
+                assert!(!p.retain, "events are not retained");
+                let e: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                assert_eq!(
+                    p.topic,
+                    format!(
+                        "devtel/v1/events/{}/{}",
+                        e["unit"].as_str().unwrap(),
+                        e["device"].as_str().unwrap()
+                    )
+                );
+                let back =
+                    e["event"] == "device_reachable" && e["device"] == "printer-jugendamt-3og";
+                heard.push(e);
+                if back {
+                    break;
+                }
+            }
+        }
+        heard
+    });
+    let of_printer: Vec<&str> = heard
+        .iter()
+        .filter(|e| e["device"] == "printer-jugendamt-3og")
+        .filter_map(|e| e["event"].as_str())
+        .filter(|e| e.starts_with("device_"))
+        .collect();
+    assert_eq!(
+        of_printer,
+        ["device_unreachable", "device_reachable"],
+        "{heard:?}"
+    );
+    let off = heard
+        .iter()
+        .find(|e| e["event"] == "device_unreachable")
+        .unwrap();
+    assert_eq!(off["unit"], "jugendamt.team-2");
+    assert_eq!(off["kind"], "copier");
+    assert!(off["cause"].is_string(), "{off}");
+    assert!(demo.terminate(Duration::from_secs(20)), "{}", demo.log());
+}
