@@ -152,6 +152,9 @@ sla_target_percent = 99.9
 [dashboard]
 refresh = "5s"
 
+[home_assistant]
+discovery = true
+
 [[prices]]
 mono = 0.012
 colour = 0.085

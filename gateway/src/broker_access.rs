@@ -59,7 +59,7 @@ pub enum AccessError {
 }
 
 /// The ACL file (`acl_file`).
-pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
+pub fn acl(gateway_user: &str, integrators: &[String], discovery: Option<&str>) -> String {
     let mut out = String::new();
     out.push_str("# devtel broker access, written by `devtel-gateway broker-access`.\n");
     out.push_str(
@@ -77,6 +77,9 @@ pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
     ] {
         let _ = writeln!(out, "{line}");
     }
+    if let Some(prefix) = discovery {
+        let _ = writeln!(out, "topic write {prefix}/#");
+    }
     for integrator in integrators {
         out.push_str("\n# An integrator: the documents, read only.\n");
         let _ = writeln!(out, "user {integrator}");
@@ -84,8 +87,12 @@ pub fn acl(gateway_user: &str, integrators: &[String]) -> String {
             "topic read devtel/v1/units/#",
             "topic read devtel/v1/devices/#",
             "topic read devtel/v1/events/#",
+            "topic read devtel/v1/collectors/+",
         ] {
             let _ = writeln!(out, "{line}");
+        }
+        if let Some(prefix) = discovery {
+            let _ = writeln!(out, "topic read {prefix}/#");
         }
     }
     out.push_str("\n# Every site's user (its name is the site id): its own topics only.\n");
@@ -141,6 +148,7 @@ pub fn write(
     sites: &[String],
     gateway_user: &str,
     integrators: &[String],
+    discovery: Option<&str>,
 ) -> Result<Written, AccessError> {
     if sites.is_empty() {
         return Err(AccessError::NoSites);
@@ -201,7 +209,7 @@ pub fn write(
     let passwd_path = dir.join("passwd");
     write_private(&passwd_path, passwd.as_bytes()).map_err(io(&passwd_path))?;
     let acl_path = dir.join("acl");
-    std::fs::write(&acl_path, acl(gateway_user, integrators)).map_err(io(&acl_path))?;
+    std::fs::write(&acl_path, acl(gateway_user, integrators, discovery)).map_err(io(&acl_path))?;
     let conf_path = dir.join("mosquitto.conf");
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let conf = format!(
@@ -306,9 +314,26 @@ pub fn may_subscribe(role: &Role, filter: &str) -> bool {
             "devtel/v1/units/#".into(),
             "devtel/v1/devices/#".into(),
             "devtel/v1/events/#".into(),
+            // The collectors' statuses: Home Assistant's availability of a device.
+            "devtel/v1/collectors/+".into(),
         ],
     };
     patterns.iter().any(|p| covers(p, filter))
+}
+
+/// Home Assistant discovery under `prefix` (when on): the gateway writes the configs, an
+/// integrator (Home Assistant's user) reads them. `write`: a publish of a topic, else a
+/// subscription to a filter.
+pub fn may_use_discovery(role: &Role, prefix: Option<&str>, topic: &str, write: bool) -> bool {
+    let Some(prefix) = prefix else {
+        return false;
+    };
+    let pattern = format!("{prefix}/#");
+    match (role, write) {
+        (Role::Gateway, true) => !topic.contains(['+', '#']) && covers(&pattern, topic),
+        (Role::Integrator, false) => covers(&pattern, topic),
+        _ => false,
+    }
 }
 
 /// Whether every topic that `filter` matches also matches `pattern` (both MQTT filters;
@@ -481,6 +506,32 @@ mod tests {
         assert!(may_subscribe(&erp, "devtel/v1/devices/#"));
         assert!(may_subscribe(&erp, "devtel/v1/events/#"));
         assert!(may_publish(&gw, "devtel/v1/events/u/d"));
+        assert!(may_subscribe(&erp, "devtel/v1/collectors/+"));
+        assert!(
+            !may_subscribe(&erp, "devtel/v1/collectors/#"),
+            "a status has no subtopics"
+        );
+        let ha = Some("homeassistant");
+        assert!(may_use_discovery(
+            &gw,
+            ha,
+            "homeassistant/sensor/x/y/config",
+            true
+        ));
+        assert!(may_use_discovery(&erp, ha, "homeassistant/#", false));
+        assert!(!may_use_discovery(
+            &erp,
+            ha,
+            "homeassistant/sensor/x/y/config",
+            true
+        ));
+        assert!(!may_use_discovery(&a, ha, "homeassistant/#", false));
+        assert!(!may_use_discovery(
+            &gw,
+            None,
+            "homeassistant/sensor/x/y/config",
+            true
+        ));
         assert!(!may_publish(&a, "devtel/v1/events/u/d"));
         assert!(!may_subscribe(&erp, "devtel/v1/#"));
         assert!(!may_subscribe(&erp, "devtel/v1/telemetry/#"));
@@ -549,12 +600,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("devtel-access-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sites = vec!["a".to_string()];
-        let first = write(&dir, &sites, DEFAULT_GATEWAY_USER, &[]).unwrap();
+        let first = write(&dir, &sites, DEFAULT_GATEWAY_USER, &[], None).unwrap();
         assert_eq!(first.new_users, [DEFAULT_GATEWAY_USER, "a"]);
         let a = std::fs::read_to_string(dir.join("passwords/a")).unwrap();
         let more = vec!["a".to_string(), "b".to_string()];
         let erp = vec!["erp".to_string()];
-        let second = write(&dir, &more, DEFAULT_GATEWAY_USER, &erp).unwrap();
+        let second = write(&dir, &more, DEFAULT_GATEWAY_USER, &erp, None).unwrap();
         assert_eq!(second.new_users, ["b", "erp"]);
         assert_eq!(std::fs::read_to_string(dir.join("passwords/a")).unwrap(), a);
         let passwd = std::fs::read_to_string(dir.join("passwd")).unwrap();
@@ -572,7 +623,8 @@ mod tests {
                 "user erp",
                 "topic read devtel/v1/units/#",
                 "topic read devtel/v1/devices/#",
-                "topic read devtel/v1/events/#"
+                "topic read devtel/v1/events/#",
+                "topic read devtel/v1/collectors/+"
             ]
         );
         assert!(!passwd.contains(a.trim()), "hashes only");
@@ -585,12 +637,13 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(write(&dir, &[], DEFAULT_GATEWAY_USER, &[]).is_err());
+        assert!(write(&dir, &[], DEFAULT_GATEWAY_USER, &[], None).is_err());
         assert!(write(
             &dir,
             &[DEFAULT_GATEWAY_USER.to_string()],
             DEFAULT_GATEWAY_USER,
-            &[]
+            &[],
+            None
         )
         .is_err());
         // An integrator may not take a site's name (it could publish as that site), nor
@@ -604,11 +657,11 @@ mod tests {
         ] {
             let name = vec![bad.to_string(), "erp".to_string()];
             assert!(
-                write(&dir, &more, DEFAULT_GATEWAY_USER, &name).is_err(),
+                write(&dir, &more, DEFAULT_GATEWAY_USER, &name, None).is_err(),
                 "{bad:?}"
             );
         }
         let twice = vec!["erp".to_string(), "erp".to_string()];
-        assert!(write(&dir, &more, DEFAULT_GATEWAY_USER, &twice).is_err());
+        assert!(write(&dir, &more, DEFAULT_GATEWAY_USER, &twice, None).is_err());
     }
 }

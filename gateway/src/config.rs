@@ -53,6 +53,9 @@ pub struct RawConfig {
     /// The dashboard.
     #[serde(default)]
     pub dashboard: RawDashboard,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    pub home_assistant: RawHomeAssistant,
     /// Checks of what arrives.
     #[serde(default)]
     pub ingest: RawIngest,
@@ -287,6 +290,7 @@ fn embedded_settings(
         max_queued: raw.max_queued,
         max_subscriptions: raw.max_subscriptions,
         max_retained: raw.max_retained,
+        discovery_prefix: None,
     })
 }
 
@@ -396,6 +400,18 @@ fn default_max_collectors() -> usize {
 
 fn default_max_clock_skew() -> Duration {
     Duration::from_millis(crate::batch::DEFAULT_MAX_CLOCK_SKEW_MS)
+}
+
+/// `[home_assistant]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeAssistant {
+    /// Publish a retained discovery config per device and sensor (off by default).
+    #[serde(default)]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix (default `homeassistant`).
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 /// `[dashboard]`.
@@ -618,6 +634,8 @@ pub struct Config {
     pub prices: crate::pricing::Prices,
     /// How often an open dashboard page refreshes its content.
     pub dashboard_refresh: Duration,
+    /// The Home Assistant discovery prefix, when discovery is on.
+    pub home_assistant: Option<String>,
     /// How far an envelope's poll time may lead the gateway's clock.
     pub max_clock_skew: Duration,
     /// `[[sites]]`.
@@ -796,14 +814,39 @@ impl Config {
             }
         }
         let sites = sites(&raw.sites)?;
+        let home_assistant = match (&raw.home_assistant.discovery, &raw.home_assistant.prefix) {
+            (false, _) => None,
+            (true, prefix) => {
+                let prefix = prefix
+                    .clone()
+                    .unwrap_or_else(|| crate::ha::DEFAULT_PREFIX.into());
+                let plain = !prefix.is_empty()
+                    && prefix.len() <= 64
+                    && prefix.split('/').all(|l| {
+                        !l.is_empty()
+                            && l.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+                    })
+                    && !prefix.starts_with("devtel");
+                if !plain {
+                    return Err(ConfigError::Invalid {
+                        key: "home_assistant.prefix",
+                        reason: format!("{prefix:?}: topic levels of letters, digits, '_' or '-', not under devtel/"),
+                    });
+                }
+                Some(prefix)
+            }
+        };
         let embedded_broker = if embedded {
             let ids: Vec<String> = raw.sites.iter().map(|s| s.id.clone()).collect();
-            Some(embedded_settings(
+            let mut settings = embedded_settings(
                 raw.embedded_broker
                     .as_ref()
                     .unwrap_or(&RawEmbeddedBroker::default()),
                 &ids,
-            )?)
+            )?;
+            settings.discovery_prefix = home_assistant.clone();
+            Some(settings)
         } else {
             None
         };
@@ -831,6 +874,7 @@ impl Config {
             core,
             prices,
             dashboard_refresh: raw.dashboard.refresh,
+            home_assistant,
             max_clock_skew: raw.ingest.max_clock_skew,
             sites,
             http,
@@ -974,6 +1018,20 @@ mod tests {
         assert_eq!(b.listen, Some("127.0.0.1:1883".parse().unwrap()));
         assert!(b.passwords.is_none() && b.tls.is_none());
         assert_eq!(b.max_packet_bytes as usize, devtel_protocol::MAX_PACKET_LEN);
+        assert_eq!(b.discovery_prefix, None);
+        let ha =
+            Config::from_toml("broker = \"embedded\"\n[home_assistant]\ndiscovery = true").unwrap();
+        assert_eq!(ha.home_assistant.as_deref(), Some("homeassistant"));
+        assert_eq!(
+            ha.embedded_broker.unwrap().discovery_prefix.as_deref(),
+            Some("homeassistant")
+        );
+        let err = Config::from_toml("[home_assistant]\ndiscovery = true\nprefix = \"devtel/x\"")
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("home_assistant.prefix:"),
+            "{err}"
+        );
         assert!(Config::from_toml("").unwrap().embedded_broker.is_none());
         for (toml, key) in [
             // Beyond loopback only with users and passwords.

@@ -32,7 +32,7 @@ use rmqtt::types::{
 };
 use tracing::{info, warn};
 
-use crate::broker_access::{may_publish, may_subscribe, Passwords, Role};
+use crate::broker_access::{may_publish, may_subscribe, may_use_discovery, Passwords, Role};
 
 /// The validated `[embedded_broker]` section.
 #[derive(Debug, Clone)]
@@ -57,6 +57,9 @@ pub struct Settings {
     pub max_subscriptions: usize,
     /// Most retained messages.
     pub max_retained: usize,
+    /// Home Assistant's discovery prefix, when the gateway publishes discovery configs
+    /// there (integrators may read it).
+    pub discovery_prefix: Option<String>,
 }
 
 /// What the broker refused, for `/metrics`.
@@ -138,6 +141,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         passwords: settings.passwords.clone(),
         sites: settings.sites.clone(),
         gateway_user: settings.gateway_user.clone(),
+        discovery: settings.discovery_prefix.clone(),
         secret: secret.clone(),
         stats: stats.clone(),
     });
@@ -257,6 +261,7 @@ struct Access {
     passwords: Option<Passwords>,
     sites: Vec<String>,
     gateway_user: String,
+    discovery: Option<String>,
     secret: String,
     stats: Arc<Stats>,
 }
@@ -318,7 +323,15 @@ impl Handler for Hook {
                 let user = session.id.username.as_ref().map(|u| u.as_ref());
                 let allowed = match self.role(user) {
                     None => true,
-                    Some(role) => may_publish(&role, &publish.topic),
+                    Some(role) => {
+                        may_publish(&role, &publish.topic)
+                            || may_use_discovery(
+                                &role,
+                                self.discovery.as_deref(),
+                                &publish.topic,
+                                true,
+                            )
+                    }
                 };
                 if allowed {
                     (
@@ -340,7 +353,15 @@ impl Handler for Hook {
                 let user = session.id.username.as_ref().map(|u| u.as_ref());
                 let allowed = match self.role(user) {
                     None => true,
-                    Some(role) => may_subscribe(&role, &subscribe.topic_filter),
+                    Some(role) => {
+                        may_subscribe(&role, &subscribe.topic_filter)
+                            || may_use_discovery(
+                                &role,
+                                self.discovery.as_deref(),
+                                &subscribe.topic_filter,
+                                false,
+                            )
+                    }
                 };
                 if allowed {
                     let ok = SubscribeAclResult::new_success(subscribe.opts.qos(), None);

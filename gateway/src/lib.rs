@@ -28,6 +28,7 @@ pub mod delta;
 pub mod embedded;
 pub mod events;
 pub mod guard;
+pub mod ha;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
@@ -97,6 +98,8 @@ pub struct Shared {
     pub prices: pricing::Prices,
     /// Seconds between the dashboard's refreshes (0: the default).
     pub dashboard_refresh_s: u32,
+    /// Home Assistant's discovery prefix, when the gateway publishes discovery configs.
+    pub home_assistant: Option<String>,
     /// How far an envelope's poll time may lead the gateway's clock (0: the default,
     /// [`batch::DEFAULT_MAX_CLOCK_SKEW_MS`]).
     pub max_clock_skew: u64,
@@ -255,6 +258,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     shared.owners = Mutex::new(owners);
     shared.guard = guard::Guard::new(config.http.clone());
     shared.broker = broker.as_ref().map(|b| b.stats.clone());
+    shared.home_assistant = config.home_assistant.clone();
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
     shared.raw_range = Mutex::new(store.raw_range()?);

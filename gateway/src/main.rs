@@ -151,6 +151,7 @@ fn main() -> ExitCode {
                     &sites,
                     &gateway_user,
                     &integrators,
+                    c.home_assistant.as_deref(),
                 ) {
                     Ok(w) => {
                         println!(

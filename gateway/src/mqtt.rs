@@ -512,6 +512,9 @@ struct Dirty {
     /// Each device's document as last published, for its events (at most one per device
     /// the aggregator holds, which is bounded by `[ingest] max_devices`).
     published: std::collections::HashMap<String, crate::aggregate::DeviceFullDoc>,
+    /// Home Assistant discovery: the configs published per device (again when they change,
+    /// and all again when the broker held no session of the gateway).
+    discovered: std::collections::HashMap<String, Vec<(String, serde_json::Value)>>,
 }
 
 impl Dirty {
@@ -629,6 +632,7 @@ fn process(
             prune_step(shared, &mut store, clock);
         }
         if shared.republish.swap(false, Ordering::Relaxed) {
+            dirty.discovered.clear();
             if let Ok(agg) = shared.read() {
                 dirty.units.extend(agg.unit_ids());
                 dirty.devices.extend(agg.device_ids());
@@ -1109,6 +1113,7 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
     dirty.since = None;
     let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut events: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut discovery: Vec<(String, Vec<u8>)> = Vec::new();
     {
         let Ok(agg) = shared.read() else {
             return;
@@ -1130,6 +1135,25 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
             let doc = agg
                 .device(&device)
                 .map(crate::aggregate::DeviceFullDoc::without_seats);
+            if let (Some(doc), Some(prefix)) = (&doc, &shared.home_assistant) {
+                let site = shared.owners.lock().ok().and_then(|o| {
+                    o.site_of_collector(&doc.device.collector)
+                        .map(str::to_string)
+                });
+                let configs = crate::ha::configs(doc, site.as_deref(), prefix);
+                if dirty.discovered.get(&device) != Some(&configs) {
+                    let old = dirty.discovered.insert(device.clone(), configs.clone());
+                    // A sensor gone (a supply removed): its retained config is cleared.
+                    for (topic, _) in old.unwrap_or_default() {
+                        if !configs.iter().any(|(t, _)| *t == topic) {
+                            discovery.push((topic, Vec::new()));
+                        }
+                    }
+                    for (topic, config) in configs {
+                        discovery.push((topic, config.to_string().into_bytes()));
+                    }
+                }
+            }
             if let Some(doc) = &doc {
                 for e in crate::events::between(dirty.published.get(&device), doc) {
                     let Ok(topic) = topic::event(&e.unit, &e.device) else {
@@ -1152,6 +1176,13 @@ fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
         }
     }
     for (t, body) in docs {
+        if !out.publish(t, true, Bytes::from(body)) {
+            shared.stats.update(|c| c.documents_not_published += 1);
+        }
+    }
+    // Discovery configs after the documents they read, so that Home Assistant finds the
+    // state at once.
+    for (t, body) in discovery {
         if !out.publish(t, true, Bytes::from(body)) {
             shared.stats.update(|c| c.documents_not_published += 1);
         }

@@ -133,6 +133,11 @@ impl Owners {
         )
     }
 
+    /// The site `collector` belongs to, where known.
+    pub fn site_of_collector(&self, collector: &str) -> Option<&str> {
+        self.owner(OwnerKind::Collector, collector)
+    }
+
     /// Looked up without allocating: this runs for every envelope.
     fn owner(&self, kind: OwnerKind, id: &str) -> Option<&str> {
         let k = kind.index();

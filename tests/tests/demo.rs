@@ -188,5 +188,47 @@ fn the_demo_publishes_events_when_the_printer_goes_off_and_comes_back() {
     assert_eq!(off["unit"], "jugendamt.team-2");
     assert_eq!(off["kind"], "copier");
     assert!(off["cause"].is_string(), "{off}");
+    // Home Assistant discovery (on in the demo): every device has its retained configs,
+    // reading the device's document, available through the site's collector status.
+    let discovery: Vec<(String, bool, serde_json::Value)> = rt.block_on(async {
+        let mut options = MqttOptions::new("e2e-home-assistant", "127.0.0.1", mqtt);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        client
+            .subscribe("homeassistant/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        let mut configs = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(event) = tokio::time::timeout_at(until, eventloop.poll()).await {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = event {
+                let config: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                configs.push((p.topic, p.retain, config));
+            }
+        }
+        configs
+    });
+    for spec in devtel_collector::fleet::demo_fleet() {
+        let mine: Vec<&serde_json::Value> = discovery
+            .iter()
+            .filter(|(t, retained, _)| *retained && t.contains(&format!("/devtel_{}/", spec.id)))
+            .map(|(_, _, c)| c)
+            .collect();
+        assert!(mine.len() >= 2, "{}: {discovery:?}", spec.id);
+        for c in &mine {
+            assert_eq!(c["state_topic"], format!("devtel/v1/devices/{}", spec.id));
+            assert_eq!(
+                c["availability"][0]["topic"],
+                "devtel/v1/collectors/rathaus"
+            );
+        }
+        if spec.kind == "copier" {
+            let pages = mine
+                .iter()
+                .find(|c| c["unique_id"] == format!("devtel_{}_page_count", spec.id))
+                .unwrap_or_else(|| panic!("{}: page count", spec.id));
+            assert_eq!(pages["state_class"], "total_increasing");
+        }
+    }
     assert!(demo.terminate(Duration::from_secs(20)), "{}", demo.log());
 }
