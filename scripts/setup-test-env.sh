@@ -9,7 +9,8 @@
 #   - Node.js and npm if missing, and playwright-core + axe-core (tests/browser/package-lock.json)
 #     in the project-local tests/browser/node_modules (ignored by git),
 #   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
-#     serves the recorded device walks in ../shared/corpus/snmprec.
+#     serves the recorded device walks in ../shared/corpus/snmprec,
+#   - dpkg-deb, systemd-analyze and strip for the Debian packages' test.
 # Re-running it is cheap: every step checks first and skips what is present.
 set -euo pipefail
 
@@ -29,6 +30,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The packaging test: dpkg-deb builds the .debs, systemd-analyze verifies their units.
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq

@@ -1012,6 +1012,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_systemd_unit_is_well_formed_and_matches_the_defaults() {
+        let unit = include_str!("../dist/devtel-gateway.service");
+        let mut section = "";
+        let mut keys = std::collections::HashMap::new();
+        for (n, line) in unit.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name;
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
+            assert!(!section.is_empty(), "line {}: key outside a section", n + 1);
+            keys.insert(format!("{section}.{key}"), value.to_string());
+        }
+        assert!(keys["Service.ExecStart"]
+            .ends_with("devtel-gateway run --config /etc/devtel/gateway.toml"));
+        assert!(keys["Service.ExecStartPre"].contains("check-config"));
+        assert_eq!(keys["Service.KillSignal"], "SIGTERM");
+        // The state directory is where the default database lives.
+        assert_eq!(
+            DEFAULT_STORE_PATH,
+            format!("/var/lib/{}/devtel.sqlite", keys["Service.StateDirectory"])
+        );
+        assert_eq!(keys["Service.DynamicUser"], "yes");
+        assert_eq!(keys["Install.WantedBy"], "multi-user.target");
+    }
+
+    #[test]
     fn the_embedded_broker_is_configured_and_bounded() {
         let c = Config::from_toml("broker = \"embedded\"").unwrap();
         let b = c.embedded_broker.expect("embedded");

@@ -34,3 +34,6 @@ mod security;
 
 /// The one-command demo, with no broker installed.
 mod demo;
+
+/// The Debian packages install, verify and purge.
+mod packaging;
