@@ -35,10 +35,10 @@ VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 if [ -z "$BIN_DIR" ]; then
     if [ -n "$TARGET" ]; then
         cargo build --locked --release --target "$TARGET" -p devtel-gateway -p devtel-collector
-        BIN_DIR="target/$TARGET/release"
+        BIN_DIR="${CARGO_TARGET_DIR:-target}/$TARGET/release"
     else
         cargo build --locked --release -p devtel-gateway -p devtel-collector
-        BIN_DIR="target/release"
+        BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
     fi
 fi
 case "$TARGET" in

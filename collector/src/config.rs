@@ -51,6 +51,10 @@ pub struct RawConfig {
     /// `per-seat` (also a salted pseudonym per seat; see the README on the staff council).
     #[serde(default)]
     pub privacy: RawPrivacy,
+    /// Address of the collector's own Prometheus `/metrics` (none by default), e.g.
+    /// `127.0.0.1:9464`.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 /// `[snmp]`: timing and limits for every device.
@@ -302,6 +306,8 @@ pub struct Config {
     pub devices: Vec<Device>,
     /// Whether seats carry pseudonyms of their clients (the salt is read at start).
     pub privacy: RawPrivacy,
+    /// Where the collector's own `/metrics` listens, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One validated device.
@@ -682,6 +688,15 @@ impl TryFrom<RawConfig> for Config {
                 contexts: d.contexts.clone(),
             });
         }
+        let metrics_listen = match raw.metrics_listen.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{text:?} is not an address such as 127.0.0.1:9464"),
+                )
+            })?),
+        };
         Ok(Config {
             site,
             collector_id,
@@ -699,6 +714,7 @@ impl TryFrom<RawConfig> for Config {
             concurrency: raw.snmp.concurrency,
             devices,
             privacy: raw.privacy,
+            metrics_listen,
         })
     }
 }

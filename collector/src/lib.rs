@@ -22,6 +22,7 @@ pub mod config;
 pub mod devices;
 pub mod discover;
 pub mod fleet;
+pub mod metrics;
 pub mod outbox;
 pub mod poller;
 pub mod privacy;
@@ -106,6 +107,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let client_id = format!("devtel-collector-{}", config.collector_id);
     let options = publisher::options(&config.mqtt, &client_id, &identity)?;
     let stats = Arc::new(Stats::default());
+    if let Some(listen) = config.metrics_listen {
+        let (identity, stats, stop) = (identity.clone(), stats.clone(), shutdown.clone());
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("metrics_listen {listen}"))?;
+        tokio::spawn(metrics::serve(listener, identity, stats, stop));
+    }
     let (tx, rx) = mpsc::channel::<Intake>(1024);
     let timing = Timing {
         drain: Duration::from_secs(5),

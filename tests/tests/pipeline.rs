@@ -130,8 +130,9 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
 
     let spool = dir.join("spool");
     let spool = spool.display();
+    let metrics_port = free_tcp_port();
     let mut collector_conf = format!(
-        "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"2s\"\n[spool]\ndir = \"{spool}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n"
+        "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"2s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n[spool]\ndir = \"{spool}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n"
     );
     for (recording, id, unit) in DEVICES {
         collector_conf.push_str(&format!(
@@ -168,6 +169,19 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
             })
         },
     );
+    // The collector's own /metrics: its polls and what the gateway acknowledged.
+    let (status, metrics) = http_get(metrics_port, "/metrics").expect("collector /metrics");
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(value("devtel_collector_polls_total") >= DEVICES.len() as f64, "{metrics}");
+    assert!(value("devtel_collector_acknowledged_total") >= 1.0, "{metrics}");
+    assert_eq!(value("devtel_collector_lost_total"), 0.0);
+    assert!(metrics.contains("devtel_collector_info{site=\"e2e-site\",collector=\"e2e-collector\""));
     let team = wait_for("unit jugendamt.team-2", Duration::from_secs(30), || {
         get_as(&plain, "/api/units/jugendamt.team-2")
             .filter(|d| d["devices"][0]["page_count"].is_u64())
