@@ -178,8 +178,14 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
     };
-    assert!(value("devtel_collector_polls_total") >= DEVICES.len() as f64, "{metrics}");
-    assert!(value("devtel_collector_acknowledged_total") >= 1.0, "{metrics}");
+    assert!(
+        value("devtel_collector_polls_total") >= DEVICES.len() as f64,
+        "{metrics}"
+    );
+    assert!(
+        value("devtel_collector_acknowledged_total") >= 1.0,
+        "{metrics}"
+    );
     assert_eq!(value("devtel_collector_lost_total"), 0.0);
     assert!(metrics.contains("devtel_collector_info{site=\"e2e-site\",collector=\"e2e-collector\""));
     let team = wait_for("unit jugendamt.team-2", Duration::from_secs(30), || {

@@ -306,3 +306,43 @@ async fn discover_sweeps_a_range_and_writes_a_valid_config_snippet() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("65536"));
 }
+
+/// `--log-format json`: every log line is one JSON object with a timestamp, a level, a target
+/// and the message among its fields (for journald, Loki, Elasticsearch).
+#[test]
+fn log_lines_are_json_objects_with_log_format_json() {
+    let dir = temp_dir("json-logs");
+    let port = free_udp_port();
+    let mut sim = Proc::spawn(
+        "simulator",
+        &dir,
+        std::process::Command::new(bin("devtel-collector"))
+            .args(["--log-format", "json", "simulate", "--recordings"])
+            .arg(corpus().join("snmprec"))
+            .args(["--listen", &format!("127.0.0.1:{port}")]),
+    );
+    wait_for(
+        "the simulator's start line",
+        Duration::from_secs(10),
+        || {
+            sim.assert_running();
+            sim.log().contains("simulator answering").then_some(())
+        },
+    );
+    assert!(sim.terminate(Duration::from_secs(10)), "{}", sim.log());
+    let log = sim.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{log}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for key in ["timestamp", "level", "target"] {
+            assert!(v[key].is_string(), "{key} in {line}");
+        }
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"agents\"")),
+        "structured fields: {log}"
+    );
+}
