@@ -6,8 +6,7 @@
 //! Pure: [`configs`] gives the (topic, payload) pairs for one device document. Per
 //! Home Assistant's MQTT sensor schema:
 //! - topic `{prefix}/sensor/devtel_{device}/{sensor}/config`;
-//! - `unique_id`, a `device` block (identifiers, name, model, serial number, manufacturer
-//!   `devtel` where the model does not say), `origin`;
+//! - `unique_id`, a `device` block (identifiers, name, model, serial number), `origin`;
 //! - `availability` from the collector's retained status (`devtel/v1/collectors/{site}`,
 //!   `state` online / offline) and from the device's own status (unreachable is offline),
 //!   `availability_mode: all`;
@@ -58,10 +57,11 @@ pub fn configs(doc: &DeviceFullDoc, site: Option<&str>, prefix: &str) -> Vec<(St
             }),
         );
     }
+    // No manufacturer: the document names the model only, and a model's first word is not
+    // always its maker's name.
     let mut device = json!({
         "identifiers": [node],
         "name": d.device,
-        "manufacturer": d.model.as_deref().and_then(|m| m.split_whitespace().next()).unwrap_or("devtel"),
         "model": d.model.as_deref().unwrap_or(d.kind),
     });
     if let Some(serial) = &d.serial {
