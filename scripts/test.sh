@@ -19,4 +19,5 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
 # The broker-agnostic end-to-end tests once more, on the gateway's embedded broker: the
 # harness refuses to start Mosquitto in this run (tests/tests/util.rs, `embedded()`).
-DEVTEL_TEST_BROKER=embedded cargo test --locked -p devtel-tests --test e2e -- pipeline:: dashboard::
+# `--workspace` keeps the features of the build above (with `-p` cargo rebuilt much of it).
+DEVTEL_TEST_BROKER=embedded cargo test --locked --workspace --test e2e -- pipeline:: dashboard::
