@@ -20,4 +20,4 @@ cargo test --locked --workspace
 # The broker-agnostic end-to-end tests once more, on the gateway's embedded broker: the
 # harness refuses to start Mosquitto in this run (tests/tests/util.rs, `embedded()`).
 # `--workspace` keeps the features of the build above (with `-p` cargo rebuilt much of it).
-DEVTEL_TEST_BROKER=embedded cargo test --locked --workspace --test e2e -- pipeline:: dashboard::
+DEVTEL_TEST_BROKER=embedded cargo test --locked --workspace --test e2e -- pipeline:: dashboard:: zero_loss::no_message_can_stop_ingest

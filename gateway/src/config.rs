@@ -268,15 +268,18 @@ fn embedded_settings(
             return Err(invalid(key, format!("must be {lo} to {hi}")));
         }
     }
+    // At most what the gateway itself reads: rmqtt closes a subscriber's connection when a
+    // message exceeds the Maximum Packet Size the subscriber announced (instead of dropping
+    // the message for it), so the broker must refuse such a message at the door.
     let packet = usize::try_from(raw.max_packet_bytes).unwrap_or(usize::MAX);
-    if !(devtel_protocol::MAX_ENCODED_LEN + 1024..=256 << 20).contains(&packet) {
+    let (lo, hi) = (
+        devtel_protocol::MAX_ENCODED_LEN + 1024,
+        devtel_protocol::MAX_PACKET_LEN,
+    );
+    if !(lo..=hi).contains(&packet) {
         return Err(invalid(
             "embedded_broker.max_packet_bytes",
-            format!(
-                "must be {} to {} (the largest envelope and some room, to 256 MiB)",
-                devtel_protocol::MAX_ENCODED_LEN + 1024,
-                256 << 20
-            ),
+            format!("must be {lo} to {hi} (the largest envelope and some room, to what the gateway reads)"),
         ));
     }
     Ok(crate::embedded::Settings {
@@ -1075,6 +1078,7 @@ mod tests {
             ("broker = \"embedded\"\n[embedded_broker]\npasswd_file = \"/nonexistent\"", "embedded_broker.passwd_file"),
             ("broker = \"embedded\"\n[embedded_broker]\nmax_retained = 0", "embedded_broker.max_retained"),
             ("broker = \"embedded\"\n[embedded_broker]\nmax_packet_bytes = 100", "embedded_broker.max_packet_bytes"),
+            ("broker = \"embedded\"\n[embedded_broker]\nmax_packet_bytes = 4194305", "embedded_broker.max_packet_bytes"),
             ("broker = \"embedded\"\n[mqtt]\nusername = \"x\"", "mqtt"),
             ("[embedded_broker]\nlisten = \"127.0.0.1:1883\"", "embedded_broker"),
             ("broker = \"embedded\"\n[embedded_broker]\ngateway_user = \"a\"\n[[sites]]\nid = \"a\"\ncollectors = [\"c\"]", "embedded_broker.gateway_user"),

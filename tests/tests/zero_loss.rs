@@ -247,11 +247,24 @@ fn sha256_hex(bytes: &[u8], dir: &Path) -> String {
 fn no_message_can_stop_ingest() {
     let dir = temp_dir("hostile");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let port = free_tcp_port();
-    let _broker = default_mosquitto(&dir, port, false);
+    // On Mosquitto with its defaults, or (DEVTEL_TEST_BROKER=embedded) on the gateway's own
+    // broker, which refuses a packet beyond devtel's limit at the door (it closes the
+    // publisher's connection): there the message beyond the limit is not sent.
+    let (_broker, port, top) = if embedded() {
+        let port = embedded_broker_port();
+        let top = format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n");
+        (None, port, top)
+    } else {
+        let port = free_tcp_port();
+        (
+            Some(default_mosquitto(&dir, port, false)),
+            port,
+            String::new(),
+        )
+    };
     let (_sim, sim_port) = rt.block_on(own_simulator(&dir));
     let http = free_tcp_port();
-    let mut gateway = start_gateway_as(&dir, "gateway", port, http, "");
+    let mut gateway = start_gateway_full(&dir, "gateway", port, http, &top, "", &[]);
     let conf = fleet_conf(&dir, "site", port, sim_port, 3, "");
     let mut collector = start_collector(&dir, "collector", &conf);
     wait_for("first deliveries", Duration::from_secs(30), || {
@@ -397,7 +410,11 @@ fn no_message_can_stop_ingest() {
             let client = client.clone();
             let (big, just_under, beyond) = (big.clone(), just_under.clone(), beyond.clone());
             async move {
-                for payload in [big, just_under, beyond] {
+                let mut oversize = vec![big, just_under];
+                if !embedded() {
+                    oversize.push(beyond);
+                }
+                for payload in oversize {
                     client
                         .publish(evil, QoS::AtLeastOnce, false, payload)
                         .await
@@ -541,6 +558,33 @@ fn no_message_can_stop_ingest() {
         "{:?}",
         asked.elapsed()
     );
+
+    // The embedded broker refuses the packet beyond the limit at the door: the publisher's
+    // connection ends, the gateway's does not (checked below: no connection error).
+    if embedded() {
+        let refused = rt.block_on(async {
+            let mut o = MqttOptions::new("e2e-beyond", "127.0.0.1", port);
+            o.set_max_packet_size(8 << 20, 8 << 20);
+            let (client, mut eventloop) = AsyncClient::new(o, 4);
+            client
+                .publish(evil, QoS::AtLeastOnce, false, beyond.clone())
+                .await
+                .unwrap();
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                match tokio::time::timeout_at(until, eventloop.poll()).await {
+                    Ok(Err(_)) => break true,
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break false,
+                    Ok(Ok(_)) => {}
+                    Err(_) => break false,
+                }
+            }
+        });
+        assert!(
+            refused,
+            "the embedded broker took a packet beyond the limit"
+        );
+    }
 
     // And ingest goes on: the collector's readings polled after all this are applied within
     // seconds, its connection never broke, nothing was applied from the garbage.
