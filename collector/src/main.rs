@@ -13,18 +13,8 @@ use devtel_collector::snmp::client::{Options, Target, Usm, UsmParts, Version};
 #[command(name = "devtel-collector", version, about)]
 #[deny(missing_docs)]
 struct Cli {
-    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Log lines as text or as JSON objects (journald, Loki).
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        global = true,
-        env = "DEVTEL_LOG_FORMAT"
-    )]
-    log_format: devtel_daemon::LogFormat,
+    #[command(flatten)]
+    log: devtel_daemon::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -346,7 +336,7 @@ fn discover(args: DiscoverArgs) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    devtel_daemon::init_tracing(cli.verbose, cli.log_format);
+    cli.log.init();
     match cli.command {
         Command::Probe(args) => probe(args),
         Command::Discover(args) => discover(args),

@@ -72,6 +72,59 @@ pub enum LogFormat {
     Json,
 }
 
+/// The keys of a systemd unit file as `Section.Key` → value (the last one where a key
+/// repeats), for the tests that hold the shipped units to the daemons' defaults.
+///
+/// # Errors
+/// The line number of a line that is neither a comment, a section nor `key=value`, or of
+/// a key outside a section.
+pub fn unit_keys(text: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut section = "";
+    let mut keys = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: not key=value: {line}", n + 1))?;
+        if section.is_empty() {
+            return Err(format!("line {}: key outside a section", n + 1));
+        }
+        keys.insert(format!("{section}.{key}"), value.to_string());
+    }
+    Ok(keys)
+}
+
+/// The logging options every devtel binary takes (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log lines as text or as JSON objects (journald, Loki).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        global = true,
+        env = "DEVTEL_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Installs the subscriber these options ask for ([`init_tracing`]).
+    pub fn init(&self) {
+        init_tracing(self.verbose, self.log_format);
+    }
+}
+
 /// Installs the `tracing` subscriber: stderr, `info` by default, `-v` debug, `-vv` trace;
 /// `RUST_LOG` overrides. Colours only on a terminal. The embedded broker's own library logs
 /// warnings and errors only unless `RUST_LOG` asks for more (devtel logs what it refuses).
@@ -202,6 +255,21 @@ pub fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_keys_are_read_by_section_and_bad_lines_named() {
+        let keys = unit_keys("# c\n[Unit]\nA=1\n\n[Service]\nExecStart=/x run --c=y\n").unwrap();
+        assert_eq!(keys["Unit.A"], "1");
+        assert_eq!(keys["Service.ExecStart"], "/x run --c=y");
+        assert_eq!(
+            unit_keys("[Unit]\nnothing\n").unwrap_err(),
+            "line 2: not key=value: nothing"
+        );
+        assert_eq!(
+            unit_keys("A=1\n").unwrap_err(),
+            "line 1: key outside a section"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {

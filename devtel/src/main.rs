@@ -21,18 +21,8 @@ use tracing::info;
 #[command(name = "devtel", version, about)]
 #[deny(missing_docs)]
 struct Cli {
-    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Log lines as text or as JSON objects.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        global = true,
-        env = "DEVTEL_LOG_FORMAT"
-    )]
-    log_format: devtel_daemon::LogFormat,
+    #[command(flatten)]
+    log: devtel_daemon::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,7 +64,7 @@ struct Demo {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    devtel_daemon::init_tracing(cli.verbose, cli.log_format);
+    cli.log.init();
     match cli.command {
         Command::Demo(demo) => devtel_daemon::run_until_signal(|stop| run_demo(demo, stop)),
     }

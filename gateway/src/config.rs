@@ -1017,23 +1017,7 @@ mod tests {
     #[test]
     fn the_systemd_unit_is_well_formed_and_matches_the_defaults() {
         let unit = include_str!("../dist/devtel-gateway.service");
-        let mut section = "";
-        let mut keys = std::collections::HashMap::new();
-        for (n, line) in unit.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = name;
-                continue;
-            }
-            let (key, value) = line
-                .split_once('=')
-                .unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
-            assert!(!section.is_empty(), "line {}: key outside a section", n + 1);
-            keys.insert(format!("{section}.{key}"), value.to_string());
-        }
+        let keys = devtel_daemon::unit_keys(unit).unwrap();
         assert!(keys["Service.ExecStart"]
             .ends_with("devtel-gateway run --config /etc/devtel/gateway.toml"));
         assert!(keys["Service.ExecStartPre"].contains("check-config"));

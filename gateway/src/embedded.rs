@@ -272,6 +272,16 @@ impl Access {
         user.map(|u| Role::of(u, &self.gateway_user, &self.sites))
     }
 
+    /// Whether `user` may publish to the topic (`write`) or subscribe to the filter: the
+    /// rules of [`crate::broker_access`], Home Assistant's prefix included.
+    fn allows(&self, user: Option<&str>, topic: &str, write: bool) -> bool {
+        let Some(role) = self.role(user) else {
+            return true;
+        };
+        let rule = if write { may_publish } else { may_subscribe };
+        rule(&role, topic) || may_use_discovery(&role, self.discovery.as_deref(), topic, write)
+    }
+
     fn authenticate(&self, user: Option<&str>, password: Option<&[u8]>) -> bool {
         match (user, password) {
             (Some(u), Some(p)) if u == self.gateway_user => same_secret(p, self.secret.as_bytes()),
@@ -321,18 +331,7 @@ impl Handler for Hook {
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let user = session.id.username.as_ref().map(|u| u.as_ref());
-                let allowed = match self.role(user) {
-                    None => true,
-                    Some(role) => {
-                        may_publish(&role, &publish.topic)
-                            || may_use_discovery(
-                                &role,
-                                self.discovery.as_deref(),
-                                &publish.topic,
-                                true,
-                            )
-                    }
-                };
+                let allowed = self.allows(user, &publish.topic, true);
                 if allowed {
                     (
                         false,
@@ -351,18 +350,7 @@ impl Handler for Hook {
             }
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
                 let user = session.id.username.as_ref().map(|u| u.as_ref());
-                let allowed = match self.role(user) {
-                    None => true,
-                    Some(role) => {
-                        may_subscribe(&role, &subscribe.topic_filter)
-                            || may_use_discovery(
-                                &role,
-                                self.discovery.as_deref(),
-                                &subscribe.topic_filter,
-                                false,
-                            )
-                    }
-                };
+                let allowed = self.allows(user, &subscribe.topic_filter, false);
                 if allowed {
                     let ok = SubscribeAclResult::new_success(subscribe.opts.qos(), None);
                     (false, Some(HookResult::SubscribeAclResult(ok)))

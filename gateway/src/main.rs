@@ -12,18 +12,8 @@ use devtel_gateway::config::{Config, EXAMPLE};
 #[command(name = "devtel-gateway", version, about)]
 #[deny(missing_docs)]
 struct Cli {
-    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Log lines as text or as JSON objects (journald, Loki).
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        global = true,
-        env = "DEVTEL_LOG_FORMAT"
-    )]
-    log_format: devtel_daemon::LogFormat,
+    #[command(flatten)]
+    log: devtel_daemon::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,7 +70,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    devtel_daemon::init_tracing(cli.verbose, cli.log_format);
+    cli.log.init();
     match cli.command {
         Command::PrintExampleConfig => {
             print!("{EXAMPLE}");

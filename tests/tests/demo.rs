@@ -123,12 +123,28 @@ fn the_demo_on_recordings_polls_each_device_and_advances_integer_counters() {
     assert!(demo.terminate(Duration::from_secs(20)), "{}", demo.log());
 }
 
+/// A client on the demo's broker subscribed to `filter`.
+async fn subscriber(
+    port: u16,
+    id: &str,
+    filter: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, eventloop) = rumqttc::AsyncClient::new(options, 16);
+    client
+        .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    (client, eventloop)
+}
+
 /// Events reach an integrator on the demo's embedded broker: at 20 simulated minutes a
 /// second, the printer that is switched off from 14:00 to 15:30 every working day (21 to
 /// 25.5 s after the start) is reported unreachable and back.
 #[test]
 fn the_demo_publishes_events_when_the_printer_goes_off_and_comes_back() {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{Event, Packet};
     let dir = temp_dir("demo-events");
     let (http, mqtt) = (free_tcp_port(), free_tcp_port());
     let mqtt_arg = format!("127.0.0.1:{mqtt}");
@@ -139,13 +155,7 @@ fn the_demo_publishes_events_when_the_printer_goes_off_and_comes_back() {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let heard: Vec<serde_json::Value> = rt.block_on(async {
-        let mut options = MqttOptions::new("e2e-events", "127.0.0.1", mqtt);
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 16);
-        client
-            .subscribe("devtel/v1/events/#", QoS::AtLeastOnce)
-            .await
-            .unwrap();
+        let (_client, mut eventloop) = subscriber(mqtt, "e2e-events", "devtel/v1/events/#").await;
         let mut heard = Vec::new();
         let until = tokio::time::Instant::now() + Duration::from_secs(60);
         while let Ok(event) = tokio::time::timeout_at(until, eventloop.poll()).await {
@@ -191,13 +201,8 @@ fn the_demo_publishes_events_when_the_printer_goes_off_and_comes_back() {
     // Home Assistant discovery (on in the demo): every device has its retained configs,
     // reading the device's document, available through the site's collector status.
     let discovery: Vec<(String, bool, serde_json::Value)> = rt.block_on(async {
-        let mut options = MqttOptions::new("e2e-home-assistant", "127.0.0.1", mqtt);
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 16);
-        client
-            .subscribe("homeassistant/#", QoS::AtLeastOnce)
-            .await
-            .unwrap();
+        let (_client, mut eventloop) =
+            subscriber(mqtt, "e2e-home-assistant", "homeassistant/#").await;
         let mut configs = Vec::new();
         let until = tokio::time::Instant::now() + Duration::from_secs(3);
         while let Ok(event) = tokio::time::timeout_at(until, eventloop.poll()).await {
