@@ -15,11 +15,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devtel_collector::devices::{printer, DeviceIdentity};
 use devtel_collector::outbox::{Acknowledge, Outbox, Settings};
 use devtel_collector::publisher::spool_payload;
-use devtel_collector::snmprec;
 use devtel_collector::spool::{Fsync, Spool, SpoolConfig};
+use devtel_devices::snmprec;
+use devtel_devices::{copier, DeviceIdentity};
 use devtel_protocol::{
     decode_ack, encode_ack, encode_to_vec, topic, Ack, Envelope, Reading, SeqRange, MAX_ACK_LEN,
 };
@@ -40,7 +40,7 @@ fn payloads() -> Vec<Vec<u8>> {
                 device: format!("copier-{i}").as_str().try_into().unwrap(),
                 unit: "ba.it".try_into().unwrap(),
             };
-            let reading = printer::map(&id, &vb).ok()?;
+            let reading = copier::map(&id, &vb).ok()?;
             let mut e = Envelope::new(
                 "site".try_into().unwrap(),
                 "bench".try_into().unwrap(),

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devtel_collector::config::Device;
-use devtel_collector::devices::printer;
 use devtel_collector::poller;
 use devtel_collector::sim::{self, Agents};
 use devtel_collector::snmp::client::{Options, Target, Version};
+use devtel_devices::copier;
 use devtel_protocol::{DeviceKind, Envelope, Reading};
 use tokio_util::sync::CancellationToken;
 
@@ -137,7 +137,7 @@ fn main() {
 
     // Peer: net-snmp's snmpbulkwalk doing the same walks (system scalars + the printer tables)
     // for a sample of devices, `concurrency` processes at a time.
-    let roots: Vec<String> = printer::plan()
+    let roots: Vec<String> = copier::plan()
         .walk
         .iter()
         .map(ToString::to_string)

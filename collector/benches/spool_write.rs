@@ -17,10 +17,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use devtel_collector::devices::{printer, DeviceIdentity};
 use devtel_collector::publisher::spool_payload;
-use devtel_collector::snmprec;
 use devtel_collector::spool::{Fsync, Spool, SpoolConfig};
+use devtel_devices::snmprec;
+use devtel_devices::{copier, DeviceIdentity};
 use devtel_protocol::{encode_to_vec, topic, Envelope, Reading};
 
 use common::{env_usize, PRINTERS};
@@ -38,7 +38,7 @@ fn readings() -> Vec<(Vec<u8>, Vec<u8>)> {
                 device: format!("copier-{i}").as_str().try_into().unwrap(),
                 unit: "bezirksamt.buergeramt".try_into().unwrap(),
             };
-            let reading = Reading::Printer(printer::map(&id, &vb).ok()?);
+            let reading = Reading::Printer(copier::map(&id, &vb).ok()?);
             let mut env = Envelope::new(
                 "site".try_into().unwrap(),
                 "rathaus-gw1".try_into().unwrap(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use devtel_protocol::{broker, topic, DeviceKind, Id};
 
-use crate::devices::dock::Selection;
+use devtel_devices::dock::Selection;
 use serde::Deserialize;
 
 use crate::snmp::client::{Options as SnmpOptions, Target, Usm, UsmParts, Version};
@@ -631,17 +631,12 @@ impl TryFrom<RawConfig> for Config {
                 ));
             }
             let unit = ident(&key("unit"), &d.unit)?;
-            let kind = match d.kind.as_str() {
-                "copier" | "printer" => DeviceKind::Copier,
-                "phone" => DeviceKind::Phone,
-                "dock" => DeviceKind::Dock,
-                other => {
-                    return Err(invalid(
-                        key("kind"),
-                        format!("unknown kind {other:?}; expected copier, phone or dock"),
-                    ))
-                }
-            };
+            let kind = DeviceKind::from_name(&d.kind).ok_or_else(|| {
+                invalid(
+                    key("kind"),
+                    format!("unknown kind {:?}; expected copier, phone or dock", d.kind),
+                )
+            })?;
             let seats = selection(d, kind, &key)?;
             if let Some(bad) = d.contexts.iter().find(|c| {
                 c.is_empty() || c.len() > 32 || c.chars().any(|ch| ch.is_whitespace() || ch == '@')

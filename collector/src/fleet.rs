@@ -1,6 +1,6 @@
 //! devtel's own simulated fleet, for the demo when no recordings are at hand: copiers of
 //! several vendors with their real OID layouts (Printer-MIB, HOST-RESOURCES-MIB and each
-//! vendor's private page counters, as the mappings in [`crate::devices`] read them), phone
+//! vendor's private page counters, as the mappings in [`devtel_devices`] read them), phone
 //! adapters whose lines register, and an access switch whose dock seats fill in the morning
 //! and empty in the evening.
 //!
@@ -720,7 +720,7 @@ impl Living {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{dock, phone, printer, DeviceIdentity};
+    use devtel_devices::{copier, dock, phone, DeviceIdentity};
     use devtel_protocol::{Condition, Level, Occupancy, Registration, Vendor};
 
     fn identity(spec: &Spec) -> DeviceIdentity {
@@ -748,9 +748,11 @@ mod tests {
         for mut d in fleet() {
             let spec = d.spec().clone();
             let vb = d.at(at(0, 9, 0)).expect("answers in the morning");
+            let detected = devtel_devices::detect(&vb).map(|k| k.name());
+            assert_eq!(detected, Some(spec.kind), "{}", spec.id);
             match spec.kind {
                 "copier" => {
-                    let r = printer::map(&identity(&spec), &vb).unwrap();
+                    let r = copier::map(&identity(&spec), &vb).unwrap();
                     let Model::Copier { vendor, colour, .. } = spec.model else {
                         panic!()
                     };
@@ -804,7 +806,7 @@ mod tests {
         let spec = d.spec().clone();
         let pages = |d: &mut Living, m| {
             let vb = d.at(m).unwrap();
-            printer::map(&identity(&spec), &vb)
+            copier::map(&identity(&spec), &vb)
                 .unwrap()
                 .counters
                 .total
@@ -822,7 +824,7 @@ mod tests {
         // A working week empties cartridges (the simulation drains them fast): replaced.
         assert!(d.replaced > 0);
         let vb = d.at(at(7, 10, 0)).unwrap();
-        let r = printer::map(&identity(&spec), &vb).unwrap();
+        let r = copier::map(&identity(&spec), &vb).unwrap();
         for s in &r.supplies {
             assert!(matches!(s.level, Some(Level::Value(0..=100))), "{s:?}");
         }
@@ -841,7 +843,7 @@ mod tests {
                     assert!(goes_off && (14 * 60..15 * 60 + 30).contains(&(m % DAY)));
                     continue;
                 };
-                let r = printer::map(&identity(&spec), &vb).unwrap();
+                let r = copier::map(&identity(&spec), &vb).unwrap();
                 if r.status
                     .errors
                     .is_some_and(|e| e.contains(Condition::Jammed))

@@ -2,15 +2,16 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file, validated into [`config::Config`].
-//! - [`snmp`]: owned SNMP values ([`snmp::VarbindSet`]) and the v1/v2c [`snmp::client::Client`].
-//! - [`devices`]: one module per device kind; each maps varbinds to a typed reading, purely.
+//! - [`snmp`]: the SNMP v1/v2c/v3 [`snmp::client::Client`], which fills the owned values of
+//!   `devtel-devices` ([`snmp::VarbindSet`]).
+//! - `devtel-devices` (its own crate): one module per device kind, each a pure plan, detection
+//!   and mapping from varbinds to a typed reading, and the snmprec reader.
 //! - [`poller`]: runs a kind's plan against one device within a deadline.
 //! - [`spool`]: the on-disk spool every reading passes through before it is published.
 //! - [`outbox`]: the I/O-free delivery bookkeeping (window, resends, acknowledgements).
 //! - [`publisher`]: the delivery loop: spool, outbox and the MQTT 5 client (status, TLS).
 //! - [`probe`], [`discover`], [`report`]: one device polled and printed; address sweeps; the
 //!   text and JSON of both.
-//! - [`snmprec`]: reads snmpsim recordings (tests replay real devices through it).
 //! - [`sim`]: an SNMP v1/v2c simulator serving those recordings (demo, tests, load tests).
 //!
 //! [`run`] wires these together: every `poll_interval` it polls all devices (bounded
@@ -19,7 +20,6 @@
 
 pub mod clock;
 pub mod config;
-pub mod devices;
 pub mod discover;
 pub mod fleet;
 pub mod metrics;
@@ -31,7 +31,6 @@ pub mod publisher;
 pub mod report;
 pub mod sim;
 pub mod snmp;
-pub mod snmprec;
 pub mod spool;
 
 use std::sync::atomic::Ordering;

@@ -1,4 +1,4 @@
-//! Polling: executes a device kind's [`Plan`](crate::devices::Plan) against one device within a
+//! Polling: executes a device kind's [`Plan`](devtel_devices::Plan) against one device within a
 //! deadline and turns the outcome into a [`Reading`] — a mapped reading, or a `NoResponse` that
 //! says why. A poll never fails as a whole: every device yields exactly one reading per round.
 
@@ -9,11 +9,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use devtel_protocol::{DeviceKind, NoResponse, NoResponseCause, Reading};
+use devtel_devices::{DeviceIdentity, Kind, Plan};
+use devtel_protocol::{NoResponse, NoResponseCause, Reading};
 use tracing::{debug, warn};
 
 use crate::config::Device;
-use crate::devices::{dock, phone, printer, vendor, DeviceIdentity, Plan};
 use crate::snmp::client::{Client, Options, SnmpError};
 use crate::snmp::VarbindSet;
 
@@ -81,7 +81,22 @@ pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading
             cause,
         })
     };
-    let fetched = tokio::time::timeout(deadline, fetch(device, opts)).await;
+    let kind = devtel_devices::of(device.kind);
+    let fetched = tokio::time::timeout(deadline, async {
+        let mut client = Client::new(device.target.clone(), opts).await?;
+        let mut varbinds = VarbindSet::new();
+        fetch(
+            &mut client,
+            &device.target,
+            opts,
+            kind,
+            &device.contexts,
+            &mut varbinds,
+        )
+        .await
+        .map(|()| varbinds)
+    })
+    .await;
     let varbinds = match fetched {
         Ok(Ok(vb)) => vb,
         Ok(Err(error)) => {
@@ -93,73 +108,45 @@ pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading
             return no_response(NoResponseCause::Timeout);
         }
     };
-    match device.kind {
-        DeviceKind::Copier => match printer::map(&id, &varbinds) {
-            Ok(reading) => Reading::Printer(reading),
-            Err(error) => {
-                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
-                no_response(NoResponseCause::BadResponse)
+    match kind.map(&id, &device.seats, &varbinds) {
+        Ok(mapped) => {
+            if !mapped.unmatched_seats.is_empty() {
+                warn!(device = %device.id, ports = ?mapped.unmatched_seats, "configured seats match no port of the switch");
             }
-        },
-        DeviceKind::Phone => match phone::map(&id, &varbinds) {
-            Ok(reading) => Reading::Phone(reading),
-            Err(error) => {
-                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
-                no_response(NoResponseCause::BadResponse)
+            if mapped.rejected_fdb_rows > 0 {
+                debug!(device = %device.id, rows = mapped.rejected_fdb_rows, "forwarding-database rows without a MAC index ignored");
             }
-        },
-        DeviceKind::Dock => match dock::map(&id, &device.seats, &varbinds) {
-            Ok(mapped) => {
-                if !mapped.unmatched.is_empty() {
-                    warn!(device = %device.id, ports = ?mapped.unmatched, "configured seats match no port of the switch");
-                }
-                if mapped.rejected_fdb_rows > 0 {
-                    debug!(device = %device.id, rows = mapped.rejected_fdb_rows, "forwarding-database rows without a MAC index ignored");
-                }
-                Reading::Dock(mapped.reading)
-            }
-            Err(error) => {
-                warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
-                no_response(NoResponseCause::BadResponse)
-            }
-        },
+            mapped.reading
+        }
+        Err(error) => {
+            warn!(device = %device.id, %error, varbinds = varbinds.len(), "answer could not be mapped");
+            no_response(NoResponseCause::BadResponse)
+        }
     }
 }
 
-async fn fetch(device: &Device, opts: Options) -> Result<VarbindSet, SnmpError> {
-    let plan = match device.kind {
-        DeviceKind::Copier => printer::plan(),
-        DeviceKind::Phone => phone::plan(),
-        DeviceKind::Dock => dock::plan(),
-    };
-    let mut client = Client::new(device.target.clone(), opts).await?;
-    let mut varbinds = VarbindSet::new();
-    execute(&mut client, &plan, &mut varbinds).await?;
-    if device.kind == DeviceKind::Copier {
-        // Second stage: the vendor's private objects, once sysObjectID/sysDescr tell the vendor.
-        let vendor_plan = vendor::plan(vendor::identify(&varbinds));
-        execute(&mut client, &vendor_plan, &mut varbinds).await?;
+/// Fetches what `kind` polls: its plan, its follow-up planned from the first answers, then the
+/// same plan in the extra SNMP contexts (`configured` ones and those the kind asks for).
+///
+/// # Errors
+/// As [`execute`], for the default context; a context that does not answer is skipped.
+pub async fn fetch(
+    client: &mut Client,
+    target: &crate::snmp::client::Target,
+    opts: Options,
+    kind: &dyn Kind,
+    configured: &[String],
+    varbinds: &mut VarbindSet,
+) -> Result<(), SnmpError> {
+    let plan = kind.plan();
+    execute(client, &plan, varbinds).await?;
+    let follow_up = kind.follow_up(varbinds);
+    if !follow_up.is_empty() {
+        execute(client, &follow_up, varbinds).await?;
     }
-    let contexts = extra_contexts(device.kind, &device.contexts, &varbinds);
-    complete_from_contexts(&device.target, opts, &plan, &contexts, &mut varbinds).await;
-    Ok(varbinds)
-}
-
-/// The SNMP contexts to poll after the default one: the configured ones, plus `Jetdirect` for
-/// an HP copier that shows no supplies in the default context (HP Jetdirect print servers
-/// keep the Printer-MIB there).
-pub fn extra_contexts(kind: DeviceKind, configured: &[String], vb: &VarbindSet) -> Vec<String> {
-    let mut contexts = configured.to_vec();
-    let hp = vendor::identify(vb) == Some(devtel_protocol::Vendor::Hp);
-    let no_supplies = vb
-        .subtree(&crate::snmp::oid(printer::oids::PRT_SUPPLIES_ENTRY))
-        .next()
-        .is_none();
-    if kind == DeviceKind::Copier && hp && no_supplies && !contexts.iter().any(|c| c == "Jetdirect")
-    {
-        contexts.push("Jetdirect".to_string());
-    }
-    contexts
+    let contexts = kind.contexts(configured, varbinds);
+    complete_from_contexts(target, opts, &plan, &contexts, varbinds).await;
+    Ok(())
 }
 
 /// Runs `plan` in each of `contexts` and adds what the default context did not have. A context

@@ -1,10 +1,11 @@
 //! `devtel-collector probe`: poll one device once, classify it and show what devtel would report.
 
-use devtel_protocol::{DockReading, PhoneReading, PrinterReading, Vendor};
+use devtel_devices::dock::Selection;
+use devtel_devices::{vendor, DeviceIdentity, Kind};
+use devtel_protocol::{DockReading, PhoneReading, PrinterReading, Reading, Vendor};
 use serde_json::{json, Value as Json};
 
-use crate::devices::{dock, phone, printer, vendor, DeviceIdentity, Plan};
-use crate::poller::execute;
+use crate::poller::{execute, fetch};
 use crate::report;
 use crate::snmp::client::{Client, Options, SnmpError, Target};
 use crate::snmp::{oid, Value, VarbindSet};
@@ -29,7 +30,9 @@ pub enum Probed {
     },
 }
 
-/// Polls `target` once with every kind's plan and classifies the answer.
+/// Polls `target` once and classifies the answer: each kind's detection objects in the order
+/// of [`devtel_devices::KINDS`], then, for the first kind that recognises the device, what the
+/// collector would poll of it.
 ///
 /// # Errors
 /// When the device does not answer usefully: timeouts, authentication failures, network and
@@ -37,54 +40,49 @@ pub enum Probed {
 pub async fn probe(target: Target, opts: Options) -> Result<Probed, SnmpError> {
     let mut client = Client::new(target.clone(), opts).await?;
     let mut vb = VarbindSet::new();
-    execute(&mut client, &printer::plan(), &mut vb).await?;
-    if vb.is_empty() {
-        return Err(SnmpError::Timeout {
-            attempts: 0,
-            timeout: opts.timeout,
-        });
-    }
-    execute(&mut client, &vendor::plan(vendor::identify(&vb)), &mut vb).await?;
-    let contexts = crate::poller::extra_contexts(devtel_protocol::DeviceKind::Copier, &[], &vb);
-    crate::poller::complete_from_contexts(&target, opts, &printer::plan(), &contexts, &mut vb)
-        .await;
-    execute(&mut client, &phone::plan(), &mut vb).await?;
-    if !phone::is_phone(&vb) && printer::map(&probe_id(), &vb).is_err() {
-        // A switch has BRIDGE-MIB base ports; only then is its FDB worth walking.
-        let bridge = Plan {
-            get: vec![oid(dock::oids::BRIDGE_ADDRESS)],
-            walk: vec![oid(dock::oids::BASE_PORT_IF_INDEX)],
-        };
-        execute(&mut client, &bridge, &mut vb).await?;
-        if dock::is_switch(&vb) {
-            execute(&mut client, &dock::plan(), &mut vb).await?;
+    for kind in devtel_devices::KINDS {
+        execute(&mut client, &kind.detect_plan(), &mut vb).await?;
+        if vb.is_empty() {
+            return Err(SnmpError::Timeout {
+                attempts: 0,
+                timeout: opts.timeout,
+            });
+        }
+        if kind.detect(&vb) {
+            fetch(&mut client, &target, opts, kind, &[], &mut vb).await?;
+            return Ok(mapped(kind, &vb).unwrap_or_else(|| unknown(&vb)));
         }
     }
-    Ok(classify(&vb))
+    Ok(unknown(&vb))
 }
 
 /// Classifies fetched varbinds (pure; tests feed recordings).
 pub fn classify(vb: &VarbindSet) -> Probed {
-    let id = probe_id();
-    if let Ok(r) = printer::map(&id, vb) {
-        return Probed::Copier(Box::new(r));
+    devtel_devices::detect(vb)
+        .and_then(|kind| mapped(devtel_devices::of(kind), vb))
+        .unwrap_or_else(|| unknown(vb))
+}
+
+/// `vb` mapped as a device of `kind`.
+fn mapped(kind: &dyn Kind, vb: &VarbindSet) -> Option<Probed> {
+    let id = DeviceIdentity {
+        device: "probe".try_into().unwrap_or_default(),
+        unit: "probe".try_into().unwrap_or_default(),
+    };
+    let mut reading = kind.map(&id, &Selection::default(), vb).ok()?.reading;
+    // The probe's output ends up in tickets and chats: client addresses are personal data and
+    // stay out of it, as they stay out of what is sent.
+    crate::privacy::apply(&mut reading, &crate::privacy::Privacy::Minimal);
+    match reading {
+        Reading::Printer(r) => Some(Probed::Copier(Box::new(r))),
+        Reading::Phone(r) => Some(Probed::Phone(Box::new(r))),
+        Reading::Dock(r) => Some(Probed::Dock(Box::new(r))),
+        Reading::NoResponse(_) => None,
     }
-    if phone::is_phone(vb) {
-        if let Ok(r) = phone::map(&id, vb) {
-            return Probed::Phone(Box::new(r));
-        }
-    }
-    if dock::is_switch(vb) {
-        if let Ok(m) = dock::map(&id, &dock::Selection::default(), vb) {
-            // The probe's output ends up in tickets and chats: client addresses are
-            // personal data and stay out of it, as they stay out of what is sent.
-            let mut reading = devtel_protocol::Reading::Dock(m.reading);
-            crate::privacy::apply(&mut reading, &crate::privacy::Privacy::Minimal);
-            if let devtel_protocol::Reading::Dock(r) = reading {
-                return Probed::Dock(Box::new(r));
-            }
-        }
-    }
+}
+
+/// A device that answered but is of no kind devtel maps.
+fn unknown(vb: &VarbindSet) -> Probed {
     Probed::Unknown {
         vendor: vendor::identify(vb),
         description: vb.get(&oid("1.3.6.1.2.1.1.1.0")).and_then(Value::as_text),
@@ -92,13 +90,6 @@ pub fn classify(vb: &VarbindSet) -> Probed {
             .get(&oid("1.3.6.1.2.1.1.2.0"))
             .and_then(Value::as_oid)
             .map(ToString::to_string),
-    }
-}
-
-fn probe_id() -> DeviceIdentity {
-    DeviceIdentity {
-        device: "probe".try_into().unwrap_or_default(),
-        unit: "probe".try_into().unwrap_or_default(),
     }
 }
 
@@ -175,8 +166,7 @@ pub fn to_text(host: &str, p: &Probed) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::printer::tests_support::{corpus, recording};
-    use crate::snmprec;
+    use devtel_devices::corpus;
 
     /// Every recording of the corpus is classified as the kind of device it is.
     #[test]
@@ -199,15 +189,9 @@ mod tests {
             "zynos_xs1930-12hp",
         ];
         let mut seen = 0;
-        for entry in std::fs::read_dir(corpus().join("snmprec")).unwrap() {
-            let file = entry.unwrap().file_name().into_string().unwrap();
-            let Some(name) = file.strip_suffix(".snmprec") else {
-                continue;
-            };
-            if name.contains('@') {
-                continue; // a context companion, not a device
-            }
-            let (vb, _) = snmprec::parse(&recording(name));
+        for name in corpus::names() {
+            let name = name.as_str();
+            let (vb, _) = devtel_devices::snmprec::parse(&corpus::recording(name));
             let kind = to_json(&classify(&vb))["kind"]
                 .as_str()
                 .unwrap()
@@ -223,7 +207,7 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 32, "{seen}");
-        let (vb, _) = snmprec::parse(
+        let (vb, _) = devtel_devices::snmprec::parse(
             "1.3.6.1.2.1.1.1.0|4|Some appliance\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.1\n",
         );
         let unknown = to_json(&classify(&vb));

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::snmp::{Oid, Value, VarbindSet};
-use crate::snmprec;
+use devtel_devices::snmprec;
 
 /// Most varbinds in one GETBULK response.
 pub const MAX_BULK_VARBINDS: usize = 256;
@@ -101,13 +101,13 @@ impl Agents {
     }
 
     /// Makes every Counter32 (prtMarkerLifeCount, interface octets, ...) and every vendor
-    /// page counter answered as INTEGER ([`crate::devices::vendor::page_counter_objects`])
+    /// page counter answered as INTEGER ([`devtel_devices::vendor::page_counter_objects`])
     /// grow by `per_second` for each whole second from now on, as a printing fleet's counters
     /// do; Counter32 values wrap at 2³² like a real one, INTEGERs stop at 2³¹ - 1.
     pub fn advance_counters(&mut self, per_second: u32) {
         self.advance_per_second = per_second;
         self.started = Some(std::time::Instant::now());
-        self.integer_counters = crate::devices::vendor::page_counter_objects();
+        self.integer_counters = devtel_devices::vendor::page_counter_objects();
     }
 
     /// Serves devtel's simulated fleet ([`crate::fleet::demo_fleet`]) beside the recordings,

@@ -119,7 +119,7 @@ fn agents() -> &'static devtel_collector::sim::Agents {
     static AGENTS: std::sync::OnceLock<devtel_collector::sim::Agents> = std::sync::OnceLock::new();
     AGENTS.get_or_init(|| {
         let mut agents = devtel_collector::sim::Agents::default();
-        let (varbinds, _) = devtel_collector::snmprec::parse(SMALL_RECORDING);
+        let (varbinds, _) = devtel_devices::snmprec::parse(SMALL_RECORDING);
         agents.insert("public", varbinds);
         agents
     })
@@ -139,7 +139,7 @@ pub fn simulator_request(data: &[u8]) {
 
 /// snmprec parsing (lossy UTF-8 text).
 pub fn snmprec_parse(data: &[u8]) {
-    let _ = devtel_collector::snmprec::parse(&String::from_utf8_lossy(data));
+    let _ = devtel_devices::snmprec::parse(&String::from_utf8_lossy(data));
 }
 
 /// Spool segment scanning.
@@ -284,12 +284,12 @@ pub fn seeds(target: &str, corpus: Option<&std::path::Path>) -> Vec<Vec<u8>> {
             .collect();
         // Printer readings mapped from the recordings, as a collector would send them.
         for text in &recordings {
-            let (varbinds, _) = devtel_collector::snmprec::parse(text);
-            let id = devtel_collector::devices::DeviceIdentity {
+            let (varbinds, _) = devtel_devices::snmprec::parse(text);
+            let id = devtel_devices::DeviceIdentity {
                 device: "copier-1".try_into().expect("an id"),
                 unit: "ba.it".try_into().expect("an id"),
             };
-            if let Ok(p) = devtel_collector::devices::printer::map(&id, &varbinds) {
+            if let Ok(p) = devtel_devices::copier::map(&id, &varbinds) {
                 let mut e = Envelope::new(
                     "site".try_into().expect("an id"),
                     "c".try_into().expect("an id"),

@@ -33,7 +33,7 @@ use devtel_protocol::{
 };
 
 mod common;
-use common::{corpus, env, free_port};
+use common::{env, free_port};
 
 const PRINTERS: &[&str] = &[
     "sharp",
@@ -60,14 +60,12 @@ const DAY_MS: u64 = 86_400_000;
 const T0: u64 = 1_767_571_200_000;
 const UNITS: usize = 10;
 
-fn varbinds(name: &str) -> devtel_collector::snmp::VarbindSet {
-    let path = corpus().join("snmprec").join(format!("{name}.snmprec"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    devtel_collector::snmprec::parse(&text).0
+fn varbinds(name: &str) -> devtel_devices::snmp::VarbindSet {
+    devtel_devices::corpus::varbinds(name)
 }
 
-fn identity(device: &str, unit: &str) -> devtel_collector::devices::DeviceIdentity {
-    devtel_collector::devices::DeviceIdentity {
+fn identity(device: &str, unit: &str) -> devtel_devices::DeviceIdentity {
+    devtel_devices::DeviceIdentity {
         device: device.try_into().unwrap(),
         unit: unit.try_into().unwrap(),
     }
@@ -101,15 +99,15 @@ fn templates() -> Templates {
     Templates {
         printers: PRINTERS
             .iter()
-            .map(|n| devtel_collector::devices::printer::map(&id, &varbinds(n)).expect(n))
+            .map(|n| devtel_devices::copier::map(&id, &varbinds(n)).expect(n))
             .collect(),
         phones: PHONES
             .iter()
-            .map(|n| devtel_collector::devices::phone::map(&id, &varbinds(n)).expect(n))
+            .map(|n| devtel_devices::phone::map(&id, &varbinds(n)).expect(n))
             .collect(),
-        switch: devtel_collector::devices::dock::map(
+        switch: devtel_devices::dock::map(
             &id,
-            &devtel_collector::devices::dock::Selection::default(),
+            &devtel_devices::dock::Selection::default(),
             &varbinds(SWITCH),
         )
         .expect(SWITCH)

@@ -204,6 +204,17 @@ impl DeviceKind {
             DeviceKind::Dock => "dock",
         }
     }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [DeviceKind; 3] = [DeviceKind::Copier, DeviceKind::Phone, DeviceKind::Dock];
+
+    /// The kind named `name` ([`DeviceKind::name`]; `printer` is also a copier).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "printer" => Some(DeviceKind::Copier),
+            _ => Self::ALL.into_iter().find(|k| k.name() == name),
+        }
+    }
 }
 
 /// A device that was polled but gave no usable answer.

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use devtel_collector::devices::printer;
 use devtel_collector::sim::{self, Agents};
 use devtel_collector::snmp::client::{Client, Options, Target, Version};
 use devtel_collector::snmp::VarbindSet;
+use devtel_devices::copier;
 use tokio_util::sync::CancellationToken;
 
 use crate::util::*;
@@ -24,7 +24,7 @@ async fn fetch(port: u16, community: &str, version: Version) -> VarbindSet {
         ..Options::default()
     };
     let mut client = Client::new(target, opts).await.unwrap();
-    let plan = printer::plan();
+    let plan = copier::plan();
     let mut vb = VarbindSet::new();
     client
         .get(&plan.get, &mut vb)

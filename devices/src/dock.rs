@@ -20,12 +20,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use devtel_protocol::{
-    DockReading, LinkStatus, Neighbour, Occupancy, Seat, MAX_MODEL_LEN, MAX_NAME_LEN,
-    MAX_NEIGHBOUR_MODEL_LEN,
+    DeviceKind, DockReading, LinkStatus, Neighbour, Occupancy, Reading, Seat, MAX_MODEL_LEN,
+    MAX_NAME_LEN, MAX_NEIGHBOUR_MODEL_LEN,
 };
 
-use super::{text, vendor, DeviceIdentity, MapError, Plan};
 use crate::snmp::{oid, Value, VarbindSet};
+use crate::{text, vendor, DeviceIdentity, Kind, MapError, Plan};
 
 /// A port with more learned MACs than this is an uplink or a small switch under the desk,
 /// not a seat (a docked laptop, a VM and a dock NIC make three).
@@ -41,6 +41,10 @@ pub mod oids {
     pub const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";
     /// dot1dBaseBridgeAddress.0: the switch's own MAC.
     pub const BRIDGE_ADDRESS: &str = "1.3.6.1.2.1.17.1.1.0";
+    /// sysServices.0: the OSI layers the device serves, as bits (2 = datalink, 4 = network).
+    pub const SYS_SERVICES: &str = "1.3.6.1.2.1.1.7.0";
+    /// ipForwarding.0: forwarding(1) for a router, notForwarding(2) for a host.
+    pub const IP_FORWARDING: &str = "1.3.6.1.2.1.4.1.0";
     /// ifDescr column.
     pub const IF_DESCR: &str = "1.3.6.1.2.1.2.2.1.2";
     /// ifType column.
@@ -119,10 +123,113 @@ pub fn plan() -> Plan {
     }
 }
 
-/// Whether the answering device is a bridge (switch): it has BRIDGE-MIB base ports.
+/// A switch with fewer Ethernet bridge ports than this is not an access switch with seats:
+/// access points, routers, servers and NAS boxes bridge one or two.
+pub const MIN_SWITCH_PORTS: usize = 3;
+
+/// A device that routes (ipForwarding) with fewer Ethernet bridge ports than this is a router
+/// with a small built-in switch, not an access switch; layer-3 access switches have more.
+pub const MIN_ROUTING_SWITCH_PORTS: usize = 8;
+
+/// IANAifTypes of radio interfaces (ieee80211(71), radioMAC(188), ieee80216WMAN(237)): the
+/// device is an access point or a wireless router.
+const RADIO_IF_TYPES: &[i32] = &[71, 188, 237];
+
+/// Interface names of radios that Linux-based access points report as Ethernet (ifType 6):
+/// `wlan0`, `wifi0`, `ath0`, `ra0`, `rai0`, `wds0`, `apcli0` (UniFi, OpenWrt, MediaTek).
+const RADIO_NAMES: &[&str] = &[
+    "wlan", "wifi", "ath", "ra", "rai", "wds", "wdsi", "apcli", "apclii",
+];
+
+/// Whether the answering device is an access switch whose ports can be dock seats.
+///
+/// BRIDGE-MIB alone says little: routers, access points and hosts answer parts of it (RouterOS
+/// its spanning-tree scalars and an all-zero bridge address, a Cisco 870 one bridge port on its
+/// ADSL line). What tells an access switch is the number of its bridge ports that are
+/// Ethernet ports, at least [`MIN_SWITCH_PORTS`] (where the base-port table is missing, as
+/// on UniFi switches, its Ethernet interfaces are counted), with no radio interface, a
+/// datalink layer in sysServices when it states one (hosts say 72 or 76) and, if it forwards
+/// IP, at least [`MIN_ROUTING_SWITCH_PORTS`] of them.
 pub fn is_switch(vb: &VarbindSet) -> bool {
-    vb.subtree(&oid(oids::BASE_PORT_IF_INDEX)).next().is_some()
-        || vb.get(&oid(oids::BRIDGE_ADDRESS)).is_some()
+    let base_ports: BTreeSet<u32> = vb
+        .subtree(&oid(oids::BASE_PORT_IF_INDEX))
+        .filter_map(|(_, v)| v.as_u32())
+        .collect();
+    let bridge_address = vb
+        .get(&oid(oids::BRIDGE_ADDRESS))
+        .and_then(Value::as_bytes)
+        .is_some_and(|mac| mac.iter().any(|&b| b != 0));
+    if base_ports.is_empty() && !bridge_address {
+        return false;
+    }
+    if let Some(services) = vb.get(&oid(oids::SYS_SERVICES)).and_then(Value::as_i32) {
+        if services & 2 == 0 {
+            return false;
+        }
+    }
+    let interfaces = interfaces(vb);
+    if interfaces.values().any(Interface::is_radio) {
+        return false;
+    }
+    let ethernet = |i: &u32| {
+        interfaces
+            .get(i)
+            .and_then(|i| i.if_type)
+            .is_some_and(is_ethernet)
+    };
+    let ports = if base_ports.is_empty() {
+        interfaces.keys().filter(|i| ethernet(i)).count()
+    } else {
+        base_ports.iter().filter(|i| ethernet(i)).count()
+    };
+    let forwarding = vb.get(&oid(oids::IP_FORWARDING)).and_then(Value::as_i32) == Some(1);
+    ports >= MIN_SWITCH_PORTS && !(forwarding && ports < MIN_ROUTING_SWITCH_PORTS)
+}
+
+/// The dock kind: access switches whose ports are dock seats.
+pub struct Dock;
+
+impl Kind for Dock {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Dock
+    }
+
+    fn plan(&self) -> Plan {
+        plan()
+    }
+
+    fn detect_plan(&self) -> Plan {
+        use oids::*;
+        Plan {
+            get: [SYS_OBJECT_ID, SYS_SERVICES, IP_FORWARDING, BRIDGE_ADDRESS]
+                .iter()
+                .map(|s| oid(s))
+                .collect(),
+            walk: vec![
+                oid(IF_DESCR),
+                oid(IF_TYPE),
+                oid(IF_NAME),
+                oid(BASE_PORT_IF_INDEX),
+            ],
+        }
+    }
+
+    fn detect(&self, vb: &VarbindSet) -> bool {
+        is_switch(vb)
+    }
+
+    fn map(
+        &self,
+        id: &DeviceIdentity,
+        seats: &Selection,
+        vb: &VarbindSet,
+    ) -> Result<crate::Mapped, MapError> {
+        map(id, seats, vb).map(|m| crate::Mapped {
+            reading: Reading::Dock(m.reading),
+            unmatched_seats: m.unmatched,
+            rejected_fdb_rows: m.rejected_fdb_rows,
+        })
+    }
 }
 
 /// Which ports are seats, and which MACs count as clients. From the device's config.
@@ -139,7 +246,7 @@ pub struct Selection {
 
 /// A mapped switch poll plus what the configuration asked for but the switch does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapped {
+pub struct Mapping {
     /// The reading.
     pub reading: DockReading,
     /// Configured ports that match no interface of the switch.
@@ -158,6 +265,18 @@ struct Interface {
     oper: Option<i32>,
     last_change: Option<u32>,
     speed: Option<u32>,
+}
+
+impl Interface {
+    /// A radio: by ifType, or by a radio's name on a Linux access point that calls it Ethernet.
+    fn is_radio(&self) -> bool {
+        let radio_name = |n: &String| {
+            let stem = n.trim_end_matches(|c: char| c.is_ascii_digit());
+            stem.len() < n.len() && RADIO_NAMES.contains(&stem)
+        };
+        self.if_type.is_some_and(|t| RADIO_IF_TYPES.contains(&t))
+            || self.name.iter().chain(&self.descr).any(radio_name)
+    }
 }
 
 /// One learned MAC: where and in which VLANs.
@@ -210,7 +329,7 @@ pub fn map(
     id: &DeviceIdentity,
     selection: &Selection,
     vb: &VarbindSet,
-) -> Result<Mapped, MapError> {
+) -> Result<Mapping, MapError> {
     let interfaces = interfaces(vb);
     if interfaces.is_empty() {
         return Err(MapError::NotASwitch);
@@ -377,7 +496,7 @@ pub fn map(
         }
     }
     reading.truncated = truncated;
-    Ok(Mapped {
+    Ok(Mapping {
         reading,
         unmatched,
         rejected_fdb_rows,
@@ -671,7 +790,7 @@ fn lldp(vb: &VarbindSet, interfaces: &BTreeMap<u32, Interface>) -> Vec<LldpNeigh
 mod tests {
     //! The six switch recordings of the corpus, against their raw lines and LibreNMS's ports.
     use super::*;
-    use crate::devices::printer::tests_support::{expected_json, raw, recording};
+    use crate::copier::tests_support::{expected_json, raw, recording};
     use crate::snmprec;
 
     const SWITCHES: &[&str] = &[
@@ -683,7 +802,7 @@ mod tests {
         "routeros_crs317",
     ];
 
-    fn mapped_with(name: &str, selection: &Selection) -> Mapped {
+    fn mapped_with(name: &str, selection: &Selection) -> Mapping {
         let (vb, _) = snmprec::parse(&recording(name));
         let id = DeviceIdentity {
             device: "sw".try_into().unwrap(),
@@ -1022,5 +1141,168 @@ mod tests {
             map(&id, &Selection::default(), &empty),
             Err(MapError::NotASwitch)
         );
+    }
+
+    /// Devices that answer BRIDGE-MIB (or parts of it) but are no access switch, written from
+    /// public full walks of real devices (OpenNMS's linkd test walks, snmpsim's recorded
+    /// Windows XP, LibreNMS's test recordings): only the objects detection reads.
+    mod not_switches {
+        use super::*;
+
+        fn interfaces(rows: &[(u32, &str, i32)]) -> String {
+            rows.iter()
+                .map(|(i, descr, t)| {
+                    format!("1.3.6.1.2.1.2.2.1.2.{i}|4|{descr}\n1.3.6.1.2.1.2.2.1.3.{i}|2|{t}\n")
+                })
+                .collect()
+        }
+
+        fn detected(text: &str) -> bool {
+            is_switch(&snmprec::parse(text).0)
+        }
+
+        /// Cisco 870: an ADSL router with a four-port switch; its one bridge port is the
+        /// ADSL line (AAL5), it forwards IP.
+        #[test]
+        fn a_soho_router_bridging_its_adsl_line() {
+            let mut text = String::from(
+                "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.9.1.569\n1.3.6.1.2.1.1.7.0|2|6\n\
+                 1.3.6.1.2.1.4.1.0|2|1\n1.3.6.1.2.1.17.1.1.0|4x|00000C83D9A8\n\
+                 1.3.6.1.2.1.17.1.4.1.2.9|2|10\n",
+            );
+            text += &interfaces(&[
+                (1, "FastEthernet0", 6),
+                (2, "FastEthernet1", 6),
+                (3, "FastEthernet2", 6),
+                (4, "FastEthernet3", 6),
+                (5, "ATM0", 1),
+                (9, "ATM0-aal5 layer", 49),
+                (10, "ATM0.0-aal5 layer", 49),
+                (12, "Vlan1", 53),
+                (14, "BVI1", 6),
+            ]);
+            assert!(!detected(&text));
+            // The same router bridging its four FastEthernet ports still routes with fewer
+            // than eight: not an access switch.
+            let four = text.replace(
+                "1.3.6.1.2.1.17.1.4.1.2.9|2|10\n",
+                "1.3.6.1.2.1.17.1.4.1.2.1|2|1\n1.3.6.1.2.1.17.1.4.1.2.2|2|2\n\
+                 1.3.6.1.2.1.17.1.4.1.2.3|2|3\n1.3.6.1.2.1.17.1.4.1.2.4|2|4\n",
+            );
+            assert!(!detected(&four));
+            // Not forwarding, it is a (small) switch.
+            assert!(detected(
+                &four.replace("1.3.6.1.2.1.4.1.0|2|1", "1.3.6.1.2.1.4.1.0|2|2")
+            ));
+        }
+
+        /// MikroTik hAP ac lite: four radios (ifType 71) beside five Ethernet ports, and an
+        /// all-zero bridge address.
+        #[test]
+        fn a_wireless_router() {
+            let mut text = String::from(
+                "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.14988.1\n\
+                 1.3.6.1.2.1.17.1.1.0|4x|000000000000\n1.3.6.1.2.1.17.2.1.0|2|3\n",
+            );
+            let rows = [
+                (1, "wlan1", 71),
+                (2, "wlan2", 71),
+                (3, "WAN", 6),
+                (4, "ether2", 6),
+                (5, "ether3", 6),
+                (6, "ether4", 6),
+                (7, "ether5", 6),
+                (10, "bridge-local", 209),
+            ];
+            text += &interfaces(&rows);
+            assert!(!detected(&text));
+            // With a real bridge address and no radios, the five Ethernet ports make a switch.
+            let wired: Vec<_> = rows.iter().copied().filter(|r| r.2 != 71).collect();
+            let wired = text
+                .lines()
+                .take(3)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .replace("000000000000", "4C5E0C010203")
+                + &interfaces(&wired);
+            assert!(detected(&wired));
+        }
+
+        /// MikroTik RB411AR ("ARS-AP") and a RouterOS CHR: spanning-tree scalars only.
+        #[test]
+        fn routers_with_spanning_tree_scalars_only() {
+            let mut text = String::from(
+                "1.3.6.1.2.1.1.7.0|2|78\n1.3.6.1.2.1.4.1.0|2|1\n1.3.6.1.2.1.17.2.1.0|2|3\n",
+            );
+            text += &interfaces(&[(1, "ether1", 6), (2, "wlan1", 71)]);
+            assert!(!detected(&text));
+            let chr = "1.3.6.1.2.1.1.7.0|2|78\n1.3.6.1.2.1.4.1.0|2|1\n1.3.6.1.2.1.17.2.1.0|2|3\n"
+                .to_string()
+                + &interfaces(&[(1, "ether1", 6), (2, "ether2", 6), (3, "ether3", 6)]);
+            assert!(!detected(&chr));
+        }
+
+        /// A UniFi access point: Linux calls its radios Ethernet (ifType 6). Given a bridge
+        /// address and no base-port table (as UniFi switches answer), the radio names tell.
+        #[test]
+        fn an_access_point_whose_radios_say_ethernet() {
+            let mut rows = vec![(1, "lo".to_string(), 24), (2, "eth0".to_string(), 6)];
+            rows.extend((3..=10).map(|i| (i, format!("ra{}", i - 3), 6)));
+            rows.extend((11..=14).map(|i| (i, format!("wds{}", i - 11), 6)));
+            rows.push((29, "br0".to_string(), 6));
+            let rows: Vec<_> = rows.iter().map(|(i, d, t)| (*i, d.as_str(), *t)).collect();
+            let text = "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.8072.3.2.10\n\
+                        1.3.6.1.2.1.17.1.1.0|4x|802AA8010203\n"
+                .to_string()
+                + &interfaces(&rows);
+            assert!(!detected(&text));
+        }
+
+        /// Hosts: a Linux KVM host (sysServices 72, bridges br0 and virbr0, IP forwarding) and
+        /// a Windows host (76), given a bridge address they do not have.
+        #[test]
+        fn servers() {
+            let linux = "1.3.6.1.2.1.1.7.0|2|72\n1.3.6.1.2.1.4.1.0|2|1\n\
+                         1.3.6.1.2.1.17.1.1.0|4x|001122334455\n"
+                .to_string()
+                + &interfaces(&[
+                    (1, "lo", 24),
+                    (2, "eth0", 6),
+                    (4, "br0", 6),
+                    (5, "virbr0", 6),
+                    (9, "vnet0", 6),
+                    (11, "eth1", 6),
+                ]);
+            assert!(!detected(&linux));
+            assert!(!detected(&linux.replace("|2|72", "|2|76")));
+            // Without sysServices, IP forwarding over fewer than eight ports still says router.
+            let quiet: String = linux.lines().skip(1).map(|l| format!("{l}\n")).collect();
+            assert!(!detected(&quiet));
+        }
+
+        /// Netgear GS108T, an eight-port managed switch (sysServices 7, not forwarding): a dock
+        /// switch; and so is every switch of the corpus.
+        #[test]
+        fn access_switches_are_switches() {
+            let mut text = String::from(
+                "1.3.6.1.2.1.1.7.0|2|7\n1.3.6.1.2.1.4.1.0|2|2\n\
+                 1.3.6.1.2.1.17.1.1.0|4x|00223FF00B7B\n",
+            );
+            for i in 1..=8 {
+                text += &format!("1.3.6.1.2.1.17.1.4.1.2.{i}|2|{i}\n");
+                text += &interfaces(&[(i, &format!("Port {i} Gigabit Ethernet"), 6)]);
+            }
+            assert!(detected(&text));
+            for name in [
+                "fortiswitch_s248ep",
+                "linksys-ss_lgs318p",
+                "procurve",
+                "routeros_crs317",
+                "tplink_sg2008",
+                "zynos_xs1930-12hp",
+            ] {
+                assert!(detected(&recording(name)), "{name}");
+            }
+        }
     }
 }

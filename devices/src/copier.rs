@@ -10,14 +10,15 @@
 //! - a missing column leaves its field `None`; the device still maps.
 
 use devtel_protocol::{
-    Alert, AlertSeverity, AlertTraining, Capacity, CounterUnit, Cover, CoverStatus, DeviceStatus,
-    ErrorBits, InputType, Level, MarkerCounter, PrinterReading, PrinterState, PrinterStatus,
-    Supply, SupplyClass, SupplyType, SupplyUnit, Tray, MAX_COLOUR_LEN, MAX_CONSOLE_LEN,
-    MAX_MODEL_LEN,
+    Alert, AlertSeverity, AlertTraining, Capacity, CounterUnit, Cover, CoverStatus, DeviceKind,
+    DeviceStatus, ErrorBits, InputType, Level, MarkerCounter, PrinterReading, PrinterState,
+    PrinterStatus, Reading, Supply, SupplyClass, SupplyType, SupplyUnit, Tray, MAX_COLOUR_LEN,
+    MAX_CONSOLE_LEN, MAX_MODEL_LEN,
 };
 
-use super::{text, vendor, DeviceIdentity, MapError, Plan};
+use crate::dock::Selection;
 use crate::snmp::{oid, Oid, Value, VarbindSet};
+use crate::{text, vendor, DeviceIdentity, Kind, MapError, Mapped, Plan};
 
 /// OIDs this mapping reads.
 pub mod oids {
@@ -89,6 +90,75 @@ pub fn plan() -> Plan {
         .collect(),
     }
 }
+
+/// The copier kind: copiers, printers and multi-function devices.
+pub struct Copier;
+
+impl Kind for Copier {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Copier
+    }
+
+    fn plan(&self) -> Plan {
+        plan()
+    }
+
+    /// The vendor's private objects (counters, serial, firmware), once sysObjectID and
+    /// sysDescr tell the vendor.
+    fn follow_up(&self, first: &VarbindSet) -> Plan {
+        vendor::plan(vendor::identify(first))
+    }
+
+    /// The configured contexts, plus `Jetdirect` for an HP copier that shows no supplies in
+    /// the default context (HP Jetdirect print servers keep the Printer-MIB there).
+    fn contexts(&self, configured: &[String], answered: &VarbindSet) -> Vec<String> {
+        let mut contexts = configured.to_vec();
+        let hp = vendor::identify(answered) == Some(devtel_protocol::Vendor::Hp);
+        let no_supplies = answered
+            .subtree(&oid(oids::PRT_SUPPLIES_ENTRY))
+            .next()
+            .is_none();
+        if hp && no_supplies && !contexts.iter().any(|c| c == "Jetdirect") {
+            contexts.push("Jetdirect".to_string());
+        }
+        contexts
+    }
+
+    /// What [`printer_index`] and the printer families' sysObjectIDs are read from: the
+    /// system group, hrDeviceType, and one column of each printer table.
+    fn detect_plan(&self) -> Plan {
+        Plan {
+            get: vec![oid(oids::SYS_DESCR), oid(oids::SYS_OBJECT_ID)],
+            walk: [
+                oids::HR_DEVICE_TYPE,
+                oids::PRT_MARKER_LIFE_COUNT,
+                SUPPLIES_CLASS,
+                oids::HR_PRINTER_STATUS,
+            ]
+            .iter()
+            .map(|s| oid(s))
+            .collect(),
+        }
+    }
+
+    /// A Printer-MIB / hrPrinter row, or a printer family's sysObjectID: exactly what [`map`]
+    /// needs to map.
+    fn detect(&self, vb: &VarbindSet) -> bool {
+        printer_index(vb).is_some() || vendor::is_printer_object_id(vb)
+    }
+
+    fn map(
+        &self,
+        id: &DeviceIdentity,
+        _seats: &Selection,
+        vb: &VarbindSet,
+    ) -> Result<Mapped, MapError> {
+        map(id, vb).map(|r| Mapped::plain(Reading::Printer(r)))
+    }
+}
+
+/// prtMarkerSuppliesClass, the supplies column detection walks.
+const SUPPLIES_CLASS: &str = "1.3.6.1.2.1.43.11.1.1.4";
 
 /// Supplies table columns.
 const COL_COLORANT_INDEX: u32 = 3;
@@ -771,48 +841,20 @@ mod corpus_table {
 pub(crate) mod tests_support {
     //! Corpus access shared by the mapping tests.
     use super::*;
-    use crate::snmprec;
-
-    pub fn corpus() -> std::path::PathBuf {
-        std::env::var_os("DEVTEL_CORPUS")
-            .map(Into::into)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
-            })
-    }
-
-    pub fn recording(name: &str) -> String {
-        let path = corpus().join("snmprec").join(format!("{name}.snmprec"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    pub use crate::corpus::{dir as corpus, recording};
 
     /// LibreNMS's extraction for a recording, when there is one.
     pub fn expected_json(name: &str) -> Option<serde_json::Value> {
-        let path = corpus().join("expected").join(format!("{name}.json"));
-        let text = std::fs::read_to_string(path).ok()?;
-        Some(serde_json::from_str(&text).unwrap())
+        Some(serde_json::from_str(&crate::corpus::expected(name)?).unwrap())
     }
 
-    /// Maps a recording, merged with its SNMP-context companions (`name@Context.snmprec`): the
-    /// HP device of `jetdirect_supplies_context` shows its supplies only in context `Jetdirect`.
+    /// Maps a recording, merged with its SNMP-context companions (`name@Context.snmprec`).
     pub fn mapped(name: &str) -> PrinterReading {
-        let mut text = recording(name);
-        for entry in std::fs::read_dir(corpus().join("snmprec")).unwrap() {
-            let file = entry.unwrap().file_name().into_string().unwrap();
-            if let Some(companion) = file
-                .strip_prefix(&format!("{name}@"))
-                .and(file.strip_suffix(".snmprec"))
-            {
-                text.push('\n');
-                text.push_str(&recording(companion));
-            }
-        }
-        let (vb, _) = snmprec::parse(&text);
         let id = DeviceIdentity {
             device: "dev".try_into().unwrap(),
             unit: "unit".try_into().unwrap(),
         };
-        map(&id, &vb).unwrap_or_else(|e| panic!("{name}: {e}"))
+        map(&id, &crate::corpus::varbinds(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     /// The raw value of `oid` in the recording, found by plain text search.

@@ -13,11 +13,13 @@
 //! - Everything else: sysDescr as the model, the first Ethernet MAC of IF-MIB.
 
 use devtel_protocol::{
-    HookState, PhoneLine, PhoneReading, Registration, Vendor, MAX_MODEL_LEN, MAX_NAME_LEN,
+    DeviceKind, HookState, PhoneLine, PhoneReading, Reading, Registration, Vendor, MAX_MODEL_LEN,
+    MAX_NAME_LEN,
 };
 
-use super::{text, vendor, DeviceIdentity, MapError, Plan};
+use crate::dock::Selection;
 use crate::snmp::{oid, Oid, Value, VarbindSet};
+use crate::{text, vendor, DeviceIdentity, Kind, MapError, Mapped, Plan};
 
 /// OIDs this mapping reads.
 pub mod oids {
@@ -80,6 +82,39 @@ pub fn is_phone(vb: &VarbindSet) -> bool {
             .get(&oid(oids::SYS_OBJECT_ID))
             .and_then(Value::as_oid)
             .is_some_and(|o| VOIP_OBJECT_IDS.iter().any(|p| o.starts_with(&oid(p))))
+}
+
+/// The phone kind: IP phones, analogue adapters, SIP intercoms, VoIP gateways.
+pub struct Phone;
+
+impl Kind for Phone {
+    fn kind(&self) -> DeviceKind {
+        DeviceKind::Phone
+    }
+
+    fn plan(&self) -> Plan {
+        plan()
+    }
+
+    fn detect_plan(&self) -> Plan {
+        Plan {
+            get: vec![oid(oids::SYS_OBJECT_ID)],
+            walk: vec![oid(oids::GRANDSTREAM_HT), oid(oids::HELIOS)],
+        }
+    }
+
+    fn detect(&self, vb: &VarbindSet) -> bool {
+        is_phone(vb)
+    }
+
+    fn map(
+        &self,
+        id: &DeviceIdentity,
+        _seats: &Selection,
+        vb: &VarbindSet,
+    ) -> Result<Mapped, MapError> {
+        map(id, vb).map(|r| Mapped::plain(Reading::Phone(r)))
+    }
 }
 
 /// Maps one poll of a phone.
@@ -274,7 +309,7 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 mod tests {
     //! Every VoIP recording of the corpus, against its raw lines and LibreNMS's extraction.
     use super::*;
-    use crate::devices::printer::tests_support::{corpus, recording};
+    use crate::copier::tests_support::{corpus, recording};
     use crate::snmprec;
 
     fn mapped(name: &str) -> PhoneReading {
