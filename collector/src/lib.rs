@@ -54,7 +54,7 @@ use crate::spool::{Spool, SpoolConfig};
 /// # Errors
 /// Only for failures that make running pointless (the spool directory is unusable, the TLS
 /// files are); device and broker trouble is logged, counted and retried instead.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started_ms = publisher::now_ms();
     let dir = config.spool.dir.clone();
     let epoch = spool::next_epoch(&dir, started_ms)
@@ -140,7 +140,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         timing,
     ));
 
-    let fleet = Arc::new(config.devices.clone());
+    // The device list moves into the poll loop's Arc: one copy of it, not two (at 5,000
+    // devices each copy is about 2.5 MB).
+    let fleet = Arc::new(std::mem::take(&mut config.devices));
     let mut seq: u64 = 0;
     let mut ticker = tokio::time::interval(config.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

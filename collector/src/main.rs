@@ -379,18 +379,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => return devtel_daemon::config_error(&e.into()),
             };
-            devtel_daemon::run_until_signal(|shutdown| async move {
-                let socket = tokio::net::UdpSocket::bind(listen)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
-                tracing::info!(%listen, agents = agents.len(), "simulator answering");
-                devtel_collector::sim::serve(socket, agents, shutdown).await;
-                Ok(())
-            })
+            devtel_daemon::run_until_signal(
+                devtel_daemon::Threads::PerCore,
+                |shutdown| async move {
+                    let socket = tokio::net::UdpSocket::bind(listen)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+                    tracing::info!(%listen, agents = agents.len(), "simulator answering");
+                    devtel_collector::sim::serve(socket, agents, shutdown).await;
+                    Ok(())
+                },
+            )
         }
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
             Ok(config) => {
-                devtel_daemon::run_until_signal(|shutdown| devtel_collector::run(config, shutdown))
+                devtel_daemon::run_until_signal(devtel_daemon::Threads::One, |shutdown| {
+                    devtel_collector::run(config, shutdown)
+                })
             }
             Err(e) => devtel_daemon::config_error(&e),
         },

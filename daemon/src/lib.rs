@@ -148,17 +148,31 @@ pub fn init_tracing(verbose: u8, format: LogFormat) {
     };
 }
 
-/// Builds a multi-threaded runtime and runs `daemon` with a token that SIGINT or SIGTERM
-/// cancels. Maps the outcome to an exit code, printing the error chain on failure.
-pub fn run_until_signal<F, Fut>(daemon: F) -> ExitCode
+/// Which tokio runtime a daemon runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// One thread for everything: the collector, whose work is waiting on the network. Besides
+    /// a thread's own costs, each thread that allocates gets its own glibc arena, and the
+    /// arenas keep memory the process no longer uses (measured: 40 MB peak with two workers
+    /// against 32 MB with one arena at 5,000 devices).
+    One,
+    /// A worker per core: the gateway, which computes documents and serves readers while it
+    /// ingests.
+    PerCore,
+}
+
+/// Builds a runtime and runs `daemon` with a token that SIGINT or SIGTERM cancels. Maps the
+/// outcome to an exit code, printing the error chain on failure.
+pub fn run_until_signal<F, Fut>(threads: Threads, daemon: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

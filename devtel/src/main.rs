@@ -66,7 +66,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.log.init();
     match cli.command {
-        Command::Demo(demo) => devtel_daemon::run_until_signal(|stop| run_demo(demo, stop)),
+        Command::Demo(demo) => {
+            devtel_daemon::run_until_signal(devtel_daemon::Threads::PerCore, |stop| {
+                run_demo(demo, stop)
+            })
+        }
     }
 }
 

@@ -162,7 +162,9 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => match devtel_daemon::load_config(&config, Config::from_toml) {
             Ok(config) => {
-                devtel_daemon::run_until_signal(|shutdown| devtel_gateway::run(config, shutdown))
+                devtel_daemon::run_until_signal(devtel_daemon::Threads::PerCore, |shutdown| {
+                    devtel_gateway::run(config, shutdown)
+                })
             }
             Err(e) => devtel_daemon::config_error(&e),
         },
