@@ -180,21 +180,20 @@ pub async fn complete_from_contexts(
 ///
 /// # Errors
 /// Timeouts, network, authentication and protocol errors. An agent that rejects one subtree
-/// (genErr, ...) still answers the others, so a PDU error on a walk only ends that walk.
+/// (genErr, ...) still answers the others, so a PDU error on a walk only ends that subtree
+/// ([`Client::walk_all`]).
 pub async fn execute(
     client: &mut Client,
     plan: &Plan,
     varbinds: &mut VarbindSet,
 ) -> Result<(), SnmpError> {
     client.get(&plan.get, varbinds).await?;
-    for root in &plan.walk {
-        match client.walk(root, varbinds).await {
-            Ok(n) => debug!(%root, n, "walked"),
-            Err(SnmpError::ErrorStatus { status, index }) => {
-                debug!(%root, status, index, "subtree rejected")
-            }
-            Err(e) => return Err(e),
+    match client.walk_all(&plan.walk, varbinds).await {
+        Ok(n) => debug!(subtrees = plan.walk.len(), n, "walked"),
+        Err(SnmpError::ErrorStatus { status, index }) => {
+            debug!(status, index, "walk rejected")
         }
+        Err(e) => return Err(e),
     }
     Ok(())
 }

@@ -628,4 +628,63 @@ mod tests {
         assert!(off.get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb).await.is_err());
         stop.cancel();
     }
+
+    /// Walking all of a plan's subtrees together collects exactly what walking them one by one
+    /// does, on every recorded device, for every kind's plan, at any repetitions (the
+    /// simulator also truncates big answers, as agents do).
+    #[tokio::test]
+    async fn walking_subtrees_together_collects_what_walking_each_collects() {
+        use devtel_devices::{Kind, KINDS};
+        let agents =
+            Arc::new(Agents::load(&devtel_devices::corpus::dir().join("snmprec")).unwrap());
+        let (port, stop) = start(agents).await;
+        let mut compared = 0;
+        for name in devtel_devices::corpus::names() {
+            for kind in KINDS {
+                let mut roots = kind.plan().walk;
+                roots.extend(
+                    kind.follow_up(&devtel_devices::corpus::varbinds(&name))
+                        .walk,
+                );
+                for (version, repetitions) in [
+                    (Version::V2c, 1),
+                    (Version::V2c, 3),
+                    (Version::V2c, 25),
+                    (Version::V1, 1),
+                ] {
+                    let target = Target {
+                        host: "127.0.0.1".into(),
+                        port,
+                        version,
+                        community: name.clone(),
+                        usm: None,
+                    };
+                    let opts = Options {
+                        timeout: std::time::Duration::from_secs(2),
+                        retries: 1,
+                        max_repetitions: repetitions,
+                        max_rows: 10_000,
+                    };
+                    let mut one_by_one = VarbindSet::new();
+                    let mut c = Client::new(target.clone(), opts).await.unwrap();
+                    for root in &roots {
+                        c.walk(root, &mut one_by_one).await.unwrap();
+                    }
+                    let mut together = VarbindSet::new();
+                    let mut c = Client::new(target, opts).await.unwrap();
+                    let n = c.walk_all(&roots, &mut together).await.unwrap();
+                    assert_eq!(n, together.len(), "{name} {version:?} {repetitions}");
+                    assert_eq!(
+                        together,
+                        one_by_one,
+                        "{name} {:?} {version:?} {repetitions}",
+                        kind.kind()
+                    );
+                    compared += together.len();
+                }
+            }
+        }
+        assert!(compared > 15_000, "{compared}");
+        stop.cancel();
+    }
 }
