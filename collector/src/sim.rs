@@ -634,7 +634,7 @@ mod tests {
     /// simulator also truncates big answers, as agents do).
     #[tokio::test]
     async fn walking_subtrees_together_collects_what_walking_each_collects() {
-        use devtel_devices::{Kind, KINDS};
+        use devtel_devices::KINDS;
         let agents =
             Arc::new(Agents::load(&devtel_devices::corpus::dir().join("snmprec")).unwrap());
         let (port, stop) = start(agents).await;
