@@ -92,9 +92,13 @@ fn main() {
         let (mut answered, mut silent, mut bytes) = (0usize, 0usize, 0usize);
         let never = CancellationToken::new();
         // The collector's own round: bounded concurrency, readings consumed as they finish.
+        let transport = devtel_collector::snmp::transport::Transport::bind()
+            .await
+            .unwrap();
         poller::poll_fleet(
             &fleet,
             opts,
+            Some(&transport),
             Duration::from_secs(30),
             concurrency,
             &never,

@@ -143,6 +143,10 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     // The device list moves into the poll loop's Arc: one copy of it, not two (at 5,000
     // devices each copy is about 2.5 MB).
     let fleet = Arc::new(std::mem::take(&mut config.devices));
+    // One socket for every v1/v2c request (snmp::transport).
+    let transport = snmp::transport::Transport::bind()
+        .await
+        .context("binding the SNMP socket")?;
     let mut seq: u64 = 0;
     let mut ticker = tokio::time::interval(config.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,6 +166,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         let completed = poller::poll_fleet(
             &fleet,
             config.snmp,
+            Some(&transport),
             config.device_deadline,
             config.concurrency,
             &shutdown,

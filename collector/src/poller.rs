@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use crate::config::Device;
 use crate::snmp::client::{Client, Options, SnmpError};
+use crate::snmp::transport::Transport;
 use crate::snmp::VarbindSet;
 
 /// Polls every device of `fleet` once, at most `concurrency` at a time, and hands each reading
@@ -26,6 +27,7 @@ use crate::snmp::VarbindSet;
 pub async fn poll_fleet<F, Fut>(
     fleet: &Arc<Vec<Device>>,
     opts: Options,
+    transport: Option<&Arc<Transport>>,
     deadline: Duration,
     concurrency: usize,
     shutdown: &CancellationToken,
@@ -43,9 +45,10 @@ where
             permit = semaphore.clone().acquire_owned() => permit,
         };
         let fleet = fleet.clone();
+        let transport = transport.cloned();
         polls.spawn(async move {
             let _permit = permit;
-            poll(&fleet[index], opts, deadline).await
+            poll(&fleet[index], opts, transport.as_ref(), deadline).await
         });
         while let Some(joined) = polls.try_join_next() {
             match joined {
@@ -67,8 +70,14 @@ where
     }
 }
 
-/// Polls `device` once: at most `deadline` in all.
-pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading {
+/// Polls `device` once: at most `deadline` in all. v1/v2c requests go through `transport`, the
+/// collector's shared socket, when there is one.
+pub async fn poll(
+    device: &Device,
+    opts: Options,
+    transport: Option<&Arc<Transport>>,
+    deadline: Duration,
+) -> Reading {
     let id = DeviceIdentity {
         device: device.id.clone(),
         unit: device.unit.clone(),
@@ -84,6 +93,9 @@ pub async fn poll(device: &Device, opts: Options, deadline: Duration) -> Reading
     let kind = devtel_devices::of(device.kind);
     let fetched = tokio::time::timeout(deadline, async {
         let mut client = Client::new(device.target.clone(), opts).await?;
+        if let Some(transport) = transport {
+            client = client.over(transport.clone());
+        }
         let mut varbinds = VarbindSet::new();
         fetch(
             &mut client,

@@ -25,6 +25,8 @@ use tracing::{debug, info, warn};
 use crate::snmp::{Oid, Value, VarbindSet};
 use devtel_devices::snmprec;
 
+use crate::snmp::ber;
+
 /// Most varbinds in one GETBULK response.
 pub const MAX_BULK_VARBINDS: usize = 256;
 
@@ -303,131 +305,6 @@ fn encode_response(
     ber::tlv(ber::SEQUENCE, &message)
 }
 
-/// The few BER encodings an SNMP response needs (definite lengths, minimal integers).
-pub mod ber {
-    use crate::snmp::Value;
-
-    pub const SEQUENCE: u8 = 0x30;
-    pub const OCTET_STRING: u8 = 0x04;
-    pub const RESPONSE: u8 = 0xa2;
-
-    pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(content.len() + 6);
-        out.push(tag);
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    /// Two's complement, shortest form.
-    fn signed(tag: u8, v: i64) -> Vec<u8> {
-        let bytes = v.to_be_bytes();
-        let mut start = 0;
-        while start < 7 {
-            let (b, next) = (bytes[start], bytes[start + 1]);
-            if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
-                start += 1;
-            } else {
-                break;
-            }
-        }
-        tlv(tag, &bytes[start..])
-    }
-
-    /// Unsigned, shortest form with a leading zero when the top bit is set.
-    fn unsigned(tag: u8, v: u64) -> Vec<u8> {
-        let bytes = v.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
-        let mut content = Vec::with_capacity(9);
-        if bytes[skip] & 0x80 != 0 {
-            content.push(0);
-        }
-        content.extend_from_slice(&bytes[skip..]);
-        tlv(tag, &content)
-    }
-
-    pub fn integer(v: i64) -> Vec<u8> {
-        signed(0x02, v)
-    }
-
-    pub fn oid(parts: &[u32]) -> Vec<u8> {
-        let mut content = Vec::new();
-        let (first, rest) = match parts {
-            [a, b, rest @ ..] => (a.saturating_mul(40).saturating_add(*b), rest),
-            [a] => (a.saturating_mul(40), &[][..]),
-            [] => (0, &[][..]),
-        };
-        for arc in std::iter::once(first).chain(rest.iter().copied()) {
-            let mut groups = [0u8; 5];
-            let mut n = 0;
-            let mut v = arc;
-            loop {
-                groups[n] = (v & 0x7f) as u8;
-                n += 1;
-                v >>= 7;
-                if v == 0 {
-                    break;
-                }
-            }
-            for i in (0..n).rev() {
-                content.push(groups[i] | if i > 0 { 0x80 } else { 0 });
-            }
-        }
-        tlv(0x06, &content)
-    }
-
-    pub fn value(v: &Value) -> Vec<u8> {
-        match v {
-            Value::Integer(i) => integer(*i),
-            Value::OctetString(b) => tlv(OCTET_STRING, b),
-            Value::ObjectId(o) => oid(o.as_slice()),
-            Value::IpAddress(a) => tlv(0x40, a),
-            Value::Counter32(x) => unsigned(0x41, u64::from(*x)),
-            Value::Gauge32(x) => unsigned(0x42, u64::from(*x)),
-            Value::TimeTicks(x) => unsigned(0x43, u64::from(*x)),
-            Value::Opaque(b) => tlv(0x44, b),
-            Value::Counter64(x) => unsigned(0x46, *x),
-            Value::Null => tlv(0x05, &[]),
-            Value::NoSuchObject => tlv(0x80, &[]),
-            Value::NoSuchInstance => tlv(0x81, &[]),
-            Value::EndOfMibView => tlv(0x82, &[]),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn encodings_match_x690() {
-            assert_eq!(integer(0), [0x02, 0x01, 0x00]);
-            assert_eq!(integer(127), [0x02, 0x01, 0x7f]);
-            assert_eq!(integer(128), [0x02, 0x02, 0x00, 0x80]);
-            assert_eq!(integer(-3), [0x02, 0x01, 0xfd]);
-            assert_eq!(integer(-129), [0x02, 0x02, 0xff, 0x7f]);
-            assert_eq!(
-                value(&Value::Counter32(u32::MAX)),
-                [0x41, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff]
-            );
-            assert_eq!(value(&Value::Gauge32(0)), [0x42, 0x01, 0x00]);
-            assert_eq!(
-                oid(&[1, 3, 6, 1, 4, 1, 367]),
-                [0x06, 0x07, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x6f]
-            );
-            let long = tlv(0x04, &[0u8; 300]);
-            assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        }
-    }
-}
-
 /// Answers requests on `socket` until `shutdown`.
 pub async fn serve(socket: UdpSocket, agents: Arc<Agents>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; 65_535];
@@ -638,6 +515,7 @@ mod tests {
         let agents =
             Arc::new(Agents::load(&devtel_devices::corpus::dir().join("snmprec")).unwrap());
         let (port, stop) = start(agents).await;
+        let transport = crate::snmp::transport::Transport::bind().await.unwrap();
         let mut compared = 0;
         for name in devtel_devices::corpus::names() {
             for kind in KINDS {
@@ -670,8 +548,12 @@ mod tests {
                     for root in &roots {
                         c.walk(root, &mut one_by_one).await.unwrap();
                     }
+                    // Together, and through the collector's shared socket.
                     let mut together = VarbindSet::new();
-                    let mut c = Client::new(target, opts).await.unwrap();
+                    let mut c = Client::new(target, opts)
+                        .await
+                        .unwrap()
+                        .over(transport.clone());
                     let n = c.walk_all(&roots, &mut together).await.unwrap();
                     assert_eq!(n, together.len(), "{name} {version:?} {repetitions}");
                     assert_eq!(
@@ -686,5 +568,105 @@ mod tests {
         }
         assert!(compared > 15_000, "{compared}");
         stop.cancel();
+    }
+
+    /// The shared socket hands an answer only to the request it answers: one from another
+    /// address with the same request-id is dropped and counted, the agent's own still
+    /// arrives; and a port nobody listens on is a network error, not a timeout (the last
+    /// attempt goes out of a connected socket, which hears the ICMP refusal).
+    #[tokio::test]
+    async fn the_shared_socket_takes_answers_only_from_the_agent_asked() {
+        use crate::snmp::transport::Transport;
+        let transport = Transport::bind().await.unwrap();
+        // A slow agent: answers after 200 ms, so that an impostor can answer first.
+        let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let agent_addr = agent.local_addr().unwrap();
+        let impostor = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let agents = agents();
+        let (request_tx, mut request_rx) =
+            tokio::sync::mpsc::channel::<(Vec<u8>, std::net::SocketAddr)>(4);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, from)) = agent.recv_from(&mut buf).await {
+                let request = buf[..n].to_vec();
+                let _ = request_tx.send((request.clone(), from)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if let Some(reply) = agents.respond(&request) {
+                    let _ = agent.send_to(&reply, from).await;
+                }
+            }
+        });
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: agent_addr.port(),
+            version: Version::V2c,
+            community: "rec".into(),
+            usm: None,
+        };
+        let opts = Options {
+            timeout: std::time::Duration::from_secs(2),
+            retries: 1,
+            max_repetitions: 25,
+            max_rows: 100,
+        };
+        let mut client = Client::new(target, opts)
+            .await
+            .unwrap()
+            .over(transport.clone());
+        let poll = tokio::spawn(async move {
+            let mut vb = VarbindSet::new();
+            client
+                .get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb)
+                .await
+                .map(|()| vb)
+        });
+        // The impostor answers the request with a forged value and the same request-id.
+        let (request, from) = request_rx.recv().await.unwrap();
+        let pdu = snmp2::Pdu::from_bytes(&request).unwrap();
+        let forged = encode_response(
+            1,
+            b"rec",
+            pdu.req_id,
+            0,
+            0,
+            &[(
+                oid("1.3.6.1.2.1.1.1.0"),
+                Value::OctetString(b"forged".to_vec()),
+            )],
+        );
+        impostor.send_to(&forged, from).await.unwrap();
+        let vb = poll.await.unwrap().unwrap();
+        assert_eq!(
+            vb.get(&oid("1.3.6.1.2.1.1.1.0")),
+            Some(&Value::OctetString(b"Printer X".to_vec()))
+        );
+        assert_eq!(transport.unmatched(), 1);
+
+        // Nobody listens: the first attempt times out on the shared socket, the last one is
+        // refused on a connected one.
+        let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            version: Version::V2c,
+            community: "rec".into(),
+            usm: None,
+        };
+        let quick = Options {
+            timeout: std::time::Duration::from_millis(300),
+            ..opts
+        };
+        let mut client = Client::new(target, quick).await.unwrap().over(transport);
+        let mut vb = VarbindSet::new();
+        let error = client
+            .get(&[oid("1.3.6.1.2.1.1.1.0")], &mut vb)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, crate::snmp::client::SnmpError::Network(_)),
+            "{error}"
+        );
     }
 }

@@ -308,7 +308,7 @@ pub fn seeds(target: &str, corpus: Option<&std::path::Path>) -> Vec<Vec<u8>> {
     // SNMP requests a collector sends, answered by the simulator from the small recording.
     let requests = || -> Vec<Vec<u8>> {
         let get = |version: i64, pdu: u8, oids: &[&[u32]]| {
-            use devtel_collector::sim::ber;
+            use devtel_collector::snmp::ber;
             let mut vbs = Vec::new();
             for o in oids {
                 vbs.extend(ber::tlv(0x30, &[ber::oid(o), vec![0x05, 0x00]].concat()));

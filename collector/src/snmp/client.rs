@@ -16,12 +16,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use snmp2::AsyncSession;
 use tracing::{debug, warn};
 
-use super::{Oid, Value, VarbindSet};
+use super::transport::Transport;
+use super::{ber, Oid, Value, VarbindSet};
 
 /// SNMP protocol version of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,10 +427,10 @@ pub(crate) struct Response {
 
 /// One request to send.
 enum Op {
-    Get(Vec<snmp2::Oid<'static>>),
-    GetNext(snmp2::Oid<'static>),
+    Get(Vec<Oid>),
+    GetNext(Oid),
     /// One varbind per subtree, `u32` repetitions of each.
-    GetBulk(Vec<snmp2::Oid<'static>>, u32),
+    GetBulk(Vec<Oid>, u32),
 }
 
 /// A client bound to one agent. Not shared: one device poll owns one client.
@@ -437,6 +439,8 @@ pub struct Client {
     addr: SocketAddr,
     opts: Options,
     session: Option<AsyncSession>,
+    /// The collector's shared socket for v1/v2c (see [`Client::over`]).
+    transport: Option<Arc<Transport>>,
     next_req_id: i32,
     /// SNMPv3: the engine answered discovery.
     v3_discovered: bool,
@@ -464,10 +468,22 @@ impl Client {
             addr,
             opts,
             session: None,
+            transport: None,
             next_req_id,
             v3_discovered: false,
             v3_confirmed: false,
         })
+    }
+
+    /// Sends v1/v2c requests through `transport`, the collector's one socket, instead of a
+    /// socket of this client's own. Only a request's last attempt, once the earlier ones went
+    /// unanswered, goes out of a socket connected to the agent: it alone hears an ICMP
+    /// refusal, which tells a host without SNMP (a network error) from a silent one.
+    pub fn over(mut self, transport: Arc<Transport>) -> Self {
+        if self.target.version != Version::V3 {
+            self.transport = Some(transport);
+        }
+        self
     }
 
     async fn session(&mut self) -> Result<&mut AsyncSession, SnmpError> {
@@ -531,6 +547,17 @@ impl Client {
         let attempts = self.opts.retries + 1;
         for attempt in 1..=attempts {
             let timeout = self.opts.timeout;
+            if let Some(transport) = self.transport.clone() {
+                if attempt < attempts || attempts == 1 {
+                    match self.exchange_shared(&transport, op, timeout).await? {
+                        Some(response) => return Ok(response),
+                        None => {
+                            debug!(addr = %self.addr, attempt, "SNMP request timed out");
+                            continue;
+                        }
+                    }
+                }
+            }
             let session = self.session().await?;
             match tokio::time::timeout(timeout, exchange_once(session, op)).await {
                 Ok(Ok(response)) => {
@@ -583,6 +610,54 @@ impl Client {
         })
     }
 
+    /// One attempt of `op` through the shared socket: `None` when unanswered in `timeout`.
+    async fn exchange_shared(
+        &mut self,
+        transport: &Transport,
+        op: &Op,
+        timeout: Duration,
+    ) -> Result<Option<Response>, SnmpError> {
+        let version = match self.target.version {
+            Version::V1 => 0,
+            Version::V2c => 1,
+            Version::V3 => return Err(SnmpError::Config("SNMPv3 over the shared socket")),
+        };
+        let id = transport.next_id();
+        let community = self.target.community.as_bytes();
+        let request = match op {
+            Op::Get(oids) => {
+                let parts: Vec<&[u32]> = oids.iter().map(Oid::as_slice).collect();
+                ber::request(version, community, ber::GET, id, (0, 0), &parts)
+            }
+            Op::GetNext(oid) => ber::request(
+                version,
+                community,
+                ber::GET_NEXT,
+                id,
+                (0, 0),
+                &[oid.as_slice()],
+            ),
+            Op::GetBulk(oids, repetitions) => {
+                let parts: Vec<&[u32]> = oids.iter().map(Oid::as_slice).collect();
+                let reps = i64::from(*repetitions);
+                ber::request(version, community, ber::GET_BULK, id, (0, reps), &parts)
+            }
+        };
+        let Some(reply) = transport.exchange(self.addr, id, &request, timeout).await? else {
+            return Ok(None);
+        };
+        let pdu = snmp2::Pdu::from_bytes(&reply).map_err(SnmpError::Protocol)?;
+        if pdu.message_type != snmp2::MessageType::Response {
+            return Err(SnmpError::Protocol(snmp2::Error::AsnWrongType));
+        }
+        if pdu.community != community {
+            return Err(SnmpError::Protocol(snmp2::Error::CommunityMismatch));
+        }
+        response_from_pdu(&pdu)
+            .map(Some)
+            .map_err(SnmpError::Protocol)
+    }
+
     /// GETs `oids` into `out`. Missing objects are simply absent. On v1, where one missing
     /// object fails the whole PDU with noSuchName, the offending varbind is dropped and the rest
     /// is asked again.
@@ -592,11 +667,7 @@ impl Client {
     pub async fn get(&mut self, oids: &[Oid], out: &mut VarbindSet) -> Result<(), SnmpError> {
         let mut pending: Vec<Oid> = oids.to_vec();
         while !pending.is_empty() {
-            let request = pending
-                .iter()
-                .map(to_snmp2)
-                .collect::<Result<Vec<_>, _>>()?;
-            let response = self.exchange(&Op::Get(request)).await?;
+            let response = self.exchange(&Op::Get(pending.clone())).await?;
             match (response.error_status, response.error_index) {
                 (0, _) => {
                     for (oid, value) in response.varbinds {
@@ -625,10 +696,9 @@ impl Client {
         let mut collected = 0usize;
         let mut repetitions = self.opts.max_repetitions.max(1);
         loop {
-            let from = to_snmp2(&last)?;
             let op = match self.target.version {
-                Version::V1 => Op::GetNext(from),
-                Version::V2c | Version::V3 => Op::GetBulk(vec![from], repetitions),
+                Version::V1 => Op::GetNext(last.clone()),
+                Version::V2c | Version::V3 => Op::GetBulk(vec![last.clone()], repetitions),
             };
             let response = self.exchange(&op).await?;
             match response.error_status {
@@ -728,10 +798,7 @@ impl Client {
                 return Ok(total);
             }
             let repetitions = u32::try_from((budget / batch.len()).max(1)).unwrap_or(1);
-            let from = batch
-                .iter()
-                .map(|&i| to_snmp2(&subtrees[i].last))
-                .collect::<Result<Vec<_>, _>>()?;
+            let from = batch.iter().map(|&i| subtrees[i].last.clone()).collect();
             let response = self.exchange(&Op::GetBulk(from, repetitions)).await?;
             match (response.error_status, response.error_index as usize) {
                 (0, _) => {}
@@ -789,13 +856,24 @@ impl Client {
 }
 
 async fn exchange_once(session: &mut AsyncSession, op: &Op) -> Result<Response, snmp2::Error> {
+    let convert = |oids: &[Oid]| {
+        oids.iter()
+            .map(to_snmp2)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| snmp2::Error::AsnParse)
+    };
     let pdu = match op {
         Op::Get(oids) => {
+            let oids = convert(oids)?;
             let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
             session.get_many(&refs).await?
         }
-        Op::GetNext(oid) => session.getnext(oid).await?,
+        Op::GetNext(oid) => {
+            let oid = to_snmp2(oid).map_err(|_| snmp2::Error::AsnParse)?;
+            session.getnext(&oid).await?
+        }
         Op::GetBulk(oids, reps) => {
+            let oids = convert(oids)?;
             let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
             session.getbulk(&refs, 0, *reps).await?
         }
