@@ -580,18 +580,50 @@ fn spool(raw: &RawSpool) -> Result<Spool, ConfigError> {
 impl Config {
     /// Parses and validates a TOML document.
     ///
+    /// A big fleet's file is read one `[[devices]]` section at a time ([`sections`]): a TOML
+    /// document in memory takes about 2 KB per device, 10 MB at 5,000 devices, which a site
+    /// box need not hold at once. Where the file cannot be cut safely, or a part of it does not
+    /// parse, it is read whole, so that errors name their line as before.
+    ///
     /// # Errors
     /// [`ConfigError`] naming the first offending key.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        if let Some(result) = sections(text).and_then(|s| Config::from_sections(&s)) {
+            return result;
+        }
         let raw: RawConfig = toml::from_str(text)?;
         Config::try_from(raw)
     }
-}
 
-impl TryFrom<RawConfig> for Config {
-    type Error = ConfigError;
+    /// The configuration from its sections, each device parsed and validated on its own;
+    /// `None` when any part does not parse (the whole document then tells where).
+    fn from_sections(sections: &Sections<'_>) -> Option<Result<Config, ConfigError>> {
+        let raw: RawConfig = toml::from_str(&sections.rest).ok()?;
+        if !raw.devices.is_empty() {
+            return None;
+        }
+        let mut config = Config::settings(&raw);
+        let mut seen = HashSet::new();
+        let mut devices = Vec::with_capacity(sections.devices.len());
+        for (i, text) in sections.devices.iter().enumerate() {
+            let d: RawDevice = toml::from_str(text).ok()?;
+            // After the first invalid device the remaining sections are still parsed: a
+            // syntax error further down comes first, as when the document is read whole.
+            if config.is_ok() {
+                match device(i, &d, &mut seen) {
+                    Ok(device) => devices.push(device),
+                    Err(e) => config = Err(e),
+                }
+            }
+        }
+        Some(config.map(|mut c| {
+            c.devices = devices;
+            c
+        }))
+    }
 
-    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+    /// Everything but the devices, validated.
+    fn settings(raw: &RawConfig) -> Result<Config, ConfigError> {
         let site = ident("site", &raw.site)?;
         let collector_id = match &raw.collector_id {
             Some(c) => ident("collector_id", c)?,
@@ -619,70 +651,6 @@ impl TryFrom<RawConfig> for Config {
                 "must not be shorter than snmp.timeout",
             ));
         }
-        let mut seen = HashSet::new();
-        let mut devices = Vec::with_capacity(raw.devices.len());
-        for (i, d) in raw.devices.iter().enumerate() {
-            let key = |k: &str| format!("devices[{i}].{k}");
-            let id = ident(&key("id"), &d.id)?;
-            if !seen.insert(id.clone()) {
-                return Err(invalid(
-                    key("id"),
-                    format!("{:?} is used by another device", d.id),
-                ));
-            }
-            let unit = ident(&key("unit"), &d.unit)?;
-            let kind = DeviceKind::from_name(&d.kind).ok_or_else(|| {
-                invalid(
-                    key("kind"),
-                    format!("unknown kind {:?}; expected copier, phone or dock", d.kind),
-                )
-            })?;
-            let seats = selection(d, kind, &key)?;
-            if let Some(bad) = d.contexts.iter().find(|c| {
-                c.is_empty() || c.len() > 32 || c.chars().any(|ch| ch.is_whitespace() || ch == '@')
-            }) {
-                return Err(invalid(
-                    key("contexts"),
-                    format!("{bad:?}: a context name is 1 to 32 characters without spaces or '@'"),
-                ));
-            }
-            let version = match d.version.as_str() {
-                "1" => Version::V1,
-                "2c" | "2" => Version::V2c,
-                "3" => Version::V3,
-                other => {
-                    return Err(invalid(
-                        key("version"),
-                        format!("unknown SNMP version {other:?}; expected \"1\", \"2c\" or \"3\""),
-                    ))
-                }
-            };
-            let usm = usm(d, version, &key)?;
-            if d.address.trim().is_empty() {
-                return Err(invalid(key("address"), "must not be empty"));
-            }
-            if d.port == 0 {
-                return Err(invalid(key("port"), "must be between 1 and 65535"));
-            }
-            let community = secret(&key("community"), &d.community)?;
-            if community.is_empty() {
-                return Err(invalid(key("community"), "must not be empty"));
-            }
-            devices.push(Device {
-                id,
-                unit,
-                kind,
-                target: Target {
-                    host: d.address.trim().to_string(),
-                    port: d.port,
-                    version,
-                    community,
-                    usm,
-                },
-                seats,
-                contexts: d.contexts.clone(),
-            });
-        }
         let metrics_listen = match raw.metrics_listen.as_deref() {
             None => None,
             Some(text) => Some(text.parse().map_err(|_| {
@@ -707,11 +675,147 @@ impl TryFrom<RawConfig> for Config {
             },
             device_deadline: raw.snmp.device_deadline,
             concurrency: raw.snmp.concurrency,
-            devices,
+            devices: Vec::new(),
             privacy: raw.privacy,
             metrics_listen,
         })
     }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let mut config = Config::settings(&raw)?;
+        let mut seen = HashSet::new();
+        config.devices = raw
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| device(i, d, &mut seen))
+            .collect::<Result<_, _>>()?;
+        Ok(config)
+    }
+}
+
+/// Device `i` of the file, validated; `seen` holds the ids of the devices before it.
+fn device(i: usize, d: &RawDevice, seen: &mut HashSet<Id>) -> Result<Device, ConfigError> {
+    let key = |k: &str| format!("devices[{i}].{k}");
+    let id = ident(&key("id"), &d.id)?;
+    if !seen.insert(id.clone()) {
+        return Err(invalid(
+            key("id"),
+            format!("{:?} is used by another device", d.id),
+        ));
+    }
+    let unit = ident(&key("unit"), &d.unit)?;
+    let kind = DeviceKind::from_name(&d.kind).ok_or_else(|| {
+        invalid(
+            key("kind"),
+            format!("unknown kind {:?}; expected copier, phone or dock", d.kind),
+        )
+    })?;
+    let seats = selection(d, kind, &key)?;
+    if let Some(bad) = d.contexts.iter().find(|c| {
+        c.is_empty() || c.len() > 32 || c.chars().any(|ch| ch.is_whitespace() || ch == '@')
+    }) {
+        return Err(invalid(
+            key("contexts"),
+            format!("{bad:?}: a context name is 1 to 32 characters without spaces or '@'"),
+        ));
+    }
+    let version = match d.version.as_str() {
+        "1" => Version::V1,
+        "2c" | "2" => Version::V2c,
+        "3" => Version::V3,
+        other => {
+            return Err(invalid(
+                key("version"),
+                format!("unknown SNMP version {other:?}; expected \"1\", \"2c\" or \"3\""),
+            ))
+        }
+    };
+    let usm = usm(d, version, &key)?;
+    if d.address.trim().is_empty() {
+        return Err(invalid(key("address"), "must not be empty"));
+    }
+    if d.port == 0 {
+        return Err(invalid(key("port"), "must be between 1 and 65535"));
+    }
+    let community = secret(&key("community"), &d.community)?;
+    if community.is_empty() {
+        return Err(invalid(key("community"), "must not be empty"));
+    }
+    Ok(Device {
+        id,
+        unit,
+        kind,
+        target: Target {
+            host: d.address.trim().to_string(),
+            port: d.port,
+            version,
+            community,
+            usm,
+        },
+        seats,
+        contexts: d.contexts.clone(),
+    })
+}
+
+/// A configuration file cut into its `[[devices]]` sections and the rest.
+#[derive(Debug, PartialEq, Eq)]
+struct Sections<'a> {
+    /// Everything outside the device sections, in order.
+    rest: String,
+    /// Each `[[devices]]` section's body (without its header line).
+    devices: Vec<&'a str>,
+}
+
+/// Cuts `text` at its table headers into the `[[devices]]` sections and the rest, or `None`
+/// where that would be unsafe: a multi-line string (a header-like line could be inside it), or
+/// a header under `devices` other than `[[devices]]` itself. A cut inside a multi-line array or
+/// inline table leaves it unclosed in the part before, which then does not parse, and the
+/// document is read whole.
+fn sections(text: &str) -> Option<Sections<'_>> {
+    if text.contains("\"\"\"") || text.contains("'''") {
+        return None;
+    }
+    let mut rest = String::new();
+    let mut devices: Vec<&str> = Vec::new();
+    let mut device_start: Option<usize> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        if !trimmed.starts_with('[') {
+            if device_start.is_none() {
+                rest.push_str(line);
+            }
+            continue;
+        }
+        let header: String = trimmed
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if let Some(from) = device_start.take() {
+            devices.push(&text[from..start]);
+        }
+        if header == "[[devices]]" {
+            device_start = Some(offset);
+        } else if header.contains("devices") {
+            return None;
+        } else {
+            rest.push_str(line);
+        }
+    }
+    if let Some(from) = device_start {
+        devices.push(&text[from..]);
+    }
+    Some(Sections { rest, devices })
 }
 
 #[cfg(test)]
@@ -963,5 +1067,75 @@ mod tests {
                 "the rest is shown"
             );
         }
+    }
+
+    /// The whole document, read the way it was read before sections.
+    fn whole(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::try_from(raw)
+    }
+
+    #[test]
+    fn read_by_sections_or_whole_a_file_gives_the_same_config_or_error() {
+        let mut many = String::from("site = \"s\"\n# devices follow\n");
+        for i in 0..50 {
+            many += &format!(
+                "[[devices]] # number {i}\nid = \"d{i}\"\naddress = \"10.0.0.{i}\"\nunit = \"u\"\n\
+                 kind = \"{}\"\n",
+                ["copier", "phone", "dock"][i % 3]
+            );
+            if i == 10 {
+                many += "[snmp]\ntimeout = \"3s\"\n[[devices]]\nid = \"x\"\naddress = \"h\"\nunit = \"u\"\n\
+                         seats = [\n  \"gi1\",\n  \"gi2\",\n]\nkind = \"dock\"\n";
+            }
+        }
+        let by_sections = sections(&many).expect("cut into sections");
+        assert_eq!(by_sections.devices.len(), 51);
+        assert!(by_sections.rest.contains("[snmp]") && !by_sections.rest.contains("d1"));
+        for text in [EXAMPLE, many.as_str()] {
+            assert!(sections(text).is_some());
+            let (a, b) = (Config::from_toml(text).unwrap(), whole(text).unwrap());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        let config = Config::from_toml(&many).unwrap();
+        assert_eq!(config.devices.len(), 51);
+        assert_eq!(config.snmp.timeout, Duration::from_secs(3));
+        assert_eq!(config.devices[11].seats.ports, ["gi1", "gi2"]);
+
+        // Errors, wherever they are, read the same (with the line of a syntax error).
+        let broken = [
+            many.replace("id = \"d7\"", "id = \"d 7\""),
+            many.replace("id = \"d40\"", "id = \"d3\""),
+            many.replace(
+                "unit = \"u\"\nkind = \"phone\"",
+                "unit = \"u\"\nkind = \"phone\"\ncolour = 1",
+            ),
+            many.replace("address = \"10.0.0.30\"", "address = \"10.0.0.30"),
+            many.replace("timeout = \"3s\"", "timeout = \"0s\""),
+            many.replace("id = \"d2\"", "id = \"d 2\"")
+                .replace("address = \"10.0.0.45\"", "address = "),
+            many.replace("seats = [\n  \"gi1\",", "seats = [\n[\"gi1\"],"),
+        ];
+        for text in &broken {
+            let (a, b) = (
+                Config::from_toml(text).unwrap_err(),
+                whole(text).unwrap_err(),
+            );
+            assert_eq!(a.to_string(), b.to_string());
+        }
+        assert!(Config::from_toml(&broken[3])
+            .unwrap_err()
+            .to_string()
+            .contains("line"));
+
+        // Where a cut is not safe, the file is read whole.
+        let multi = format!("{many}[[devices]]\nid = \"m\"\naddress = \"h\"\nunit = \"u\"\ncommunity = \"\"\"\n[[devices]]\n\"\"\"\n");
+        assert!(sections(&multi).is_none());
+        let sub = format!("{many}[devices.extra]\n");
+        assert!(sections(&sub).is_none());
+        assert_eq!(
+            Config::from_toml(&sub).unwrap_err().to_string(),
+            whole(&sub).unwrap_err().to_string()
+        );
     }
 }
