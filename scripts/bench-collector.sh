@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The collector's CPU and memory against Prometheus snmp_exporter, in one run (a benchmark, not
 # part of CI): installs Debian's prometheus-snmp-exporter (without starting its service) and
-# what the tests need, then runs `cargo bench -p devtel-collector --bench exporter`.
+# what the tests need, builds the collector as packaged (the `site` profile) and runs
+# `cargo bench -p devtel-collector --bench exporter` on it.
 # Knobs: DEVTEL_BENCH_DEVICES (5000), DEVTEL_BENCH_SMALL (100), DEVTEL_BENCH_CONCURRENCY (64).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,4 +26,7 @@ if [ ! -x /usr/bin/prometheus-snmp-exporter ]; then
     [ -z "$created_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 /usr/bin/prometheus-snmp-exporter --version 2>&1 | head -1
-cargo bench -p devtel-collector --bench exporter
+# The collector as packaged for the site box: the `site` profile (scripts/package-deb.sh).
+cargo build --locked --profile site -p devtel-collector
+DEVTEL_BENCH_COLLECTOR="${DEVTEL_BENCH_COLLECTOR:-$ROOT/${CARGO_TARGET_DIR:-target}/site/devtel-collector}" \
+    cargo bench -p devtel-collector --bench exporter

@@ -5,7 +5,8 @@
 #   - the Rust standard library for aarch64-unknown-linux-gnu (rustup target add),
 #   - Debian's cross compiler and binutils (gcc-aarch64-linux-gnu: the linker, and the C
 #     compiler for ring, SQLite and aws-lc),
-#   - a release build with --target, then scripts/package-deb.sh --target.
+#   - the build (--target; the collector with the `site` profile) and packages, by
+#     scripts/package-deb.sh --target.
 # Copy the collector's .deb to the box and `dpkg -i` it there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

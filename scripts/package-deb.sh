@@ -2,7 +2,7 @@
 # Debian packages of both daemons: devtel-gateway_VERSION_ARCH.deb and
 # devtel-collector_VERSION_ARCH.deb, with Debian's own dpkg-deb.
 #
-#   bash scripts/package-deb.sh                       # release build, packages in target/deb/
+#   bash scripts/package-deb.sh                       # build, packages in target/deb/
 #   bash scripts/package-deb.sh --bin-dir target/debug --out DIR   # package built binaries
 #   bash scripts/package-deb.sh --target aarch64-unknown-linux-gnu  # cross (see README)
 #
@@ -32,14 +32,16 @@ command -v dpkg-deb >/dev/null || { echo "error: dpkg-deb not found (Debian's dp
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 [ -n "$VERSION" ] || { echo "error: no workspace version in Cargo.toml" >&2; exit 1; }
 
+# The gateway is built with the release profile, the collector with `site` (Cargo.toml:
+# smaller code, fewer pages in the site box's memory). --bin-dir packages both from one folder.
+GATEWAY_DIR="$BIN_DIR"
+COLLECTOR_DIR="$BIN_DIR"
 if [ -z "$BIN_DIR" ]; then
-    if [ -n "$TARGET" ]; then
-        cargo build --locked --release --target "$TARGET" -p devtel-gateway -p devtel-collector
-        BIN_DIR="${CARGO_TARGET_DIR:-target}/$TARGET/release"
-    else
-        cargo build --locked --release -p devtel-gateway -p devtel-collector
-        BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
-    fi
+    OUT_BASE="${CARGO_TARGET_DIR:-target}${TARGET:+/$TARGET}"
+    cargo build --locked --release ${TARGET:+--target "$TARGET"} -p devtel-gateway
+    cargo build --locked --profile site ${TARGET:+--target "$TARGET"} -p devtel-collector
+    GATEWAY_DIR="$OUT_BASE/release"
+    COLLECTOR_DIR="$OUT_BASE/site"
 fi
 case "$TARGET" in
     "") ARCH="$(dpkg --print-architecture)"; STRIP=strip ;;
@@ -58,10 +60,12 @@ trap 'rm -rf "$WORK"' EXIT
 package() {
     local name="$1" conf="$2" unit="$3" example="$4" summary="$5" description="$6"
     local dir="$WORK/$name"
-    [ -x "$BIN_DIR/$name" ] || { echo "error: $BIN_DIR/$name not built" >&2; exit 1; }
+    local bin_dir="$GATEWAY_DIR"
+    [ "$name" != devtel-collector ] || bin_dir="$COLLECTOR_DIR"
+    [ -x "$bin_dir/$name" ] || { echo "error: $bin_dir/$name not built" >&2; exit 1; }
     install -d "$dir/DEBIAN" "$dir/usr/bin" "$dir/lib/systemd/system" "$dir/etc/devtel" \
         "$dir/usr/share/doc/$name"
-    install -m 0755 "$BIN_DIR/$name" "$dir/usr/bin/$name"
+    install -m 0755 "$bin_dir/$name" "$dir/usr/bin/$name"
     "$STRIP" "$dir/usr/bin/$name"
     sed 's#/usr/local/bin/#/usr/bin/#g' "$unit" > "$dir/lib/systemd/system/$name.service"
     chmod 0644 "$dir/lib/systemd/system/$name.service"

@@ -11,11 +11,13 @@
 //!   every reading spooled and published to a Mosquitto broker (acknowledged by PUBACK).
 //!
 //! For each it prints wall time, CPU (user + system, from `/proc/{pid}/stat`) and peak RSS
-//! (`VmHWM` from `/proc/{pid}/status`), and the ratios. Also the collector at 100 devices
-//! (`DEVTEL_BENCH_SMALL`). Asserts nothing.
+//! (`VmHWM` from `/proc/{pid}/status`), each side `DEVTEL_BENCH_RUNS` times (3) in turn, and
+//! the ratios of the medians. Also the collector at 100 devices (`DEVTEL_BENCH_SMALL`).
+//! Asserts nothing.
 //!
 //! Run: `bash scripts/bench-collector.sh` (env DEVTEL_BENCH_DEVICES, DEVTEL_BENCH_SMALL,
-//! DEVTEL_BENCH_CONCURRENCY, DEVTEL_BENCH_EXPORTER = path of the snmp_exporter binary).
+//! DEVTEL_BENCH_CONCURRENCY, DEVTEL_BENCH_EXPORTER = path of the snmp_exporter binary,
+//! DEVTEL_BENCH_COLLECTOR = path of the collector binary measured).
 
 mod common;
 
@@ -302,7 +304,7 @@ fn collector(dir: &Path, sim: u32, sim_port: u16, n: usize, concurrency: usize) 
     std::fs::write(&config, toml).expect("collector config");
     let sim_before = Usage::of(sim);
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_devtel-collector"))
+    let child = Command::new(collector_bin())
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -331,6 +333,15 @@ fn collector(dir: &Path, sim: u32, sim_port: u16, n: usize, concurrency: usize) 
         ok: n - failed,
         failed,
     }
+}
+
+/// The collector measured: `DEVTEL_BENCH_COLLECTOR` (e.g. the `site` profile's build,
+/// `target/site/devtel-collector`), else this bench's own build.
+fn collector_bin() -> PathBuf {
+    std::env::var_os("DEVTEL_BENCH_COLLECTOR")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_devtel-collector")))
 }
 
 fn http_text(port: u16, path: &str) -> Option<String> {
@@ -388,6 +399,7 @@ fn main() {
         PRINTERS.len(),
         objects as f64 / PRINTERS.len() as f64
     );
+    println!("collector: {}", collector_bin().display());
     println!();
     println!("| process | devices | ok/failed | wall s | user s | system s | CPU s | peak RSS MiB | simulator CPU s |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -395,32 +407,59 @@ fn main() {
     let exporter_bin = std::env::var_os("DEVTEL_BENCH_EXPORTER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-snmp-exporter"));
-    let peer = exporter_bin
-        .exists()
-        .then(|| exporter(&exporter_bin, &dir, sim, sim_port, n, concurrency));
-    if let Some(r) = &peer {
-        row("snmp_exporter (peer)", n, r);
+    // Each side RUNS times, in turn, so that a busy moment of the machine does not decide the
+    // ratio; the figures compared are the medians.
+    let runs = env_usize("DEVTEL_BENCH_RUNS", 3).max(1);
+    let mut peer_runs = Vec::new();
+    let mut devtel_runs = Vec::new();
+    let mut small_runs = Vec::new();
+    for _ in 0..runs {
+        if exporter_bin.exists() {
+            let r = exporter(&exporter_bin, &dir, sim, sim_port, n, concurrency);
+            row("snmp_exporter (peer)", n, &r);
+            peer_runs.push(r);
+        }
+        let r = collector(&dir, sim, sim_port, n, concurrency);
+        row("devtel-collector run", n, &r);
+        devtel_runs.push(r);
+        let r = collector(&dir, sim, sim_port, small, concurrency);
+        row("devtel-collector run", small, &r);
+        small_runs.push(r);
     }
-    let devtel = collector(&dir, sim, sim_port, n, concurrency);
-    row("devtel-collector run", n, &devtel);
-    let devtel_small = collector(&dir, sim, sim_port, small, concurrency);
-    row("devtel-collector run", small, &devtel_small);
+    let median = |runs: &mut Vec<Run>| -> Usage {
+        runs.sort_by(|a, b| a.usage.cpu_s().total_cmp(&b.usage.cpu_s()));
+        let mut hwm: Vec<u64> = runs.iter().map(|r| r.usage.hwm_kib).collect();
+        hwm.sort_unstable();
+        let mid = runs.len() / 2;
+        Usage {
+            hwm_kib: hwm[mid],
+            ..runs[mid].usage
+        }
+    };
+    let devtel = median(&mut devtel_runs);
+    let small_usage = median(&mut small_runs);
     println!();
-    match &peer {
-        Some(p) => println!(
-            "CPU: devtel {:.2} s, snmp_exporter {:.2} s: {:.1}x less ({:.0} % of devtel's in system time); \
-             peak RSS {:.1} MiB vs {:.1} MiB: {:.1}x less",
-            devtel.usage.cpu_s(),
-            p.usage.cpu_s(),
-            p.usage.cpu_s() / devtel.usage.cpu_s(),
-            100.0 * devtel.usage.system_s / devtel.usage.cpu_s(),
-            devtel.usage.hwm_kib as f64 / 1024.0,
-            p.usage.hwm_kib as f64 / 1024.0,
-            p.usage.hwm_kib as f64 / devtel.usage.hwm_kib.max(1) as f64,
-        ),
-        None => println!(
+    println!(
+        "medians of {runs}: devtel {:.2} s CPU ({:.0} % system), peak RSS {:.1} MiB at {n} devices, {:.1} MiB at {} devices",
+        devtel.cpu_s(),
+        100.0 * devtel.system_s / devtel.cpu_s(),
+        devtel.hwm_kib as f64 / 1024.0,
+        small_usage.hwm_kib as f64 / 1024.0,
+        small,
+    );
+    if peer_runs.is_empty() {
+        println!(
             "peer: {} not found (scripts/bench-collector.sh installs Debian's prometheus-snmp-exporter)",
             exporter_bin.display()
-        ),
+        );
+    } else {
+        let p = median(&mut peer_runs);
+        println!(
+            "snmp_exporter {:.2} s CPU, peak RSS {:.1} MiB: devtel uses {:.1}x less CPU and {:.1}x less memory",
+            p.cpu_s(),
+            p.hwm_kib as f64 / 1024.0,
+            p.cpu_s() / devtel.cpu_s(),
+            p.hwm_kib as f64 / devtel.hwm_kib.max(1) as f64,
+        );
     }
 }
