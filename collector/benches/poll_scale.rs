@@ -60,7 +60,7 @@ fn main() {
 
     let fleet: Vec<Device> = (0..devices)
         .map(|i| Device {
-            seats: Default::default(),
+            dock: None,
             contexts: Vec::new(),
             id: format!("copier-{i}").as_str().try_into().unwrap(),
             unit: "bench".try_into().unwrap(),

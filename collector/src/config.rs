@@ -321,10 +321,24 @@ pub struct Device {
     pub kind: DeviceKind,
     /// SNMP target.
     pub target: Target,
-    /// Docks: which ports are seats and which MACs count.
-    pub seats: Selection,
+    /// Docks: which ports are seats and which MACs count, when configured (boxed: most
+    /// devices are no docks, and a collector holds thousands of devices). See [`Device::seats`].
+    pub dock: Option<Box<Selection>>,
     /// Further SNMP contexts polled after the default one.
     pub contexts: Vec<String>,
+}
+
+impl Device {
+    /// Which ports are seats and which MACs count: the configured selection, else every
+    /// Ethernet port and every client.
+    pub fn seats(&self) -> &Selection {
+        static EVERY_PORT: Selection = Selection {
+            ports: Vec::new(),
+            data_vlans: Vec::new(),
+            ignore_macs: Vec::new(),
+        };
+        self.dock.as_deref().unwrap_or(&EVERY_PORT)
+    }
 }
 
 /// The dock keys of a device, validated; refused on other kinds.
@@ -755,9 +769,9 @@ fn device(i: usize, d: &RawDevice, seen: &mut HashSet<Id>) -> Result<Device, Con
             port: d.port,
             version,
             community,
-            usm,
+            usm: usm.map(Box::new),
         },
-        seats,
+        dock: (seats != Selection::default()).then(|| Box::new(seats)),
         contexts: d.contexts.clone(),
     })
 }
@@ -1003,7 +1017,7 @@ mod tests {
             "{base}kind = \"dock\"\nseats = [\"gi1\", \"DESK-3.14\", \"12\"]\ndata_vlans = [10]\nignore_macs = [\"00:04:F2\", \"00-15-5d-01-02-03\"]\n"
         ))
         .unwrap();
-        let sel = &dock.devices[0].seats;
+        let sel = dock.devices[0].seats();
         assert_eq!(dock.devices[0].kind, DeviceKind::Dock);
         assert_eq!(sel.ports, ["gi1", "DESK-3.14", "12"]);
         assert_eq!(sel.data_vlans, [10]);
@@ -1100,7 +1114,7 @@ mod tests {
         let config = Config::from_toml(&many).unwrap();
         assert_eq!(config.devices.len(), 51);
         assert_eq!(config.snmp.timeout, Duration::from_secs(3));
-        assert_eq!(config.devices[11].seats.ports, ["gi1", "gi2"]);
+        assert_eq!(config.devices[11].seats().ports, ["gi1", "gi2"]);
 
         // Errors, wherever they are, read the same (with the line of a syntax error).
         let broken = [

@@ -217,7 +217,7 @@ impl SnmpArgs {
             port: self.port,
             version,
             community,
-            usm,
+            usm: usm.map(Box::new),
         };
         let opts = Options {
             timeout: self.timeout,

@@ -46,13 +46,15 @@ where
         };
         let fleet = fleet.clone();
         let transport = transport.cloned();
+        // The reading comes back boxed: a task's memory is the larger of its future and its
+        // output, and a reading (up to 15 KB) is much larger than the polling future.
         polls.spawn(async move {
             let _permit = permit;
-            poll(&fleet[index], opts, transport.as_ref(), deadline).await
+            Box::new(poll(&fleet[index], opts, transport.as_ref(), deadline).await)
         });
         while let Some(joined) = polls.try_join_next() {
             match joined {
-                Ok(reading) => each(reading).await,
+                Ok(reading) => each(*reading).await,
                 Err(error) => warn!(%error, "poll task failed"),
             }
         }
@@ -64,7 +66,7 @@ where
         };
         match joined {
             None => return true,
-            Some(Ok(reading)) => each(reading).await,
+            Some(Ok(reading)) => each(*reading).await,
             Some(Err(error)) => warn!(%error, "poll task failed"),
         }
     }
@@ -120,7 +122,7 @@ pub async fn poll(
             return no_response(NoResponseCause::Timeout);
         }
     };
-    match kind.map(&id, &device.seats, &varbinds) {
+    match kind.map(&id, device.seats(), &varbinds) {
         Ok(mapped) => {
             if !mapped.unmatched_seats.is_empty() {
                 warn!(device = %device.id, ports = ?mapped.unmatched_seats, "configured seats match no port of the switch");

@@ -16,7 +16,7 @@ fn target(port: u16, usm: Usm) -> Target {
         port,
         version: Version::V3,
         community: String::new(),
-        usm: Some(usm),
+        usm: Some(Box::new(usm)),
     }
 }
 

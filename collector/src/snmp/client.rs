@@ -325,8 +325,9 @@ pub struct Target {
     pub version: Version,
     /// Community string (v1/v2c).
     pub community: String,
-    /// User-based security (v3; required when `version` is [`Version::V3`]).
-    pub usm: Option<Usm>,
+    /// User-based security (v3; required when `version` is [`Version::V3`]). Boxed: most
+    /// devices have none, and a collector holds a target per device.
+    pub usm: Option<Box<Usm>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -1126,12 +1127,12 @@ mod context_tests {
         assert_eq!(v2.in_context("Jetdirect").community, "public@Jetdirect");
         let v3 = Target {
             version: Version::V3,
-            usm: Some(Usm {
+            usm: Some(Box::new(Usm {
                 user: "u".into(),
                 auth: None,
                 privacy: None,
                 context: String::new(),
-            }),
+            })),
             ..v2
         };
         let in_ctx = v3.in_context("vlan-10");
