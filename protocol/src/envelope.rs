@@ -115,7 +115,14 @@ pub fn peek_identity(bytes: &[u8]) -> Result<Identity, Error> {
     if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&first) {
         return Err(Error::UnsupportedVersion(first));
     }
-    let rest = &bytes[1..];
+    let mut rest = &bytes[1..];
+    if first >= crate::COMPACT_VERSION {
+        // Compact readings name no collector: only described envelopes have an identity here.
+        if rest.first() != Some(&crate::compact::DESCRIBED) {
+            return Err(Error::Malformed);
+        }
+        rest = &rest[1..];
+    }
     let (site, rest): (Id, &[u8]) = if first >= SITE_VERSION {
         postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?
     } else {
@@ -270,8 +277,10 @@ pub(crate) mod de {
     use super::{Envelope, Reading};
     use crate::{DockReading, Id, PrinterReading, MAX_READINGS};
 
+    // `marker` (from version 5) comes second on the wire; postcard only counts the names.
     const FIELDS: &[&str] = &[
         "version",
+        "marker",
         "site",
         "collector",
         "epoch",
@@ -320,6 +329,17 @@ pub(crate) mod de {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             let envelope = self.0;
             envelope.version = field(&mut seq, 0)?;
+            // From version 5 a second byte tells a described envelope from a compact
+            // reading; only the first is an envelope.
+            if envelope.version >= crate::COMPACT_VERSION {
+                let marker: u8 = field(&mut seq, 0)?;
+                if marker != crate::compact::DESCRIBED {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Unsigned(u64::from(marker)),
+                        &"a described envelope",
+                    ));
+                }
+            }
             // Version 3 had no site: its fields follow the version directly.
             if envelope.version >= super::SITE_VERSION {
                 envelope.site = field(&mut seq, 1)?;

@@ -31,6 +31,7 @@
 pub mod ack;
 pub mod broker;
 pub mod code;
+pub mod compact;
 pub mod dock;
 pub mod envelope;
 mod error;
@@ -66,7 +67,11 @@ impl core::fmt::Display for MacDisplay<'_> {
 }
 
 /// The format version this crate writes. First byte of every payload.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
+
+/// The first version of described and compact readings ([`compact`]): its payloads have a
+/// second byte, [`compact::DESCRIBED`] or [`compact::COMPACT`].
+pub const COMPACT_VERSION: u8 = 5;
 
 /// The oldest format version this crate still reads: a site upgrades its collector and the
 /// gateway one at a time, and a collector's spool may hold envelopes written before.
@@ -125,18 +130,40 @@ pub const MAX_PACKET_LEN: usize = 4 * 1024 * 1024;
 /// Encodes `envelope` into `buf` and returns the written prefix.
 ///
 /// # Errors
-/// [`Error::UnsupportedVersion`] when `envelope.version` is not [`FORMAT_VERSION`],
+/// [`Error::UnsupportedVersion`] when `envelope.version` is neither [`FORMAT_VERSION`] nor
+/// [`SITE_VERSION`] (version 4, for gateways not yet upgraded),
 /// [`Error::InvalidId`] when an identifier is not a valid topic segment, and
 /// [`Error::BufferTooSmall`] when `buf` is too short (never with [`MAX_ENCODED_LEN`] bytes).
 pub fn encode<'a>(envelope: &Envelope, buf: &'a mut [u8]) -> Result<&'a mut [u8], Error> {
-    if envelope.version != FORMAT_VERSION {
+    check_writable(envelope)?;
+    if envelope.version < COMPACT_VERSION {
+        return postcard::to_slice(envelope, buf).map_err(serialize_error);
+    }
+    // The derived layout is `[version][fields]`; a described envelope is
+    // `[version][DESCRIBED][fields]`: written one byte on, its version byte then moved.
+    let rest = buf.get_mut(1..).ok_or(Error::BufferTooSmall)?;
+    let n = postcard::to_slice(envelope, rest)
+        .map_err(serialize_error)?
+        .len();
+    buf[0] = envelope.version;
+    buf[1] = compact::DESCRIBED;
+    Ok(&mut buf[..n + 1])
+}
+
+/// Versions [`encode`] writes: the current one, and the one before for a collector that
+/// talks to a gateway not yet upgraded.
+fn check_writable(envelope: &Envelope) -> Result<(), Error> {
+    if envelope.version != FORMAT_VERSION && envelope.version != SITE_VERSION {
         return Err(Error::UnsupportedVersion(envelope.version));
     }
-    envelope.validate()?;
-    postcard::to_slice(envelope, buf).map_err(|e| match e {
+    envelope.validate()
+}
+
+fn serialize_error(e: postcard::Error) -> Error {
+    match e {
         postcard::Error::SerializeBufferFull => Error::BufferTooSmall,
         _ => Error::Encode,
-    })
+    }
 }
 
 /// Encodes `envelope` into a vector of exactly its encoded length (with the `std` feature).
@@ -145,11 +172,12 @@ pub fn encode<'a>(envelope: &Envelope, buf: &'a mut [u8]) -> Result<&'a mut [u8]
 /// As [`encode`], except that there is no buffer to be too small.
 #[cfg(feature = "std")]
 pub fn encode_to_vec(envelope: &Envelope) -> Result<std::vec::Vec<u8>, Error> {
-    if envelope.version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion(envelope.version));
+    check_writable(envelope)?;
+    let mut out = postcard::to_allocvec(envelope).map_err(|_| Error::Encode)?;
+    if envelope.version >= COMPACT_VERSION {
+        out.insert(1, compact::DESCRIBED);
     }
-    envelope.validate()?;
-    postcard::to_allocvec(envelope).map_err(|_| Error::Encode)
+    Ok(out)
 }
 
 /// Decodes one envelope from `bytes`. Never panics, whatever the input.

@@ -66,7 +66,8 @@ fn example() -> Envelope {
 
 #[rustfmt::skip]
 const EXAMPLE_BYTES: &[u8] = &[
-    0x04,                         // version = 4 (u8, raw byte)
+    0x05,                         // version = 5 (u8, raw byte)
+    0x00,                         // described (a full envelope, not a compact reading)
     0x02, b's', b'1',             // site = "s1" (varint length, UTF-8)
     0x03, b'g', b'w', b'1',       // collector = "gw1"
     0x07,                         // epoch = 7
@@ -107,11 +108,37 @@ const EXAMPLE_BYTES: &[u8] = &[
     0x00,                         //   truncated = false
 ];
 
-/// The worked example as version 3 wrote it: the same bytes without the site (the three
+/// The worked example as version 4 wrote it: the same bytes without the marker byte.
+fn example_v4_bytes() -> Vec<u8> {
+    assert_eq!(&EXAMPLE_BYTES[..2], &[0x05, 0x00]);
+    [&[0x04][..], &EXAMPLE_BYTES[2..]].concat()
+}
+
+/// The worked example as version 3 wrote it: version 4's bytes without the site (the three
 /// bytes after the version), still decoded.
 fn example_v3_bytes() -> Vec<u8> {
-    assert_eq!(&EXAMPLE_BYTES[..4], &[0x04, 0x02, b's', b'1']);
-    [&[0x03][..], &EXAMPLE_BYTES[4..]].concat()
+    let v4 = example_v4_bytes();
+    assert_eq!(&v4[..4], &[0x04, 0x02, b's', b'1']);
+    [&[0x03][..], &v4[4..]].concat()
+}
+
+#[test]
+fn a_version_4_envelope_still_decodes_and_is_still_written_on_request() {
+    let mut expected = example();
+    expected.version = 4;
+    assert_eq!(decode(&example_v4_bytes()).unwrap(), expected);
+    // A collector talking to a gateway not yet upgraded writes version 4.
+    let mut buf = [0u8; MAX_ENCODED_LEN];
+    assert_eq!(
+        encode(&expected, &mut buf).unwrap(),
+        &example_v4_bytes()[..]
+    );
+    assert_eq!(
+        devtel_protocol::encode_to_vec(&expected).unwrap(),
+        example_v4_bytes()
+    );
+    let id = devtel_protocol::peek_identity(&example_v4_bytes()).unwrap();
+    assert_eq!((id.version, id.seq), (4, 300));
 }
 
 #[test]
@@ -132,7 +159,7 @@ fn a_version_3_envelope_still_decodes_without_a_site() {
     expected.version = 3;
     expected.site.clear();
     assert_eq!(decode(&example_v3_bytes()).unwrap(), expected);
-    // It is read, never written: this build encodes version 4 only.
+    // It is read, never written: this build encodes versions 4 and 5 only.
     let mut buf = [0u8; MAX_ENCODED_LEN];
     assert_eq!(
         encode(&expected, &mut buf),
@@ -160,7 +187,7 @@ fn no_response_has_the_documented_bytes() {
         .unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x04, 0x02, b's', b'1',                   // version 4, site "s1"
+        0x05, 0x00, 0x02, b's', b'1',             // version 5, described, site "s1"
         0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x01,                               // 1 reading, Reading::NoResponse (variant 1)
         0x01, b'p', 0x01, b'u',                   // device "p", unit "u"
@@ -195,9 +222,15 @@ fn unknown_codes_and_special_values_survive_the_round_trip() {
 #[test]
 fn other_versions_trailing_bytes_and_truncation_are_errors() {
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    for other in [1, 2, 5, 0xff] {
+    for other in [1, 2, 6, 0xff] {
         bytes[0] = other;
         assert_eq!(decode(&bytes), Err(Error::UnsupportedVersion(other)));
+    }
+    // Version 5's second byte: a compact reading, or nothing known, is not an envelope.
+    for marker in [1, 2, 0xff] {
+        let mut bytes = EXAMPLE_BYTES.to_vec();
+        bytes[1] = marker;
+        assert_eq!(decode(&bytes), Err(Error::Malformed));
     }
     assert_eq!(decode(&[]), Err(Error::Empty));
     let mut long = EXAMPLE_BYTES.to_vec();
@@ -219,10 +252,10 @@ fn invalid_identifiers_are_rejected_both_ways() {
     assert_eq!(encode(&env, &mut buf), Err(Error::InvalidId));
     // The same bytes with '/' smuggled in by hand: "gw1" -> "g/1", and "s1" -> "/1".
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    bytes[6] = b'/';
+    bytes[7] = b'/';
     assert_eq!(decode(&bytes), Err(Error::InvalidId));
     let mut bytes = EXAMPLE_BYTES.to_vec();
-    bytes[2] = b'/';
+    bytes[3] = b'/';
     assert_eq!(decode(&bytes), Err(Error::InvalidId));
     let empty = Envelope::new(id("s1"), id("gw1"), 1, 1, 1);
     assert_eq!(encode(&empty, &mut buf), Err(Error::NoReadings));
@@ -452,7 +485,7 @@ fn phone_reading_has_the_documented_bytes() {
     env.readings.push(Reading::Phone(phone)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x04, 0x02, b's', b'1',       // version 4, site "s1"
+        0x05, 0x00, 0x02, b's', b'1', // version 5, described, site "s1"
         0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x02,                   // 1 reading, Reading::Phone (variant 2)
         0x01, b'p', 0x01, b'u',       // device "p", unit "u"
@@ -504,7 +537,7 @@ fn dock_reading_has_the_documented_bytes() {
     env.readings.push(Reading::Dock(dock)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0x04, 0x02, b's', b'1',       // version 4, site "s1"
+        0x05, 0x00, 0x02, b's', b'1', // version 5, described, site "s1"
         0x03, b'g', b'w', b'1', 0x00, 0x00, 0x00, // collector, epoch 0, seq 0, timestamp 0
         0x01, 0x03,                   // 1 reading, Reading::Dock (variant 3)
         0x01, b's', 0x01, b'u',       // device "s", unit "u"
@@ -704,7 +737,12 @@ mod in_place {
 
     /// What the derived code decodes, with `decode`'s checks.
     fn derived(bytes: &[u8]) -> Option<Envelope> {
-        let (twin, rest): (Twin<MAX_READINGS>, &[u8]) = postcard::take_from_bytes(bytes).ok()?;
+        // Version 5's marker byte (described) is not a field of the twin.
+        if bytes.get(1) != Some(&devtel_protocol::compact::DESCRIBED) {
+            return None;
+        }
+        let bytes = [&bytes[..1], &bytes[2..]].concat();
+        let (twin, rest): (Twin<MAX_READINGS>, &[u8]) = postcard::take_from_bytes(&bytes).ok()?;
         let mut envelope = Envelope::new(
             twin.site,
             twin.collector,
@@ -799,7 +837,10 @@ mod in_place {
             three.readings.push(r.clone()).unwrap();
         }
         let mut buf = [0u8; 4 * MAX_ENCODED_LEN];
-        let b = postcard::to_slice(&three, &mut buf).unwrap();
+        let b = postcard::to_slice(&three, &mut buf[1..]).unwrap().len();
+        buf[0] = devtel_protocol::FORMAT_VERSION;
+        buf[1] = devtel_protocol::compact::DESCRIBED;
+        let b = &buf[..b + 1];
         assert!(derived(b).is_none());
         assert_eq!(decode(b), Err(Error::Malformed));
     }
@@ -890,4 +931,239 @@ mod in_place {
             prop_assert!(disagreements.is_empty(), "{:?}", disagreements);
         }
     }
+}
+
+/// Version 5's compact reading: the worked example five minutes later.
+mod compact_reading {
+    use super::*;
+    use devtel_protocol::compact::{
+        decode_compact, encode_compact, expand, fingerprint, is_compact, slots, split, Base, Slots,
+        MAX_COMPACT_LEN,
+    };
+    use proptest::prelude::*;
+
+    fn later() -> Envelope {
+        let mut env = example();
+        env.seq = 310;
+        env.timestamp_ms += 300_000;
+        let Reading::Printer(p) = &mut env.readings[0] else {
+            unreachable!()
+        };
+        p.uptime_ticks = Some(30_150);
+        p.markers[0].life_count += 5;
+        p.counters.mono = Some(305);
+        env
+    }
+
+    /// `env` as a compact reading against `base` (encoded as the collector encodes it).
+    fn compact(base: &Envelope, env: &Envelope) -> Result<Vec<u8>, Error> {
+        let described = devtel_protocol::encode_to_vec(base).unwrap();
+        let mut base_slots = Slots::new();
+        slots(&base.readings[0], &mut base_slots)?;
+        let mut skeleton = env.readings[0].clone();
+        let mut values = Slots::new();
+        split(&env.readings[0], &mut skeleton, &mut values)?;
+        let b = Base {
+            fingerprint: fingerprint(&described),
+            seq: base.seq,
+            timestamp_ms: base.timestamp_ms,
+            slots: &base_slots,
+        };
+        let mut buf = [0u8; MAX_COMPACT_LEN];
+        Ok(encode_compact(&b, env.seq, env.timestamp_ms, &values, &mut buf)?.to_vec())
+    }
+
+    fn expanded(base: &Envelope, bytes: &[u8]) -> Result<Envelope, Error> {
+        let c = decode_compact(bytes)?;
+        let mut env = base.clone();
+        expand(&c, &mut env)?;
+        Ok(env)
+    }
+
+    /// CRC-32 (IEEE) of `EXAMPLE_BYTES`.
+    const EXAMPLE_FINGERPRINT: u32 = 0x390d_bf22;
+
+    #[rustfmt::skip]
+    const LATER_BYTES: &[u8] = &[
+        0x05, 0x01,                   // version 5, compact
+        0x22, 0xbf, 0x0d, 0x39,       // fingerprint of the description (u32, little-endian)
+        0x14,                         // seq - description's seq = 10 (zigzag varint)
+        0xc0, 0xcf, 0x24,             // timestamp_ms - description's = 300000 (zigzag varint)
+        0x0e,                         // 14 slots
+        0x91, 0x00,                   // changed: slots 0, 4, 7 (bit i of byte i/8)
+        0xe1, 0xd4, 0x03,             // slot 0 uptime: +30000 (zigzag 60000, + 1)
+        0x0b,                         // slot 4 marker life count: +5 (zigzag 10, + 1)
+        0x0b,                         // slot 7 counters.mono: +5
+    ];
+
+    #[test]
+    fn the_worked_example_five_minutes_later_has_the_documented_bytes() {
+        assert_eq!(fingerprint(EXAMPLE_BYTES), EXAMPLE_FINGERPRINT);
+        assert_eq!(devtel_protocol::compact::MAX_SLOTS, 241, "WIRE.md names it");
+        let bytes = compact(&example(), &later()).unwrap();
+        assert_eq!(bytes, LATER_BYTES, "{bytes:02x?}");
+        assert!(is_compact(LATER_BYTES) && !is_compact(EXAMPLE_BYTES));
+        let c = decode_compact(LATER_BYTES).unwrap();
+        assert_eq!((c.fingerprint, c.slot_count()), (EXAMPLE_FINGERPRINT, 14));
+        assert_eq!(expanded(&example(), LATER_BYTES).unwrap(), later());
+        // The same reading again: nothing changed but seq and time.
+        let again = compact(&later(), &later()).unwrap();
+        assert_eq!(&again[6..], &[0x00, 0x00, 0x0e, 0x00, 0x00]);
+        // A compact reading is not an envelope, and names no collector.
+        assert_eq!(decode(LATER_BYTES), Err(Error::Malformed));
+        assert!(devtel_protocol::peek_identity(LATER_BYTES).is_err());
+    }
+
+    #[test]
+    fn broken_compact_readings_are_errors() {
+        assert_eq!(decode_compact(&[]), Err(Error::Empty));
+        assert_eq!(
+            decode_compact(&[0x04, 0x01]),
+            Err(Error::UnsupportedVersion(4))
+        );
+        assert_eq!(decode_compact(EXAMPLE_BYTES), Err(Error::Malformed));
+        for cut in 1..LATER_BYTES.len() {
+            assert!(decode_compact(&LATER_BYTES[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = LATER_BYTES.to_vec();
+        long.push(0);
+        assert_eq!(decode_compact(&long), Err(Error::TrailingBytes(1)));
+        // A bit beyond the slot count.
+        let mut bits = LATER_BYTES.to_vec();
+        bits[12] = 0x40;
+        assert_eq!(decode_compact(&bits), Err(Error::Malformed));
+        // Against a description with other rows: refused, not misread.
+        let mut other = example();
+        let Reading::Printer(p) = &mut other.readings[0] else {
+            unreachable!()
+        };
+        p.supplies.clear();
+        assert_eq!(expanded(&other, LATER_BYTES), Err(Error::Malformed));
+        // A value that does not fit its field (uptime is a u32).
+        let mut big = later();
+        big.seq = 310;
+        let mut bytes = compact(&example(), &big).unwrap();
+        bytes[13..16].copy_from_slice(&[0xff, 0xff, 0x7f]);
+        let mut wide = bytes[..13].to_vec();
+        wide.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x7f]);
+        wide.extend_from_slice(&bytes[16..]);
+        assert_eq!(expanded(&example(), &wide), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn readings_the_slots_would_not_restore_are_not_compacted() {
+        // A counter beyond i64, and a code kept as unrecognised although it is a known one.
+        let mut huge = later();
+        let Reading::Printer(p) = &mut huge.readings[0] else {
+            unreachable!()
+        };
+        p.counters.total = Some(u64::MAX);
+        assert_eq!(compact(&example(), &huge), Err(Error::Encode));
+        let mut odd = later();
+        let Reading::Printer(p) = &mut odd.readings[0] else {
+            unreachable!()
+        };
+        p.status.device = Some(DeviceStatus::Unrecognised(3));
+        let mut skeleton = odd.readings[0].clone();
+        let mut values = Slots::new();
+        assert_eq!(
+            split(&odd.readings[0], &mut skeleton, &mut values),
+            Err(Error::Encode)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn random_values_come_back_exactly(
+            values in proptest::collection::vec(proptest::option::of(any::<u32>()), 14),
+            seq in any::<u64>(), ts in any::<u64>(),
+        ) {
+            let mut env = example();
+            env.seq = seq;
+            env.timestamp_ms = ts;
+            let mut slots = Slots::new();
+            for (i, v) in values.iter().enumerate() {
+                // The status codes, the marker's life count (never absent) and the supply
+                // level (an Integer32) as the device would send them.
+                let v = match i {
+                    1 | 2 => v.map(|v| i64::from(v % 8)),
+                    4 => Some(i64::from(v.unwrap_or(0))),
+                    3 => v.map(|v| i64::from(v as u16)),
+                    5 => v.map(|v| i64::from(v as i32)),
+                    _ => v.map(i64::from),
+                };
+                slots.push(v).unwrap();
+            }
+            devtel_protocol::compact::join(&mut env.readings[0], &slots).unwrap();
+            match compact(&example(), &env) {
+                Ok(bytes) => prop_assert_eq!(expanded(&example(), &bytes).unwrap(), env),
+                // Only a code kept unrecognised although known may refuse.
+                Err(e) => prop_assert_eq!(e, Error::Encode),
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut b = bytes.clone();
+            if b.len() >= 2 { b[0] = 5; b[1] = 1; }
+            if let Ok(c) = decode_compact(&b) {
+                let mut env = example();
+                let _ = expand(&c, &mut env);
+            }
+        }
+
+        #[test]
+        fn mutated_compact_readings_never_panic(pos in 0usize..LATER_BYTES.len(), val in any::<u8>()) {
+            let mut b = LATER_BYTES.to_vec();
+            b[pos] = val;
+            if let Ok(c) = decode_compact(&b) {
+                let mut env = example();
+                let _ = expand(&c, &mut env);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_at_its_largest_comes_back_exactly() {
+        super::in_place_big_stack(|| {
+            for mut base in [largest_printer_envelope(), largest_dock_envelope()] {
+                // One reading per envelope, as the collector sends; counters beyond i64 are
+                // sent described (see above).
+                base.readings.truncate(1);
+                if let Reading::Printer(p) = &mut base.readings[0] {
+                    let c = &mut p.counters;
+                    for v in [&mut c.total, &mut c.mono, &mut c.colour, &mut c.print] {
+                        *v = Some(i64::MAX as u64);
+                    }
+                    for v in [&mut c.copy, &mut c.scan, &mut c.fax, &mut c.duplex] {
+                        *v = Some(0);
+                    }
+                }
+                let mut env = base.clone();
+                env.seq = env.seq.saturating_sub(5000);
+                env.timestamp_ms = env.timestamp_ms.saturating_sub(300_000);
+                let mut values = Slots::new();
+                slots(&env.readings[0], &mut values).unwrap();
+                for (i, v) in values.iter_mut().enumerate() {
+                    if i % 3 == 0 {
+                        *v = v.map(|v| v / 2);
+                    }
+                }
+                devtel_protocol::compact::join(&mut env.readings[0], &values).unwrap();
+                let bytes = compact(&base, &env).unwrap();
+                assert!(bytes.len() <= MAX_COMPACT_LEN);
+                assert_eq!(expanded(&base, &bytes).unwrap(), env);
+            }
+        });
+    }
+}
+
+/// Runs `f` on a thread with room for the largest envelopes in a debug build.
+fn in_place_big_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
 }
