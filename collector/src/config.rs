@@ -101,6 +101,13 @@ pub struct RawDelivery {
     pub ack_timeout: Option<Duration>,
     /// Most readings with the broker and not yet confirmed by the gateway.
     pub max_awaiting: Option<usize>,
+    /// `"compact"` (wire version 5: a device's description now and then, its values in
+    /// between) or `"full"` (every reading in full, as version 4: for a gateway not yet
+    /// upgraded to version 5).
+    pub wire: Option<String>,
+    /// Longest time a device goes without being described again (`"compact"` only).
+    #[serde(default, with = "humantime_serde")]
+    pub describe_every: Option<Duration>,
 }
 
 /// `[spool]`: where readings wait for the broker's acknowledgement.
@@ -265,6 +272,10 @@ pub struct Delivery {
     pub ack_timeout: Duration,
     /// Most readings with the broker and not confirmed.
     pub max_awaiting: usize,
+    /// Whether readings may go compact (`wire = "compact"`, the default).
+    pub compact: bool,
+    /// Longest time a device goes without being described again.
+    pub describe_every: Duration,
 }
 
 /// Validated `[spool]` settings.
@@ -512,10 +523,38 @@ fn delivery(raw: &RawDelivery) -> Result<Delivery, ConfigError> {
         };
         return Err(invalid(key, "only applies to acknowledge = \"gateway\""));
     }
+    let compact = match raw.wire.as_deref() {
+        None | Some("compact") => true,
+        Some("full") => false,
+        Some(other) => {
+            return Err(invalid(
+                "delivery.wire",
+                format!("{other:?}: expected \"compact\" or \"full\""),
+            ))
+        }
+    };
+    let describe_every = raw
+        .describe_every
+        .unwrap_or(crate::describe::DEFAULT_DESCRIBE_EVERY);
+    if describe_every < Duration::from_secs(60) || describe_every > Duration::from_secs(7 * 86_400)
+    {
+        return Err(invalid(
+            "delivery.describe_every",
+            "must be between 1m and 7d",
+        ));
+    }
+    if !compact && raw.describe_every.is_some() {
+        return Err(invalid(
+            "delivery.describe_every",
+            "only applies to wire = \"compact\"",
+        ));
+    }
     Ok(Delivery {
         acknowledge,
         ack_timeout,
         max_awaiting,
+        compact,
+        describe_every,
     })
 }
 

@@ -20,6 +20,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod describe;
 pub mod discover;
 pub mod fleet;
 pub mod metrics;
@@ -133,8 +134,14 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     let sender = tokio::spawn(publisher::run(
         options,
         identity,
-        spool,
-        outbox,
+        publisher::Delivery {
+            spool,
+            outbox,
+            describer: describe::Describer::new(
+                config.delivery.compact,
+                config.delivery.describe_every,
+            ),
+        },
         rx,
         stats.clone(),
         timing,

@@ -38,6 +38,21 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Publishes handed to the MQTT client (repeats included).",
     ),
     (
+        "published_described",
+        "counter",
+        "Readings published described (in full).",
+    ),
+    (
+        "published_compact",
+        "counter",
+        "Readings published compact (wire version 5: values against a description).",
+    ),
+    (
+        "published_bytes",
+        "counter",
+        "Payload bytes of the published readings.",
+    ),
+    (
         "broker_acked",
         "counter",
         "Publishes the broker acknowledged.",

@@ -458,6 +458,14 @@ impl Outbox {
         }
     }
 
+    /// The `(epoch, seq)` of the record the publish `pkid` carries, if it is one.
+    pub fn inflight_identity(&self, pkid: u16) -> Option<(u64, u64)> {
+        match self.inflight.get(&pkid)? {
+            Tracked::Record(id) => self.index.identity(*id),
+            Tracked::Status => None,
+        }
+    }
+
     /// A PUBACK for `pkid`; `accepted` is false for an error reason code (the broker did not
     /// take the message: it goes again after the resend delay).
     ///

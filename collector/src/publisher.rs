@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::describe::Describer;
 use crate::outbox::{Acknowledge, Outbox};
 use crate::spool::Spool;
 
@@ -52,6 +53,12 @@ pub struct Stats {
     pub spooled: AtomicU64,
     /// Publishes handed to the MQTT client (repeats included).
     pub published: AtomicU64,
+    /// Of those, readings published described (in full).
+    pub published_described: AtomicU64,
+    /// Of those, readings published compact (wire version 5).
+    pub published_compact: AtomicU64,
+    /// Payload bytes of the published readings.
+    pub published_bytes: AtomicU64,
     /// Publishes the broker acknowledged (PUBACK).
     pub broker_acked: AtomicU64,
     /// Publishes the broker refused (PUBACK with an error reason, e.g. not authorized).
@@ -111,6 +118,9 @@ impl Stats {
             failed: get(&self.failed),
             spooled: get(&self.spooled),
             published: get(&self.published),
+            published_described: get(&self.published_described),
+            published_compact: get(&self.published_compact),
+            published_bytes: get(&self.published_bytes),
             broker_acked: get(&self.broker_acked),
             broker_refused: get(&self.broker_refused),
             acknowledged: get(&self.acknowledged),
@@ -146,6 +156,9 @@ pub struct Counters {
     pub failed: u64,
     pub spooled: u64,
     pub published: u64,
+    pub published_described: u64,
+    pub published_compact: u64,
+    pub published_bytes: u64,
     pub broker_acked: u64,
     pub broker_refused: u64,
     pub acknowledged: u64,
@@ -312,6 +325,7 @@ struct Sender {
     connected_once: bool,
     last_bad_ack_log: Option<Instant>,
     clock: crate::clock::ClockWatch,
+    describer: Describer,
 }
 
 impl Sender {
@@ -332,6 +346,10 @@ impl Sender {
         st.spool_in_memory
             .store(self.spool.in_memory() as u64, Ordering::Relaxed);
         st.published.store(o.published, Ordering::Relaxed);
+        let w = self.describer.counts();
+        st.published_described.store(w.described, Ordering::Relaxed);
+        st.published_compact.store(w.compact, Ordering::Relaxed);
+        st.published_bytes.store(w.bytes, Ordering::Relaxed);
         st.broker_acked.store(o.broker_acked, Ordering::Relaxed);
         st.broker_refused.store(o.broker_refused, Ordering::Relaxed);
         st.acknowledged.store(o.acknowledged, Ordering::Relaxed);
@@ -344,7 +362,7 @@ impl Sender {
             .store(oldest.as_secs(), Ordering::Relaxed);
     }
 
-    fn intake(&mut self, envelope: &Envelope) {
+    fn intake(&mut self, envelope: &mut Envelope) {
         let Some(first) = envelope.readings.first() else {
             return;
         };
@@ -356,6 +374,10 @@ impl Sender {
                 return;
             }
         };
+        // `wire = "full"`: version 4, what a gateway before version 5 reads.
+        if !self.describer.is_compact() {
+            envelope.version = devtel_protocol::SITE_VERSION;
+        }
         let bytes = match encode_to_vec(envelope) {
             Ok(b) => b,
             Err(e) => {
@@ -390,7 +412,11 @@ impl Sender {
                 let _ = self.spool.ack(next.id);
                 continue;
             };
-            let (topic, envelope) = (topic.to_string(), envelope.to_vec());
+            let payload = self
+                .describer
+                .payload(envelope, next.repeat)
+                .unwrap_or_else(|| envelope.to_vec());
+            let (topic, envelope) = (topic.to_string(), payload);
             match self
                 .client
                 .try_publish(topic, QoS::AtLeastOnce, false, envelope)
@@ -452,6 +478,7 @@ impl Sender {
     fn on_ack_message(&mut self, payload: &[u8]) {
         match decode_ack(payload) {
             Ok(ack) if ack.collector == self.identity.collector => {
+                self.describer.acknowledged(&ack);
                 if let Err(e) = self.outbox.gateway_ack(&ack, &mut self.spool) {
                     warn!(error = %e, "spool acknowledgement not recorded; the reading may be sent again");
                 }
@@ -504,6 +531,13 @@ impl Sender {
                 if !accepted {
                     warn!(reason = ?ack.reason, "the broker refused a reading; it is sent again later");
                 }
+                if accepted && self.outbox.settings().acknowledge == Acknowledge::Broker {
+                    // Without the gateway's word, the broker's PUBACK confirms a description
+                    // (it delivers the device's topic in order).
+                    if let Some((epoch, seq)) = self.outbox.inflight_identity(ack.pkid) {
+                        self.describer.confirmed(epoch, seq);
+                    }
+                }
                 if let Err(e) =
                     self.outbox
                         .puback(ack.pkid, accepted, &mut self.spool, Instant::now())
@@ -523,17 +557,32 @@ impl Sender {
     }
 }
 
+/// What delivery works with: the spool, its bookkeeping and the choice of wire form.
+#[allow(missing_debug_implementations)]
+pub struct Delivery {
+    /// The spooled readings.
+    pub spool: Spool,
+    /// Which of them are where; knows the identities of the records in `spool` (see
+    /// [`record_identity`]).
+    pub outbox: Outbox,
+    /// Which go described and which compact.
+    pub describer: Describer,
+}
+
 /// Runs delivery until `intake` closes and the drain ends. See the module documentation.
-/// `outbox` knows the identities of the records in `spool` (see [`record_identity`]).
 pub async fn run(
     options: MqttOptions,
     identity: Identity,
-    spool: Spool,
-    mut outbox: Outbox,
+    delivery: Delivery,
     mut intake: mpsc::Receiver<Intake>,
     stats: Arc<Stats>,
     timing: Timing,
 ) -> Spool {
+    let Delivery {
+        spool,
+        mut outbox,
+        describer,
+    } = delivery;
     let window = outbox.settings().window;
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 16);
     let devtel_daemon::mqtt::Poller {
@@ -565,6 +614,7 @@ pub async fn run(
         connected_once: false,
         last_bad_ack_log: None,
         clock: crate::clock::ClockWatch::default(),
+        describer,
     };
     s.update_gauges();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -579,7 +629,7 @@ pub async fn run(
                     // Take the whole batch that is waiting, then sync once (group commit).
                     while let Some(message) = next.take() {
                         match message {
-                            Intake::Envelope(envelope) => s.intake(&envelope),
+                            Intake::Envelope(mut envelope) => s.intake(&mut envelope),
                             Intake::RoundDone => round_done = true,
                         }
                         next = intake.try_recv().ok();

@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use devtel_protocol::ack::{MAX_REJECTED_RANGES, MAX_STORED_RANGES};
 use devtel_protocol::topic::{self, TopicString};
-use devtel_protocol::{peek_identity, Ack, Envelope, Id, SeqRange, MAX_ENCODED_LEN};
+use devtel_protocol::{compact, peek_identity, Ack, Envelope, Id, SeqRange, MAX_ENCODED_LEN};
 use serde::Serialize;
 
+use crate::descriptions::Descriptions;
 use crate::ingest::{self, Rejection};
 use crate::sites::Owners;
 use crate::store::Item;
@@ -128,6 +129,9 @@ pub struct Checked {
     pub targets: Vec<Option<AckTarget>>,
     /// The refused messages.
     pub rejected: Vec<Rejected>,
+    /// Described envelopes' descriptions, with the index of their message: [`admit`] moves
+    /// those of admitted messages to the items.
+    pub descriptions: Vec<(usize, Item)>,
 }
 
 impl Checked {
@@ -158,11 +162,35 @@ pub fn check(
     received_ms: u64,
     max_skew_ms: u64,
     spares: &mut Vec<Box<Envelope>>,
+    descriptions: &mut Descriptions,
 ) -> Checked {
     let mut out = Checked::default();
     for (index, message) in batch.iter().enumerate() {
-        match check_one(message, received_ms, max_skew_ms, spares) {
+        match check_one(message, received_ms, max_skew_ms, spares, descriptions) {
             Ok((item, target)) => {
+                // A described envelope (wire version 5) is also a description: compact
+                // readings of its device may refer to it from now on.
+                if let Item::Envelope {
+                    envelope, payload, ..
+                } = &item
+                {
+                    if described(payload) {
+                        if let Some(device) = envelope.readings.first().map(|r| r.device()) {
+                            let site = envelope.site.as_str();
+                            let fingerprint = descriptions.learn(site, device, payload);
+                            out.descriptions.push((
+                                index,
+                                Item::Description {
+                                    site: site.to_string(),
+                                    device: device.to_string(),
+                                    fingerprint,
+                                    payload: payload.clone(),
+                                    received_ms,
+                                },
+                            ));
+                        }
+                    }
+                }
                 out.items.push(item);
                 out.sources.push(index);
                 out.targets.push(target);
@@ -179,11 +207,40 @@ pub fn check(
 
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
 
+/// Whether `payload` is a described envelope of wire version 5 with one reading (what a
+/// collector makes a description of).
+fn described(payload: &[u8]) -> bool {
+    payload.first() == Some(&devtel_protocol::COMPACT_VERSION)
+        && payload.get(1) == Some(&compact::DESCRIBED)
+}
+
+/// A compact reading as the envelope it stands for, and that envelope's payload as its
+/// collector spooled it (described): what is stored, compared with repeats and replayed.
+fn expand(
+    site: &str,
+    device: &str,
+    payload: &[u8],
+    spare: Option<Box<Envelope>>,
+    descriptions: &Descriptions,
+) -> Result<(Box<Envelope>, Bytes), Rejection> {
+    let c = compact::decode_compact(payload).map_err(|_| Rejection::Undecodable)?;
+    let description = descriptions
+        .get(site, device, c.fingerprint)
+        .ok_or(Rejection::Undescribed)?;
+    let mut envelope =
+        spare.unwrap_or_else(|| Box::new(Envelope::new(Id::new(), Id::new(), 0, 0, 0)));
+    devtel_protocol::decode_into(description, &mut envelope).map_err(|_| Rejection::Undecodable)?;
+    compact::expand(&c, &mut envelope).map_err(|_| Rejection::Undecodable)?;
+    let full = devtel_protocol::encode_to_vec(&envelope).map_err(|_| Rejection::Undecodable)?;
+    Ok((envelope, Bytes::from(full)))
+}
+
 fn check_one(
     message: &Inbound,
     received_ms: u64,
     max_skew_ms: u64,
     spares: &mut Vec<Box<Envelope>>,
+    descriptions: &Descriptions,
 ) -> Checked1 {
     if message.topic_cut() {
         return Err((Rejection::Topic, None));
@@ -219,8 +276,18 @@ fn check_one(
             if message.oversize() {
                 return Err((Rejection::Oversize, None));
             }
-            match ingest::check_telemetry(site, unit, device, &message.payload, spares.pop()) {
-                Ok(envelope) => {
+            let checked = if compact::is_compact(&message.payload) {
+                expand(site, device, &message.payload, spares.pop(), descriptions).and_then(
+                    |(envelope, full)| {
+                        ingest::check_envelope(site, unit, device, envelope).map(|e| (e, full))
+                    },
+                )
+            } else {
+                ingest::check_telemetry(site, unit, device, &message.payload, spares.pop())
+                    .map(|e| (e, message.payload.clone()))
+            };
+            match checked {
+                Ok((envelope, payload)) => {
                     let target = AckTarget {
                         site: site.to_string(),
                         collector: envelope.collector.clone(),
@@ -235,7 +302,7 @@ fn check_one(
                     Ok((
                         Item::Envelope {
                             envelope,
-                            payload: message.payload.clone(),
+                            payload,
                             received_ms,
                         },
                         Some(target),
@@ -294,6 +361,16 @@ pub fn admit(checked: &mut Checked, owners: &mut Owners) {
         checked.items.push(Item::Claim(claim));
         checked.sources.push(source);
         checked.targets.push(None);
+    }
+    // The descriptions of the admitted envelopes are committed with them.
+    let refused: std::collections::BTreeSet<usize> =
+        checked.rejected.iter().map(|r| r.index).collect();
+    for (source, description) in std::mem::take(&mut checked.descriptions) {
+        if !refused.contains(&source) {
+            checked.items.push(description);
+            checked.sources.push(source);
+            checked.targets.push(None);
+        }
     }
     checked.rejected.sort_by_key(|r| r.index);
 }
@@ -457,6 +534,196 @@ mod tests {
         Inbound::new(topic.as_bytes(), Bytes::from(payload), 1, true)
     }
 
+    /// Wire version 5: compact readings against descriptions, delivered shuffled, repeated
+    /// and (where the gateway lacks the description) sent again described, as the collector
+    /// does, give the documents and figures of the same readings sent in full.
+    mod compact_readings {
+        use super::*;
+        use crate::aggregate::Aggregator;
+        use devtel_protocol::compact::{self, Base, Slots};
+        use devtel_protocol::{decode, Reading};
+        use proptest::prelude::*;
+
+        const TOPIC: &str = "devtel/v1/telemetry/s1/u1/k1";
+
+        fn konica() -> Reading {
+            let vb = devtel_devices::corpus::varbinds("konica");
+            let ident = devtel_devices::DeviceIdentity {
+                device: "k1".try_into().unwrap(),
+                unit: "u1".try_into().unwrap(),
+            };
+            devtel_devices::of(DeviceKind::Copier)
+                .map(&ident, &Default::default(), &vb)
+                .unwrap()
+                .reading
+        }
+
+        /// The readings of `steps`: pages printed, a supply level, and now and then a new
+        /// cartridge (another supply description: a new skeleton) or no answer.
+        fn readings(steps: &[(u8, u16, u8)]) -> Vec<Envelope> {
+            let mut r = konica();
+            let mut ts = 1_795_000_000_000u64;
+            let mut out = Vec::new();
+            for (seq, (change, pages, level)) in steps.iter().enumerate() {
+                ts += 300_000;
+                let mut reading = r.clone();
+                if let Reading::Printer(p) = &mut r {
+                    let add = u64::from(*pages);
+                    p.counters.total = p.counters.total.map(|t| t + add);
+                    p.counters.mono = p.counters.mono.map(|t| t + add / 2);
+                    p.uptime_ticks = p.uptime_ticks.map(|t| t.wrapping_add(30_000));
+                    for m in &mut p.markers {
+                        m.life_count += u32::from(*pages);
+                    }
+                    if let Some(s) = p.supplies.first_mut() {
+                        s.level = Some(devtel_protocol::Level::Value(u32::from(*level)));
+                        if change % 5 == 1 {
+                            let d = if s.description.ends_with('*') {
+                                "TN-626K"
+                            } else {
+                                "TN-626K*"
+                            };
+                            s.description = d.try_into().unwrap();
+                        }
+                    }
+                    reading = r.clone();
+                }
+                if change % 7 == 3 {
+                    reading = Reading::NoResponse(NoResponse {
+                        device: "k1".try_into().unwrap(),
+                        unit: "u1".try_into().unwrap(),
+                        kind: DeviceKind::Copier,
+                        cause: NoResponseCause::Timeout,
+                    });
+                }
+                let mut e = Envelope::new(
+                    "s1".try_into().unwrap(),
+                    "c".try_into().unwrap(),
+                    7,
+                    seq as u64,
+                    ts,
+                );
+                e.readings.push(reading).unwrap();
+                out.push(e);
+            }
+            out
+        }
+
+        /// What a collector sends for each reading: compact against the last described one
+        /// of the same skeleton, described when the skeleton changed and every fourth time.
+        fn wire(envelopes: &[Envelope]) -> Vec<Vec<u8>> {
+            let mut base: Option<(Envelope, Vec<u8>, Reading)> = None;
+            let mut out = Vec::new();
+            for (i, e) in envelopes.iter().enumerate() {
+                let full = encode_to_vec(e).unwrap();
+                let mut skeleton = e.readings[0].clone();
+                let mut values = Slots::new();
+                compact::split(&e.readings[0], &mut skeleton, &mut values).unwrap();
+                match &base {
+                    Some((b, described, b_skeleton)) if *b_skeleton == skeleton && i % 4 != 0 => {
+                        let mut b_slots = Slots::new();
+                        compact::slots(&b.readings[0], &mut b_slots).unwrap();
+                        let at = Base {
+                            fingerprint: compact::fingerprint(described),
+                            seq: b.seq,
+                            timestamp_ms: b.timestamp_ms,
+                            slots: &b_slots,
+                        };
+                        let mut buf = vec![0u8; compact::MAX_COMPACT_LEN];
+                        let n =
+                            compact::encode_compact(&at, e.seq, e.timestamp_ms, &values, &mut buf)
+                                .unwrap()
+                                .len();
+                        buf.truncate(n);
+                        out.push(buf);
+                    }
+                    _ => {
+                        base = Some((e.clone(), full.clone(), skeleton));
+                        out.push(full);
+                    }
+                }
+            }
+            out
+        }
+
+        fn seen(agg: &Aggregator) -> impl PartialEq + std::fmt::Debug {
+            let from = jiff::civil::Date::constant(2026, 1, 1);
+            let to = jiff::civil::Date::constant(2027, 12, 31);
+            let ids = agg.device_ids();
+            (
+                agg.unit("u1"),
+                ids.iter().map(|d| agg.device(d)).collect::<Vec<_>>(),
+                agg.figures(&ids, from, to),
+                agg.deliveries(),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn shuffled_and_repeated_they_give_the_documents_of_full_readings(
+                steps in proptest::collection::vec((0u8..35, 0u16..400, 0u8..101), 1..40),
+                order in proptest::collection::vec(any::<u32>(), 40),
+                repeats in proptest::collection::vec(any::<proptest::sample::Index>(), 0..8),
+                batch_len in 1usize..6,
+            ) {
+                let envelopes = readings(&steps);
+                let full: Vec<Vec<u8>> = envelopes.iter().map(|e| encode_to_vec(e).unwrap()).collect();
+                let sent = wire(&envelopes);
+                prop_assert!(sent.iter().zip(&full).all(|(s, f)| s.len() <= f.len()));
+
+                // Delivery: shuffled, some twice.
+                let mut queue: Vec<(u32, usize)> = order.iter().copied().zip(0..sent.len()).collect();
+                queue.sort();
+                let mut queue: std::collections::VecDeque<(usize, Vec<u8>)> =
+                    queue.into_iter().map(|(_, i)| (i, sent[i].clone())).collect();
+                for r in &repeats {
+                    let i = r.index(sent.len());
+                    queue.push_back((i, sent[i].clone()));
+                }
+                let mut descriptions = Descriptions::default();
+                let mut agg = Aggregator::new();
+                let mut taken = Vec::new();
+                let mut rounds = 0;
+                while !queue.is_empty() {
+                    rounds += 1;
+                    prop_assert!(rounds < 1000);
+                    let take: Vec<(usize, Vec<u8>)> = (0..batch_len).filter_map(|_| queue.pop_front()).collect();
+                    let batch: Vec<Inbound> = take.iter().map(|(_, p)| inbound(TOPIC, p.clone())).collect();
+                    let checked = check(&batch, 1_796_000_000_000, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new(), &mut descriptions);
+                    for r in &checked.rejected {
+                        // Not acknowledged: the collector sends it again, described.
+                        prop_assert_eq!(r.cause, Rejection::Undescribed);
+                        prop_assert!(r.target.is_none());
+                        let i = take[r.index].0;
+                        queue.push_back((i, full[i].clone()));
+                    }
+                    for (item, source) in checked.items.iter().zip(&checked.sources) {
+                        if let Item::Envelope { envelope, payload, .. } = item {
+                            let i = take[*source].0;
+                            // Stored as the collector spooled it, whatever form it came in.
+                            prop_assert_eq!(&payload[..], &full[i][..]);
+                            prop_assert_eq!(&**envelope, &decode(&full[i]).unwrap());
+                            agg.ingest(envelope);
+                            taken.push(i);
+                        }
+                    }
+                }
+                // Sending everything in full, in the order the gateway took them.
+                let mut reference = Aggregator::new();
+                for i in &taken {
+                    reference.ingest(&decode(&full[*i]).unwrap());
+                }
+                prop_assert_eq!(seen(&agg), seen(&reference));
+                // Every reading was taken.
+                let mut all = taken.clone();
+                all.sort();
+                all.dedup();
+                prop_assert_eq!(all.len(), envelopes.len());
+            }
+        }
+    }
+
     #[test]
     fn every_kind_of_bad_message_is_a_counted_cause_not_an_error() {
         let good = "devtel/v1/telemetry/s1/u/d";
@@ -485,7 +752,13 @@ mod tests {
             "an oversize payload is not kept"
         );
         assert_eq!(batch[8].topic.len(), MAX_KEPT_TOPIC);
-        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
+        let checked = check(
+            &batch,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
         assert_eq!(checked.items.len(), 2);
         assert_eq!(checked.sources, [0, 7]);
         let causes: Vec<(usize, Rejection, bool)> = checked
@@ -519,7 +792,13 @@ mod tests {
             inbound(t, envelope("c", 7, u64::MAX - 1_000, "u", "d")),
         ];
         let mut spares = Vec::new();
-        let checked = check(&batch, 1_500, 200, &mut spares);
+        let checked = check(
+            &batch,
+            1_500,
+            200,
+            &mut spares,
+            &mut Descriptions::default(),
+        );
         assert_eq!(checked.sources, [0, 1]);
         let refused: Vec<(usize, Rejection, Option<u64>)> = checked
             .rejected
@@ -563,7 +842,13 @@ mod tests {
             ),
             inbound("devtel/v1/telemetry/s1/u/x", envelope("c", 7, 6, "u", "d")),
         ];
-        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
+        let checked = check(
+            &batch,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
         // What the gateway holds: 0..6 of (c, 7) (4 and 5 just now), 0 of (c, 8), 9 of (k, 1).
         let acks = acknowledgements(&checked, |collector, epoch, seqs| {
             assert!(!seqs.is_empty());
@@ -637,7 +922,13 @@ mod tests {
                 envelope_at("b", "cb", 1, 1, "u", "e"),
             ),
         ];
-        let mut checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
+        let mut checked = check(
+            &batch,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
         admit(&mut checked, &mut owners);
         let causes: Vec<(usize, Rejection, Option<String>)> = checked
             .rejected
@@ -672,6 +963,25 @@ mod tests {
             ]
         );
         assert!(checked.targets[2..].iter().all(Option::is_none));
+        // Each envelope is described (wire version 5): the admitted ones' descriptions are
+        // committed with them, after the claims; the refused ones' are not.
+        let described: Vec<(usize, &str, &str)> = checked
+            .items
+            .iter()
+            .zip(&checked.sources)
+            .filter_map(|(item, source)| match item {
+                Item::Description { site, device, .. } => {
+                    Some((*source, site.as_str(), device.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(described, [(0, "a", "d"), (3, "b", "e")]);
+        assert!(matches!(
+            checked.items.last(),
+            Some(Item::Description { .. })
+        ));
+        assert!(checked.descriptions.is_empty());
     }
 
     #[test]
@@ -680,7 +990,13 @@ mod tests {
         let batch: Vec<Inbound> = (0..100)
             .map(|i| inbound(t, envelope("c", 1, i * 2, "u", "d")))
             .collect();
-        let checked = check(&batch, 5, DEFAULT_MAX_CLOCK_SKEW_MS, &mut Vec::new());
+        let checked = check(
+            &batch,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
         let acks = acknowledgements(&checked, |_, _, seqs| {
             seqs.iter().map(|s| (*s, s + 1)).collect()
         });

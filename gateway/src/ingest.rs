@@ -63,6 +63,10 @@ pub enum Rejection {
     /// messages are never dropped this way: see [`Counts::held_back`].
     #[error("QoS 0 message dropped: the ingest queue is full")]
     Overflow,
+    /// A compact reading (wire version 5) whose description this gateway does not have.
+    /// Not acknowledged: its collector sends the reading again, described.
+    #[error("compact reading of an unknown description")]
+    Undescribed,
 }
 
 impl Rejection {
@@ -83,11 +87,12 @@ impl Rejection {
             Rejection::TooManyCollectors => "too_many_collectors",
             Rejection::TooManyDevices => "too_many_devices",
             Rejection::Overflow => "overflow",
+            Rejection::Undescribed => "undescribed",
         }
     }
 
     /// Every cause, for metrics that list them all.
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::Topic,
         Rejection::Oversize,
         Rejection::Version,
@@ -102,6 +107,7 @@ impl Rejection {
         Rejection::TooManyCollectors,
         Rejection::TooManyDevices,
         Rejection::Overflow,
+        Rejection::Undescribed,
     ];
 }
 
@@ -149,6 +155,19 @@ pub fn check_telemetry(
         WireError::UnsupportedVersion(_) => Rejection::Version,
         _ => Rejection::Undecodable,
     })?;
+    check_envelope(site, unit, device, envelope)
+}
+
+/// The checks of [`check_telemetry`] after decoding: the envelope agrees with its topic.
+///
+/// # Errors
+/// [`Rejection::TopicMismatch`] or [`Rejection::SiteMismatch`].
+pub fn check_envelope(
+    site: &str,
+    unit: &str,
+    device: &str,
+    envelope: Box<Envelope>,
+) -> Result<Box<Envelope>, Rejection> {
     if envelope
         .readings
         .iter()
@@ -338,11 +357,12 @@ mod tests {
     /// upgraded, or from a spool written before, is taken; its topic's site stands for it.
     #[test]
     fn a_version_3_envelope_is_still_taken() {
-        let v4 = payload("u", "d");
-        // Version 3 is version 4 without the site ("site": a length byte and 4 bytes).
-        assert_eq!(&v4[..6], &[4, 4, b's', b'i', b't', b'e']);
+        let v5 = payload("u", "d");
+        // Version 3 is version 5 without the marker byte and the site ("site": a length byte
+        // and 4 bytes).
+        assert_eq!(&v5[..7], &[5, 0, 4, b's', b'i', b't', b'e']);
         let mut v3 = vec![3];
-        v3.extend_from_slice(&v4[6..]);
+        v3.extend_from_slice(&v5[7..]);
         for site in ["site", "another-site"] {
             let t = format!("devtel/v1/telemetry/{site}/u/d");
             let e = check(&t, &v3, None).unwrap();

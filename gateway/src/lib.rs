@@ -25,6 +25,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deliveries;
 pub mod delta;
+pub mod descriptions;
 pub mod embedded;
 pub mod events;
 pub mod guard;
@@ -105,6 +106,8 @@ pub struct Shared {
     pub max_clock_skew: u64,
     /// Which site each collector and device belongs to (the check stage's).
     pub owners: Mutex<sites::Owners>,
+    /// The devices' descriptions compact readings refer to (the check stage's).
+    pub descriptions: Mutex<descriptions::Descriptions>,
     /// The HTTP token and limits.
     pub guard: Arc<guard::Guard>,
     /// How long readers held the aggregator's lock (that ingest needs) to take their copy.
@@ -256,6 +259,17 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         "site ownership loaded"
     );
     shared.owners = Mutex::new(owners);
+    let mut descriptions = descriptions::Descriptions::default();
+    for (site, device, payload) in store.descriptions()? {
+        descriptions.learn(&site, &device, &payload);
+    }
+    let (described, description_bytes, _) = descriptions.stats();
+    info!(
+        devices = described,
+        bytes = description_bytes,
+        "descriptions loaded"
+    );
+    shared.descriptions = Mutex::new(descriptions);
     shared.guard = guard::Guard::new(config.http.clone());
     shared.broker = broker.as_ref().map(|b| b.stats.clone());
     shared.home_assistant = config.home_assistant.clone();

@@ -847,7 +847,16 @@ fn check_stage(
         let received_ms = now_ms();
         shared.stats.update(|c| c.received += batch.len() as u64);
         let mut boxes = spares.take(batch.len());
-        let mut checked = batch::check(&batch, received_ms, shared.max_clock_skew_ms(), &mut boxes);
+        let mut checked = match shared.descriptions.lock() {
+            Ok(mut descriptions) => batch::check(
+                &batch,
+                received_ms,
+                shared.max_clock_skew_ms(),
+                &mut boxes,
+                &mut descriptions,
+            ),
+            Err(_) => break, // a panic in this stage before: stop as for a closed channel
+        };
         if let Ok(mut owners) = shared.owners.lock() {
             batch::admit(&mut checked, &mut owners);
         }
@@ -976,7 +985,7 @@ fn apply(
         match item {
             // Kept aside by the store: the figures are those of the bytes stored first.
             Item::Envelope { .. } if *committed == Committed::Conflict => {}
-            Item::Claim(_) => {}
+            Item::Claim(_) | Item::Description { .. } => {}
             // A repeat the store recognised is one the aggregator holds too: ingesting it
             // records the repeat in the collector's delivery ledger and counts its readings as
             // duplicates, so `/api/collectors` and the ingest counters agree.
@@ -1081,7 +1090,13 @@ fn handle_batch(
             );
         }
     }
-    for r in &checked.rejected {
+    // A compact reading without its description is no message for operators: it comes
+    // again, described (counted as `undescribed`).
+    for r in checked
+        .rejected
+        .iter()
+        .filter(|r| r.cause != crate::ingest::Rejection::Undescribed)
+    {
         dead_letter(out, shared, r.cause.name(), &batch[r.index], limit);
     }
     let mut buf = [0u8; MAX_ACK_LEN];

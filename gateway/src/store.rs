@@ -151,6 +151,17 @@ const MIGRATIONS: &[&str] = &[
         payload BLOB NOT NULL
     );
     ALTER TABLE packs ADD COLUMN digests BLOB;",
+    // 9: descriptions (wire version 5, `crate::descriptions`): the newest described
+    // envelopes per device that compact readings refer to by fingerprint, at most
+    // `descriptions::PER_DEVICE` each.
+    "CREATE TABLE descriptions (
+        site TEXT NOT NULL,
+        device TEXT NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (site, device, fingerprint)
+    ) WITHOUT ROWID;",
 ];
 
 /// Conflicting repeats kept aside; beyond, the oldest go (the count goes on).
@@ -260,6 +271,20 @@ pub enum Item {
     },
     /// The first sighting of a collector or device: which site it belongs to from now on.
     Claim(crate::sites::Claim),
+    /// A described envelope (wire version 5) that compact readings of its device may refer
+    /// to; it is also committed as an [`Item::Envelope`].
+    Description {
+        /// The site of its topic.
+        site: String,
+        /// Its device.
+        device: String,
+        /// [`devtel_protocol::compact::fingerprint`] of the payload.
+        fingerprint: u32,
+        /// The described payload.
+        payload: bytes::Bytes,
+        /// When received.
+        received_ms: u64,
+    },
     /// A collector's retained status; `None` clears it.
     Status {
         /// Site.
@@ -533,6 +558,36 @@ impl Store {
             if let Some(kind) = crate::sites::OwnerKind::from_name(&kind) {
                 out.push(crate::sites::Claim { kind, id, site });
             }
+        }
+        Ok(out)
+    }
+
+    /// The stored descriptions (wire version 5), oldest first per device: `(site, device,
+    /// payload)`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub fn descriptions(&self) -> Result<Vec<(String, String, bytes::Bytes)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT site, device, payload FROM descriptions
+                 ORDER BY site, device, received_ms, fingerprint",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (site, device, payload) = row.map_err(|e| self.err(e))?;
+            out.push((site, device, bytes::Bytes::from(payload)));
         }
         Ok(out)
     }
@@ -847,6 +902,19 @@ impl Store {
             let mut delete_status = tx
                 .prepare_cached("DELETE FROM collector_status WHERE site = ?1")
                 .map_err(wrap)?;
+            let mut upsert_description = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO descriptions (site, device, fingerprint, received_ms, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(wrap)?;
+            let mut prune_descriptions = tx
+                .prepare_cached(
+                    "DELETE FROM descriptions WHERE site = ?1 AND device = ?2 AND fingerprint NOT IN
+                     (SELECT fingerprint FROM descriptions WHERE site = ?1 AND device = ?2
+                      ORDER BY received_ms DESC, fingerprint LIMIT ?3)",
+                )
+                .map_err(wrap)?;
             let mut insert_owner = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO owners (kind, id, site, since_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -977,6 +1045,31 @@ impl Store {
                             pack_received = 0;
                             continuing = false;
                         }
+                        out.push(Committed::New);
+                    }
+                    Item::Description {
+                        site,
+                        device,
+                        fingerprint,
+                        payload,
+                        received_ms,
+                    } => {
+                        upsert_description
+                            .execute(params![
+                                site,
+                                device,
+                                fingerprint,
+                                bits(*received_ms),
+                                &payload[..]
+                            ])
+                            .map_err(wrap)?;
+                        prune_descriptions
+                            .execute(params![
+                                site,
+                                device,
+                                crate::descriptions::PER_DEVICE as i64
+                            ])
+                            .map_err(wrap)?;
                         out.push(Committed::New);
                     }
                     Item::Claim(claim) => {
@@ -1986,6 +2079,55 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_descriptions_per_device_survive_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("devtel-store-desc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("devtel.sqlite");
+        let description = |device: &str, n: u8, at: u64| {
+            let payload = bytes::Bytes::from(vec![5, 0, n]);
+            Item::Description {
+                site: "s".into(),
+                device: device.into(),
+                fingerprint: devtel_protocol::compact::fingerprint(&payload),
+                payload,
+                received_ms: at,
+            }
+        };
+        {
+            let mut s = Store::open(&path).unwrap();
+            let items: Vec<Item> = (0..6u8)
+                .map(|n| description("k1", n, 100 + u64::from(n)))
+                .collect();
+            s.commit(&items).unwrap();
+            // The same description again: one row, received anew.
+            s.commit(&[description("k2", 9, 50), description("k1", 2, 200)])
+                .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let kept: Vec<(String, String, Vec<u8>)> = s
+            .descriptions()
+            .unwrap()
+            .into_iter()
+            .map(|(site, device, p)| (site, device, p.to_vec()))
+            .collect();
+        let row = |d: &str, n: u8| ("s".to_string(), d.to_string(), vec![5, 0, n]);
+        assert_eq!(
+            kept,
+            [
+                row("k1", 3),
+                row("k1", 4),
+                row("k1", 5),
+                row("k1", 2),
+                row("k2", 9)
+            ],
+            "the newest {} of k1, oldest first, then k2",
+            crate::descriptions::PER_DEVICE
+        );
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn envelopes_survive_reopen_once_each_with_u64_identity() {
         let dir = std::env::temp_dir().join(format!("devtel-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -2822,6 +2964,7 @@ mod tests {
                  ALTER TABLE packs DROP COLUMN received_ms;
                  DROP TABLE owners;
                  DROP TABLE conflicts;
+                 DROP TABLE descriptions;
                  ALTER TABLE packs DROP COLUMN digests;
                  DELETE FROM store_meta WHERE key LIKE 'raw_%';
                  PRAGMA user_version = 6;

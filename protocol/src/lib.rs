@@ -12,6 +12,8 @@
 //! - [`printer`]: [`PrinterReading`] and its parts (status, marker counters, supplies) with the
 //!   Printer-MIB / HOST-RESOURCES-MIB semantics kept intact (special values are variants, not
 //!   numbers).
+//! - [`compact`]: version 5's compact reading — a reading's changing numbers against the
+//!   device's last described envelope, named by fingerprint.
 //! - [`ack`]: [`Ack`], the gateway's acknowledgement of what it stored, per collector epoch.
 //! - [`code`]: the `code_enum!` pattern for SNMP enumerations that may carry values nobody has seen.
 //! - [`topic`]: the MQTT topic scheme, built and parsed only here.
@@ -24,6 +26,9 @@
 //! (a) the first byte of every payload is [`FORMAT_VERSION`] and the major version is also in the
 //! topic (`devtel/v1/...`), (b) enums are append-only, and (c) any change to the bytes of an
 //! existing message bumps [`FORMAT_VERSION`]. [`decode`] rejects other versions and trailing bytes.
+//! From version 5 the second byte tells a described envelope ([`compact::DESCRIBED`], what
+//! [`encode`] writes and [`decode`] reads) from a compact reading ([`compact::COMPACT`], see
+//! [`compact::decode_compact`]).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

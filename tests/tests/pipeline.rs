@@ -520,3 +520,178 @@ fn an_envelope_published_again_after_its_commit_is_applied_once_and_counted_as_a
     assert_eq!(epochs[0]["repeats"], 1, "{epochs}");
     crate::delivery::assert_no_double_counting(http);
 }
+
+/// A document without what differs between two runs of the same readings: poll times,
+/// sequence numbers, the availability window's poll counts and the seat hours watched (how
+/// long each run polled).
+fn without_run_details(mut doc: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for key in [
+                    "updated_at_ms",
+                    "last_seen_ms",
+                    "seq",
+                    "availability",
+                    "occupied_seat_hours",
+                    "watched_seat_hours",
+                ] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut doc);
+    doc
+}
+
+/// Wire version 5 end to end: the same recordings polled by a collector that sends compact
+/// readings and by one that sends every reading in full (version 4, as for a gateway not yet
+/// upgraded), each to its own broker and gateway, give the same unit and device documents.
+#[test]
+fn compact_readings_give_the_documents_of_full_ones() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim_dir = temp_dir("compact-sim");
+    let (mut sim, sim_port) = snmpsim(&sim_dir);
+    rt.block_on(wait_for_agent(&mut sim, sim_port, "ricoh_mpc3002"));
+    struct Run {
+        _dir: TestDir,
+        _broker: Broker,
+        gateway: Proc,
+        collector: Proc,
+        http: u16,
+        metrics: u16,
+    }
+    let mut runs = Vec::new();
+    for wire in ["compact", "full"] {
+        let dir = temp_dir(&format!("compact-{wire}"));
+        let (broker, broker_port) = broker(&dir);
+        let http = free_tcp_port();
+        let gateway = start_gateway_as(&dir, "gateway", broker_port, http, "");
+        let metrics = free_tcp_port();
+        let spool = dir.join("spool");
+        let mut conf = format!(
+            "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n[delivery]\nwire = \"{wire}\"\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n",
+            spool.display()
+        );
+        for (recording, id, unit) in DEVICES {
+            conf.push_str(&format!(
+                "[[devices]]\nid = \"{id}\"\nkind = \"copier\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
+            ));
+        }
+        conf.push_str(&format!(
+            "[[devices]]\nid = \"switch-desks\"\nkind = \"dock\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"procurve\"\nunit = \"ba.desks\"\n[[devices]]\nid = \"phone-1\"\nkind = \"phone\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"grandstream-ht_ht814v2\"\nunit = \"ba.it\"\n"
+        ));
+        let path = dir.join("collector.toml");
+        fs::write(&path, conf).unwrap();
+        let collector = Proc::spawn(
+            "collector",
+            &dir,
+            Command::new(bin("devtel-collector"))
+                .args(["run", "--config"])
+                .arg(&path),
+        );
+        runs.push(Run {
+            _dir: dir,
+            _broker: broker,
+            gateway,
+            collector,
+            http,
+            metrics,
+        });
+    }
+    let devices = DEVICES.len() as f64 + 2.0;
+    let metric = |port: u16, name: &str| -> Option<f64> {
+        let (_, body) = http_get(port, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    // Every device described once and then sent compact several times; the full run as many
+    // readings.
+    wait_for(
+        "compact readings acknowledged",
+        Duration::from_secs(90),
+        || {
+            for r in &mut runs {
+                r.collector.assert_running();
+                r.gateway.assert_running();
+            }
+            let compact = metric(runs[0].metrics, "devtel_collector_published_compact_total")?;
+            let acked = |r: &Run| metric(r.metrics, "devtel_collector_acknowledged_total");
+            (compact >= 3.0 * devices
+                && acked(&runs[0])? >= 5.0 * devices
+                && acked(&runs[1])? >= 5.0 * devices)
+                .then_some(())
+        },
+    );
+    // What went over the wire.
+    let wire = |r: &Run| -> [f64; 4] {
+        [
+            "devtel_collector_published_described_total",
+            "devtel_collector_published_compact_total",
+            "devtel_collector_published_bytes_total",
+            "devtel_collector_lost_total",
+        ]
+        .map(|name| metric(r.metrics, name).unwrap_or_else(|| panic!("{name}")))
+    };
+    let (on_compact, on_full) = (wire(&runs[0]), wire(&runs[1]));
+    for r in &mut runs {
+        assert!(
+            r.collector.terminate(Duration::from_secs(15)),
+            "collector did not exit 0:\n{}",
+            r.collector.log()
+        );
+    }
+    let (compact, full) = (&runs[0], &runs[1]);
+    assert_eq!((on_compact[3], on_full[3]), (0.0, 0.0), "nothing lost");
+    assert_eq!(on_full[1], 0.0, "wire = \"full\" sends nothing compact");
+    let per_reading = |w: [f64; 4]| w[2] / (w[0] + w[1]);
+    assert!(
+        per_reading(on_compact) * 3.0 < per_reading(on_full),
+        "bytes per reading: compact run {:.0}, full run {:.0}",
+        per_reading(on_compact),
+        per_reading(on_full)
+    );
+    // The gateways hold the same figures.
+    let units = |r: &Run| http_json(r.http, "/api/units").unwrap();
+    let ids: Vec<String> = units(full)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["ba.desks", "ba.it", "jugendamt.team-2"]);
+    assert_eq!(
+        without_run_details(units(compact)),
+        without_run_details(units(full))
+    );
+    for unit in &ids {
+        let path = format!("/api/units/{unit}");
+        let (a, b) = (
+            http_json(compact.http, &path).unwrap(),
+            http_json(full.http, &path).unwrap(),
+        );
+        assert!(a["devices_total"].as_u64().unwrap() >= 1, "{a}");
+        assert_eq!(without_run_details(a), without_run_details(b), "{unit}");
+    }
+    let devices_doc = |r: &Run| without_run_details(http_json(r.http, "/api/devices").unwrap());
+    assert_eq!(devices_doc(compact), devices_doc(full));
+    // The compact run sent compact readings and no gateway refused one; the full run none.
+    let gateway_metric = |r: &Run, name: &str| -> f64 {
+        let (_, body) = http_get(r.http, "/metrics").unwrap();
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        gateway_metric(
+            compact,
+            "devtel_gateway_rejected_total{cause=\"undescribed\"}"
+        ),
+        0.0
+    );
+}

@@ -3,12 +3,17 @@
 //! same values, as Telegraf's SNMP input writes them (one line per scalar group and per table
 //! row, the row's text columns as tags, `agent_host` and `host` tags, nanosecond timestamps).
 //!
-//! Run: `cargo bench -p devtel-devices --bench wire_size`. Prints figures; asserts nothing.
-//! Targets of issue 17, for the compact format to come: at most 48 B per copier reading on
-//! average, 300 B per 48-port switch reading.
+//! Version 5 is measured twice: single compact readings 5 min and 12 h after the description,
+//! and a simulated working day of five-minute polls through the collector's own
+//! [`Describer`] (descriptions included: first reading, changes, renewals), which is what a
+//! site's uplink carries.
+//!
+//! Run: `cargo bench -p devtel-collector --bench wire_size`. Prints figures; asserts nothing.
+//! Targets: at most 48 B per copier reading on average, 300 B per 48-port switch reading.
 
 use std::fmt::Write as _;
 
+use devtel_collector::describe::{Describer, DEFAULT_DESCRIBE_EVERY};
 use devtel_devices::dock::Selection;
 use devtel_devices::{corpus, DeviceIdentity};
 use devtel_protocol::{
@@ -331,6 +336,99 @@ fn phone_lines(r: &PhoneReading, reading: &Reading) -> usize {
     l.out.len()
 }
 
+/// A small deterministic generator (xorshift64*), so every run simulates the same day.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Five-minute polls in a day.
+const DAY_POLLS: u64 = 288;
+
+/// One device's day through the collector's describer: bytes per reading on average
+/// (descriptions included) and how many readings went described.
+fn day(reading: &Reading, seed: u64) -> (f64, u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut describer = Describer::new(true, DEFAULT_DESCRIBE_EVERY);
+    let mut r = reading.clone();
+    for i in 0..DAY_POLLS {
+        // Working hours 08:00 to 18:00.
+        let working = (96..216).contains(&i);
+        match &mut r {
+            Reading::Printer(p) => {
+                p.uptime_ticks = p.uptime_ticks.map(|t| t.wrapping_add(30_000));
+                let pages = if working { rng.below(12) } else { 0 };
+                let colour = p.counters.colour.map(|_| rng.below(pages + 1)).unwrap_or(0);
+                let c = &mut p.counters;
+                for (v, by) in [
+                    (&mut c.total, pages),
+                    (&mut c.mono, pages - colour),
+                    (&mut c.colour, colour),
+                    (&mut c.print, pages / 2),
+                    (&mut c.copy, pages - pages / 2),
+                ] {
+                    if let Some(v) = v {
+                        *v += by;
+                    }
+                }
+                for m in &mut p.markers {
+                    m.life_count += pages as u32;
+                }
+                // A supply loses a percent now and then.
+                let n = p.supplies.len() as u64;
+                if pages > 0 && rng.below(20) == 0 {
+                    if let Some(s) = p.supplies.get_mut(rng.below(n) as usize) {
+                        if let Some(devtel_protocol::Level::Value(v)) = &mut s.level {
+                            *v = v.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            Reading::Dock(d) => {
+                d.uptime_ticks = d.uptime_ticks.map(|t| t.wrapping_add(30_000));
+                let now = d.uptime_ticks.unwrap_or(0);
+                for s in &mut d.seats {
+                    // About twice a working day per seat: docked in the morning, undocked in
+                    // the evening, now and then in between.
+                    if working && rng.below(60) == 0 {
+                        let docked = s.clients == 0;
+                        s.clients = u16::from(docked);
+                        s.link = Some(devtel_protocol::LinkStatus::Up);
+                        s.occupancy = if docked {
+                            devtel_protocol::Occupancy::Occupied
+                        } else {
+                            devtel_protocol::Occupancy::Idle
+                        };
+                        s.last_change_ticks = Some(now);
+                    }
+                }
+            }
+            Reading::Phone(p) => {
+                p.uptime_ticks = p.uptime_ticks.map(|t| t.wrapping_add(30_000));
+            }
+            Reading::NoResponse(_) => {}
+        }
+        let seq = SEQ + i * FLEET;
+        let e = envelope(&r, FORMAT_VERSION, seq, TS_MS + i * 300_000);
+        let spooled = encode_to_vec(&e).unwrap();
+        if describer.payload(&spooled, false).is_none() {
+            // Described: the gateway's acknowledgement comes within the poll interval.
+            describer.confirmed(e.epoch, seq);
+        }
+    }
+    let c = describer.counts();
+    (c.bytes as f64 / DAY_POLLS as f64, c.described)
+}
+
 fn main() {
     struct Row {
         name: String,
@@ -339,6 +437,7 @@ fn main() {
         full: usize,
         soon: Option<usize>,
         later: Option<usize>,
+        day: (f64, u64),
         lp: usize,
     }
     let mut rows = Vec::new();
@@ -368,26 +467,34 @@ fn main() {
             full: full_bytes(&reading),
             soon: compact_bytes(&reading, 5),
             later: compact_bytes(&reading, DESCRIBE_EVERY_MIN),
+            day: day(&reading, rows.len() as u64 + 1),
             lp,
         });
     }
     let b = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
     println!(
-        "Payload bytes of one reading. v4: everything in every reading (today). v5: compact, \
-         5 min and {} h after the device's description. Line protocol: Telegraf's for the same values.",
+        "Payload bytes of one reading. v4: everything in every reading (before version 5). \
+         v5 compact: 5 min and {} h after the device's description. v5 day: {DAY_POLLS} \
+         five-minute polls of a working day through the collector's describer, descriptions \
+         included (how many in brackets). Line protocol: Telegraf's for the same values.",
         DESCRIBE_EVERY_MIN / 60
     );
-    println!("| recording | kind | supplies / seats / lines | v4 B | v5 compact 5 min B | v5 compact {} h B | line protocol B |", DESCRIBE_EVERY_MIN / 60);
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| recording | kind | supplies / seats / lines | v4 B | v5 compact 5 min B | v5 compact {} h B | v5 day B per reading | line protocol B |",
+        DESCRIBE_EVERY_MIN / 60
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.0} ({}) | {} |",
             r.name,
             r.kind,
             r.rows,
             r.full,
             b(r.soon),
             b(r.later),
+            r.day.0,
+            r.day.1,
             r.lp
         );
     }
@@ -402,31 +509,34 @@ fn main() {
         let later: Vec<usize> = of.iter().map(|r| r.later.unwrap_or(r.full)).collect();
         let soon: Vec<usize> = of.iter().map(|r| r.soon.unwrap_or(r.full)).collect();
         let lp: Vec<usize> = of.iter().map(|r| r.lp).collect();
-        // The description travels once per DESCRIBE_EVERY_MIN: its share per reading.
-        let per_reading = mean(&later) + mean(&full) / (DESCRIBE_EVERY_MIN / 5) as f64;
+        let day = of.iter().map(|r| r.day.0).sum::<f64>() / of.len() as f64;
         println!(
-            "{kind}: {} recordings; per reading on average: v4 {:.0} B, v5 compact {:.0} B (5 min) / {:.0} B ({} h), \
-             with the description's share {:.0} B; line protocol {:.0} B. v4/v5 {:.1}x, line protocol/v5 {:.1}x",
+            "{kind}: {} recordings; per reading on average: v4 {:.0} B; v5 compact {:.0} B (5 min), \
+             {:.0} B ({} h), {:.0} B over a day with its descriptions; line protocol {:.0} B. \
+             v4 / v5 day {:.1}x, line protocol / v5 day {:.1}x",
             of.len(),
             mean(&full),
             mean(&soon),
             mean(&later),
             DESCRIBE_EVERY_MIN / 60,
-            per_reading,
+            day,
             mean(&lp),
-            mean(&full) / mean(&later),
-            mean(&lp) / mean(&later),
+            mean(&full) / day,
+            mean(&lp) / day,
         );
     }
     for r in rows.iter().filter(|r| r.kind == "dock" && r.rows >= 40) {
         println!(
-            "48-port class switch {} ({} seats): v4 {} B, v5 compact {} B (5 min) / {} B ({} h), line protocol {} B",
+            "48-port class switch {} ({} seats): v4 {} B; v5 compact {} B (5 min), {} B ({} h), \
+             {:.0} B per reading over a day ({} described); line protocol {} B",
             r.name,
             r.rows,
             r.full,
             b(r.soon),
             b(r.later),
             DESCRIBE_EVERY_MIN / 60,
+            r.day.0,
+            r.day.1,
             r.lp
         );
     }

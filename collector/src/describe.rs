@@ -1,0 +1,409 @@
+//! Which readings go out described and which compact (wire version 5), without I/O.
+//!
+//! The spool holds every reading in full (a described envelope). At publish time the
+//! [`Describer`] decides, per reading, whether the gateway can take it as a compact reading
+//! (`devtel_protocol::compact`): only against a description of the same device that the
+//! gateway has confirmed (its acknowledgement named the described envelope; with
+//! `acknowledge = "broker"`, the broker's PUBACK), whose skeleton is the reading's, of the same
+//! collector run, not older than `describe_every`, and only when the compact reading is at most
+//! an eighth of the described one (or at most [`RENEW_FROM`] bytes). Everything else goes described, and a described reading
+//! becomes the device's next description once it is confirmed. A reading published again
+//! (unconfirmed in time, or at a reconnect) always goes described: a gateway that did not
+//! take a compact reading (it lacks the description) gets the full one the next time.
+//!
+//! State per device: the confirmed description and at most one sent but unconfirmed, each a
+//! fingerprint, digests and the slot values in a few bytes; bounded by the configured devices.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
+
+use devtel_protocol::compact::{self, Base, Slots};
+use devtel_protocol::{decode_into, encode_to_vec, Ack, Envelope, Id, Reading};
+
+/// Default longest time a device goes without being described again.
+pub const DEFAULT_DESCRIBE_EVERY: Duration = Duration::from_secs(12 * 3600);
+
+/// A compact reading larger than this share (1/n) of its description's size, and than
+/// [`RENEW_FROM`], is sent described instead, which renews the description: the values drift
+/// from the description's over the day (a dock's seats), and a fresh one makes the next
+/// compact readings small again.
+pub const RENEW_RATIO: usize = 8;
+
+/// Compact readings up to this size are never renewed for their size (a phone's description is
+/// only six or seven times its compact reading).
+pub const RENEW_FROM: usize = 64;
+
+/// How a description refers to its device and run.
+#[derive(Debug)]
+struct Description {
+    fingerprint: u32,
+    /// Digest of the skeleton envelope (site, collector, epoch and the reading's skeleton).
+    skeleton: u64,
+    epoch: u64,
+    seq: u64,
+    timestamp_ms: u64,
+    len: usize,
+    /// The slot values, each a varint (0: none, else zigzag + 1).
+    slots: Box<[u8]>,
+}
+
+/// Counters of what went out how.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Readings published described (full).
+    pub described: u64,
+    /// Readings published compact.
+    pub compact: u64,
+    /// Payload bytes published (both).
+    pub bytes: u64,
+}
+
+/// The publish-time choice between described and compact readings; see the module docs.
+#[derive(Debug)]
+pub struct Describer {
+    every_ms: u64,
+    compact: bool,
+    confirmed: HashMap<u64, Description>,
+    sent: HashMap<u64, Description>,
+    scratch: Box<Envelope>,
+    counts: Counts,
+}
+
+impl Describer {
+    /// A describer; with `compact` false every reading goes as spooled.
+    pub fn new(compact: bool, describe_every: Duration) -> Describer {
+        Describer {
+            every_ms: u64::try_from(describe_every.as_millis()).unwrap_or(u64::MAX),
+            compact,
+            confirmed: HashMap::new(),
+            sent: HashMap::new(),
+            scratch: Box::new(Envelope::new(Id::new(), Id::new(), 0, 0, 0)),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Whether readings may go compact (`wire = "compact"`).
+    pub fn is_compact(&self) -> bool {
+        self.compact
+    }
+
+    /// What went out how.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The payload to publish for the spooled envelope `spooled`: `None` to publish it as it
+    /// is (described, or of an older version), or the compact reading. `repeat`: it was
+    /// published before.
+    pub fn payload(&mut self, spooled: &[u8], repeat: bool) -> Option<Vec<u8>> {
+        let compact = self.choose(spooled, repeat);
+        match &compact {
+            Some(c) => {
+                self.counts.compact += 1;
+                self.counts.bytes += c.len() as u64;
+            }
+            None => {
+                self.counts.described += 1;
+                self.counts.bytes += spooled.len() as u64;
+            }
+        }
+        compact
+    }
+
+    fn choose(&mut self, spooled: &[u8], repeat: bool) -> Option<Vec<u8>> {
+        if !self.compact
+            || spooled.get(..2) != Some(&[devtel_protocol::FORMAT_VERSION, compact::DESCRIBED][..])
+        {
+            return None;
+        }
+        decode_into(spooled, &mut self.scratch).ok()?;
+        let envelope = &*self.scratch;
+        let [reading] = &envelope.readings[..] else {
+            return None;
+        };
+        let key = device_key(envelope, reading);
+        let mut skeleton = reading.clone();
+        let mut values = Slots::new();
+        let split = compact::split(reading, &mut skeleton, &mut values);
+        let digest = split
+            .is_ok()
+            .then(|| skeleton_digest(envelope, skeleton))
+            .flatten();
+        let Some(digest) = digest else {
+            return None; // not compactable: described, and no description to keep
+        };
+        if !repeat {
+            if let Some(out) = self
+                .confirmed
+                .get(&key)
+                .and_then(|d| compact_against(d, digest, envelope, &values, self.every_ms))
+            {
+                return Some(out);
+            }
+        }
+        let description = Description {
+            fingerprint: compact::fingerprint(spooled),
+            skeleton: digest,
+            epoch: envelope.epoch,
+            seq: envelope.seq,
+            timestamp_ms: envelope.timestamp_ms,
+            len: spooled.len(),
+            slots: encode_slots(&values),
+        };
+        self.sent.insert(key, description);
+        None
+    }
+
+    /// The gateway acknowledged `ack`: described readings it names become descriptions.
+    pub fn acknowledged(&mut self, ack: &Ack) {
+        self.promote(|d| d.epoch == ack.epoch && ack.stored.iter().any(|r| r.contains(d.seq)));
+    }
+
+    /// The envelope `(epoch, seq)` was confirmed by other means (the broker's PUBACK, with
+    /// `acknowledge = "broker"`).
+    pub fn confirmed(&mut self, epoch: u64, seq: u64) {
+        self.promote(|d| d.epoch == epoch && d.seq == seq);
+    }
+
+    fn promote(&mut self, named: impl Fn(&Description) -> bool) {
+        let keys: Vec<u64> = self
+            .sent
+            .iter()
+            .filter(|(_, d)| named(d))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(d) = self.sent.remove(&key) {
+                self.confirmed.insert(key, d);
+            }
+        }
+    }
+
+    /// Devices with a confirmed description, and with one sent but not confirmed.
+    pub fn described(&self) -> (usize, usize) {
+        (self.confirmed.len(), self.sent.len())
+    }
+}
+
+/// The compact reading of `envelope` against `d`, if it may go compact.
+fn compact_against(
+    d: &Description,
+    skeleton: u64,
+    envelope: &Envelope,
+    values: &[Option<i64>],
+    every_ms: u64,
+) -> Option<Vec<u8>> {
+    if d.skeleton != skeleton
+        || d.epoch != envelope.epoch
+        || envelope.timestamp_ms.abs_diff(d.timestamp_ms) >= every_ms
+    {
+        return None;
+    }
+    let slots = decode_slots(&d.slots)?;
+    let base = Base {
+        fingerprint: d.fingerprint,
+        seq: d.seq,
+        timestamp_ms: d.timestamp_ms,
+        slots: &slots,
+    };
+    let mut buf = vec![0u8; compact::MAX_COMPACT_LEN];
+    let n = compact::encode_compact(&base, envelope.seq, envelope.timestamp_ms, values, &mut buf)
+        .ok()?
+        .len();
+    if n > RENEW_FROM && n * RENEW_RATIO > d.len {
+        return None;
+    }
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn device_key(envelope: &Envelope, reading: &Reading) -> u64 {
+    let mut h = DefaultHasher::new();
+    (envelope.site.as_str(), reading.unit(), reading.device()).hash(&mut h);
+    h.finish()
+}
+
+/// A digest of everything but the slots, `seq` and `timestamp_ms`: equal digests mean the
+/// description's skeleton is the reading's.
+fn skeleton_digest(envelope: &Envelope, skeleton: Reading) -> Option<u64> {
+    let mut e = Envelope::new(
+        envelope.site.clone(),
+        envelope.collector.clone(),
+        envelope.epoch,
+        0,
+        0,
+    );
+    e.readings.push(skeleton).ok()?;
+    let bytes = encode_to_vec(&e).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+fn encode_slots(values: &[Option<i64>]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(values.len() * 3);
+    for v in values {
+        let mut u: u128 = match v {
+            None => 0,
+            Some(v) => ((i128::from(*v) << 1) ^ (i128::from(*v) >> 127)) as u128 + 1,
+        };
+        loop {
+            let low = (u & 0x7f) as u8;
+            u >>= 7;
+            if u == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+    }
+    out.into_boxed_slice()
+}
+
+fn decode_slots(bytes: &[u8]) -> Option<Slots> {
+    let mut out = Slots::new();
+    let mut it = bytes.iter();
+    while let Some(first) = it.next() {
+        let mut u = u128::from(first & 0x7f);
+        let mut shift = 7;
+        let mut b = *first;
+        while b & 0x80 != 0 {
+            b = *it.next()?;
+            u |= u128::from(b & 0x7f) << shift;
+            shift += 7;
+        }
+        let v = match u {
+            0 => None,
+            u => {
+                let z = u - 1;
+                Some(i64::try_from(((z >> 1) as i128) ^ -((z & 1) as i128)).ok()?)
+            }
+        };
+        out.push(v).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devtel_protocol::compact::{decode_compact, expand};
+    use devtel_protocol::{decode, SeqRange};
+
+    fn id(s: &str) -> Id {
+        s.try_into().unwrap()
+    }
+
+    fn reading(seq: u64, pages: u64) -> Vec<u8> {
+        let vb = devtel_devices::corpus::varbinds("konica");
+        let ident = devtel_devices::DeviceIdentity {
+            device: id("k1"),
+            unit: id("it"),
+        };
+        let mut r = devtel_devices::of(devtel_protocol::DeviceKind::Copier)
+            .map(&ident, &Default::default(), &vb)
+            .unwrap()
+            .reading;
+        if let Reading::Printer(p) = &mut r {
+            p.counters.total = p.counters.total.map(|t| t + pages);
+            p.uptime_ticks = p.uptime_ticks.map(|t| t + seq as u32 * 30_000);
+        }
+        let mut e = Envelope::new(id("s"), id("c"), 7, seq, 1_767_600_000_000 + seq * 300_000);
+        e.readings.push(r).unwrap();
+        encode_to_vec(&e).unwrap()
+    }
+
+    fn ack(epoch: u64, seq: u64) -> Ack {
+        let mut a = Ack::new(id("c"), epoch);
+        a.stored
+            .push(SeqRange {
+                start: seq,
+                count: 1,
+            })
+            .unwrap();
+        a
+    }
+
+    /// What the gateway makes of `payload` holding `description`.
+    fn expanded(description: &[u8], payload: &[u8]) -> Envelope {
+        let c = decode_compact(payload).unwrap();
+        assert_eq!(c.fingerprint, compact::fingerprint(description));
+        let mut e = decode(description).unwrap();
+        expand(&c, &mut e).unwrap();
+        e
+    }
+
+    #[test]
+    fn compact_only_against_a_confirmed_description_and_exactly_the_polled_reading() {
+        let mut d = Describer::new(true, DEFAULT_DESCRIBE_EVERY);
+        let first = reading(0, 0);
+        assert_eq!(d.payload(&first, false), None, "first reading: described");
+        // Not yet confirmed by the gateway: still described.
+        assert_eq!(d.payload(&reading(1, 3), false), None);
+        d.acknowledged(&ack(7, 0));
+        // The second was sent described too and is the newer candidate; the first's ack
+        // names only the first, which is no longer the candidate.
+        assert_eq!(d.described(), (0, 1));
+        d.acknowledged(&ack(7, 1));
+        assert_eq!(d.described(), (1, 0));
+        let third = reading(2, 10);
+        let c = d.payload(&third, false).expect("compact");
+        assert!(c.len() < 40, "{} bytes", c.len());
+        assert_eq!(expanded(&reading(1, 3), &c), decode(&third).unwrap());
+        // A repeat goes described, and a stranger's ack promotes nothing.
+        assert_eq!(d.payload(&third, true), None);
+        d.acknowledged(&ack(8, 2));
+        assert_eq!(d.described(), (1, 1));
+        assert_eq!(
+            d.counts(),
+            Counts {
+                described: 3,
+                compact: 1,
+                bytes: (first.len() + reading(1, 3).len() + third.len() + c.len()) as u64,
+            }
+        );
+    }
+
+    #[test]
+    fn a_changed_skeleton_an_old_description_or_another_run_goes_described() {
+        let mut d = Describer::new(true, Duration::from_secs(3600));
+        d.payload(&reading(0, 0), false);
+        d.confirmed(7, 0);
+        assert!(d.payload(&reading(1, 1), false).is_some());
+        // A supply's description changed (a new cartridge model).
+        let mut e = decode(&reading(2, 2)).unwrap();
+        if let Reading::Printer(p) = &mut e.readings[0] {
+            p.supplies[0].description = "TN-999K".try_into().unwrap();
+        }
+        assert_eq!(d.payload(&encode_to_vec(&e).unwrap(), false), None);
+        // 12 readings of 5 minutes on: the description is an hour old.
+        assert_eq!(d.payload(&reading(12, 2), false), None);
+        // Another collector run (epoch).
+        let mut e = decode(&reading(3, 2)).unwrap();
+        e.epoch = 8;
+        assert_eq!(d.payload(&encode_to_vec(&e).unwrap(), false), None);
+        // Compact readings off: everything as spooled.
+        let mut off = Describer::new(false, DEFAULT_DESCRIBE_EVERY);
+        off.payload(&reading(0, 0), false);
+        off.confirmed(7, 0);
+        assert_eq!(off.payload(&reading(1, 1), false), None);
+    }
+
+    #[test]
+    fn slot_values_survive_their_compact_storage() {
+        let values = [
+            None,
+            Some(0),
+            Some(-1),
+            Some(i64::MAX),
+            Some(i64::MIN),
+            Some(300),
+        ];
+        assert_eq!(
+            &decode_slots(&encode_slots(&values)).unwrap()[..],
+            &values[..]
+        );
+        assert!(decode_slots(&[0x80]).is_none());
+    }
+}
