@@ -131,7 +131,11 @@ impl Describer {
             .then(|| skeleton_digest(envelope, skeleton))
             .flatten();
         let Some(digest) = digest else {
-            return None; // not compactable: described, and no description to keep
+            // Not compactable: described. The gateway keeps it as a description too, which
+            // may push out the one this device's compact readings refer to: none until the
+            // next is confirmed.
+            self.confirmed.remove(&key);
+            return None;
         };
         if !repeat {
             if let Some(out) = self
@@ -142,6 +146,11 @@ impl Describer {
                 return Some(out);
             }
         }
+        // Described: it becomes the device's next description once confirmed, and the
+        // confirmed one is retired now. So compact readings only ever refer to the newest
+        // description the gateway got from this collector (it keeps the newest few per
+        // device, and repeats and renewals add to them).
+        self.confirmed.remove(&key);
         let description = Description {
             fingerprint: compact::fingerprint(spooled),
             skeleton: digest,
@@ -351,38 +360,53 @@ mod tests {
         let c = d.payload(&third, false).expect("compact");
         assert!(c.len() < 40, "{} bytes", c.len());
         assert_eq!(expanded(&reading(1, 3), &c), decode(&third).unwrap());
-        // A repeat goes described, and a stranger's ack promotes nothing.
+        // A repeat goes described (the gateway may lack the description) and retires the
+        // confirmed description; a stranger's ack promotes nothing.
         assert_eq!(d.payload(&third, true), None);
         d.acknowledged(&ack(8, 2));
-        assert_eq!(d.described(), (1, 1));
+        assert_eq!(d.described(), (0, 1));
+        assert_eq!(
+            d.payload(&reading(3, 11), false),
+            None,
+            "no description to refer to"
+        );
+        d.acknowledged(&ack(7, 3));
+        assert_eq!(d.described(), (1, 0));
+        assert!(d.payload(&reading(4, 12), false).is_some());
         assert_eq!(
             d.counts(),
             Counts {
-                described: 3,
-                compact: 1,
-                bytes: (first.len() + reading(1, 3).len() + third.len() + c.len()) as u64,
+                described: 4,
+                compact: 2,
+                bytes: d.counts().bytes,
             }
         );
     }
 
     #[test]
     fn a_changed_skeleton_an_old_description_or_another_run_goes_described() {
-        let mut d = Describer::new(true, Duration::from_secs(3600));
-        d.payload(&reading(0, 0), false);
-        d.confirmed(7, 0);
-        assert!(d.payload(&reading(1, 1), false).is_some());
+        // Each case against a describer whose description (reading 0) is confirmed.
+        let fresh = || {
+            let mut d = Describer::new(true, Duration::from_secs(3600));
+            assert_eq!(d.payload(&reading(0, 0), false), None);
+            d.confirmed(7, 0);
+            assert!(d.payload(&reading(1, 1), false).is_some());
+            d
+        };
         // A supply's description changed (a new cartridge model).
         let mut e = decode(&reading(2, 2)).unwrap();
         if let Reading::Printer(p) = &mut e.readings[0] {
             p.supplies[0].description = "TN-999K".try_into().unwrap();
         }
-        assert_eq!(d.payload(&encode_to_vec(&e).unwrap(), false), None);
+        assert_eq!(fresh().payload(&encode_to_vec(&e).unwrap(), false), None);
         // 12 readings of 5 minutes on: the description is an hour old.
+        let mut d = fresh();
+        assert!(d.payload(&reading(11, 2), false).is_some());
         assert_eq!(d.payload(&reading(12, 2), false), None);
         // Another collector run (epoch).
         let mut e = decode(&reading(3, 2)).unwrap();
         e.epoch = 8;
-        assert_eq!(d.payload(&encode_to_vec(&e).unwrap(), false), None);
+        assert_eq!(fresh().payload(&encode_to_vec(&e).unwrap(), false), None);
         // Compact readings off: everything as spooled.
         let mut off = Describer::new(false, DEFAULT_DESCRIBE_EVERY);
         off.payload(&reading(0, 0), false);

@@ -169,12 +169,14 @@ pub fn check(
         match check_one(message, received_ms, max_skew_ms, spares, descriptions) {
             Ok((item, target)) => {
                 // A described envelope (wire version 5) is also a description: compact
-                // readings of its device may refer to it from now on.
+                // readings of its device may refer to it from now on. (Not the envelope a
+                // compact reading stands for: its payload is a described one too, but no
+                // collector refers to it.)
                 if let Item::Envelope {
                     envelope, payload, ..
                 } = &item
                 {
-                    if described(payload) {
+                    if described(&message.payload) {
                         if let Some(device) = envelope.readings.first().map(|r| r.device()) {
                             let site = envelope.site.as_str();
                             let fingerprint = descriptions.learn(site, device, payload);
@@ -610,7 +612,8 @@ mod tests {
         }
 
         /// What a collector sends for each reading: compact against the last described one
-        /// of the same skeleton, described when the skeleton changed and every fourth time.
+        /// of the same skeleton, described when the skeleton changed and every ninth time
+        /// (more compact readings than the gateway keeps descriptions per device).
         fn wire(envelopes: &[Envelope]) -> Vec<Vec<u8>> {
             let mut base: Option<(Envelope, Vec<u8>, Reading)> = None;
             let mut out = Vec::new();
@@ -620,7 +623,7 @@ mod tests {
                 let mut values = Slots::new();
                 compact::split(&e.readings[0], &mut skeleton, &mut values).unwrap();
                 match &base {
-                    Some((b, described, b_skeleton)) if *b_skeleton == skeleton && i % 4 != 0 => {
+                    Some((b, described, b_skeleton)) if *b_skeleton == skeleton && i % 9 != 0 => {
                         let mut b_slots = Slots::new();
                         compact::slots(&b.readings[0], &mut b_slots).unwrap();
                         let at = Base {
@@ -656,6 +659,38 @@ mod tests {
                 agg.figures(&ids, from, to),
                 agg.deliveries(),
             )
+        }
+
+        #[test]
+        fn in_order_every_compact_reading_finds_its_description() {
+            // Eight compact readings after each description: more than the gateway keeps
+            // descriptions per device, so the envelopes they stand for must not count as ones.
+            let steps: Vec<(u8, u16, u8)> = (0..40u16).map(|i| (0, i * 3, 50)).collect();
+            let envelopes = readings(&steps);
+            let sent = wire(&envelopes);
+            assert_eq!(sent.iter().filter(|p| compact::is_compact(p)).count(), 35);
+            let mut descriptions = Descriptions::default();
+            for (i, payload) in sent.iter().enumerate() {
+                let batch = [inbound(TOPIC, payload.clone())];
+                let checked = check(
+                    &batch,
+                    1_796_000_000_000,
+                    DEFAULT_MAX_CLOCK_SKEW_MS,
+                    &mut Vec::new(),
+                    &mut descriptions,
+                );
+                assert!(
+                    checked.rejected.is_empty(),
+                    "reading {i}: {:?}",
+                    checked.rejected[0].cause
+                );
+                let described = checked.descriptions.len();
+                assert_eq!(
+                    described,
+                    usize::from(!compact::is_compact(payload)),
+                    "reading {i}"
+                );
+            }
         }
 
         proptest! {

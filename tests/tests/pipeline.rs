@@ -681,11 +681,11 @@ fn compact_readings_give_the_documents_of_full_ones() {
     assert_eq!(devices_doc(compact), devices_doc(full));
     // The compact run sent compact readings and no gateway refused one; the full run none.
     let gateway_metric = |r: &Run, name: &str| -> f64 {
-        let (_, body) = http_get(r.http, "/metrics").unwrap();
+        let (status, body) = http_get(r.http, "/metrics").unwrap();
+        assert_eq!(status, 200, "{body}");
         body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{body}"))
     };
     assert_eq!(
         gateway_metric(
