@@ -19,7 +19,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use devtel_protocol::compact::{self, Base, Slots};
-use devtel_protocol::{decode_into, encode_to_vec, Ack, Envelope, Id, Reading};
+use devtel_protocol::{decode_into, Ack, Envelope, Id, Reading};
 
 /// Default longest time a device goes without being described again.
 pub const DEFAULT_DESCRIBE_EVERY: Duration = Duration::from_secs(12 * 3600);
@@ -67,6 +67,8 @@ pub struct Describer {
     confirmed: HashMap<u64, Description>,
     sent: HashMap<u64, Description>,
     scratch: Box<Envelope>,
+    /// The skeleton's encoding and the compact reading are written here.
+    buf: Vec<u8>,
     counts: Counts,
 }
 
@@ -79,6 +81,7 @@ impl Describer {
             confirmed: HashMap::new(),
             sent: HashMap::new(),
             scratch: Box::new(Envelope::new(Id::new(), Id::new(), 0, 0, 0)),
+            buf: Vec::new(),
             counts: Counts::default(),
         }
     }
@@ -118,17 +121,18 @@ impl Describer {
             return None;
         }
         decode_into(spooled, &mut self.scratch).ok()?;
-        let envelope = &*self.scratch;
-        let [reading] = &envelope.readings[..] else {
+        let envelope = &mut *self.scratch;
+        let [reading] = &mut envelope.readings[..] else {
             return None;
         };
-        let key = device_key(envelope, reading);
-        let mut skeleton = reading.clone();
+        let key = device_key(&envelope.site, reading);
         let mut values = Slots::new();
-        let split = compact::split(reading, &mut skeleton, &mut values);
+        // The reading becomes its skeleton, in place (a reading is kilobytes).
+        let split = compact::split_in_place(reading, &mut values);
+        let (seq, timestamp_ms) = (envelope.seq, envelope.timestamp_ms);
         let digest = split
             .is_ok()
-            .then(|| skeleton_digest(envelope, skeleton))
+            .then(|| skeleton_digest(envelope, &mut self.buf))
             .flatten();
         let Some(digest) = digest else {
             // Not compactable: described. The gateway keeps it as a description too, which
@@ -138,12 +142,19 @@ impl Describer {
             return None;
         };
         if !repeat {
-            if let Some(out) = self
-                .confirmed
-                .get(&key)
-                .and_then(|d| compact_against(d, digest, envelope, &values, self.every_ms))
-            {
-                return Some(out);
+            if let Some(d) = self.confirmed.get(&key) {
+                if let Some(out) = compact_against(
+                    d,
+                    digest,
+                    envelope.epoch,
+                    seq,
+                    timestamp_ms,
+                    &values,
+                    self.every_ms,
+                    &mut self.buf,
+                ) {
+                    return Some(out);
+                }
             }
         }
         // Described: it becomes the device's next description once confirmed, and the
@@ -155,8 +166,8 @@ impl Describer {
             fingerprint: compact::fingerprint(spooled),
             skeleton: digest,
             epoch: envelope.epoch,
-            seq: envelope.seq,
-            timestamp_ms: envelope.timestamp_ms,
+            seq,
+            timestamp_ms,
             len: spooled.len(),
             slots: encode_slots(&values),
         };
@@ -195,17 +206,22 @@ impl Describer {
     }
 }
 
-/// The compact reading of `envelope` against `d`, if it may go compact.
+/// The compact reading of the envelope `(epoch, seq, timestamp_ms)` with skeleton digest
+/// `skeleton` and slot `values` against `d`, if it may go compact.
+#[allow(clippy::too_many_arguments)]
 fn compact_against(
     d: &Description,
     skeleton: u64,
-    envelope: &Envelope,
+    epoch: u64,
+    seq: u64,
+    timestamp_ms: u64,
     values: &[Option<i64>],
     every_ms: u64,
+    buf: &mut Vec<u8>,
 ) -> Option<Vec<u8>> {
     if d.skeleton != skeleton
-        || d.epoch != envelope.epoch
-        || envelope.timestamp_ms.abs_diff(d.timestamp_ms) >= every_ms
+        || d.epoch != epoch
+        || timestamp_ms.abs_diff(d.timestamp_ms) >= every_ms
     {
         return None;
     }
@@ -216,38 +232,35 @@ fn compact_against(
         timestamp_ms: d.timestamp_ms,
         slots: &slots,
     };
-    let mut buf = vec![0u8; compact::MAX_COMPACT_LEN];
-    let n = compact::encode_compact(&base, envelope.seq, envelope.timestamp_ms, values, &mut buf)
-        .ok()?
-        .len();
+    buf.resize(compact::MAX_COMPACT_LEN, 0);
+    let out = compact::encode_compact(&base, seq, timestamp_ms, values, buf).ok()?;
+    let n = out.len();
     if n > RENEW_FROM && n * RENEW_RATIO > d.len {
         return None;
     }
-    buf.truncate(n);
-    Some(buf)
+    Some(out.to_vec())
 }
 
-fn device_key(envelope: &Envelope, reading: &Reading) -> u64 {
+fn device_key(site: &str, reading: &Reading) -> u64 {
     let mut h = DefaultHasher::new();
-    (envelope.site.as_str(), reading.unit(), reading.device()).hash(&mut h);
+    (site, reading.unit(), reading.device()).hash(&mut h);
     h.finish()
 }
 
-/// A digest of everything but the slots, `seq` and `timestamp_ms`: equal digests mean the
-/// description's skeleton is the reading's.
-fn skeleton_digest(envelope: &Envelope, skeleton: Reading) -> Option<u64> {
-    let mut e = Envelope::new(
-        envelope.site.clone(),
-        envelope.collector.clone(),
-        envelope.epoch,
-        0,
-        0,
-    );
-    e.readings.push(skeleton).ok()?;
-    let bytes = encode_to_vec(&e).ok()?;
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
+/// A digest of `envelope` (its reading a skeleton) without its `seq` and `timestamp_ms`:
+/// equal digests mean the description's skeleton is the reading's, in the same run. Encoded
+/// into `buf`, which is kept for the next.
+fn skeleton_digest(envelope: &mut Envelope, buf: &mut Vec<u8>) -> Option<u64> {
+    let (seq, ts) = (envelope.seq, envelope.timestamp_ms);
+    (envelope.seq, envelope.timestamp_ms) = (0, 0);
+    buf.resize(devtel_protocol::MAX_ENCODED_LEN, 0);
+    let digest = devtel_protocol::encode(envelope, buf).ok().map(|bytes| {
+        let mut h = DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    });
+    (envelope.seq, envelope.timestamp_ms) = (seq, ts);
+    digest
 }
 
 fn encode_slots(values: &[Option<i64>]) -> Box<[u8]> {
@@ -298,7 +311,7 @@ fn decode_slots(bytes: &[u8]) -> Option<Slots> {
 mod tests {
     use super::*;
     use devtel_protocol::compact::{decode_compact, expand};
-    use devtel_protocol::{decode, SeqRange};
+    use devtel_protocol::{decode, encode_to_vec, SeqRange};
 
     fn id(s: &str) -> Id {
         s.try_into().unwrap()

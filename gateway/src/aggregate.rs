@@ -449,10 +449,16 @@ impl Aggregator {
             let state = match self.devices.get_mut(device) {
                 Some(current) => {
                     let current = Arc::make_mut(current);
+                    let answered_before = current.answered_ms;
                     if answered {
                         current.answered_ms = current.answered_ms.max(envelope.timestamp_ms);
                     }
                     if newer < (current.timestamp_ms, current.epoch, current.seq) {
+                        // Late behind a silent poll, but the newest answer yet: it is what
+                        // the device last said, whichever came first.
+                        if answered && envelope.timestamp_ms > answered_before {
+                            remember(current, reading);
+                        }
                         changes.outcomes.push(Outcome::Stale);
                         continue;
                     }
@@ -493,28 +499,12 @@ impl Aggregator {
             state.epoch = envelope.epoch;
             state.seq = envelope.seq;
             state.timestamp_ms = envelope.timestamp_ms;
-            // A reading replaces the last one of every kind; a silent poll keeps them (what
-            // the device last said stays visible while it is unreachable).
             match reading {
-                Reading::Printer(r) => {
-                    (state.no_response, state.last_phone, state.last_dock) = (None, None, None);
-                    match state.last_reading.as_deref_mut() {
-                        Some(last) => last.assign_from(r),
-                        None => state.last_reading = Some(boxed(r)),
-                    }
-                }
-                Reading::Phone(p) => {
-                    (state.no_response, state.last_reading, state.last_dock) = (None, None, None);
-                    state.last_phone = Some(boxed(p));
-                }
-                Reading::Dock(d) => {
-                    (state.no_response, state.last_reading, state.last_phone) = (None, None, None);
-                    match state.last_dock.as_deref_mut() {
-                        Some(last) => last.assign_from(d),
-                        None => state.last_dock = Some(boxed(d)),
-                    }
-                }
                 Reading::NoResponse(n) => state.no_response = Some(n.cause),
+                _ => {
+                    state.no_response = None;
+                    remember(state, reading);
+                }
             }
             changes.outcomes.push(Outcome::Applied);
         }
@@ -957,6 +947,32 @@ pub struct DeviceMonth {
 }
 
 /// `100 * part / whole` rounded to `decimals`.
+/// What the device last said: `reading` (an answer) replaces the last one of every kind; a
+/// silent poll keeps them, so they stay visible while the device is unreachable.
+fn remember(state: &mut DeviceState, reading: &Reading) {
+    match reading {
+        Reading::Printer(r) => {
+            (state.last_phone, state.last_dock) = (None, None);
+            match state.last_reading.as_deref_mut() {
+                Some(last) => last.assign_from(r),
+                None => state.last_reading = Some(boxed(r)),
+            }
+        }
+        Reading::Phone(p) => {
+            (state.last_reading, state.last_dock) = (None, None);
+            state.last_phone = Some(boxed(p));
+        }
+        Reading::Dock(d) => {
+            (state.last_reading, state.last_phone) = (None, None);
+            match state.last_dock.as_deref_mut() {
+                Some(last) => last.assign_from(d),
+                None => state.last_dock = Some(boxed(d)),
+            }
+        }
+        Reading::NoResponse(_) => {}
+    }
+}
+
 fn percent(part: i64, whole: i64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (part as f64 * 100.0 * scale / whole as f64).round() / scale
@@ -1621,6 +1637,48 @@ mod tests {
             })
             .unwrap();
         Reading::Printer(r)
+    }
+
+    /// A device's last answers and a silent poll after them, in every order of arrival: the
+    /// same documents (what it last said is the newest answer, not the last to arrive).
+    #[test]
+    fn what_a_silent_device_last_said_does_not_depend_on_arrival_order() {
+        let silent = || {
+            Reading::NoResponse(NoResponse {
+                device: "p1".try_into().unwrap(),
+                unit: "u1".try_into().unwrap(),
+                kind: DeviceKind::Copier,
+                cause: NoResponseCause::Timeout,
+            })
+        };
+        let polls = [
+            envelope("c", 0, 1_795_000_000_000, printer("p1", "u1", 1_000, 80)),
+            envelope("c", 1, 1_795_000_300_000, printer("p1", "u1", 1_050, 4)),
+            envelope("c", 2, 1_795_000_600_000, silent()),
+        ];
+        let mut seen = Vec::new();
+        for order in [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ] {
+            let mut agg = Aggregator::new();
+            for i in order {
+                agg.ingest(&polls[i]);
+            }
+            let device = agg.device("p1").unwrap();
+            assert_eq!(device.device.status, "unreachable", "{order:?}");
+            assert_eq!(
+                device.device.supplies[0].level,
+                Some(4),
+                "{order:?}: the newest answer"
+            );
+            seen.push((agg.unit("u1"), device));
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:#?}");
     }
 
     fn envelope(collector: &str, seq: u64, ts: u64, reading: Reading) -> Envelope {

@@ -67,6 +67,14 @@ trait Slot {
     fn set(&mut self, v: Option<i64>) -> Result<(), Error>;
     /// The value a skeleton holds: `None`, or zero where the field is not optional.
     fn blank(&mut self);
+    /// Whether setting `v` gives exactly the field as it is (a field kept in a form its raw
+    /// value does not restore, e.g. a known code held as unrecognised, does not).
+    fn restores(&self, v: Option<i64>) -> bool;
+}
+
+fn restores_copy<T: Slot + Copy + PartialEq>(x: &T, v: Option<i64>) -> bool {
+    let mut t = *x;
+    t.set(v).is_ok() && t == *x
 }
 
 fn int<T: TryFrom<i64>>(v: i64) -> Result<T, Error> {
@@ -84,6 +92,9 @@ impl Slot for Option<u32> {
     fn blank(&mut self) {
         *self = None;
     }
+    fn restores(&self, v: Option<i64>) -> bool {
+        restores_copy(self, v)
+    }
 }
 
 impl Slot for Option<u8> {
@@ -96,6 +107,9 @@ impl Slot for Option<u8> {
     }
     fn blank(&mut self) {
         *self = None;
+    }
+    fn restores(&self, v: Option<i64>) -> bool {
+        restores_copy(self, v)
     }
 }
 
@@ -111,6 +125,9 @@ impl Slot for Option<u64> {
     }
     fn blank(&mut self) {
         *self = None;
+    }
+    fn restores(&self, v: Option<i64>) -> bool {
+        restores_copy(self, v)
     }
 }
 
@@ -130,6 +147,10 @@ macro_rules! required_int {
             fn blank(&mut self) {
                 *self.0 = 0;
             }
+            fn restores(&self, v: Option<i64>) -> bool {
+                let mut t = *self.0;
+                Required(&mut t).set(v).is_ok() && t == *self.0
+            }
         }
     )*};
 }
@@ -146,6 +167,9 @@ impl Slot for Option<Level> {
     fn blank(&mut self) {
         *self = None;
     }
+    fn restores(&self, v: Option<i64>) -> bool {
+        restores_copy(self, v)
+    }
 }
 
 impl Slot for Option<ErrorBits> {
@@ -158,6 +182,9 @@ impl Slot for Option<ErrorBits> {
     }
     fn blank(&mut self) {
         *self = None;
+    }
+    fn restores(&self, v: Option<i64>) -> bool {
+        restores_copy(self, v)
     }
 }
 
@@ -173,6 +200,9 @@ macro_rules! code_slot {
             }
             fn blank(&mut self) {
                 *self = None;
+            }
+            fn restores(&self, v: Option<i64>) -> bool {
+                restores_copy(self, v)
             }
         }
     )*};
@@ -214,6 +244,10 @@ impl<T: IndexEnum> Slot for Required<'_, T> {
     fn blank(&mut self) {
         *self.0 = T::ALL[0];
     }
+    fn restores(&self, v: Option<i64>) -> bool {
+        let mut t = *self.0;
+        Required(&mut t).set(v).is_ok() && t == *self.0
+    }
 }
 
 struct Indexed<'a, T>(&'a mut Option<T>);
@@ -228,6 +262,10 @@ impl<T: IndexEnum> Slot for Indexed<'_, T> {
     }
     fn blank(&mut self) {
         *self.0 = None;
+    }
+    fn restores(&self, v: Option<i64>) -> bool {
+        let mut t = *self.0;
+        Indexed(&mut t).set(v).is_ok() && t == *self.0
     }
 }
 
@@ -311,11 +349,14 @@ fn visit_dock(
 /// # Errors
 /// [`Error::Encode`] when a value is not a slot value (a counter beyond `i64`).
 pub fn slots(reading: &Reading, out: &mut Slots) -> Result<(), Error> {
-    out.clear();
     // `visit` takes the reading mutably for `join`; reading values does not change it, but
-    // the borrow needs a copy here. A reading is read once per publish.
-    let mut copy = reading.clone();
-    visit(&mut copy, &mut |s| {
+    // the borrow needs a copy here (`expand` reads its own envelope's without one).
+    slots_of(&mut reading.clone(), out)
+}
+
+fn slots_of(reading: &mut Reading, out: &mut Slots) -> Result<(), Error> {
+    out.clear();
+    visit(reading, &mut |s| {
         out.push(s.get()?).map_err(|_| Error::Encode)
     })
 }
@@ -341,19 +382,26 @@ pub fn join(reading: &mut Reading, values: &[Option<i64>]) -> Result<(), Error> 
 /// a slot carries, or a field kept in a form the device's raw value does not restore): such a
 /// reading is sent described.
 pub fn split(reading: &Reading, skeleton: &mut Reading, values: &mut Slots) -> Result<(), Error> {
-    values.clear();
     *skeleton = reading.clone();
-    visit(skeleton, &mut |s| {
-        values.push(s.get()?).map_err(|_| Error::Encode)?;
+    split_in_place(skeleton, values)
+}
+
+/// [`split`] without a copy: `reading` becomes its skeleton. On an error it is partly
+/// blanked and not to be used.
+///
+/// # Errors
+/// As [`split`].
+pub fn split_in_place(reading: &mut Reading, values: &mut Slots) -> Result<(), Error> {
+    values.clear();
+    visit(reading, &mut |s| {
+        let v = s.get()?;
+        if !s.restores(v) {
+            return Err(Error::Encode);
+        }
+        values.push(v).map_err(|_| Error::Encode)?;
         s.blank();
         Ok(())
-    })?;
-    let mut back = skeleton.clone();
-    join(&mut back, values).map_err(|_| Error::Encode)?;
-    if back != *reading {
-        return Err(Error::Encode);
-    }
-    Ok(())
+    })
 }
 
 /// What a compact reading refers to: the description's fingerprint, sequence number,
@@ -496,7 +544,7 @@ pub fn expand(compact: &Compact<'_>, envelope: &mut Envelope) -> Result<(), Erro
         return Err(Error::Malformed);
     }
     let mut values = Slots::new();
-    slots(&envelope.readings[0], &mut values).map_err(|_| Error::Malformed)?;
+    slots_of(&mut envelope.readings[0], &mut values).map_err(|_| Error::Malformed)?;
     if values.len() != compact.count {
         return Err(Error::Malformed);
     }
