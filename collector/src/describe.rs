@@ -34,18 +34,68 @@ pub const RENEW_RATIO: usize = 8;
 /// only six or seven times its compact reading).
 pub const RENEW_FROM: usize = 64;
 
-/// How a description refers to its device and run.
+/// A description as the describer keeps it, in one allocation (a site box keeps thousands):
+/// fingerprint (`u32`), the described payload's length (`u32`), the digest of its skeleton
+/// envelope (site, collector, epoch and the reading's skeleton), its epoch, `seq` and
+/// `timestamp_ms` (`u64` each, little-endian), then its slot values, each a varint (0: none,
+/// else zigzag + 1).
 #[derive(Debug)]
-struct Description {
-    fingerprint: u32,
-    /// Digest of the skeleton envelope (site, collector, epoch and the reading's skeleton).
-    skeleton: u64,
-    epoch: u64,
-    seq: u64,
-    timestamp_ms: u64,
-    len: usize,
-    /// The slot values, each a varint (0: none, else zigzag + 1).
-    slots: Box<[u8]>,
+struct Description(Box<[u8]>);
+
+const HEADER: usize = 40;
+
+impl Description {
+    fn new(fingerprint: u32, len: usize, words: [u64; 4], values: &[Option<i64>]) -> Description {
+        let mut out = Vec::with_capacity(HEADER + values.len() * 3);
+        out.extend_from_slice(&fingerprint.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+        for w in words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        encode_slots(values, &mut out);
+        Description(out.into_boxed_slice())
+    }
+    fn u32_at(&self, at: usize) -> u32 {
+        self.0
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+    fn u64_at(&self, at: usize) -> u64 {
+        self.0
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    fn fingerprint(&self) -> u32 {
+        self.u32_at(0)
+    }
+    fn len(&self) -> usize {
+        self.u32_at(4) as usize
+    }
+    fn skeleton(&self) -> u64 {
+        self.u64_at(8)
+    }
+    fn epoch(&self) -> u64 {
+        self.u64_at(16)
+    }
+    fn seq(&self) -> u64 {
+        self.u64_at(24)
+    }
+    fn timestamp_ms(&self) -> u64 {
+        self.u64_at(32)
+    }
+    fn slots(&self) -> &[u8] {
+        self.0.get(HEADER..).unwrap_or_default()
+    }
+}
+
+/// A device's descriptions: the one compact readings refer to, and the one sent last and
+/// not yet confirmed.
+#[derive(Debug, Default)]
+struct Known {
+    confirmed: Option<Description>,
+    sent: Option<Description>,
 }
 
 /// Counters of what went out how.
@@ -64,8 +114,9 @@ pub struct Counts {
 pub struct Describer {
     every_ms: u64,
     compact: bool,
-    confirmed: HashMap<u64, Description>,
-    sent: HashMap<u64, Description>,
+    devices: HashMap<u64, Known>,
+    /// Devices with a description sent and not confirmed.
+    unconfirmed: usize,
     scratch: Box<Envelope>,
     /// The skeleton's encoding and the compact reading are written here.
     buf: Vec<u8>,
@@ -78,8 +129,8 @@ impl Describer {
         Describer {
             every_ms: u64::try_from(describe_every.as_millis()).unwrap_or(u64::MAX),
             compact,
-            confirmed: HashMap::new(),
-            sent: HashMap::new(),
+            devices: HashMap::new(),
+            unconfirmed: 0,
             scratch: Box::new(Envelope::new(Id::new(), Id::new(), 0, 0, 0)),
             buf: Vec::new(),
             counts: Counts::default(),
@@ -138,11 +189,13 @@ impl Describer {
             // Not compactable: described. The gateway keeps it as a description too, which
             // may push out the one this device's compact readings refer to: none until the
             // next is confirmed.
-            self.confirmed.remove(&key);
+            if let Some(known) = self.devices.get_mut(&key) {
+                known.confirmed = None;
+            }
             return None;
         };
         if !repeat {
-            if let Some(d) = self.confirmed.get(&key) {
+            if let Some(d) = self.devices.get(&key).and_then(|k| k.confirmed.as_ref()) {
                 if let Some(out) = compact_against(
                     d,
                     digest,
@@ -161,48 +214,47 @@ impl Describer {
         // confirmed one is retired now. So compact readings only ever refer to the newest
         // description the gateway got from this collector (it keeps the newest few per
         // device, and repeats and renewals add to them).
-        self.confirmed.remove(&key);
-        let description = Description {
-            fingerprint: compact::fingerprint(spooled),
-            skeleton: digest,
-            epoch: envelope.epoch,
-            seq,
-            timestamp_ms,
-            len: spooled.len(),
-            slots: encode_slots(&values),
-        };
-        self.sent.insert(key, description);
+        let description = Description::new(
+            compact::fingerprint(spooled),
+            spooled.len(),
+            [digest, envelope.epoch, seq, timestamp_ms],
+            &values,
+        );
+        let known = self.devices.entry(key).or_default();
+        known.confirmed = None;
+        if known.sent.replace(description).is_none() {
+            self.unconfirmed += 1;
+        }
         None
     }
 
     /// The gateway acknowledged `ack`: described readings it names become descriptions.
     pub fn acknowledged(&mut self, ack: &Ack) {
-        self.promote(|d| d.epoch == ack.epoch && ack.stored.iter().any(|r| r.contains(d.seq)));
+        self.promote(|d| d.epoch() == ack.epoch && ack.stored.iter().any(|r| r.contains(d.seq())));
     }
 
     /// The envelope `(epoch, seq)` was confirmed by other means (the broker's PUBACK, with
     /// `acknowledge = "broker"`).
     pub fn confirmed(&mut self, epoch: u64, seq: u64) {
-        self.promote(|d| d.epoch == epoch && d.seq == seq);
+        self.promote(|d| d.epoch() == epoch && d.seq() == seq);
     }
 
     fn promote(&mut self, named: impl Fn(&Description) -> bool) {
-        let keys: Vec<u64> = self
-            .sent
-            .iter()
-            .filter(|(_, d)| named(d))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
-            if let Some(d) = self.sent.remove(&key) {
-                self.confirmed.insert(key, d);
+        if self.unconfirmed == 0 {
+            return;
+        }
+        for known in self.devices.values_mut() {
+            if known.sent.as_ref().is_some_and(&named) {
+                known.confirmed = known.sent.take();
+                self.unconfirmed -= 1;
             }
         }
     }
 
     /// Devices with a confirmed description, and with one sent but not confirmed.
     pub fn described(&self) -> (usize, usize) {
-        (self.confirmed.len(), self.sent.len())
+        let confirmed = self.devices.values().filter(|k| k.confirmed.is_some());
+        (confirmed.count(), self.unconfirmed)
     }
 }
 
@@ -219,23 +271,23 @@ fn compact_against(
     every_ms: u64,
     buf: &mut Vec<u8>,
 ) -> Option<Vec<u8>> {
-    if d.skeleton != skeleton
-        || d.epoch != epoch
-        || timestamp_ms.abs_diff(d.timestamp_ms) >= every_ms
+    if d.skeleton() != skeleton
+        || d.epoch() != epoch
+        || timestamp_ms.abs_diff(d.timestamp_ms()) >= every_ms
     {
         return None;
     }
-    let slots = decode_slots(&d.slots)?;
+    let slots = decode_slots(d.slots())?;
     let base = Base {
-        fingerprint: d.fingerprint,
-        seq: d.seq,
-        timestamp_ms: d.timestamp_ms,
+        fingerprint: d.fingerprint(),
+        seq: d.seq(),
+        timestamp_ms: d.timestamp_ms(),
         slots: &slots,
     };
     buf.resize(compact::MAX_COMPACT_LEN, 0);
     let out = compact::encode_compact(&base, seq, timestamp_ms, values, buf).ok()?;
     let n = out.len();
-    if n > RENEW_FROM && n * RENEW_RATIO > d.len {
+    if n > RENEW_FROM && n * RENEW_RATIO > d.len() {
         return None;
     }
     Some(out.to_vec())
@@ -263,8 +315,7 @@ fn skeleton_digest(envelope: &mut Envelope, buf: &mut Vec<u8>) -> Option<u64> {
     digest
 }
 
-fn encode_slots(values: &[Option<i64>]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(values.len() * 3);
+fn encode_slots(values: &[Option<i64>], out: &mut Vec<u8>) {
     for v in values {
         let mut u: u128 = match v {
             None => 0,
@@ -280,7 +331,6 @@ fn encode_slots(values: &[Option<i64>]) -> Box<[u8]> {
             out.push(low | 0x80);
         }
     }
-    out.into_boxed_slice()
 }
 
 fn decode_slots(bytes: &[u8]) -> Option<Slots> {
@@ -437,10 +487,23 @@ mod tests {
             Some(i64::MIN),
             Some(300),
         ];
-        assert_eq!(
-            &decode_slots(&encode_slots(&values)).unwrap()[..],
-            &values[..]
-        );
+        let mut bytes = Vec::new();
+        encode_slots(&values, &mut bytes);
+        assert_eq!(&decode_slots(&bytes).unwrap()[..], &values[..]);
         assert!(decode_slots(&[0x80]).is_none());
+        // A description keeps what it was made of.
+        let d = Description::new(7, 400, [1, 2, 3, u64::MAX], &values);
+        assert_eq!(
+            (
+                d.fingerprint(),
+                d.len(),
+                d.skeleton(),
+                d.epoch(),
+                d.seq(),
+                d.timestamp_ms()
+            ),
+            (7, 400, 1, 2, 3, u64::MAX)
+        );
+        assert_eq!(&decode_slots(d.slots()).unwrap()[..], &values[..]);
     }
 }
