@@ -422,7 +422,8 @@ fn day(reading: &Reading, seed: u64) -> (f64, u64) {
         let spooled = encode_to_vec(&e).unwrap();
         if describer.payload(&spooled, false).is_none() {
             // Described: the gateway's acknowledgement comes within the poll interval.
-            describer.confirmed(e.epoch, seq);
+            let topic = devtel_protocol::topic::telemetry(SITE, r.unit(), r.device()).unwrap();
+            describer.confirmed(&topic, e.epoch, seq);
         }
     }
     let c = describer.counts();

@@ -19,7 +19,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use devtel_protocol::compact::{self, Base, Slots};
-use devtel_protocol::{decode_into, Ack, Envelope, Id, Reading};
+use devtel_protocol::{decode_into, Ack, Envelope, Id};
 
 /// Default longest time a device goes without being described again.
 pub const DEFAULT_DESCRIBE_EVERY: Duration = Duration::from_secs(12 * 3600);
@@ -126,10 +126,16 @@ pub struct Describer {
 impl Describer {
     /// A describer; with `compact` false every reading goes as spooled.
     pub fn new(compact: bool, describe_every: Duration) -> Describer {
+        Describer::for_devices(compact, describe_every, 0)
+    }
+
+    /// A describer with room for `devices` devices from the start (no growing map, whose
+    /// old and new tables are both held while it grows).
+    pub fn for_devices(compact: bool, describe_every: Duration, devices: usize) -> Describer {
         Describer {
             every_ms: u64::try_from(describe_every.as_millis()).unwrap_or(u64::MAX),
             compact,
-            devices: HashMap::new(),
+            devices: HashMap::with_capacity(if compact { devices } else { 0 }),
             unconfirmed: 0,
             scratch: Box::new(Envelope::new(Id::new(), Id::new(), 0, 0, 0)),
             buf: Vec::new(),
@@ -176,7 +182,7 @@ impl Describer {
         let [reading] = &mut envelope.readings[..] else {
             return None;
         };
-        let key = device_key(&envelope.site, reading);
+        let key = device_key(&envelope.site, reading.unit(), reading.device());
         let mut values = Slots::new();
         // The reading becomes its skeleton, in place (a reading is kilobytes).
         let split = compact::split_in_place(reading, &mut values);
@@ -233,10 +239,24 @@ impl Describer {
         self.promote(|d| d.epoch() == ack.epoch && ack.stored.iter().any(|r| r.contains(d.seq())));
     }
 
-    /// The envelope `(epoch, seq)` was confirmed by other means (the broker's PUBACK, with
-    /// `acknowledge = "broker"`).
-    pub fn confirmed(&mut self, epoch: u64, seq: u64) {
-        self.promote(|d| d.epoch() == epoch && d.seq() == seq);
+    /// The envelope `(epoch, seq)` published on `topic` was confirmed by other means (the
+    /// broker's PUBACK, with `acknowledge = "broker"`).
+    pub fn confirmed(&mut self, topic: &str, epoch: u64, seq: u64) {
+        let Ok(devtel_protocol::topic::Topic::Telemetry { site, unit, device }) =
+            devtel_protocol::topic::parse(topic)
+        else {
+            return;
+        };
+        if let Some(known) = self.devices.get_mut(&device_key(site, unit, device)) {
+            if known
+                .sent
+                .as_ref()
+                .is_some_and(|d| d.epoch() == epoch && d.seq() == seq)
+            {
+                known.confirmed = known.sent.take();
+                self.unconfirmed -= 1;
+            }
+        }
     }
 
     fn promote(&mut self, named: impl Fn(&Description) -> bool) {
@@ -293,9 +313,10 @@ fn compact_against(
     Some(out.to_vec())
 }
 
-fn device_key(site: &str, reading: &Reading) -> u64 {
+/// A device's key: its topic's parts.
+fn device_key(site: &str, unit: &str, device: &str) -> u64 {
     let mut h = DefaultHasher::new();
-    (site, reading.unit(), reading.device()).hash(&mut h);
+    (site, unit, device).hash(&mut h);
     h.finish()
 }
 
@@ -361,7 +382,9 @@ fn decode_slots(bytes: &[u8]) -> Option<Slots> {
 mod tests {
     use super::*;
     use devtel_protocol::compact::{decode_compact, expand};
-    use devtel_protocol::{decode, encode_to_vec, SeqRange};
+    use devtel_protocol::{decode, encode_to_vec, Reading, SeqRange};
+
+    const TOPIC: &str = "devtel/v1/telemetry/s/it/k1";
 
     fn id(s: &str) -> Id {
         s.try_into().unwrap()
@@ -452,7 +475,7 @@ mod tests {
         let fresh = || {
             let mut d = Describer::new(true, Duration::from_secs(3600));
             assert_eq!(d.payload(&reading(0, 0), false), None);
-            d.confirmed(7, 0);
+            d.confirmed(TOPIC, 7, 0);
             assert!(d.payload(&reading(1, 1), false).is_some());
             d
         };
@@ -473,7 +496,7 @@ mod tests {
         // Compact readings off: everything as spooled.
         let mut off = Describer::new(false, DEFAULT_DESCRIBE_EVERY);
         off.payload(&reading(0, 0), false);
-        off.confirmed(7, 0);
+        off.confirmed(TOPIC, 7, 0);
         assert_eq!(off.payload(&reading(1, 1), false), None);
     }
 

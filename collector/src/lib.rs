@@ -137,9 +137,10 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         publisher::Delivery {
             spool,
             outbox,
-            describer: describe::Describer::new(
+            describer: describe::Describer::for_devices(
                 config.delivery.compact,
                 config.delivery.describe_every,
+                config.devices.len(),
             ),
         },
         rx,

@@ -458,10 +458,14 @@ impl Outbox {
         }
     }
 
-    /// The `(epoch, seq)` of the record the publish `pkid` carries, if it is one.
-    pub fn inflight_identity(&self, pkid: u16) -> Option<(u64, u64)> {
+    /// The spooled payload and `(epoch, seq)` of the record the publish `pkid` carries, if
+    /// it is one.
+    pub fn inflight_record(&self, pkid: u16) -> Option<(&[u8], (u64, u64))> {
         match self.inflight.get(&pkid)? {
-            Tracked::Record(id) => self.index.identity(*id),
+            Tracked::Record(id) => Some((
+                &self.outstanding.get(id)?.payload,
+                self.index.identity(*id)?,
+            )),
             Tracked::Status => None,
         }
     }

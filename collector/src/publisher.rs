@@ -534,8 +534,10 @@ impl Sender {
                 if accepted && self.outbox.settings().acknowledge == Acknowledge::Broker {
                     // Without the gateway's word, the broker's PUBACK confirms a description
                     // (it delivers the device's topic in order).
-                    if let Some((epoch, seq)) = self.outbox.inflight_identity(ack.pkid) {
-                        self.describer.confirmed(epoch, seq);
+                    if let Some((payload, (epoch, seq))) = self.outbox.inflight_record(ack.pkid) {
+                        if let Some((topic, _)) = split_payload(payload) {
+                            self.describer.confirmed(topic, epoch, seq);
+                        }
                     }
                 }
                 if let Err(e) =
