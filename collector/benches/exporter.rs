@@ -16,7 +16,8 @@
 //! Asserts nothing.
 //!
 //! Run: `bash scripts/bench-collector.sh` (env DEVTEL_BENCH_DEVICES, DEVTEL_BENCH_SMALL,
-//! DEVTEL_BENCH_CONCURRENCY, DEVTEL_BENCH_EXPORTER = path of the snmp_exporter binary,
+//! DEVTEL_BENCH_CONCURRENCY, DEVTEL_BENCH_WIRE = the collector's wire form, DEVTEL_BENCH_EXPORTER
+//! = path of the snmp_exporter binary,
 //! DEVTEL_BENCH_COLLECTOR = path of the collector binary measured).
 
 mod common;
@@ -283,12 +284,14 @@ fn collector(dir: &Path, sim: u32, sim_port: u16, n: usize, concurrency: usize) 
         TcpStream::connect(("127.0.0.1", broker_port)).is_ok()
     });
     let metrics_port = free_port();
+    // `DEVTEL_BENCH_WIRE`: the collector's `[delivery] wire` ("compact", the default, or "full").
+    let wire = std::env::var("DEVTEL_BENCH_WIRE").unwrap_or_else(|_| "compact".into());
     let spool = dir.join(format!("spool-{n}"));
     let _ = std::fs::remove_dir_all(&spool);
     let mut toml = format!(
         "site = \"bench\"\ncollector_id = \"bench\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\n\
          poll_interval = \"1h\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-         [delivery]\nacknowledge = \"broker\"\n[spool]\ndir = \"{}\"\n\
+         [delivery]\nacknowledge = \"broker\"\nwire = \"{wire}\"\n[spool]\ndir = \"{}\"\n\
          [snmp]\ntimeout = \"2s\"\nretries = 1\nmax_repetitions = 25\nconcurrency = {concurrency}\n",
         spool.display()
     );
