@@ -26,7 +26,10 @@ if [ ! -x /usr/bin/prometheus-snmp-exporter ]; then
     [ -z "$created_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 /usr/bin/prometheus-snmp-exporter --version 2>&1 | head -1
-# The collector as packaged for the site box: the `site` profile (scripts/package-deb.sh).
-cargo build --locked --profile site -p devtel-collector
-DEVTEL_BENCH_COLLECTOR="${DEVTEL_BENCH_COLLECTOR:-$ROOT/${CARGO_TARGET_DIR:-target}/site/devtel-collector}" \
+# The collector as packaged for the site box: the `site` profile, linked statically
+# (scripts/package-deb.sh).
+HOST="$(rustc -vV | sed -n 's/^host: //p')"
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build --locked --profile site --target "$HOST" -p devtel-collector
+DEVTEL_BENCH_COLLECTOR="${DEVTEL_BENCH_COLLECTOR:-$ROOT/${CARGO_TARGET_DIR:-target}/$HOST/site/devtel-collector}" \
     cargo bench -p devtel-collector --bench exporter

@@ -33,15 +33,20 @@ VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 [ -n "$VERSION" ] || { echo "error: no workspace version in Cargo.toml" >&2; exit 1; }
 
 # The gateway is built with the release profile, the collector with `site` (Cargo.toml:
-# smaller code, fewer pages in the site box's memory). --bin-dir packages both from one folder.
+# smaller code, fewer pages in the site box's memory) and linked statically (C runtime
+# included: no shared libc, libm and loader mapped, about 1 MB less resident on the site box;
+# name lookups still use the system's NSS modules). --bin-dir packages both from one folder.
 GATEWAY_DIR="$BIN_DIR"
 COLLECTOR_DIR="$BIN_DIR"
 if [ -z "$BIN_DIR" ]; then
     OUT_BASE="${CARGO_TARGET_DIR:-target}${TARGET:+/$TARGET}"
     cargo build --locked --release ${TARGET:+--target "$TARGET"} -p devtel-gateway
-    cargo build --locked --profile site ${TARGET:+--target "$TARGET"} -p devtel-collector
+    # crt-static needs an explicit --target, so that build scripts and proc macros stay dynamic.
+    COLLECTOR_TARGET="${TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+        cargo build --locked --profile site --target "$COLLECTOR_TARGET" -p devtel-collector
     GATEWAY_DIR="$OUT_BASE/release"
-    COLLECTOR_DIR="$OUT_BASE/site"
+    COLLECTOR_DIR="${CARGO_TARGET_DIR:-target}/$COLLECTOR_TARGET/site"
 fi
 case "$TARGET" in
     "") ARCH="$(dpkg --print-architecture)"; STRIP=strip ;;
