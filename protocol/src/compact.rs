@@ -81,37 +81,26 @@ fn int<T: TryFrom<i64>>(v: i64) -> Result<T, Error> {
     T::try_from(v).map_err(|_| Error::Malformed)
 }
 
-impl Slot for Option<u32> {
-    fn get(&self) -> Result<Option<i64>, Error> {
-        Ok(self.map(i64::from))
-    }
-    fn set(&mut self, v: Option<i64>) -> Result<(), Error> {
-        *self = v.map(int).transpose()?;
-        Ok(())
-    }
-    fn blank(&mut self) {
-        *self = None;
-    }
-    fn restores(&self, v: Option<i64>) -> bool {
-        restores_copy(self, v)
-    }
+macro_rules! optional_int {
+    ($($t:ty),*) => {$(
+        impl Slot for Option<$t> {
+            fn get(&self) -> Result<Option<i64>, Error> {
+                Ok(self.map(i64::from))
+            }
+            fn set(&mut self, v: Option<i64>) -> Result<(), Error> {
+                *self = v.map(int).transpose()?;
+                Ok(())
+            }
+            fn blank(&mut self) {
+                *self = None;
+            }
+            fn restores(&self, v: Option<i64>) -> bool {
+                restores_copy(self, v)
+            }
+        }
+    )*};
 }
-
-impl Slot for Option<u8> {
-    fn get(&self) -> Result<Option<i64>, Error> {
-        Ok(self.map(i64::from))
-    }
-    fn set(&mut self, v: Option<i64>) -> Result<(), Error> {
-        *self = v.map(int).transpose()?;
-        Ok(())
-    }
-    fn blank(&mut self) {
-        *self = None;
-    }
-    fn restores(&self, v: Option<i64>) -> bool {
-        restores_copy(self, v)
-    }
-}
+optional_int!(u32, u8);
 
 impl Slot for Option<u64> {
     fn get(&self) -> Result<Option<i64>, Error> {

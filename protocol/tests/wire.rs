@@ -798,7 +798,7 @@ mod in_place {
 
     /// The derived twin needs about 2 MiB of stack for the largest dock envelope in a debug
     /// build (the in-place decoder under 512 KiB): the comparisons run on a roomier thread.
-    fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub(crate) fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::Builder::new()
             .stack_size(16 << 20)
             .spawn(f)
@@ -1125,7 +1125,7 @@ mod compact_reading {
 
     #[test]
     fn every_kind_at_its_largest_comes_back_exactly() {
-        super::in_place_big_stack(|| {
+        super::in_place::on_big_stack(|| {
             for mut base in [largest_printer_envelope(), largest_dock_envelope()] {
                 // One reading per envelope, as the collector sends; counters beyond i64 are
                 // sent described (see above).
@@ -1156,14 +1156,4 @@ mod compact_reading {
             }
         });
     }
-}
-
-/// Runs `f` on a thread with room for the largest envelopes in a debug build.
-fn in_place_big_stack(f: impl FnOnce() + Send + 'static) {
-    std::thread::Builder::new()
-        .stack_size(16 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }

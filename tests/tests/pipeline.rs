@@ -15,6 +15,18 @@ const DEVICES: &[(&str, &str, &str)] = &[
     ("konica_c250i", "konica-eg", "jugendamt.team-2"),
 ];
 
+/// The collector's `[[devices]]` of [`DEVICES`], polled from the simulator at `sim_port`.
+fn copiers(sim_port: u16) -> String {
+    DEVICES
+        .iter()
+        .map(|(recording, id, unit)| {
+            format!(
+                "[[devices]]\nid = \"{id}\"\nkind = \"copier\"\naddress = \"127.0.0.1\"\nport = {sim_port}\nversion = \"2c\"\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
+            )
+        })
+        .collect()
+}
+
 /// Subscribes to every unit and device document and collects the retained ones.
 fn unit_documents(
     rt: &tokio::runtime::Runtime,
@@ -134,11 +146,7 @@ fn recorded_copiers_are_polled_aggregated_per_unit_and_published() {
     let mut collector_conf = format!(
         "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"2s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n[spool]\ndir = \"{spool}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n"
     );
-    for (recording, id, unit) in DEVICES {
-        collector_conf.push_str(&format!(
-            "[[devices]]\nid = \"{id}\"\nkind = \"copier\"\naddress = \"127.0.0.1\"\nport = {sim_port}\nversion = \"2c\"\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
-        ));
-    }
+    collector_conf.push_str(&copiers(sim_port));
     // A desk-sharing floor: four ports of the recorded TP-Link switch are dock seats, laptops
     // counted in the data VLAN 10.
     collector_conf.push_str(&format!(
@@ -577,11 +585,7 @@ fn compact_readings_give_the_documents_of_full_ones() {
             "site = \"e2e-site\"\ncollector_id = \"e2e-collector\"\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\npoll_interval = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics}\"\n[delivery]\nwire = \"{wire}\"\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 2\n",
             spool.display()
         );
-        for (recording, id, unit) in DEVICES {
-            conf.push_str(&format!(
-                "[[devices]]\nid = \"{id}\"\nkind = \"copier\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"{recording}\"\nunit = \"{unit}\"\n"
-            ));
-        }
+        conf.push_str(&copiers(sim_port));
         conf.push_str(&format!(
             "[[devices]]\nid = \"switch-desks\"\nkind = \"dock\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"procurve\"\nunit = \"ba.desks\"\n[[devices]]\nid = \"phone-1\"\nkind = \"phone\"\naddress = \"127.0.0.1\"\nport = {sim_port}\ncommunity = \"grandstream-ht_ht814v2\"\nunit = \"ba.it\"\n"
         ));
