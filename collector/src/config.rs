@@ -948,6 +948,26 @@ mod tests {
             (d.ack_timeout, d.max_awaiting),
             (Duration::from_secs(10), 50)
         );
+        // Compact readings by default, described at least every 12 h.
+        let d = Config::from_toml(base).unwrap().delivery;
+        assert!(d.compact);
+        assert_eq!(d.describe_every, crate::describe::DEFAULT_DESCRIBE_EVERY);
+        let d = Config::from_toml(&format!(
+            "{base}[delivery]
+wire = \"full\"
+"
+        ))
+        .unwrap()
+        .delivery;
+        assert!(!d.compact);
+        let d = Config::from_toml(&format!(
+            "{base}[delivery]
+describe_every = \"1h\"
+"
+        ))
+        .unwrap()
+        .delivery;
+        assert_eq!(d.describe_every, Duration::from_secs(3600));
     }
 
     #[test]
@@ -1022,6 +1042,15 @@ mod tests {
             (format!("{base}[delivery]\nacknowledge = \"nobody\"\n"), "delivery.acknowledge"),
             (format!("{base}[delivery]\nack_timeout = \"0s\"\n"), "delivery.ack_timeout"),
             (format!("{base}[delivery]\nmax_awaiting = 0\n"), "delivery.max_awaiting"),
+            (format!("{base}[delivery]\nwire = \"gzip\"\n"), "delivery.wire"),
+            (
+                format!("{base}[delivery]\ndescribe_every = \"10s\"\n"),
+                "delivery.describe_every",
+            ),
+            (
+                format!("{base}[delivery]\nwire = \"full\"\ndescribe_every = \"1h\"\n"),
+                "delivery.describe_every",
+            ),
             (
                 format!("{base}[delivery]\nacknowledge = \"broker\"\nmax_awaiting = 9\n"),
                 "delivery.max_awaiting",
