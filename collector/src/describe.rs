@@ -46,13 +46,16 @@ const HEADER: usize = 40;
 
 impl Description {
     fn new(fingerprint: u32, len: usize, words: [u64; 4], values: &[Option<i64>]) -> Description {
-        let mut out = Vec::with_capacity(HEADER + values.len() * 3);
+        let mut packed = [0u8; compact::MAX_PACKED_SLOTS_LEN];
+        // The buffer holds any slot values (MAX_PACKED_SLOTS_LEN).
+        let slots = compact::pack_slots(values, &mut packed).map_or(&[][..], |s| &*s);
+        let mut out = Vec::with_capacity(HEADER + slots.len());
         out.extend_from_slice(&fingerprint.to_le_bytes());
         out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
         for w in words {
             out.extend_from_slice(&w.to_le_bytes());
         }
-        encode_slots(values, &mut out);
+        out.extend_from_slice(slots);
         Description(out.into_boxed_slice())
     }
     fn u32_at(&self, at: usize) -> u32 {
@@ -297,7 +300,8 @@ fn compact_against(
     {
         return None;
     }
-    let slots = decode_slots(d.slots())?;
+    let mut slots = Slots::new();
+    compact::unpack_slots(d.slots(), &mut slots).ok()?;
     let base = Base {
         fingerprint: d.fingerprint(),
         seq: d.seq(),
@@ -334,48 +338,6 @@ fn skeleton_digest(envelope: &mut Envelope, buf: &mut Vec<u8>) -> Option<u64> {
     });
     (envelope.seq, envelope.timestamp_ms) = (seq, ts);
     digest
-}
-
-fn encode_slots(values: &[Option<i64>], out: &mut Vec<u8>) {
-    for v in values {
-        let mut u: u128 = match v {
-            None => 0,
-            Some(v) => ((i128::from(*v) << 1) ^ (i128::from(*v) >> 127)) as u128 + 1,
-        };
-        loop {
-            let low = (u & 0x7f) as u8;
-            u >>= 7;
-            if u == 0 {
-                out.push(low);
-                break;
-            }
-            out.push(low | 0x80);
-        }
-    }
-}
-
-fn decode_slots(bytes: &[u8]) -> Option<Slots> {
-    let mut out = Slots::new();
-    let mut it = bytes.iter();
-    while let Some(first) = it.next() {
-        let mut u = u128::from(first & 0x7f);
-        let mut shift = 7;
-        let mut b = *first;
-        while b & 0x80 != 0 {
-            b = *it.next()?;
-            u |= u128::from(b & 0x7f) << shift;
-            shift += 7;
-        }
-        let v = match u {
-            0 => None,
-            u => {
-                let z = u - 1;
-                Some(i64::try_from(((z >> 1) as i128) ^ -((z & 1) as i128)).ok()?)
-            }
-        };
-        out.push(v).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -510,10 +472,14 @@ mod tests {
             Some(i64::MIN),
             Some(300),
         ];
-        let mut bytes = Vec::new();
-        encode_slots(&values, &mut bytes);
-        assert_eq!(&decode_slots(&bytes).unwrap()[..], &values[..]);
-        assert!(decode_slots(&[0x80]).is_none());
+        let unpack = |bytes: &[u8]| {
+            let mut out = Slots::new();
+            compact::unpack_slots(bytes, &mut out).map(|()| out)
+        };
+        let mut buf = [0u8; compact::MAX_PACKED_SLOTS_LEN];
+        let packed = compact::pack_slots(&values, &mut buf).unwrap().to_vec();
+        assert_eq!(&unpack(&packed).unwrap()[..], &values[..]);
+        assert!(unpack(&[0x80]).is_err());
         // A description keeps what it was made of.
         let d = Description::new(7, 400, [1, 2, 3, u64::MAX], &values);
         assert_eq!(
@@ -527,6 +493,6 @@ mod tests {
             ),
             (7, 400, 1, 2, 3, u64::MAX)
         );
-        assert_eq!(&decode_slots(d.slots()).unwrap()[..], &values[..]);
+        assert_eq!(&unpack(d.slots()).unwrap()[..], &values[..]);
     }
 }

@@ -441,10 +441,7 @@ pub fn encode_compact<'b>(
             continue;
         }
         w.buf[bitmap_at + i / 8] |= 1 << (i % 8);
-        w.varint(match v {
-            None => 0,
-            Some(v) => zigzag(i128::from(*v) - i128::from(b.unwrap_or(0))) + 1,
-        })?;
+        w.varint(change(*v, *b))?;
     }
     let n = w.at;
     Ok(&mut w.buf[..n])
@@ -545,13 +542,7 @@ pub fn expand(compact: &Compact<'_>, envelope: &mut Envelope) -> Result<(), Erro
         if compact.bitmap[i / 8] & (1 << (i % 8)) == 0 {
             continue;
         }
-        *v = match r.varint()? {
-            0 => None,
-            d => {
-                let v = i128::from(v.unwrap_or(0)) + unzigzag(d - 1);
-                Some(i64::try_from(v).map_err(|_| Error::Malformed)?)
-            }
-        };
+        *v = changed(r.varint()?, *v)?;
     }
     join(&mut envelope.readings[0], &values)?;
     let seq = i128::from(envelope.seq) + compact.seq_delta;
@@ -559,6 +550,56 @@ pub fn expand(compact: &Compact<'_>, envelope: &mut Envelope) -> Result<(), Erro
     envelope.seq = u64::try_from(seq).map_err(|_| Error::Malformed)?;
     envelope.timestamp_ms = u64::try_from(ts).map_err(|_| Error::Malformed)?;
     envelope.validate().map_err(|_| Error::Malformed)
+}
+
+/// A slot value as its difference to `base`: 0 for none, else zigzag + 1.
+fn change(v: Option<i64>, base: Option<i64>) -> u128 {
+    match v {
+        None => 0,
+        Some(v) => zigzag(i128::from(v) - i128::from(base.unwrap_or(0))) + 1,
+    }
+}
+
+/// The slot value that [`change`] made `d` of against `base`.
+fn changed(d: u128, base: Option<i64>) -> Result<Option<i64>, Error> {
+    match d {
+        0 => Ok(None),
+        d => {
+            let v = i128::from(base.unwrap_or(0)) + unzigzag(d - 1);
+            Ok(Some(i64::try_from(v).map_err(|_| Error::Malformed)?))
+        }
+    }
+}
+
+/// Upper bound of [`pack_slots`]' output.
+pub const MAX_PACKED_SLOTS_LEN: usize = 19 * MAX_SLOTS;
+
+/// Packs slot values as a compact reading packs its changed ones (against no base): for a
+/// sender that keeps its descriptions' values, a few bytes each.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`] (never with [`MAX_PACKED_SLOTS_LEN`] bytes).
+pub fn pack_slots<'b>(values: &[Option<i64>], buf: &'b mut [u8]) -> Result<&'b mut [u8], Error> {
+    let mut w = Writer { buf, at: 0 };
+    for v in values {
+        w.varint(change(*v, None))?;
+    }
+    let n = w.at;
+    Ok(&mut w.buf[..n])
+}
+
+/// The slot values [`pack_slots`] packed into `bytes`.
+///
+/// # Errors
+/// [`Error::Malformed`] when `bytes` is not such a packing (or holds more than [`MAX_SLOTS`]).
+pub fn unpack_slots(bytes: &[u8], out: &mut Slots) -> Result<(), Error> {
+    out.clear();
+    let mut r = Reader { bytes, at: 0 };
+    while r.at < bytes.len() {
+        out.push(changed(r.varint()?, None)?)
+            .map_err(|_| Error::Malformed)?;
+    }
+    Ok(())
 }
 
 fn zigzag(v: i128) -> u128 {
