@@ -126,26 +126,59 @@ impl LogArgs {
 }
 
 /// Installs the `tracing` subscriber: stderr, `info` by default, `-v` debug, `-vv` trace;
-/// `RUST_LOG` overrides. Colours only on a terminal. The embedded broker's own library logs
-/// warnings and errors only unless `RUST_LOG` asks for more (devtel logs what it refuses).
+/// `RUST_LOG` overrides ([`log_filter`]). Colours only on a terminal. The embedded broker's own
+/// library logs warnings and errors only unless `RUST_LOG` asks for more (devtel logs what it
+/// refuses).
 pub fn init_tracing(verbose: u8, format: LogFormat) {
-    let default = match verbose {
-        0 => "info,rmqtt=warn,rmqtt_net=warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, refused) = log_filter(verbose, rust_log.as_deref());
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // Fails only if a subscriber is already installed, which is then the one to keep.
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
             .try_init(),
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        LogFormat::Json => registry
+            .with(layer.json().with_current_span(false))
+            .try_init(),
     };
+    if let Some(error) = refused {
+        tracing::warn!(%error, "RUST_LOG ignored; expected e.g. `info` or `warn,devtel_collector=debug`");
+    }
+}
+
+/// The log filter for `-v` counted `verbose` times, or `RUST_LOG` when set: comma-separated
+/// `level` and `target=level` directives (`warn,devtel_gateway::mqtt=debug`). A `RUST_LOG` that
+/// does not parse is refused (the error is returned to be logged) and the default applies.
+///
+/// `tracing-subscriber`'s `Targets` rather than its `EnvFilter`: the same directives for
+/// targets and levels without span and field filters, and without the regex engine, which
+/// is a fifth of the collector's code on a site box.
+pub fn log_filter(
+    verbose: u8,
+    rust_log: Option<&str>,
+) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    let default = match verbose {
+        0 => Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("rmqtt", LevelFilter::WARN)
+            .with_target("rmqtt_net", LevelFilter::WARN),
+        1 => Targets::new().with_default(LevelFilter::DEBUG),
+        _ => Targets::new().with_default(LevelFilter::TRACE),
+    };
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (default, None),
+        Some(directives) => match directives.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(e) => (default, Some(format!("{directives:?}: {e}"))),
+        },
+    }
 }
 
 /// Which tokio runtime a daemon runs on.
@@ -283,6 +316,30 @@ mod tests {
             unit_keys("A=1\n").unwrap_err(),
             "line 1: key outside a section"
         );
+    }
+
+    #[test]
+    fn log_filter_takes_rust_log_and_refuses_what_does_not_parse() {
+        use tracing::Level;
+        let (quiet, refused) = log_filter(0, None);
+        assert!(refused.is_none());
+        assert!(quiet.would_enable("devtel_collector", &Level::INFO));
+        assert!(!quiet.would_enable("devtel_collector", &Level::DEBUG));
+        assert!(!quiet.would_enable("rmqtt::broker", &Level::INFO));
+        assert!(quiet.would_enable("rmqtt::broker", &Level::WARN));
+        assert!(log_filter(1, None).0.would_enable("x", &Level::DEBUG));
+        assert!(log_filter(2, Some("  ")).0.would_enable("x", &Level::TRACE));
+
+        let (asked, refused) = log_filter(0, Some("warn,devtel_gateway::mqtt=debug"));
+        assert!(refused.is_none());
+        assert!(asked.would_enable("devtel_gateway::mqtt", &Level::DEBUG));
+        assert!(!asked.would_enable("devtel_gateway::store", &Level::INFO));
+        assert!(asked.would_enable("devtel_gateway::store", &Level::WARN));
+
+        let (fallback, refused) = log_filter(0, Some("devtel=loud"));
+        assert!(refused.is_some_and(|e| e.contains("devtel=loud")));
+        assert!(fallback.would_enable("devtel_collector", &Level::INFO));
+        assert!(!fallback.would_enable("devtel_collector", &Level::DEBUG));
     }
 
     #[test]
