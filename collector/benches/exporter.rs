@@ -42,6 +42,10 @@ struct Usage {
     user_s: f64,
     system_s: f64,
     hwm_kib: u64,
+    /// Resident at the time of reading: anonymous (heap, stacks) and file-backed (the
+    /// binary's own pages, shared libraries), from `RssAnon` and `RssFile`.
+    anon_kib: u64,
+    file_kib: u64,
 }
 
 impl Usage {
@@ -58,16 +62,20 @@ impl Usage {
                 .unwrap_or(0.0)
         };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
+        let kib = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
         // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
         Usage {
             user_s: field(11) / ticks,
             system_s: field(12) / ticks,
-            hwm_kib,
+            hwm_kib: kib("VmHWM:"),
+            anon_kib: kib("RssAnon:"),
+            file_kib: kib("RssFile:"),
         }
     }
 
@@ -79,7 +87,7 @@ impl Usage {
         Usage {
             user_s: self.user_s - before.user_s,
             system_s: self.system_s - before.system_s,
-            hwm_kib: self.hwm_kib,
+            ..*self
         }
     }
 }
@@ -360,7 +368,7 @@ fn http_text(port: u16, path: &str) -> Option<String> {
 
 fn row(name: &str, n: usize, r: &Run) {
     println!(
-        "| {name} | {n} | {}/{} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} |",
+        "| {name} | {n} | {}/{} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} / {:.1} | {:.2} |",
         r.ok,
         r.failed,
         r.wall_s,
@@ -368,6 +376,8 @@ fn row(name: &str, n: usize, r: &Run) {
         r.usage.system_s,
         r.usage.cpu_s(),
         r.usage.hwm_kib as f64 / 1024.0,
+        r.usage.anon_kib as f64 / 1024.0,
+        r.usage.file_kib as f64 / 1024.0,
         r.sim.cpu_s(),
     );
 }
@@ -404,8 +414,8 @@ fn main() {
     );
     println!("collector: {}", collector_bin().display());
     println!();
-    println!("| process | devices | ok/failed | wall s | user s | system s | CPU s | peak RSS MiB | simulator CPU s |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| process | devices | ok/failed | wall s | user s | system s | CPU s | peak RSS MiB | RSS at end anon / file MiB | simulator CPU s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
 
     let exporter_bin = std::env::var_os("DEVTEL_BENCH_EXPORTER")
         .map(PathBuf::from)

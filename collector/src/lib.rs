@@ -46,7 +46,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::outbox::Outbox;
-use crate::publisher::{Identity, Intake, Stats, Timing};
+use crate::publisher::{Identity, Intake, Record, Stats, Timing};
 use crate::spool::{Spool, SpoolConfig};
 
 /// Runs the collector until `shutdown` is cancelled: stop polling, spool what was polled,
@@ -114,7 +114,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
             .with_context(|| format!("metrics_listen {listen}"))?;
         tokio::spawn(metrics::serve(listener, identity, stats, stop));
     }
-    let (tx, rx) = mpsc::channel::<Intake>(1024);
+    // Encoded records of a few hundred bytes each: at most about 256 KB waiting for the spool.
+    let (tx, rx) = mpsc::channel::<Intake>(256);
     let timing = Timing {
         drain: Duration::from_secs(5),
         backoff_cap: config.mqtt.reconnect_max,
@@ -171,6 +172,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         let site = config.site.clone();
         let tx = &tx;
         let stats_ref = &stats;
+        let compact = config.delivery.compact;
         let completed = poller::poll_fleet(
             &fleet,
             config.snmp,
@@ -200,11 +202,16 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
                     publisher::now_ms(),
                 );
                 seq += 1;
-                let pushed = envelope.readings.push(reading).is_ok();
+                // Capacity is at least 1, so the push succeeds.
+                let record = envelope
+                    .readings
+                    .push(reading)
+                    .ok()
+                    .and_then(|()| Record::encode(&mut envelope, compact, stats_ref));
                 async move {
-                    // Capacity is at least 1; a closed intake means delivery is gone (shutdown).
-                    if pushed {
-                        let _ = tx.send(Intake::Envelope(Box::new(envelope))).await;
+                    // A closed intake means delivery is gone (shutdown).
+                    if let Some(record) = record {
+                        let _ = tx.send(Intake::Record(record)).await;
                     }
                 }
             },
