@@ -382,7 +382,7 @@ impl Living {
         put(
             &mut vb,
             "1.3.6.1.2.1.1.2.0",
-            Value::ObjectId(oid(object_id)),
+            Value::ObjectId(Box::new(oid(object_id))),
         );
         put(
             &mut vb,
@@ -396,7 +396,7 @@ impl Living {
         put(
             &mut vb,
             "1.3.6.1.2.1.25.3.2.1.2.1",
-            Value::ObjectId(oid("1.3.6.1.2.1.25.3.1.5")),
+            Value::ObjectId(Box::new(oid("1.3.6.1.2.1.25.3.1.5"))),
         );
         put(&mut vb, "1.3.6.1.2.1.25.3.2.1.3.1", text(&model));
         // hrDeviceStatus: running(2), warning(3).
@@ -589,7 +589,7 @@ impl Living {
         vb.insert(oid("1.3.6.1.2.1.1.1.0"), text("Grandstream HT8XX"));
         vb.insert(
             oid("1.3.6.1.2.1.1.2.0"),
-            Value::ObjectId(oid("1.3.6.1.4.1.42397.1")),
+            Value::ObjectId(Box::new(oid("1.3.6.1.4.1.42397.1"))),
         );
         vb.insert(oid("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(self.uptime()));
         vb.insert(oid("1.3.6.1.2.1.1.5.0"), text("HT802"));
@@ -657,7 +657,7 @@ impl Living {
         );
         vb.insert(
             oid("1.3.6.1.2.1.1.2.0"),
-            Value::ObjectId(oid("1.3.6.1.4.1.11863.5.1")),
+            Value::ObjectId(Box::new(oid("1.3.6.1.4.1.11863.5.1"))),
         );
         vb.insert(oid("1.3.6.1.2.1.1.3.0"), Value::TimeTicks(self.uptime()));
         let own = [

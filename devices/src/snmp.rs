@@ -9,9 +9,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+/// Sub-identifiers kept inline: every scalar and table cell the device kinds poll has at most
+/// 16 (a printer's supply level, 1.3.6.1.2.1.43.11.1.1.9.1.1, has 13); longer ones (forwarding
+/// database rows indexed by a MAC address) go to the heap.
+type Parts = smallvec::SmallVec<[u32; 16]>;
+
 /// An object identifier as its sub-identifiers. Ordering is SNMP's lexicographic OID order.
+///
+/// Inline rather than a `Vec`: a poll of a copier handles a few hundred OIDs (the plan, each
+/// varbind of the answers, the mapping's lookups), and a heap allocation for each was the
+/// largest part of the collector's allocator time.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Oid(Vec<u32>);
+pub struct Oid(Parts);
 
 impl Oid {
     /// The sub-identifiers.
@@ -39,13 +48,19 @@ impl Oid {
 
 impl From<&[u32]> for Oid {
     fn from(parts: &[u32]) -> Self {
-        Oid(parts.to_vec())
+        Oid(Parts::from_slice(parts))
+    }
+}
+
+impl FromIterator<u32> for Oid {
+    fn from_iter<I: IntoIterator<Item = u32>>(parts: I) -> Self {
+        Oid(parts.into_iter().collect())
     }
 }
 
 impl From<Vec<u32>> for Oid {
     fn from(parts: Vec<u32>) -> Self {
-        Oid(parts)
+        Oid(Parts::from_slice(&parts))
     }
 }
 
@@ -59,15 +74,32 @@ impl FromStr for Oid {
 
     /// Parses `1.3.6.1...`, with or without a leading dot.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || OidParseError(s.to_string());
         let body = s.strip_prefix('.').unwrap_or(s);
-        if body.is_empty() {
-            return Err(OidParseError(s.to_string()));
+        let mut parts = Parts::new();
+        // Each part: decimal digits, no sign, fits in u32; parts separated by single dots.
+        let (mut part, mut digits) = (0u32, 0usize);
+        for &b in body.as_bytes() {
+            match b {
+                b'0'..=b'9' => {
+                    part = part
+                        .checked_mul(10)
+                        .and_then(|p| p.checked_add(u32::from(b - b'0')))
+                        .ok_or_else(invalid)?;
+                    digits += 1;
+                }
+                b'.' if digits > 0 => {
+                    parts.push(part);
+                    (part, digits) = (0, 0);
+                }
+                _ => return Err(invalid()),
+            }
         }
-        body.split('.')
-            .map(|p| p.parse::<u32>())
-            .collect::<Result<Vec<_>, _>>()
-            .map(Oid)
-            .map_err(|_| OidParseError(s.to_string()))
+        if digits == 0 {
+            return Err(invalid());
+        }
+        parts.push(part);
+        Ok(Oid(parts))
     }
 }
 
@@ -108,8 +140,9 @@ pub enum Value {
     Integer(i64),
     /// OCTET STRING: bytes, not text.
     OctetString(Vec<u8>),
-    /// OBJECT IDENTIFIER.
-    ObjectId(Oid),
+    /// OBJECT IDENTIFIER (boxed: rare among values, and an inline [`Oid`] would more than
+    /// double the size of every value).
+    ObjectId(Box<Oid>),
     /// IpAddress.
     IpAddress([u8; 4]),
     /// Counter32.
@@ -264,6 +297,38 @@ mod tests {
         assert!("1.3..6".parse::<Oid>().is_err());
         assert!("".parse::<Oid>().is_err());
         assert!("1.3.x".parse::<Oid>().is_err());
+        for bad in [".", "1.3.", "1.-3", "1.+3", " 1.3", "1.4294967296", "1 .3"] {
+            assert!(bad.parse::<Oid>().is_err(), "{bad:?}");
+        }
+        assert_eq!(oid("0").as_slice(), &[0]);
+        assert_eq!(oid("1.4294967295").as_slice(), &[1, u32::MAX]);
+        // Past the inline length (a forwarding-database row: bridge column + MAC) too.
+        let long = "1.3.6.1.2.1.17.7.1.2.2.1.2.1.0.27.33.58.91.255";
+        let row: Oid = long.parse().unwrap();
+        assert_eq!(row.as_slice().len(), 20);
+        assert_eq!(row.to_string(), long);
+        assert!(row.starts_with(&oid("1.3.6.1.2.1.17.7.1.2.2.1.2")));
+        assert_eq!(
+            row.suffix(&oid("1.3.6.1.2.1.17.7.1.2.2.1.2.1")),
+            Some(&[0, 27, 33, 58, 91, 255][..])
+        );
+        assert!(row > oid("1.3.6.1.2.1.17.7.1.2.2.1.2.1.0.27"));
+    }
+
+    /// A poll holds every varbind of its answers (64 polls in flight by default): the sizes
+    /// the collector's memory figures depend on.
+    #[test]
+    fn varbinds_stay_small() {
+        assert!(
+            std::mem::size_of::<Value>() <= 32,
+            "{}",
+            std::mem::size_of::<Value>()
+        );
+        assert!(
+            std::mem::size_of::<Oid>() <= 72,
+            "{}",
+            std::mem::size_of::<Oid>()
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn parse_line(line: &str) -> Result<(Oid, Value), String> {
         ),
         4 => Value::OctetString(bytes()?),
         5 => Value::Null,
-        6 => Value::ObjectId(raw.parse().map_err(|e| format!("{e}"))?),
+        6 => Value::ObjectId(Box::new(raw.parse().map_err(|e| format!("{e}"))?)),
         64 => {
             let b = if hex {
                 bytes()?

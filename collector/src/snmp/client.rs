@@ -906,11 +906,7 @@ fn to_snmp2(oid: &Oid) -> Result<snmp2::Oid<'static>, SnmpError> {
 }
 
 fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
-    let parts = oid
-        .iter()?
-        .map(|p| u32::try_from(p).ok())
-        .collect::<Option<Vec<u32>>>()?;
-    Some(Oid::from(parts))
+    oid.iter()?.map(|p| u32::try_from(p).ok()).collect()
 }
 
 fn convert(value: snmp2::Value<'_>) -> Option<Value> {
@@ -918,7 +914,7 @@ fn convert(value: snmp2::Value<'_>) -> Option<Value> {
     Some(match value {
         S::Integer(v) => Value::Integer(v),
         S::OctetString(b) => Value::OctetString(b.to_vec()),
-        S::ObjectIdentifier(o) => Value::ObjectId(from_snmp2(&o)?),
+        S::ObjectIdentifier(o) => Value::ObjectId(Box::new(from_snmp2(&o)?)),
         S::IpAddress(a) => Value::IpAddress(a),
         S::Counter32(v) => Value::Counter32(v),
         S::Unsigned32(v) => Value::Gauge32(v),
