@@ -463,7 +463,10 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let next_req_id = ((seed ^ std::process::id()) & 0x3fff_ffff) as i32;
+        // The process id once per process, not a getpid per poll.
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let pid = *PID.get_or_init(std::process::id);
+        let next_req_id = ((seed ^ pid) & 0x3fff_ffff) as i32;
         Ok(Client {
             target,
             addr,
