@@ -10,7 +10,9 @@
 #     in the project-local tests/browser/node_modules (ignored by git),
 #   - snmpsim + pysmi in a project-local venv (.venv/, ignored by git), which
 #     serves the recorded device walks in ../shared/corpus/snmprec,
-#   - dpkg-deb, systemd-analyze and strip for the Debian packages' test.
+#   - dpkg-deb, systemd-analyze and strip for the Debian packages' test,
+#   - PostgreSQL (the store replicas share; the tests start their own server in a temporary
+#     folder on a free port, and the package's system cluster is stopped and disabled).
 # Re-running it is cheap: every step checks first and skips what is present.
 set -euo pipefail
 
@@ -34,6 +36,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v strip >/dev/null 2>&1 || need_apt+=(binutils)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
@@ -41,6 +45,10 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     # The package starts a system snmpd on udp/161; the tests need none of it.
     if [[ " ${need_apt[*]} " == *" snmpd "* ]] && command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl disable --now snmpd >/dev/null 2>&1 || true
+    fi
+    # Likewise the system PostgreSQL cluster on port 5432.
+    if [[ " ${need_apt[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
 fi
 

@@ -32,11 +32,14 @@ pub mod guard;
 pub mod ha;
 pub mod http;
 pub mod ingest;
+pub mod lease;
 pub mod ledger;
 pub mod meter;
 pub mod metrics;
 pub mod mqtt;
 pub mod pack;
+#[cfg(test)]
+pub(crate) mod pg_harness;
 pub mod pricing;
 pub mod report;
 pub mod sites;
