@@ -40,6 +40,7 @@ pub mod mqtt;
 pub mod pack;
 #[cfg(test)]
 pub(crate) mod pg_harness;
+pub mod pgstore;
 pub mod pricing;
 pub mod report;
 pub mod sites;

@@ -224,6 +224,12 @@ pub enum StoreError {
         /// The cause.
         source: rusqlite::Error,
     },
+    /// PostgreSQL reported an error (or the connection to it failed).
+    #[error("PostgreSQL: {source}")]
+    Postgres {
+        /// The cause.
+        source: tokio_postgres::Error,
+    },
     /// The database was written by a newer gateway.
     #[error("database {path} has schema version {found}, newer than this gateway's {SCHEMA_VERSION}; upgrade the gateway")]
     TooNew {

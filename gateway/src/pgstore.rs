@@ -1,0 +1,770 @@
+//! The store on PostgreSQL, for gateway replicas that share one (issue 18; not yet selectable
+//! in the config): the same items, the same answers ([`Committed`]) and the same replay as the
+//! SQLite [`Store`](crate::store::Store), on a server that operations already run, replicate
+//! and back up (`pg_dump`, streaming replication).
+//!
+//! Layout: one row per envelope with exactly the bytes received (PostgreSQL compresses large
+//! values itself), unique by identity `(collector, epoch, seq)`; the statuses, site claims,
+//! descriptions and conflicts as in SQLite. Migrations are numbered as there and recorded in
+//! `store_meta.schema_version`.
+//!
+//! **Ids in commit order.** A replica follows what the others committed by the envelope id
+//! (`replay_after` with its cursor). A sequence would not do: a transaction that took id 10
+//! may commit after one that took 11, and a follower that read 11 would never see 10. Every
+//! commit therefore takes the row `store_meta.next_id` `FOR UPDATE`: commits that store
+//! envelopes run one after the other and ids grow in commit order, so "everything above my
+//! cursor" is complete at any moment. At a few hundred readings per second that
+//! serialisation costs nothing that matters.
+
+use std::collections::BTreeMap;
+
+use devtel_protocol::decode;
+use devtel_protocol::Envelope;
+use tokio_postgres::{Client, NoTls};
+
+use crate::store::{Committed, Conflict, Item, Replay, StoreError, MAX_CONFLICTS_KEPT};
+
+/// The schema, one migration per entry, applied in order in one transaction each.
+const MIGRATIONS: &[&str] = &[
+    // 1: what the SQLite store keeps, envelopes as received.
+    "CREATE TABLE envelopes (
+        id BIGINT PRIMARY KEY,
+        collector TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        site TEXT NOT NULL,
+        device TEXT NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        payload BYTEA NOT NULL,
+        UNIQUE (collector, epoch, seq)
+    );
+    CREATE INDEX envelopes_by_device ON envelopes (device, timestamp_ms);
+    CREATE TABLE collector_status (
+        site TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        received_ms BIGINT NOT NULL
+    );
+    CREATE TABLE owners (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        site TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE conflicts (
+        id BIGSERIAL PRIMARY KEY,
+        site TEXT NOT NULL,
+        collector TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        payload BYTEA NOT NULL
+    );
+    CREATE TABLE descriptions (
+        site TEXT NOT NULL,
+        device TEXT NOT NULL,
+        fingerprint BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        payload BYTEA NOT NULL,
+        PRIMARY KEY (site, device, fingerprint)
+    );
+    INSERT INTO store_meta (key, value) VALUES ('next_id', 1);",
+];
+
+/// The schema version this gateway writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Envelopes read per query of a replay.
+const REPLAY_PAGE: i64 = 1_000;
+
+fn bits(v: u64) -> i64 {
+    v as i64
+}
+
+fn unbits(v: i64) -> u64 {
+    v as u64
+}
+
+fn pg(source: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres { source }
+}
+
+/// The store on a PostgreSQL server.
+pub struct PgStore {
+    client: Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl PgStore {
+    /// Connects (the connection's driver runs on the current runtime) and migrates the
+    /// schema. Replicas starting together migrate one after the other (an advisory lock
+    /// held for the migration's transaction).
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the server cannot be reached or refuses;
+    /// [`StoreError::TooNew`] when another gateway migrated the schema further.
+    pub async fn connect(config: &tokio_postgres::Config) -> Result<PgStore, StoreError> {
+        let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
+        let driver = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "PostgreSQL connection ended");
+            }
+        });
+        let mut store = PgStore { client, driver };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&mut self) -> Result<(), StoreError> {
+        let tx = self.client.transaction().await.map_err(pg)?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('devtel-store-migration', 0));
+             CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+             INSERT INTO store_meta (key, value) VALUES ('schema_version', 0) ON CONFLICT DO NOTHING;",
+        )
+        .await
+        .map_err(pg)?;
+        let version: i64 = tx
+            .query_one(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: "PostgreSQL".into(),
+                found: version,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute(
+                "UPDATE store_meta SET value = $1 WHERE key = 'schema_version'",
+                &[&(i as i64 + 1)],
+            )
+            .await
+            .map_err(pg)?;
+            tracing::info!(version = i + 1, "PostgreSQL store migrated");
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    /// Commits `items` in one transaction; per item what became of it, as
+    /// [`Store::commit`](crate::store::Store::commit): new, a redelivery (same bytes), or a
+    /// conflicting repeat (kept aside in `conflicts`).
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`]; nothing of the batch is stored then.
+    pub async fn commit(&mut self, items: &[Item]) -> Result<Vec<Committed>, StoreError> {
+        let tx = self.client.transaction().await.map_err(pg)?;
+        // Serialises the commits of all replicas: ids in commit order (module doc).
+        let mut next_id: i64 = tx
+            .query_one(
+                "SELECT value FROM store_meta WHERE key = 'next_id' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let first_id = next_id;
+        let insert = tx
+            .prepare(
+                "INSERT INTO envelopes (id, collector, epoch, seq, site, device, timestamp_ms, received_ms, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (collector, epoch, seq) DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let same = tx
+            .prepare(
+                "SELECT payload = $4 FROM envelopes WHERE collector = $1 AND epoch = $2 AND seq = $3",
+            )
+            .await
+            .map_err(pg)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let done = match item {
+                Item::Envelope {
+                    envelope,
+                    payload,
+                    received_ms,
+                } => {
+                    let collector = envelope.collector.as_str();
+                    let (epoch, seq) = (bits(envelope.epoch), bits(envelope.seq));
+                    // Validated envelopes hold at least one reading.
+                    let device = envelope.readings.first().map_or("", |r| r.device());
+                    let stored = tx
+                        .execute(
+                            &insert,
+                            &[
+                                &next_id,
+                                &collector,
+                                &epoch,
+                                &seq,
+                                &envelope.site.as_str(),
+                                &device,
+                                &bits(envelope.timestamp_ms),
+                                &bits(*received_ms),
+                                &&payload[..],
+                            ],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    if stored == 1 {
+                        next_id += 1;
+                        Committed::New
+                    } else {
+                        let equal: bool = tx
+                            .query_one(&same, &[&collector, &epoch, &seq, &&payload[..]])
+                            .await
+                            .map_err(pg)?
+                            .get(0);
+                        if equal {
+                            Committed::Repeat
+                        } else {
+                            tx.execute(
+                                "INSERT INTO conflicts (site, collector, epoch, seq, received_ms, payload)
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                                &[
+                                    &envelope.site.as_str(),
+                                    &collector,
+                                    &epoch,
+                                    &seq,
+                                    &bits(*received_ms),
+                                    &&payload[..],
+                                ],
+                            )
+                            .await
+                            .map_err(pg)?;
+                            Committed::Conflict
+                        }
+                    }
+                }
+                Item::Description {
+                    site,
+                    device,
+                    fingerprint,
+                    payload,
+                    received_ms,
+                } => {
+                    tx.execute(
+                        "INSERT INTO descriptions (site, device, fingerprint, received_ms, payload)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (site, device, fingerprint)
+                         DO UPDATE SET received_ms = EXCLUDED.received_ms, payload = EXCLUDED.payload",
+                        &[
+                            site,
+                            device,
+                            &i64::from(*fingerprint),
+                            &bits(*received_ms),
+                            &&payload[..],
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    // The newest PER_DEVICE of the device stay (as in SQLite: by
+                    // received_ms, then fingerprint).
+                    tx.execute(
+                        "DELETE FROM descriptions WHERE site = $1 AND device = $2 AND fingerprint NOT IN
+                         (SELECT fingerprint FROM descriptions WHERE site = $1 AND device = $2
+                          ORDER BY received_ms DESC, fingerprint LIMIT $3)",
+                        &[site, device, &(crate::descriptions::PER_DEVICE as i64)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    Committed::New
+                }
+                Item::Claim(claim) => {
+                    tx.execute(
+                        "INSERT INTO owners (kind, id, site, since_ms) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT DO NOTHING",
+                        &[&claim.kind.name(), &claim.id, &claim.site, &bits(now_ms)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    Committed::New
+                }
+                Item::Status {
+                    site,
+                    status: Some(status),
+                    received_ms,
+                } => {
+                    tx.execute(
+                        "INSERT INTO collector_status (site, status, received_ms) VALUES ($1, $2, $3)
+                         ON CONFLICT (site) DO UPDATE SET status = EXCLUDED.status, received_ms = EXCLUDED.received_ms",
+                        &[site, status, &bits(*received_ms)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    Committed::New
+                }
+                Item::Status {
+                    site, status: None, ..
+                } => {
+                    tx.execute("DELETE FROM collector_status WHERE site = $1", &[site])
+                        .await
+                        .map_err(pg)?;
+                    Committed::New
+                }
+            };
+            out.push(done);
+        }
+        if next_id != first_id {
+            tx.execute(
+                "UPDATE store_meta SET value = $1 WHERE key = 'next_id'",
+                &[&next_id],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if out.contains(&Committed::Conflict) {
+            tx.execute(
+                "DELETE FROM conflicts WHERE id <= (SELECT max(id) FROM conflicts) - $1",
+                &[&MAX_CONFLICTS_KEPT],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every stored envelope with an id above `after`, in id (= commit) order,
+    /// a page at a time; returns the counts and the last id replayed (the follower's next
+    /// cursor; `after` when there was nothing new).
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the server cannot be read.
+    pub async fn replay_after(
+        &self,
+        after: i64,
+        mut f: impl FnMut(i64, Envelope),
+    ) -> Result<(Replay, i64), StoreError> {
+        let page = self
+            .client
+            .prepare("SELECT id, payload FROM envelopes WHERE id > $1 ORDER BY id LIMIT $2")
+            .await
+            .map_err(pg)?;
+        let mut replay = Replay::default();
+        let mut cursor = after;
+        loop {
+            let rows = self
+                .client
+                .query(&page, &[&cursor, &REPLAY_PAGE])
+                .await
+                .map_err(pg)?;
+            for row in &rows {
+                let id: i64 = row.get(0);
+                let payload: &[u8] = row.get(1);
+                match decode(payload) {
+                    Ok(envelope) => {
+                        replay.envelopes += 1;
+                        f(id, envelope);
+                    }
+                    Err(_) => {
+                        replay.undecodable += 1;
+                        tracing::warn!(id, "stored envelope no longer decodes; skipped");
+                    }
+                }
+                cursor = id;
+            }
+            if (rows.len() as i64) < REPLAY_PAGE {
+                return Ok((replay, cursor));
+            }
+        }
+    }
+
+    /// The id of the newest stored envelope (0: none).
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn last_id(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT value - 1 FROM store_meta WHERE key = 'next_id'",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+
+    /// The stored envelopes.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn envelope_count(&self) -> Result<u64, StoreError> {
+        let row = self
+            .client
+            .query_one("SELECT count(*) FROM envelopes", &[])
+            .await
+            .map_err(pg)?;
+        Ok(unbits(row.get(0)))
+    }
+
+    /// The newest sequence number stored of a collector's epoch.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn last_seq(&self, collector: &str, epoch: u64) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT max(seq) FROM envelopes WHERE collector = $1 AND epoch = $2",
+                &[&collector, &bits(epoch)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get::<_, Option<i64>>(0).map(unbits))
+    }
+
+    /// The collectors' retained statuses by site.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn statuses(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT site, status FROM collector_status ORDER BY site",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Which site each collector and device belongs to.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn owners(&self) -> Result<Vec<crate::sites::Claim>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT kind, id, site FROM owners ORDER BY kind, id", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(crate::sites::Claim {
+                    kind: crate::sites::OwnerKind::from_name(r.get(0))?,
+                    id: r.get(1),
+                    site: r.get(2),
+                })
+            })
+            .collect())
+    }
+
+    /// The kept descriptions: (site, device, payload), per device oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn descriptions(&self) -> Result<Vec<(String, String, bytes::Bytes)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT site, device, payload FROM descriptions
+                 ORDER BY site, device, received_ms, fingerprint",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    bytes::Bytes::copy_from_slice(r.get::<_, &[u8]>(2)),
+                )
+            })
+            .collect())
+    }
+
+    /// The newest `limit` conflicting repeats, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn conflicts(&self, limit: usize) -> Result<Vec<Conflict>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, site, collector, epoch, seq, received_ms, payload FROM conflicts
+                 ORDER BY id DESC LIMIT $1",
+                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Conflict {
+                id: r.get(0),
+                site: r.get(1),
+                collector: r.get(2),
+                epoch: unbits(r.get(3)),
+                seq: unbits(r.get(4)),
+                received_ms: unbits(r.get(5)),
+                payload: r.get(6),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg_harness::TempPostgres;
+    use crate::sites::{Claim, OwnerKind};
+    use crate::store::Store;
+    use devtel_protocol::{encode_to_vec, DeviceKind, NoResponse, NoResponseCause, Reading};
+    use proptest::prelude::*;
+
+    /// One thing a gateway commits, drawn small so that identities, sites and devices repeat.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Collector, epoch, seq, device; `variant` changes the bytes (a conflict when the
+        /// identity is stored with the other variant).
+        Envelope {
+            collector: u8,
+            epoch: u8,
+            seq: u8,
+            device: u8,
+            variant: u8,
+        },
+        Status {
+            site: u8,
+            online: Option<bool>,
+        },
+        Claim {
+            device: bool,
+            id: u8,
+            site: u8,
+        },
+        Description {
+            device: u8,
+            n: u8,
+            at: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..2u8, 0..2u8, 0..6u8, 0..3u8, 0..2u8).prop_map(|(collector, epoch, seq, device, variant)| Op::Envelope { collector, epoch, seq, device, variant }),
+            1 => (0..2u8, proptest::option::of(any::<bool>())).prop_map(|(site, online)| Op::Status { site, online }),
+            1 => (any::<bool>(), 0..3u8, 0..2u8).prop_map(|(device, id, site)| Op::Claim { device, id, site }),
+            1 => (0..2u8, 0..6u8, 0..4u8).prop_map(|(device, n, at)| Op::Description { device, n, at }),
+        ]
+    }
+
+    fn item(op: &Op) -> Item {
+        match *op {
+            Op::Envelope {
+                collector,
+                epoch,
+                seq,
+                device,
+                variant,
+            } => {
+                let ts = 1_700_000_000_000 + u64::from(seq) * 300_000 + u64::from(variant);
+                let mut e = Envelope::new(
+                    "site".try_into().unwrap(),
+                    format!("c{collector}").as_str().try_into().unwrap(),
+                    // Epochs above i64::MAX too: stored as their bits.
+                    if epoch == 0 { 7 } else { u64::MAX - 1 },
+                    u64::from(seq),
+                    ts,
+                );
+                e.readings
+                    .push(Reading::NoResponse(NoResponse {
+                        device: format!("d{device}").as_str().try_into().unwrap(),
+                        unit: "u".try_into().unwrap(),
+                        kind: DeviceKind::Copier,
+                        cause: NoResponseCause::Timeout,
+                    }))
+                    .unwrap();
+                let payload = encode_to_vec(&e).unwrap();
+                Item::Envelope {
+                    envelope: Box::new(e),
+                    payload: payload.into(),
+                    received_ms: ts + 5,
+                }
+            }
+            Op::Status { site, online } => Item::Status {
+                site: format!("s{site}"),
+                status: online.map(|o| format!("{{\"online\":{o}}}")),
+                received_ms: 10,
+            },
+            Op::Claim { device, id, site } => Item::Claim(Claim {
+                kind: if device {
+                    OwnerKind::Device
+                } else {
+                    OwnerKind::Collector
+                },
+                id: format!("x{id}"),
+                site: format!("s{site}"),
+            }),
+            Op::Description { device, n, at } => {
+                let payload = bytes::Bytes::from(vec![5, 0, n]);
+                Item::Description {
+                    site: "s".into(),
+                    device: format!("d{device}"),
+                    fingerprint: devtel_protocol::compact::fingerprint(&payload),
+                    payload,
+                    received_ms: 100 + u64::from(at),
+                }
+            }
+        }
+    }
+
+    /// Everything a store gives back, comparable across the two backends.
+    #[derive(Debug, PartialEq)]
+    struct Contents {
+        envelopes: Vec<String>,
+        count: u64,
+        last_seqs: Vec<Option<u64>>,
+        statuses: BTreeMap<String, String>,
+        owners: Vec<(String, String, String)>,
+        descriptions: Vec<(String, String, bytes::Bytes)>,
+        conflicts: Vec<(String, String, u64, u64, u64, Vec<u8>)>,
+    }
+
+    fn owners(mut claims: Vec<Claim>) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = claims
+            .drain(..)
+            .map(|c| (c.kind.name().to_string(), c.id, c.site))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn conflicts(list: Vec<Conflict>) -> Vec<(String, String, u64, u64, u64, Vec<u8>)> {
+        list.into_iter()
+            .map(|c| {
+                (
+                    c.site,
+                    c.collector,
+                    c.epoch,
+                    c.seq,
+                    c.received_ms,
+                    c.payload,
+                )
+            })
+            .collect()
+    }
+
+    const EPOCHS: [u64; 2] = [7, u64::MAX - 1];
+
+    fn sqlite_contents(s: &Store) -> Contents {
+        let mut envelopes = Vec::new();
+        s.replay(|e| envelopes.push(format!("{e:?}"))).unwrap();
+        Contents {
+            envelopes,
+            count: s.envelope_count().unwrap(),
+            last_seqs: ["c0", "c1"]
+                .iter()
+                .flat_map(|c| EPOCHS.map(|e| s.last_seq(c, e).unwrap()))
+                .collect(),
+            statuses: s.statuses().unwrap(),
+            owners: owners(s.owners().unwrap()),
+            descriptions: s.descriptions().unwrap(),
+            conflicts: conflicts(s.conflicts(100).unwrap()),
+        }
+    }
+
+    async fn pg_contents(s: &PgStore) -> Contents {
+        let mut envelopes = Vec::new();
+        let mut ids = Vec::new();
+        let (_, last) = s
+            .replay_after(0, |id, e| {
+                ids.push(id);
+                envelopes.push(format!("{e:?}"));
+            })
+            .await
+            .unwrap();
+        // Ids are dense and in order; the cursor is the last of them.
+        assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>());
+        assert_eq!(last, ids.last().copied().unwrap_or(0));
+        assert_eq!(s.last_id().await.unwrap(), last);
+        let mut last_seqs = Vec::new();
+        for c in ["c0", "c1"] {
+            for e in EPOCHS {
+                last_seqs.push(s.last_seq(c, e).await.unwrap());
+            }
+        }
+        Contents {
+            envelopes,
+            count: s.envelope_count().await.unwrap(),
+            last_seqs,
+            statuses: s.statuses().await.unwrap(),
+            owners: owners(s.owners().await.unwrap()),
+            descriptions: s.descriptions().await.unwrap(),
+            conflicts: conflicts(s.conflicts(100).await.unwrap()),
+        }
+    }
+
+    /// The same batches committed to the SQLite store and to PostgreSQL give the same answer
+    /// per item and the same contents, also after reconnecting.
+    #[test]
+    fn postgres_answers_and_keeps_what_sqlite_does() {
+        let pg = TempPostgres::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let admin = rt.block_on(pg.connect());
+        let dir = std::env::temp_dir().join(format!("devtel-pgstore-{}", std::process::id()));
+        let case = std::cell::Cell::new(0u32);
+        // What the cases met, so that the test cannot pass without repeats and conflicts.
+        let seen = std::cell::RefCell::new(std::collections::HashSet::new());
+        proptest!(ProptestConfig { cases: 24, ..ProptestConfig::default() }, |(batches in proptest::collection::vec(proptest::collection::vec(op(), 1..5), 1..12))| {
+            let n = case.get();
+            case.set(n + 1);
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut sqlite = Store::open(&dir.join("devtel.sqlite")).unwrap();
+            let db = format!("case_{n}");
+            rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))).unwrap();
+            rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {db}"))).unwrap();
+            let mut config = pg.config();
+            config.dbname(&db);
+            let mut postgres = rt.block_on(PgStore::connect(&config)).unwrap();
+            for batch in &batches {
+                let items: Vec<Item> = batch.iter().map(item).collect();
+                let want = sqlite.commit(&items).unwrap();
+                let got = rt.block_on(postgres.commit(&items)).unwrap();
+                prop_assert_eq!(&got, &want, "batch {:?}", batch);
+                seen.borrow_mut().extend(got.iter().map(|c| format!("{c:?}")));
+            }
+            let want = sqlite_contents(&sqlite);
+            prop_assert_eq!(&rt.block_on(pg_contents(&postgres)), &want);
+            // A second connection (a restart, another replica) migrates nothing and reads the same.
+            drop(postgres);
+            let again = rt.block_on(PgStore::connect(&config)).unwrap();
+            prop_assert_eq!(&rt.block_on(pg_contents(&again)), &want);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let seen = seen.into_inner();
+        for outcome in ["New", "Repeat", "Conflict"] {
+            assert!(seen.contains(outcome), "no case gave {outcome}: {seen:?}");
+        }
+    }
+}
