@@ -22,7 +22,10 @@ use devtel_protocol::decode;
 use devtel_protocol::Envelope;
 use tokio_postgres::{Client, NoTls};
 
-use crate::store::{Committed, Conflict, Item, Replay, StoreError, MAX_CONFLICTS_KEPT};
+use crate::store::{
+    Committed, Conflict, Item, Pruned, RawRange, Replay, StoreError, MAX_CONFLICTS_KEPT,
+    SNAPSHOTS_KEPT,
+};
 
 /// The schema, one migration per entry, applied in order in one transaction each.
 const MIGRATIONS: &[&str] = &[
@@ -70,7 +73,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (site, device, fingerprint)
     );
     INSERT INTO store_meta (key, value) VALUES ('next_id', 1);",
+    // 2: snapshots of the aggregator, and the raw retention: what it deleted, and the
+    // identities of the deleted envelopes as sequence ranges per collector epoch, so that a
+    // redelivery of a deleted envelope is still a repeat (as SQLite's `stored_seqs`).
+    "CREATE TABLE snapshots (
+        through BIGINT PRIMARY KEY,
+        taken_ms BIGINT NOT NULL,
+        body BYTEA NOT NULL
+    );
+    CREATE TABLE pruned_seqs (
+        collector TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        first BIGINT NOT NULL,
+        last BIGINT NOT NULL,
+        PRIMARY KEY (collector, epoch, first)
+    );
+    INSERT INTO store_meta (key, value) VALUES
+        ('raw_pruned_through', 0), ('raw_pruned_envelopes', 0), ('raw_pruned_before_ms', 0);",
 ];
+
+/// Envelopes deleted per retention step at most (one transaction each).
+pub const PRUNE_STEP_ENVELOPES: i64 = 5_000;
 
 /// The schema version this gateway writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -196,6 +219,13 @@ impl PgStore {
             )
             .await
             .map_err(pg)?;
+        let pruned = tx
+            .prepare(
+                "SELECT EXISTS (SELECT 1 FROM pruned_seqs WHERE collector = $1 AND epoch = $2
+                 AND first <= $3 AND last >= $3)",
+            )
+            .await
+            .map_err(pg)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -211,6 +241,17 @@ impl PgStore {
                     let (epoch, seq) = (bits(envelope.epoch), bits(envelope.seq));
                     // Validated envelopes hold at least one reading.
                     let device = envelope.readings.first().map_or("", |r| r.device());
+                    // A redelivery of an envelope the retention deleted: a repeat (its bytes
+                    // are gone, so it is not compared).
+                    let deleted: bool = tx
+                        .query_one(&pruned, &[&collector, &epoch, &seq])
+                        .await
+                        .map_err(pg)?
+                        .get(0);
+                    if deleted {
+                        out.push(Committed::Repeat);
+                        continue;
+                    }
                     let stored = tx
                         .execute(
                             &insert,
@@ -501,6 +542,195 @@ impl PgStore {
             .collect())
     }
 
+    /// Stores a snapshot covering the envelopes up to `through` and keeps the newest
+    /// [`SNAPSHOTS_KEPT`], in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`]; nothing changes then.
+    pub async fn save_snapshot(
+        &mut self,
+        through: i64,
+        taken_ms: u64,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self.client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO snapshots (through, taken_ms, body) VALUES ($1, $2, $3)
+             ON CONFLICT (through) DO UPDATE SET taken_ms = EXCLUDED.taken_ms, body = EXCLUDED.body",
+            &[&through, &bits(taken_ms), &body],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "DELETE FROM snapshots WHERE through NOT IN
+             (SELECT through FROM snapshots ORDER BY through DESC LIMIT $1)",
+            &[&SNAPSHOTS_KEPT],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    /// The stored snapshots, newest first: `(through, taken_ms, body)`.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn snapshots(&self) -> Result<Vec<(i64, u64, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT through, taken_ms, body FROM snapshots ORDER BY through DESC",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), unbits(r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    /// One step of the raw retention, as [`Store::prune_raw`](crate::store::Store::prune_raw):
+    /// deletes the oldest envelopes received before `before_ms`, in id order and only those
+    /// every kept snapshot covers (none without a snapshot), at most
+    /// [`PRUNE_STEP_ENVELOPES`]; their identities stay as sequence ranges. Free space is
+    /// PostgreSQL's (autovacuum): `pages` is 0.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`]; nothing changes then.
+    pub async fn prune_raw(&mut self, before_ms: u64) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let tx = self.client.transaction().await.map_err(pg)?;
+        let limit: Option<i64> = tx
+            .query_one("SELECT min(through) FROM snapshots", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let Some(limit) = limit else {
+            return Ok(pruned);
+        };
+        let rows = tx
+            .query(
+                "SELECT id, received_ms FROM envelopes WHERE id <= $1 ORDER BY id LIMIT $2",
+                &[&limit, &PRUNE_STEP_ENVELOPES],
+            )
+            .await
+            .map_err(pg)?;
+        let mut through = None;
+        let mut blocked = false;
+        for row in &rows {
+            if unbits(row.get(1)) >= before_ms {
+                blocked = true;
+                break;
+            }
+            through = Some(row.get::<_, i64>(0));
+            pruned.envelopes += 1;
+        }
+        let Some(through) = through else {
+            return Ok(pruned);
+        };
+        // The deleted identities as runs of consecutive seqs per collector epoch (gaps stay
+        // gaps: a seq never stored is still new when it comes).
+        tx.execute(
+            "INSERT INTO pruned_seqs (collector, epoch, first, last)
+             SELECT collector, epoch, min(seq), max(seq) FROM
+               (SELECT collector, epoch, seq,
+                       seq - row_number() OVER (PARTITION BY collector, epoch ORDER BY seq) AS run
+                FROM envelopes WHERE id <= $1) deleted
+             GROUP BY collector, epoch, run",
+            &[&through],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute("DELETE FROM envelopes WHERE id <= $1", &[&through])
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            "UPDATE store_meta SET value = CASE key
+                 WHEN 'raw_pruned_through' THEN $1
+                 WHEN 'raw_pruned_envelopes' THEN value + $2
+                 ELSE $3 END
+             WHERE key IN ('raw_pruned_through', 'raw_pruned_envelopes', 'raw_pruned_before_ms')",
+            &[&through, &bits(pruned.envelopes), &bits(before_ms)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        pruned.more = !blocked && rows.len() as i64 >= PRUNE_STEP_ENVELOPES;
+        Ok(pruned)
+    }
+
+    /// What the raw retention has deleted so far, and the poll time of the oldest envelope
+    /// held.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn raw_range(&self) -> Result<RawRange, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT
+                   (SELECT value FROM store_meta WHERE key = 'raw_pruned_envelopes'),
+                   (SELECT value FROM store_meta WHERE key = 'raw_pruned_through'),
+                   (SELECT value FROM store_meta WHERE key = 'raw_pruned_before_ms'),
+                   (SELECT timestamp_ms FROM envelopes ORDER BY id LIMIT 1)",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(RawRange {
+            pruned_envelopes: unbits(row.get(0)),
+            pruned_through: row.get(1),
+            pruned_before_ms: unbits(row.get(2)),
+            oldest_poll_ms: row.get::<_, Option<i64>>(3).map(unbits),
+        })
+    }
+
+    /// Envelopes of `device` polled in `[from_ms, to_ms)`, oldest first (then by id), at most
+    /// `limit`. An envelope is found by the device of its first reading (the gateway accepts
+    /// one device per envelope).
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn history(
+        &self,
+        device: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let from = i64::try_from(from_ms).unwrap_or(i64::MAX);
+        let to = i64::try_from(to_ms).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT id, payload FROM envelopes
+                 WHERE device = $1 AND timestamp_ms >= $2 AND timestamp_ms < $3
+                 ORDER BY timestamp_ms, id LIMIT $4",
+                &[
+                    &device,
+                    &from,
+                    &to,
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match decode(row.get::<_, &[u8]>(1)) {
+                Ok(envelope) => out.push(envelope),
+                Err(_) => {
+                    tracing::warn!(
+                        id = row.get::<_, i64>(0),
+                        "stored envelope no longer decodes; skipped"
+                    )
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest `limit` conflicting repeats, newest first.
     ///
     /// # Errors
@@ -646,6 +876,14 @@ mod tests {
         owners: Vec<(String, String, String)>,
         descriptions: Vec<(String, String, bytes::Bytes)>,
         conflicts: Vec<(String, String, u64, u64, u64, Vec<u8>)>,
+        /// Per device: its whole history, and the first two of it.
+        history: Vec<(Vec<String>, Vec<String>)>,
+    }
+
+    const DEVICES: [&str; 3] = ["d0", "d1", "d2"];
+
+    fn debug(envelopes: Vec<Envelope>) -> Vec<String> {
+        envelopes.iter().map(|e| format!("{e:?}")).collect()
     }
 
     fn owners(mut claims: Vec<Claim>) -> Vec<(String, String, String)> {
@@ -688,6 +926,15 @@ mod tests {
             owners: owners(s.owners().unwrap()),
             descriptions: s.descriptions().unwrap(),
             conflicts: conflicts(s.conflicts(100).unwrap()),
+            history: DEVICES
+                .iter()
+                .map(|d| {
+                    (
+                        debug(s.history(d, 0, u64::MAX, 100).unwrap()),
+                        debug(s.history(d, 0, u64::MAX, 2).unwrap()),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -711,7 +958,15 @@ mod tests {
                 last_seqs.push(s.last_seq(c, e).await.unwrap());
             }
         }
+        let mut history = Vec::new();
+        for d in DEVICES {
+            history.push((
+                debug(s.history(d, 0, u64::MAX, 100).await.unwrap()),
+                debug(s.history(d, 0, u64::MAX, 2).await.unwrap()),
+            ));
+        }
         Contents {
+            history,
             envelopes,
             count: s.envelope_count().await.unwrap(),
             last_seqs,
@@ -720,6 +975,108 @@ mod tests {
             descriptions: s.descriptions().await.unwrap(),
             conflicts: conflicts(s.conflicts(100).await.unwrap()),
         }
+    }
+
+    fn envelope(seq: u8, variant: u8) -> Item {
+        item(&Op::Envelope {
+            collector: 0,
+            epoch: 0,
+            seq,
+            device: 0,
+            variant,
+        })
+    }
+
+    fn received(item: &Item) -> u64 {
+        match item {
+            Item::Envelope { received_ms, .. } => *received_ms,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The raw retention on PostgreSQL: nothing without a snapshot, then only what the oldest
+    /// kept snapshot covers and was received before the cutoff, oldest first; deleted
+    /// identities stay repeats, a seq never stored stays new; snapshots keep the newest two.
+    #[tokio::test]
+    async fn retention_deletes_what_snapshots_cover_and_remembers_identities() {
+        let pg = TempPostgres::start();
+        let mut store = PgStore::connect(&pg.config()).await.unwrap();
+        // Seqs 0..=9 without 4; received 5 min apart.
+        let items: Vec<Item> = (0..10u8)
+            .filter(|s| *s != 4)
+            .map(|s| envelope(s, 0))
+            .collect();
+        assert!(store
+            .commit(&items)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| *c == Committed::New));
+        let cutoff = received(&items[6]); // seq 7: deleted are those received before it
+        assert_eq!(store.prune_raw(cutoff).await.unwrap(), Pruned::default());
+
+        store.save_snapshot(3, 1, b"first").await.unwrap();
+        store.save_snapshot(8, 2, b"second").await.unwrap();
+        // The oldest kept snapshot (through 3) limits the step.
+        let step = store.prune_raw(cutoff).await.unwrap();
+        assert_eq!((step.envelopes, step.more), (3, false));
+        store.save_snapshot(9, 3, b"third").await.unwrap();
+        let kept: Vec<i64> = store
+            .snapshots()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.0)
+            .collect();
+        assert_eq!(kept, vec![9, 8]);
+        // Now through 8, but only what came before the cutoff: ids 4..=6 (seqs 3, 5, 6).
+        let step = store.prune_raw(cutoff).await.unwrap();
+        assert_eq!(step.envelopes, 3);
+        let range = store.raw_range().await.unwrap();
+        assert_eq!(
+            (
+                range.pruned_envelopes,
+                range.pruned_through,
+                range.pruned_before_ms
+            ),
+            (6, 6, cutoff)
+        );
+        let mut left = Vec::new();
+        store
+            .replay_after(0, |id, e| left.push((id, e.seq)))
+            .await
+            .unwrap();
+        assert_eq!(left, vec![(7, 7), (8, 8), (9, 9)]);
+        let Some(Item::Envelope {
+            envelope: oldest, ..
+        }) = items.get(6)
+        else {
+            unreachable!()
+        };
+        assert_eq!(range.oldest_poll_ms, Some(oldest.timestamp_ms));
+
+        // Redeliveries of deleted envelopes are repeats (even with other bytes: they are gone
+        // to compare); seq 4, never stored, is new; a stored one with other bytes conflicts.
+        let again = store
+            .commit(&[
+                envelope(0, 0),
+                envelope(5, 1),
+                envelope(4, 0),
+                envelope(8, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            vec![
+                Committed::Repeat,
+                Committed::Repeat,
+                Committed::New,
+                Committed::Conflict
+            ]
+        );
+        assert_eq!(store.envelope_count().await.unwrap(), 4);
+        assert_eq!(store.last_id().await.unwrap(), 10);
     }
 
     /// The same batches committed to the SQLite store and to PostgreSQL give the same answer
