@@ -25,41 +25,11 @@ use devtel_gateway::aggregate::Aggregator;
 use devtel_gateway::config::Config;
 use devtel_gateway::store::{Item, Store};
 use devtel_gateway::Shared;
-use devtel_protocol::{encode_to_vec, topic, Envelope, Reading};
+use devtel_protocol::{topic, Envelope};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 mod common;
-use common::{free_port, printer, PRINTERS};
-
-/// (topic, payload) for `n` readings over 100 devices.
-fn workload(n: usize) -> Vec<(String, Vec<u8>)> {
-    let readings: Vec<_> = PRINTERS.iter().map(|n| printer(n)).collect();
-    let t0 = 1_795_000_000_000u64;
-    (0..n)
-        .map(|i| {
-            let device = i % 100;
-            let mut r = readings[device % readings.len()].clone();
-            let unit = format!("ba.unit-{}", device % 10);
-            let dev = format!("copier-{device:03}");
-            r.device = dev.as_str().try_into().unwrap();
-            r.unit = unit.as_str().try_into().unwrap();
-            if let Some(m) = r.markers.first_mut() {
-                m.life_count = m.life_count.wrapping_add((i / 100) as u32 * 7);
-            }
-            let mut e = Envelope::new(
-                "site".try_into().unwrap(),
-                "bench".try_into().unwrap(),
-                1,
-                i as u64,
-                t0 + (i / 100) as u64 * 60_000,
-            );
-            e.readings.push(Reading::Printer(r)).unwrap();
-            let payload = encode_to_vec(&e).unwrap();
-            let t = topic::telemetry("site", &unit, &dev).unwrap().to_string();
-            (t, payload)
-        })
-        .collect()
-}
+use common::{free_port, workload};
 
 struct Broker(Child);
 

@@ -38,8 +38,8 @@ pub mod meter;
 pub mod metrics;
 pub mod mqtt;
 pub mod pack;
-#[cfg(test)]
-pub(crate) mod pg_harness;
+#[doc(hidden)]
+pub mod pg_harness;
 pub mod pgstore;
 pub mod pricing;
 pub mod report;

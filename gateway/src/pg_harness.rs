@@ -1,4 +1,4 @@
-//! A real PostgreSQL server for tests: Debian's binaries (`scripts/setup-test-env.sh` installs
+//! A real PostgreSQL server for tests and benches (not for operation): Debian's binaries (`scripts/setup-test-env.sh` installs
 //! them), a fresh cluster in a temporary folder, on a free port of 127.0.0.1 and a Unix socket
 //! in that folder, trust authentication for the user `devtel`. Stopped (fast shutdown) and
 //! removed on drop.
