@@ -45,7 +45,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let admin = rt.block_on(pg.connect());
     println!(
         "{n} envelopes of real copier readings, {} B average payload",
         work.iter().map(|(_, p)| p.len()).sum::<usize>() / n
@@ -66,12 +65,7 @@ fn main() {
         let s = rate(count, started.elapsed());
 
         let name = format!("bench_{batch}");
-        rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")))
-            .unwrap();
-        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
-            .unwrap();
-        let mut config = pg.config();
-        config.dbname(&name);
+        let config = rt.block_on(pg.database(&name));
         let mut postgres = rt.block_on(PgStore::connect(&config)).unwrap();
         let started = Instant::now();
         for chunk in all[..count].chunks(batch) {

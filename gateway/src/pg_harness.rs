@@ -145,6 +145,20 @@ impl TempPostgres {
         config
     }
 
+    /// Connection settings for a new, empty database `name` (dropped first if it exists).
+    pub async fn database(&self, name: &str) -> tokio_postgres::Config {
+        let admin = self.connect().await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.expect("database");
+        }
+        let mut config = self.config();
+        config.dbname(name);
+        config
+    }
+
     /// A connection whose driver runs on the current runtime.
     pub async fn connect(&self) -> tokio_postgres::Client {
         let (client, connection) = self

@@ -866,7 +866,6 @@ mod tests {
     use crate::pg_harness::TempPostgres;
     use crate::sites::{Claim, OwnerKind};
     use crate::store::Store;
-    use devtel_protocol::{encode_to_vec, DeviceKind, NoResponse, NoResponseCause, Reading};
     use proptest::prelude::*;
 
     /// One thing a gateway commits, drawn small so that identities, sites and devices repeat.
@@ -916,28 +915,14 @@ mod tests {
                 variant,
             } => {
                 let ts = 1_700_000_000_000 + u64::from(seq) * 300_000 + u64::from(variant);
-                let mut e = Envelope::new(
-                    "site".try_into().unwrap(),
-                    format!("c{collector}").as_str().try_into().unwrap(),
+                crate::testdata::no_response_envelope(
+                    &format!("c{collector}"),
                     // Epochs above i64::MAX too: stored as their bits.
                     if epoch == 0 { 7 } else { u64::MAX - 1 },
+                    &format!("d{device}"),
                     u64::from(seq),
                     ts,
-                );
-                e.readings
-                    .push(Reading::NoResponse(NoResponse {
-                        device: format!("d{device}").as_str().try_into().unwrap(),
-                        unit: "u".try_into().unwrap(),
-                        kind: DeviceKind::Copier,
-                        cause: NoResponseCause::Timeout,
-                    }))
-                    .unwrap();
-                let payload = encode_to_vec(&e).unwrap();
-                Item::Envelope {
-                    envelope: Box::new(e),
-                    payload: payload.into(),
-                    received_ms: ts + 5,
-                }
+                )
             }
             Op::Status { site, online } => Item::Status {
                 site: format!("s{site}"),
@@ -1188,7 +1173,6 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let admin = rt.block_on(pg.connect());
         let dir = std::env::temp_dir().join(format!("devtel-pgstore-{}", std::process::id()));
         let case = std::cell::Cell::new(0u32);
         // What the cases met, so that the test cannot pass without repeats and conflicts.
@@ -1199,10 +1183,7 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             let mut sqlite = Store::open(&dir.join("devtel.sqlite")).unwrap();
             let db = format!("case_{n}");
-            rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))).unwrap();
-            rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {db}"))).unwrap();
-            let mut config = pg.config();
-            config.dbname(&db);
+            let config = rt.block_on(pg.database(&db));
             let mut postgres = rt.block_on(PgStore::connect(&config)).unwrap();
             for batch in &batches {
                 let items: Vec<Item> = batch.iter().map(item).collect();

@@ -22,10 +22,16 @@ pub const COPIERS: &[&str] = &[
 /// An envelope of collector `c1` with one silent poll of `device` in unit `u`, ready to
 /// commit.
 pub fn no_response_item(device: &str, seq: u64, ts: u64) -> Item {
+    no_response_envelope("c1", u64::MAX - 1, device, seq, ts)
+}
+
+/// An envelope of `collector`'s `epoch` with one silent poll of `device` in unit `u` at `ts`,
+/// received 1 ms later.
+pub fn no_response_envelope(collector: &str, epoch: u64, device: &str, seq: u64, ts: u64) -> Item {
     let mut e = Envelope::new(
         "site".try_into().unwrap(),
-        "c1".try_into().unwrap(),
-        u64::MAX - 1,
+        collector.try_into().unwrap(),
+        epoch,
         seq,
         ts,
     );
