@@ -113,10 +113,88 @@ fn pg(source: tokio_postgres::Error) -> StoreError {
     StoreError::Postgres { source }
 }
 
+/// Brings the schema up to [`SCHEMA_VERSION`]; replicas starting together migrate one after
+/// the other (an advisory lock held for the migration's transaction).
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('devtel-store-migration', 0));
+         CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+         INSERT INTO store_meta (key, value) VALUES ('schema_version', 0) ON CONFLICT DO NOTHING;",
+    )
+    .await
+    .map_err(pg)?;
+    let version: i64 = tx
+        .query_one(
+            "SELECT value FROM store_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: "PostgreSQL".into(),
+            found: version,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "UPDATE store_meta SET value = $1 WHERE key = 'schema_version'",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .map_err(pg)?;
+        tracing::info!(version = i + 1, "PostgreSQL store migrated");
+    }
+    tx.commit().await.map_err(pg)
+}
+
 /// The store on a PostgreSQL server.
 pub struct PgStore {
     client: Client,
     driver: tokio::task::JoinHandle<()>,
+    hot: Hot,
+}
+
+/// The statements of every commit, prepared once per connection (a round trip each saved per
+/// commit: a quiet site commits one envelope at a time).
+struct Hot {
+    lock_next_id: tokio_postgres::Statement,
+    stored: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+    set_next_id: tokio_postgres::Statement,
+}
+
+impl Hot {
+    async fn prepare(client: &Client) -> Result<Hot, StoreError> {
+        Ok(Hot {
+            lock_next_id: client.prepare("SELECT value FROM store_meta WHERE key = 'next_id' FOR UPDATE").await.map_err(pg)?,
+            stored: client
+                .prepare(
+                    "SELECT k.i, e.payload FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+                       WITH ORDINALITY AS k(collector, epoch, seq, i)
+                     JOIN envelopes e ON e.collector = k.collector AND e.epoch = k.epoch AND e.seq = k.seq
+                     UNION ALL
+                     SELECT k.i, NULL FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+                       WITH ORDINALITY AS k(collector, epoch, seq, i)
+                     WHERE EXISTS (SELECT 1 FROM pruned_seqs p WHERE p.collector = k.collector
+                       AND p.epoch = k.epoch AND p.first <= k.seq AND p.last >= k.seq)",
+                )
+                .await
+                .map_err(pg)?,
+            insert: client
+                .prepare(
+                    "INSERT INTO envelopes (id, collector, epoch, seq, site, device, timestamp_ms, received_ms, payload)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                                      $6::text[], $7::bigint[], $8::bigint[], $9::bytea[])",
+                )
+                .await
+                .map_err(pg)?,
+            set_next_id: client.prepare("UPDATE store_meta SET value = $1 WHERE key = 'next_id'").await.map_err(pg)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -140,51 +218,19 @@ impl PgStore {
     /// [`StoreError::Postgres`] when the server cannot be reached or refuses;
     /// [`StoreError::TooNew`] when another gateway migrated the schema further.
     pub async fn connect(config: &tokio_postgres::Config) -> Result<PgStore, StoreError> {
-        let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
+        let (mut client, connection) = config.connect(NoTls).await.map_err(pg)?;
         let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "PostgreSQL connection ended");
             }
         });
-        let mut store = PgStore { client, driver };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&mut self) -> Result<(), StoreError> {
-        let tx = self.client.transaction().await.map_err(pg)?;
-        tx.batch_execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('devtel-store-migration', 0));
-             CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
-             INSERT INTO store_meta (key, value) VALUES ('schema_version', 0) ON CONFLICT DO NOTHING;",
-        )
-        .await
-        .map_err(pg)?;
-        let version: i64 = tx
-            .query_one(
-                "SELECT value FROM store_meta WHERE key = 'schema_version'",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .get(0);
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: "PostgreSQL".into(),
-                found: version,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.batch_execute(sql).await.map_err(pg)?;
-            tx.execute(
-                "UPDATE store_meta SET value = $1 WHERE key = 'schema_version'",
-                &[&(i as i64 + 1)],
-            )
-            .await
-            .map_err(pg)?;
-            tracing::info!(version = i + 1, "PostgreSQL store migrated");
-        }
-        tx.commit().await.map_err(pg)
+        migrate(&mut client).await?;
+        let hot = Hot::prepare(&client).await?;
+        Ok(PgStore {
+            client,
+            driver,
+            hot,
+        })
     }
 
     /// Commits `items` in one transaction; per item what became of it, as
@@ -202,10 +248,7 @@ impl PgStore {
         let tx = self.client.transaction().await.map_err(pg)?;
         // Serialises the commits of all replicas: ids in commit order (module doc).
         let mut next_id: i64 = tx
-            .query_one(
-                "SELECT value FROM store_meta WHERE key = 'next_id' FOR UPDATE",
-                &[],
-            )
+            .query_one(&self.hot.lock_next_id, &[])
             .await
             .map_err(pg)?
             .get(0);
@@ -252,17 +295,7 @@ impl PgStore {
             std::collections::HashMap::new();
         if !candidates.is_empty() {
             let rows = tx
-                .query(
-                    "SELECT k.i, e.payload FROM unnest($1::text[], $2::bigint[], $3::bigint[])
-                       WITH ORDINALITY AS k(collector, epoch, seq, i)
-                     JOIN envelopes e ON e.collector = k.collector AND e.epoch = k.epoch AND e.seq = k.seq
-                     UNION ALL
-                     SELECT k.i, NULL FROM unnest($1::text[], $2::bigint[], $3::bigint[])
-                       WITH ORDINALITY AS k(collector, epoch, seq, i)
-                     WHERE EXISTS (SELECT 1 FROM pruned_seqs p WHERE p.collector = k.collector
-                       AND p.epoch = k.epoch AND p.first <= k.seq AND p.last >= k.seq)",
-                    &[&collectors, &epochs, &seqs],
-                )
+                .query(&self.hot.stored, &[&collectors, &epochs, &seqs])
                 .await
                 .map_err(pg)?;
             for row in rows {
@@ -365,9 +398,7 @@ impl PgStore {
                 }
             }
             tx.execute(
-                "INSERT INTO envelopes (id, collector, epoch, seq, site, device, timestamp_ms, received_ms, payload)
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
-                                      $6::text[], $7::bigint[], $8::bigint[], $9::bytea[])",
+                &self.hot.insert,
                 &[&ids, &cs, &es, &ss, &sites, &devices, &ts, &rs, &ps],
             )
             .await
@@ -466,12 +497,9 @@ impl PgStore {
             out[i] = Some(Committed::New);
         }
         if next_id != first_id {
-            tx.execute(
-                "UPDATE store_meta SET value = $1 WHERE key = 'next_id'",
-                &[&next_id],
-            )
-            .await
-            .map_err(pg)?;
+            tx.execute(&self.hot.set_next_id, &[&next_id])
+                .await
+                .map_err(pg)?;
         }
         if !conflicts.is_empty() {
             tx.execute(
