@@ -146,11 +146,6 @@ impl Describer {
         }
     }
 
-    /// Whether readings may go compact (`wire = "compact"`).
-    pub fn is_compact(&self) -> bool {
-        self.compact
-    }
-
     /// What went out how.
     pub fn counts(&self) -> Counts {
         self.counts

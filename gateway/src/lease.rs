@@ -150,7 +150,6 @@ pub async fn run(
     role: watch::Sender<Role>,
     shutdown: CancellationToken,
 ) {
-    let settings = settings.safe();
     let mut attempt = 0u32;
     let set = |r: Role| {
         role.send_if_modified(|now| {
@@ -167,7 +166,11 @@ pub async fn run(
         let (client, connection) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(error)) => {
-                let retry = devtel_daemon::backoff(attempt, settings.interval * 10, jitter());
+                let retry = devtel_daemon::backoff(
+                    attempt,
+                    settings.interval * 10,
+                    devtel_daemon::jitter(),
+                );
                 warn!(%error, ?retry, group, "lease: no connection to PostgreSQL");
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
@@ -233,13 +236,6 @@ pub async fn run(
         drop(client);
     }
     set(Role::Follower);
-}
-
-fn jitter() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| f64::from(d.subsec_nanos() % 1000) / 1000.0)
-        .unwrap_or(0.5)
 }
 
 #[cfg(test)]

@@ -37,13 +37,17 @@ fn bin_dir() -> PathBuf {
         .expect("no initdb under /usr/lib/postgresql: run scripts/setup-test-env.sh")
 }
 
-/// `program` run as the cluster's owner: ourselves, or `postgres` when we are root.
-fn as_owner(program: &Path) -> Command {
-    let root = std::fs::metadata("/proc/self")
+/// Whether this process runs as root (`/proc/self` belongs to the effective user).
+fn root() -> bool {
+    std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(0)
-        == 0;
-    if root {
+        == 0
+}
+
+/// `program` run as the cluster's owner: ourselves, or `postgres` when we are root.
+fn as_owner(program: &Path) -> Command {
+    if root() {
         let mut c = Command::new("setpriv");
         c.args([
             "--reuid=postgres",
@@ -74,11 +78,7 @@ impl TempPostgres {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temporary folder");
         let bin = bin_dir();
-        let root = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(0)
-            == 0;
-        if root {
+        if root() {
             let owned = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&dir)

@@ -290,8 +290,8 @@ impl PgStore {
                 seqs.push(bits(e.seq));
             }
         }
-        // Stored ones (with their bytes) and deleted ones, by position among the candidates.
-        let mut stored: std::collections::HashMap<i64, Option<Vec<u8>>> =
+        // Stored ones (with their bytes) and deleted ones (`None`), by item index.
+        let mut stored: std::collections::HashMap<usize, Option<Vec<u8>>> =
             std::collections::HashMap::new();
         if !candidates.is_empty() {
             let rows = tx
@@ -299,16 +299,20 @@ impl PgStore {
                 .await
                 .map_err(pg)?;
             for row in rows {
-                stored.insert(row.get(0), row.get(1));
+                // The query's ordinal counts the candidates from 1.
+                let k = usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+                if let Some(&i) = candidates.get(k) {
+                    stored.insert(i, row.get(1));
+                }
             }
         }
         let mut new = Vec::new();
         let mut conflicts = Vec::new();
-        for (k, &i) in candidates.iter().enumerate() {
+        for &i in &candidates {
             let Some((_, payload, _)) = envelope_of(i) else {
                 continue;
             };
-            out[i] = Some(match stored.get(&(k as i64 + 1)) {
+            out[i] = Some(match stored.get(&i) {
                 None => {
                     new.push(i);
                     Committed::New
@@ -355,11 +359,7 @@ impl PgStore {
                 (_, false) => {
                     // The first occurrence repeated or conflicted with stored bytes: compare
                     // with those.
-                    let stored_bytes = candidates
-                        .iter()
-                        .position(|&c| c == earlier)
-                        .and_then(|k| stored.get(&(k as i64 + 1)));
-                    match stored_bytes {
+                    match stored.get(&earlier) {
                         Some(Some(bytes)) if bytes[..] == payload[..] => Committed::Repeat,
                         Some(None) => Committed::Repeat,
                         _ => {
