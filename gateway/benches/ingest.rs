@@ -321,7 +321,7 @@ async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun 
         options,
         config.mqtt.reconnect_max,
         shared.clone(),
-        store,
+        devtel_gateway::backend::Backend::Sqlite(store),
         stop.clone(),
     ));
     while !shared

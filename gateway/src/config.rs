@@ -41,6 +41,9 @@ pub struct RawConfig {
     /// The durable store.
     #[serde(default)]
     pub store: RawStore,
+    /// Replicas sharing one PostgreSQL store and one shared subscription.
+    #[serde(default)]
+    pub cluster: Option<RawCluster>,
     /// How figures are computed.
     #[serde(default)]
     pub aggregation: RawAggregation,
@@ -444,6 +447,12 @@ fn default_refresh() -> Duration {
 pub struct RawStore {
     /// SQLite database file.
     pub path: Option<PathBuf>,
+    /// A PostgreSQL server instead of the SQLite file: `postgres://user@host:port/dbname`
+    /// (libpq's URL or key=value form).
+    pub url: Option<String>,
+    /// The PostgreSQL password's file (its first line); else [`STORE_PASSWORD_ENV`], else
+    /// the URL's.
+    pub password_file: Option<PathBuf>,
     /// At most this long between snapshots of the figures while envelopes arrive.
     #[serde(default = "default_snapshot_interval", with = "humantime_serde")]
     pub snapshot_interval: Duration,
@@ -462,12 +471,104 @@ impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             path: None,
+            url: None,
+            password_file: None,
             snapshot_interval: default_snapshot_interval(),
             snapshot_every: default_snapshot_every(),
             figures_retention: default_figures_retention(),
             raw_retention: default_raw_retention(),
         }
     }
+}
+
+/// The environment variable the PostgreSQL password may come from.
+pub const STORE_PASSWORD_ENV: &str = "DEVTEL_STORE_PASSWORD";
+
+/// `[cluster]`: this gateway is one replica of a group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// The group: the shared subscription's name and the publisher lease's key.
+    pub group: String,
+}
+
+/// Where the figures are stored.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    /// The connection (its `Debug` hides the password).
+    pub config: tokio_postgres::Config,
+    /// `user@host:port/dbname`, for logs and `/healthz`.
+    pub shown: String,
+}
+
+/// The `[store]` PostgreSQL settings, checked: the URL parses, names a host and a database,
+/// and the password comes from one place.
+fn postgres(raw: &RawStore) -> Result<Option<Postgres>, ConfigError> {
+    let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+    let Some(url) = &raw.url else {
+        if raw.password_file.is_some() {
+            return Err(invalid(
+                "store.password_file",
+                "only applies with store.url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if raw.path.is_some() {
+        return Err(invalid(
+            "store.url",
+            "give either store.path (SQLite) or store.url (PostgreSQL), not both".into(),
+        ));
+    }
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        invalid(
+            "store.url",
+            format!("not a PostgreSQL URL such as postgres://devtel@db.example/devtel: {e}"),
+        )
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(invalid("store.url", "names no host".into()));
+    }
+    let Some(dbname) = config.get_dbname().map(str::to_string) else {
+        return Err(invalid("store.url", "names no database".into()));
+    };
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(invalid(
+            "store.url",
+            "sslmode=require: TLS to PostgreSQL is not built in yet; connect over a trusted network or a local TLS tunnel (stunnel, pgbouncer)".into(),
+        ));
+    }
+    let from_env = std::env::var(STORE_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty());
+    match (&raw.password_file, from_env) {
+        (Some(path), _) => {
+            let text = devtel_daemon::secret_file(path)
+                .map_err(|e| invalid("store.password_file", format!("{}: {e}", path.display())))?;
+            config.password(text.trim_end());
+        }
+        (None, Some(password)) => {
+            config.password(password);
+        }
+        (None, None) => {}
+    }
+    let user = config.get_user().unwrap_or("").to_string();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => String::new(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    config.application_name("devtel-gateway");
+    // An unreachable server is an error in bounded time (the commit is retried), not a hang.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(Some(Postgres {
+        config,
+        shown: format!("postgres://{user}@{host}:{port}/{dbname}"),
+    }))
 }
 
 /// Default of `[store] raw_retention`: 400 days. It covers the late window (days) and the
@@ -625,8 +726,12 @@ pub struct Config {
     pub client_id: String,
     /// HTTP listen address (port 0 picks a free port; the bound address is logged).
     pub http_listen: SocketAddr,
-    /// SQLite database file.
+    /// SQLite database file (unused with `postgres`).
     pub store_path: PathBuf,
+    /// The PostgreSQL store, when `[store] url` is set.
+    pub postgres: Option<Postgres>,
+    /// `[cluster] group`: the replica group (needs `postgres`).
+    pub group: Option<String>,
     /// When the figures are snapshotted.
     pub snapshots: SnapshotPolicy,
     /// How long raw envelopes are kept after they were received.
@@ -718,6 +823,39 @@ impl Config {
         });
         let a = &raw.aggregation;
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        let postgres = postgres(&raw.store)?;
+        let group = match &raw.cluster {
+            None => None,
+            Some(c) => {
+                if postgres.is_none() {
+                    return Err(invalid(
+                        "cluster",
+                        "replicas share a PostgreSQL store: set store.url".into(),
+                    ));
+                }
+                if embedded {
+                    return Err(invalid(
+                        "cluster",
+                        "replicas share an external broker; the embedded one is the gateway's own"
+                            .into(),
+                    ));
+                }
+                // A shared subscription's name: no level separator or wildcard.
+                if c.group.is_empty()
+                    || c.group.len() > 64
+                    || !c
+                        .group
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+                {
+                    return Err(invalid(
+                        "cluster.group",
+                        "1 to 64 characters of a-z, A-Z, 0-9, - and _".into(),
+                    ));
+                }
+                Some(c.group.clone())
+            }
+        };
         if raw.store.snapshot_interval < Duration::from_secs(1)
             || raw.store.snapshot_interval > Duration::from_secs(7 * 86_400)
         {
@@ -872,6 +1010,8 @@ impl Config {
             client_id: raw.client_id,
             http_listen,
             store_path,
+            postgres,
+            group,
             snapshots,
             raw_retention: raw.store.raw_retention,
             core,
@@ -1193,5 +1333,54 @@ mod tests {
             units.lineage(&leaf.id)
         );
         assert_eq!(c.core.sla_target_percent, 99.9);
+    }
+
+    #[test]
+    fn a_postgres_store_and_a_cluster_are_checked() {
+        let c = Config::from_toml(
+            "broker = \"mqtt://b\"\nclient_id = \"gw-a\"\n[store]\nurl = \"postgres://devtel@db.example:5433/figures\"\n[cluster]\ngroup = \"devtel\"",
+        )
+        .unwrap();
+        let p = c.postgres.as_ref().unwrap();
+        assert_eq!(p.shown, "postgres://devtel@db.example:5433/figures");
+        assert_eq!(p.config.get_dbname(), Some("figures"));
+        assert_eq!(
+            p.config.get_connect_timeout(),
+            Some(&Duration::from_secs(10))
+        );
+        assert_eq!(c.group.as_deref(), Some("devtel"));
+        // The password from its file, never shown.
+        let dir = std::env::temp_dir().join(format!("devtel-pgpass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let c = Config::from_toml(&format!(
+            "[store]\nurl = \"host=db dbname=figures user=devtel\"\npassword_file = \"{}\"",
+            file.display()
+        ))
+        .unwrap();
+        let p = c.postgres.unwrap();
+        assert_eq!(p.config.get_password(), Some(&b"s3cret"[..]));
+        assert!(!format!("{:?}", p.config).contains("s3cret"));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Without a url the SQLite file, as before.
+        let c = Config::from_toml("").unwrap();
+        assert!(c.postgres.is_none() && c.group.is_none());
+
+        for (text, key) in [
+            ("[store]\nurl = \"mysql://x/y\"", "store.url"),
+            ("[store]\nurl = \"postgres://devtel@db\"", "store.url"),
+            ("[store]\nurl = \"postgres://devtel@db/x?sslmode=require\"", "store.url"),
+            ("[store]\nurl = \"postgres://db/x\"\npath = \"a.sqlite\"", "store.url"),
+            ("[store]\npassword_file = \"/etc/hostname\"", "store.password_file"),
+            ("[store]\nurl = \"postgres://db/x\"\npassword_file = \"/nonexistent\"", "store.password_file"),
+            ("[cluster]\ngroup = \"devtel\"", "cluster"),
+            ("[store]\nurl = \"postgres://db/x\"\n[cluster]\ngroup = \"a/b\"", "cluster.group"),
+            ("[store]\nurl = \"postgres://db/x\"\n[cluster]\ngroup = \"\"", "cluster.group"),
+            ("broker = \"embedded\"\n[store]\nurl = \"postgres://db/x\"\n[cluster]\ngroup = \"g\"", "cluster"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}:")), "{text}: {err}");
+        }
     }
 }

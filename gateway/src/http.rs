@@ -4,7 +4,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /healthz` | `{"status":"ok","mqtt_connected":bool,"devices":n,"ingest":{...}}` |
+//! | `GET /healthz` | `{"status":"ok","mqtt_connected":bool,"devices":n,"store":"sqlite"\|"postgres","replica":{...}\|null,"ingest":{...}}` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /api/units` | every unit's document without its device list |
 //! | `GET /api/units/{unit}` | the unit document (figures rolled up over descendants); 404 for an unknown unit |
@@ -154,6 +154,8 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "status": "ok",
         "mqtt_connected": shared.mqtt_connected.load(Ordering::Relaxed),
         "devices": devices,
+        "store": if shared.replica.is_some() { "postgres" } else { "sqlite" },
+        "replica": shared.replica.as_ref().map(crate::backend::Replica::status),
         "ingest": shared.stats.snapshot(),
     }))
 }
@@ -308,11 +310,15 @@ struct ConflictsQuery {
 /// (decoded when they decode, and the bytes in hex).
 async fn conflicts(State(shared): State<Arc<Shared>>, Query(q): Query<ConflictsQuery>) -> Response {
     let limit = q.limit.unwrap_or(100).min(MAX_CONFLICTS_LISTED);
-    let Some(path) = shared.store_path.clone() else {
+    let result = if let Some(replica) = &shared.replica {
+        Ok(replica
+            .read(async |store| store.conflicts(limit).await)
+            .await)
+    } else if let Some(path) = shared.store_path.clone() {
+        tokio::task::spawn_blocking(move || Store::open_read_only(&path)?.conflicts(limit)).await
+    } else {
         return Json(json!({ "conflicts": [] })).into_response();
     };
-    let result =
-        tokio::task::spawn_blocking(move || Store::open_read_only(&path)?.conflicts(limit)).await;
     let rows = match result {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -378,20 +384,23 @@ async fn history(
         (days, from_ms, to_ms, agg.settings().per_seat)
     };
     let limit = q.limit.unwrap_or(1000).min(MAX_HISTORY);
-    let readings = match shared.store_path.clone() {
-        None => Vec::new(),
-        Some(path) => {
-            let dev = device.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                Store::open_read_only(&path)?.history(&dev, from_ms, to_ms, limit)
-            })
-            .await;
-            match result {
-                Ok(Ok(envelopes)) => envelopes,
-                Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                Err(_) => return internal(),
-            }
-        }
+    let result = if let Some(replica) = &shared.replica {
+        Ok(replica
+            .read(async |store| store.history(&device, from_ms, to_ms, limit).await)
+            .await)
+    } else if let Some(path) = shared.store_path.clone() {
+        let dev = device.clone();
+        tokio::task::spawn_blocking(move || {
+            Store::open_read_only(&path)?.history(&dev, from_ms, to_ms, limit)
+        })
+        .await
+    } else {
+        Ok(Ok(Vec::new()))
+    };
+    let readings = match result {
+        Ok(Ok(envelopes)) => envelopes,
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => return internal(),
     };
     // Stored dock readings hold single seats (and, from collectors before privacy, client
     // addresses): shown only as the documents show them.

@@ -18,6 +18,7 @@
 //! the shutdown token.
 
 pub mod aggregate;
+pub mod backend;
 pub mod batch;
 pub mod broker_access;
 pub mod calendar;
@@ -60,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::aggregate::Aggregator;
+use crate::backend::Backend;
 use crate::config::Config;
 use crate::ingest::IngestStats;
 use crate::store::Store;
@@ -85,8 +87,10 @@ pub struct Shared {
     pub collectors: Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
     /// The configured units (also inside the aggregator's settings; here for lock-free reads).
     pub units: Units,
-    /// The database, for history queries (none in unit tests).
+    /// The SQLite database, for history queries (none in unit tests and on PostgreSQL).
     pub store_path: Option<PathBuf>,
+    /// The PostgreSQL store and this replica's part (none on SQLite).
+    pub replica: Option<backend::Replica>,
     /// When the commit thread snapshots the figures.
     pub snapshots: config::SnapshotPolicy,
     /// The envelope id the newest stored snapshot covers (0: none yet).
@@ -225,11 +229,31 @@ impl Shared {
 /// When the HTTP listener cannot be bound, the TLS files are unusable, or ingest stopped
 /// because a batch could not be applied.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let path = config.store_path.clone();
     let core = config.core.clone();
-    let (store, aggregator, statuses) = tokio::task::spawn_blocking(move || rebuild(&core, &path))
-        .await
-        .context("rebuilding from the store")??;
+    let opened = config.clone();
+    let handle = tokio::runtime::Handle::current();
+    let (store, aggregator, (statuses, held)) = tokio::task::spawn_blocking(move || {
+        let shown = opened.postgres.as_ref().map_or_else(
+            || opened.store_path.display().to_string(),
+            |p| p.shown.clone(),
+        );
+        let mut store = Backend::open(&opened, &handle)
+            .with_context(|| format!("opening the store {shown}"))?;
+        let (aggregator, statuses) = rebuild_from(&core, &mut store, &shown)?;
+        let held = Held {
+            owners: store.owners()?,
+            descriptions: store.descriptions()?,
+            raw_range: store.raw_range()?,
+            newest_snapshot: store
+                .snapshots()?
+                .into_iter()
+                .next()
+                .map(|(t, at, _)| (t, at)),
+        };
+        anyhow::Ok((store, aggregator, (statuses, held)))
+    })
+    .await
+    .context("rebuilding from the store")??;
     // The embedded broker starts once the figures are rebuilt, so the gateway subscribes
     // moments after the first collector can connect.
     let broker = match config.embedded_broker.take() {
@@ -246,13 +270,23 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     };
     let options = mqtt::options(&config).context("[mqtt] TLS")?;
     let mut shared = Shared::new(aggregator);
-    shared.store_path = Some(config.store_path.clone());
+    match &config.postgres {
+        None => shared.store_path = Some(config.store_path.clone()),
+        Some(postgres) => {
+            shared.replica = Some(backend::Replica::new(
+                postgres,
+                config.group.clone(),
+                config.client_id.clone(),
+                store.last_id(),
+            ));
+        }
+    }
     shared.snapshots = config.snapshots;
     shared.raw_retention = Some(config.raw_retention);
     shared.prices = config.prices.clone();
     shared.max_clock_skew = u64::try_from(config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
     let mut owners = config.owners();
-    for claim in store.owners()? {
+    for claim in held.owners {
         owners.restore(claim);
     }
     let (collectors, devices) = owners.counts();
@@ -264,7 +298,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     );
     shared.owners = Mutex::new(owners);
     let mut descriptions = descriptions::Descriptions::default();
-    for (site, device, payload) in store.descriptions()? {
+    for (site, device, payload) in held.descriptions {
         descriptions.learn(&site, &device, &payload);
     }
     let (described, description_bytes, _) = descriptions.stats();
@@ -279,8 +313,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     shared.home_assistant = config.home_assistant.clone();
     shared.dashboard_refresh_s =
         u32::try_from(config.dashboard_refresh.as_secs()).unwrap_or(u32::MAX);
-    shared.raw_range = Mutex::new(store.raw_range()?);
-    if let Some((through, taken_ms, _)) = store.snapshots()?.into_iter().next() {
+    shared.raw_range = Mutex::new(held.raw_range);
+    if let Some((through, taken_ms)) = held.newest_snapshot {
         shared.snapshot_through = through.into();
         shared.snapshot_taken_ms = taken_ms.into();
     }
@@ -288,6 +322,15 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         *c = statuses;
     }
     let shared = Arc::new(shared);
+    let lease = match (&config.postgres, &config.group) {
+        (Some(postgres), Some(group)) => Some(spawn_lease(
+            postgres.config.clone(),
+            group.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http_listen))?;
@@ -311,6 +354,9 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     .await
     .context("serving HTTP")?;
     let ended = mqtt.await;
+    if let Some(lease) = lease {
+        let _ = lease.await;
+    }
     // The gateway's own client is done (its last acknowledgements sent): now the broker.
     if let Some(broker) = broker {
         broker.stop().await;
@@ -324,7 +370,45 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
+/// Runs the publisher lease of `group` and mirrors the role into `shared`: a replica that
+/// becomes the publisher publishes every document again (what the previous one published
+/// may be older than its own figures).
+fn spawn_lease(
+    config: tokio_postgres::Config,
+    group: String,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (tx, mut rx) = tokio::sync::watch::channel(lease::Role::Follower);
+    let settings = lease::Settings::default().safe();
+    let runner = tokio::spawn(lease::run(config, group, settings, tx, shutdown));
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let publisher = *rx.borrow_and_update() == lease::Role::Publisher;
+            if let Some(replica) = &shared.replica {
+                replica
+                    .publisher
+                    .store(publisher, std::sync::atomic::Ordering::Relaxed);
+            }
+            if publisher {
+                shared
+                    .republish
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _ = runner.await;
+    })
+}
+
 type Statuses = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// What a start reads from the store besides the figures.
+struct Held {
+    owners: Vec<sites::Claim>,
+    descriptions: Vec<(String, String, bytes::Bytes)>,
+    raw_range: store::RawRange,
+    newest_snapshot: Option<(i64, u64)>,
+}
 
 /// Opens the store and rebuilds the aggregator: from the newest snapshot that restores and
 /// the envelopes after it, else from every stored envelope.
@@ -335,8 +419,26 @@ pub fn rebuild(
     settings: &aggregate::CoreSettings,
     path: &std::path::Path,
 ) -> anyhow::Result<(Store, Aggregator, Statuses)> {
+    let mut backend = Backend::Sqlite(Store::open(path)?);
+    let (aggregator, statuses) = rebuild_from(settings, &mut backend, &path.display().to_string())?;
+    match backend {
+        Backend::Sqlite(store) => Ok((store, aggregator, statuses)),
+        Backend::Postgres(_) => anyhow::bail!("not the SQLite store"),
+    }
+}
+
+/// Rebuilds the aggregator from `store` (named `shown` in the log): from the newest snapshot
+/// that restores and the envelopes after it, else from every stored envelope. Leaves the
+/// store's cursor after the last envelope replayed.
+///
+/// # Errors
+/// When the store cannot be read.
+pub fn rebuild_from(
+    settings: &aggregate::CoreSettings,
+    store: &mut Backend,
+    shown: &str,
+) -> anyhow::Result<(Aggregator, Statuses)> {
     let started = Instant::now();
-    let store = Store::open(path)?;
     let mut from_snapshot = None;
     for (through, taken_ms, body) in store.snapshots()? {
         match Aggregator::restore(settings.clone(), &body) {
@@ -364,12 +466,13 @@ pub fn rebuild(
         .flatten()
         .map(|e| e.received)
         .sum();
-    let replay = store.replay_after(after, |e| {
+    let (replay, cursor) = store.replay_after(after, |e| {
         aggregator.ingest(&e);
     })?;
+    store.set_cursor(cursor);
     let raw = store.raw_range()?;
     if !restored && raw.pruned_envelopes > 0 {
-        carry_closed_days(&store, &mut aggregator, raw.pruned_before_ms)?;
+        carry_closed_days(store, &mut aggregator, raw.pruned_before_ms)?;
     }
     let statuses = store
         .statuses()?
@@ -377,8 +480,9 @@ pub fn rebuild(
         .filter_map(|(site, s)| Some((site, serde_json::from_str(&s).ok()?)))
         .collect();
     info!(
-        path = %path.display(),
+        store = shown,
         snapshot_through = after,
+        cursor,
         snapshot_envelopes,
         envelopes = replay.envelopes,
         undecodable = replay.undecodable,
@@ -386,7 +490,7 @@ pub fn rebuild(
         ms = started.elapsed().as_millis() as u64,
         "figures rebuilt from the store"
     );
-    Ok((store, aggregator, statuses))
+    Ok((aggregator, statuses))
 }
 
 /// A full replay after the raw retention deleted envelopes received before `pruned_before_ms`
@@ -394,7 +498,7 @@ pub fn rebuild(
 /// snapshot that decodes (taken under other settings, else it would have been restored), or,
 /// with none, dropped and shown as not held.
 fn carry_closed_days(
-    store: &Store,
+    store: &Backend,
     aggregator: &mut Aggregator,
     pruned_before_ms: u64,
 ) -> anyhow::Result<()> {

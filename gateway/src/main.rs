@@ -88,7 +88,13 @@ fn main() -> ExitCode {
                         c.client_id
                     );
                     println!("  http        {}", c.http_listen);
-                    println!("  store       {}", c.store_path.display());
+                    match &c.postgres {
+                        None => println!("  store       {}", c.store_path.display()),
+                        Some(p) => println!("  store       {} (PostgreSQL)", p.shown),
+                    }
+                    if let Some(group) = &c.group {
+                        println!("  cluster     replica {} of group {group}: telemetry from $share/{group}/…, the lease holder publishes", c.client_id);
+                    }
                     println!("  time zone   {}", c.core.ledger.calendar.tz_name());
                     println!(
                         "  sla target  {} % over {} days",
@@ -109,6 +115,10 @@ fn main() -> ExitCode {
         }
         Command::Backup { config, to } => {
             match devtel_daemon::load_config(&config, Config::from_toml) {
+                Ok(c) if c.postgres.is_some() => {
+                    eprintln!("error: the store is on PostgreSQL: back it up with the server's own tools (pg_dump, or its streaming replication and base backups; see the README)");
+                    ExitCode::FAILURE
+                }
                 Ok(c) => match devtel_gateway::store::backup(&c.store_path, &to) {
                     Ok(b) => {
                         println!(

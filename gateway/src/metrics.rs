@@ -13,6 +13,13 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn one(v: f64) -> Vec<(String, f64)> {
     vec![(String::new(), v)]
 }
@@ -221,6 +228,56 @@ pub fn render(shared: &Shared) -> String {
             "gauge",
             "Size of the store on disk (database and write-ahead log).",
             &one(bytes as f64),
+        );
+    }
+    if let Some(r) = &shared.replica {
+        let labels = format!(
+            "{{replica=\"{}\",group=\"{}\"}}",
+            escape(&r.name),
+            escape(r.group.as_deref().unwrap_or(""))
+        );
+        let with = |v: f64| vec![(labels.clone(), v)];
+        metric(
+            &mut out,
+            "devtel_gateway_replica_publisher",
+            "gauge",
+            "1 while this replica holds the publisher lease (publishes the retained documents).",
+            &with(f64::from(u8::from(r.publishes()))),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_cursor",
+            "gauge",
+            "Every envelope with an id up to this is applied to this replica's figures.",
+            &with(r.cursor.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_cursor_lag_envelopes",
+            "gauge",
+            "Envelopes committed to the store that this replica had not applied at its last follow step.",
+            &with(r.lag() as f64),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_followed_timestamp_seconds",
+            "gauge",
+            "When this replica last read what the others committed (0: not yet).",
+            &with(r.followed_at_ms.load(Ordering::Relaxed) as f64 / 1000.0),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_followed_envelopes_total",
+            "counter",
+            "Envelopes other replicas committed that this one applied.",
+            &with(r.followed.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_follow_errors_total",
+            "counter",
+            "Follow steps that could not read the store (tried again at the next).",
+            &with(r.follow_errors.load(Ordering::Relaxed) as f64),
         );
     }
     let raw = shared.raw_range.lock().map(|r| *r).unwrap_or_default();

@@ -46,10 +46,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::aggregate::Outcome;
+use crate::backend::Backend;
 use crate::batch::{self, Checked, Inbound};
 use crate::config::Config;
 use crate::ingest::Rejection;
-use crate::store::{Committed, Item, Store};
+use crate::store::{Committed, Item};
 use crate::Shared;
 
 /// Most messages in one store transaction.
@@ -123,7 +124,7 @@ pub async fn run(
     options: MqttOptions,
     reconnect_max: Duration,
     shared: Arc<Shared>,
-    store: Store,
+    store: Backend,
     shutdown: CancellationToken,
 ) -> Result<(), MqttError> {
     let (client, eventloop) = AsyncClient::new(options, 4096);
@@ -169,6 +170,7 @@ pub async fn run(
         )
     });
     let mut intake = Intake::new();
+    let telemetry = telemetry_filter(&shared);
     // One wait for shutdown across the loop: a fresh one per event registered and removed a
     // waiter each time.
     let cancelled = shutdown.cancelled();
@@ -204,8 +206,7 @@ pub async fn run(
                 info!(
                     session_present = ack.session_present,
                     broker_max_packet = limit,
-                    "connected to MQTT broker; subscribing to {} and {}",
-                    topic::TELEMETRY_FILTER,
+                    "connected to MQTT broker; subscribing to {telemetry} and {}",
                     topic::COLLECTORS_FILTER
                 );
                 shared.mqtt_connected.store(true, Ordering::Relaxed);
@@ -215,8 +216,9 @@ pub async fn run(
                 // Subscribe on every connect: a broker that lost the session lost the
                 // subscriptions too.
                 let client = client.clone();
+                let telemetry = telemetry.clone();
                 tokio::spawn(async move {
-                    for filter in [topic::TELEMETRY_FILTER, topic::COLLECTORS_FILTER] {
+                    for filter in [telemetry.as_str(), topic::COLLECTORS_FILTER] {
                         if let Err(error) = client.subscribe(filter, QoS::AtLeastOnce).await {
                             warn!(%error, filter, "subscribe request failed");
                         }
@@ -269,6 +271,15 @@ pub async fn run(
     drop(events);
     let _ = poller.await;
     result
+}
+
+/// The telemetry subscription: the group's shared subscription for a replica (the broker
+/// gives each message to one replica of the group), else the plain filter.
+fn telemetry_filter(shared: &Shared) -> String {
+    match shared.replica.as_ref().and_then(|r| r.group.as_deref()) {
+        Some(group) => format!("$share/{group}/{}", topic::TELEMETRY_FILTER),
+        None => topic::TELEMETRY_FILTER.to_string(),
+    }
 }
 
 /// Most QoS 1 messages held by the event loop while the channel to the processor is full.
@@ -576,7 +587,7 @@ fn process(
     rx: mpsc::Receiver<Inbound>,
     out: &Out,
     shared: &Arc<Shared>,
-    mut store: Store,
+    mut store: Backend,
     stop: &CancellationToken,
 ) -> Result<(), MqttError> {
     let (to_commit, ready) = std::sync::mpsc::sync_channel::<Ready>(0);
@@ -600,6 +611,7 @@ fn process(
     if clock.due(store.last_id(), Instant::now(), false) {
         take_snapshot(shared, &mut store, &mut clock);
     }
+    let mut followed_at = Instant::now();
     let mut retention = shared
         .raw_retention
         .map(|keep| RetentionClock::new(keep, Instant::now()));
@@ -614,9 +626,6 @@ fn process(
                 Ok(true) => {
                     spares.give_back(r.checked, Vec::new());
                     note_first_envelope(shared, &store);
-                    if clock.due(store.last_id(), Instant::now(), true) {
-                        take_snapshot(shared, &mut store, &mut clock);
-                    }
                 }
                 Ok(false) => break Ok(()), // stopping before the commit succeeded
                 Err(e) => {
@@ -625,10 +634,29 @@ fn process(
                 }
             }
         }
+        if store.postgres().is_some() && (idle || followed_at.elapsed() >= FOLLOW_EVERY) {
+            if let Err(e) = follow(shared, &mut store, &mut dirty) {
+                break Err(e);
+            }
+            followed_at = Instant::now();
+        }
+        // On PostgreSQL right after a follow step: the figures hold exactly the envelopes up
+        // to the cursor.
+        if store.settled() && clock.due(store.last_id(), Instant::now(), true) {
+            take_snapshot(shared, &mut store, &mut clock);
+        }
         if idle {
             spares.clear();
         }
-        if let Some(clock) = retention.as_mut().filter(|c| c.due(Instant::now())) {
+        // Of a group, the publisher alone deletes (two replicas would delete the same rows).
+        let prunes = shared
+            .replica
+            .as_ref()
+            .is_none_or(crate::backend::Replica::publishes);
+        if let Some(clock) = retention
+            .as_mut()
+            .filter(|c| prunes && c.due(Instant::now()))
+        {
             prune_step(shared, &mut store, clock);
         }
         if shared.republish.swap(false, Ordering::Relaxed) {
@@ -661,11 +689,80 @@ fn process(
     };
     // A clean stop leaves a snapshot of everything applied (never after a batch that was not
     // applied: the figures could then differ from the store's).
-    if result.is_ok() && store.last_id() > clock.through {
+    let result = match result {
+        Ok(()) if store.postgres().is_some() => follow(shared, &mut store, &mut dirty),
+        other => other,
+    };
+    if result.is_ok() && store.settled() && store.last_id() > clock.through {
         take_snapshot(shared, &mut store, &mut clock);
     }
     publish_documents(out, shared, &mut dirty);
     result
+}
+
+/// How often a replica on PostgreSQL applies what the others committed (and at once when
+/// its own intake is idle): figures agree across replicas within about this.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// Longest one follow applies pages before the intake's next batch (catching up after a
+/// restart goes on at the next step).
+const FOLLOW_BUDGET: Duration = Duration::from_millis(200);
+
+/// Applies what other replicas committed above the cursor, marking the changed documents.
+/// A store that cannot be read is logged and tried again at the next step (the figures lag
+/// meanwhile, which `/healthz` shows); an aggregator that cannot be written stops ingest.
+fn follow(shared: &Shared, store: &mut Backend, dirty: &mut Dirty) -> Result<(), MqttError> {
+    let Some(replica) = &shared.replica else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    loop {
+        let (envelopes, more) = match store.follow_page() {
+            Ok(page) => page,
+            Err(error) => {
+                replica.follow_errors.fetch_add(1, Ordering::Relaxed);
+                shared.stats.log_limited("follow", |since| {
+                    warn!(%error, since_last_log = since, "following the other replicas' commits failed; tried again shortly");
+                });
+                return Ok(());
+            }
+        };
+        if !envelopes.is_empty() {
+            let mut agg = shared
+                .write()
+                .map_err(|_| MqttError::Ingest("the aggregator lock is poisoned".into()))?;
+            for envelope in &envelopes {
+                agg.ingest_into(
+                    envelope,
+                    &mut crate::aggregate::Marks {
+                        units: &mut dirty.units,
+                        devices: &mut dirty.devices,
+                    },
+                );
+            }
+            drop(agg);
+            if dirty.since.is_none() && !(dirty.units.is_empty() && dirty.devices.is_empty()) {
+                dirty.since = Some(Instant::now());
+            }
+            replica
+                .followed
+                .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+        }
+        let cursor = store.last_id();
+        replica.cursor.store(cursor, Ordering::Relaxed);
+        if !more {
+            replica.store_last_id.store(cursor, Ordering::Relaxed);
+            break;
+        }
+        if started.elapsed() >= FOLLOW_BUDGET {
+            if let Ok(last) = store.store_last_id() {
+                replica.store_last_id.store(last, Ordering::Relaxed);
+            }
+            break;
+        }
+    }
+    replica.followed_at_ms.store(now_ms(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// When the commit thread snapshots the figures: after [`SnapshotPolicy::every`] envelopes,
@@ -695,7 +792,7 @@ impl SnapshotClock {
 
 /// Snapshots the figures into the store. A failure is logged and tried again after the
 /// interval: the next start then replays more, nothing is lost.
-fn take_snapshot(shared: &Shared, store: &mut Store, clock: &mut SnapshotClock) {
+fn take_snapshot(shared: &Shared, store: &mut Backend, clock: &mut SnapshotClock) {
     let started = Instant::now();
     let through = store.last_id();
     // From a copy: serializing takes a while, and ingest need not wait for it.
@@ -769,7 +866,7 @@ impl RetentionClock {
 
 /// Notes the oldest poll held once the store holds an envelope (until then there is none;
 /// afterwards the retention runs keep it).
-fn note_first_envelope(shared: &Shared, store: &Store) {
+fn note_first_envelope(shared: &Shared, store: &Backend) {
     let Ok(mut held) = shared.raw_range.lock() else {
         return;
     };
@@ -783,7 +880,7 @@ fn note_first_envelope(shared: &Shared, store: &Store) {
 
 /// One step of the raw retention (a short transaction between two commits). A failure is
 /// logged and tried again at the next run: nothing is deleted then.
-fn prune_step(shared: &Shared, store: &mut Store, clock: &mut RetentionClock) {
+fn prune_step(shared: &Shared, store: &mut Backend, clock: &mut RetentionClock) {
     let cutoff = now_ms().saturating_sub(u64::try_from(clock.keep.as_millis()).unwrap_or(u64::MAX));
     let step = match store.prune_raw(cutoff) {
         Ok(step) => step,
@@ -878,10 +975,14 @@ fn check_stage(
     }
 }
 
+/// Longest pause between two tries of a failing commit: a store that comes back (a
+/// PostgreSQL server restarted, a SQLite lock released) is used again within this.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Commits `items`, retrying with backoff (nothing is acknowledged meanwhile) until it works;
 /// `None` when the gateway stops first.
 fn commit(
-    store: &mut Store,
+    store: &mut Backend,
     items: &[Item],
     shared: &Shared,
     stop: &CancellationToken,
@@ -916,11 +1017,8 @@ fn commit(
             Err(e) => {
                 shared.stats.update(|c| c.store_errors += 1);
                 error!(error = %e, messages = items.len(), "store commit failed; the batch stays unacknowledged and is retried");
-                let pause = devtel_daemon::backoff(
-                    attempt,
-                    Duration::from_secs(30),
-                    devtel_daemon::jitter(),
-                );
+                let pause =
+                    devtel_daemon::backoff(attempt, COMMIT_RETRY_MAX, devtel_daemon::jitter());
                 attempt = attempt.saturating_add(1);
                 // The pause ends early when the gateway stops: a store that stays broken must
                 // not hold a shutdown for the whole backoff.
@@ -1044,7 +1142,7 @@ fn handle_batch(
     ready: &Ready,
     out: &Out,
     shared: &Shared,
-    store: &mut Store,
+    store: &mut Backend,
     stop: &CancellationToken,
     dirty: &mut Dirty,
 ) -> Result<bool, MqttError> {
@@ -1123,6 +1221,14 @@ fn dead_letter(out: &Out, shared: &Shared, cause: &str, message: &Inbound, limit
 }
 
 fn publish_documents(out: &Out, shared: &Shared, dirty: &mut Dirty) {
+    // Of a group, the lease holder alone publishes; a replica that becomes it publishes
+    // everything (`Shared::republish`).
+    if shared.replica.as_ref().is_some_and(|r| !r.publishes()) {
+        dirty.units.clear();
+        dirty.devices.clear();
+        dirty.since = None;
+        return;
+    }
     let units = std::mem::take(&mut dirty.units);
     let devices = std::mem::take(&mut dirty.devices);
     dirty.since = None;
@@ -1292,15 +1398,22 @@ mod tests {
 
     /// A store whose database another connection holds the write lock of: every commit fails
     /// (SQLITE_BUSY after the busy timeout) until the returned connection lets go.
-    fn locked_store(name: &str) -> (Store, rusqlite::Connection, std::path::PathBuf) {
+    fn locked_store(name: &str) -> (Backend, rusqlite::Connection, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("devtel-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db.sqlite");
-        let store = Store::open(&path).unwrap();
+        let store = crate::store::Store::open(&path).unwrap();
         let blocker = rusqlite::Connection::open(&path).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        (store, blocker, dir)
+        (Backend::Sqlite(store), blocker, dir)
+    }
+
+    fn envelope_count(store: &Backend) -> u64 {
+        match store {
+            Backend::Sqlite(store) => store.envelope_count().unwrap(),
+            Backend::Postgres(_) => panic!("a SQLite store"),
+        }
     }
 
     fn one_envelope() -> Vec<Item> {
@@ -1331,7 +1444,7 @@ mod tests {
         let c = shared.stats.snapshot();
         assert!(c.store_errors >= 1, "{c:?}");
         assert_eq!((c.commits, c.committed_messages), (1, 1), "{c:?}");
-        assert_eq!(store.envelope_count().unwrap(), 1);
+        assert_eq!(envelope_count(&store), 1);
         // The same batch again (a redelivery after a restart) is stored once.
         assert_eq!(
             commit(&mut store, &items, &shared, &stop),
@@ -1364,7 +1477,7 @@ mod tests {
             stopped.elapsed()
         );
         drop(blocker);
-        assert_eq!(store.envelope_count().unwrap(), 0);
+        assert_eq!(envelope_count(&store), 0);
         assert_eq!(shared.stats.snapshot().commits, 0);
         let _ = std::fs::remove_dir_all(dir);
     }

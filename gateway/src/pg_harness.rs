@@ -100,37 +100,69 @@ impl TempPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let server = as_owner(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("server.log")).expect("server log"))
-            .spawn()
-            .expect("postgres starts");
+        let server = spawn_server(&dir, port);
         let pg = TempPostgres { dir, port, server };
+        pg.wait_ready();
+        pg
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "devtel"])
+            let ready = Command::new(bin_dir().join("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "devtel",
+                ])
                 .stdout(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "PostgreSQL did not start: {}",
-                std::fs::read_to_string(pg.dir.join("server.log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        pg
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://devtel@127.0.0.1:{port}/{dbname}`.
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://devtel@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    /// Stops the server (fast shutdown: its sessions end) and waits until it has exited.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.server.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.server.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
+    /// Starts the stopped server again on the same data and port.
+    pub fn restart(&mut self) {
+        self.server = spawn_server(&self.dir, self.port);
+        self.wait_ready();
     }
 
     /// Connection settings for the `postgres` database as `devtel` over TCP.
@@ -171,21 +203,31 @@ impl TempPostgres {
     }
 }
 
+/// The server on the cluster in `dir`, logging to `dir/server.log` (appended).
+fn spawn_server(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("server log");
+    as_owner(&bin_dir().join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("postgres starts")
+}
+
 impl Drop for TempPostgres {
     fn drop(&mut self) {
         // SIGINT: fast shutdown (the server ends its sessions and exits).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.server.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -156,6 +156,10 @@ pub struct PgStore {
     client: Client,
     driver: tokio::task::JoinHandle<()>,
     hot: Hot,
+    /// The ids the last commit gave its new envelopes.
+    committed: std::ops::Range<i64>,
+    /// Repeats of deleted envelopes, taken as redeliveries (their bytes are gone).
+    repeats_unverified: u64,
 }
 
 /// The statements of every commit, prepared once per connection (a round trip each saved per
@@ -165,6 +169,20 @@ struct Hot {
     stored: tokio_postgres::Statement,
     insert: tokio_postgres::Statement,
     set_next_id: tokio_postgres::Statement,
+    page: tokio_postgres::Statement,
+}
+
+/// A page of [`PgStore::replay_page`].
+#[derive(Debug)]
+pub struct Page {
+    /// The envelopes that decode, with their ids.
+    pub envelopes: Vec<(i64, Envelope)>,
+    /// Stored envelopes that no longer decode (skipped, logged).
+    pub undecodable: u64,
+    /// The last id read (`after` when none).
+    pub cursor: i64,
+    /// The page was full: more may follow.
+    pub more: bool,
 }
 
 impl Hot {
@@ -193,6 +211,10 @@ impl Hot {
                 .await
                 .map_err(pg)?,
             set_next_id: client.prepare("UPDATE store_meta SET value = $1 WHERE key = 'next_id'").await.map_err(pg)?,
+            page: client
+                .prepare("SELECT id, payload FROM envelopes WHERE id > $1 ORDER BY id LIMIT $2")
+                .await
+                .map_err(pg)?,
         })
     }
 }
@@ -230,6 +252,8 @@ impl PgStore {
             client,
             driver,
             hot,
+            committed: 0..0,
+            repeats_unverified: 0,
         })
     }
 
@@ -308,6 +332,7 @@ impl PgStore {
         }
         let mut new = Vec::new();
         let mut conflicts = Vec::new();
+        let mut unverified = 0u64;
         for &i in &candidates {
             let Some((_, payload, _)) = envelope_of(i) else {
                 continue;
@@ -318,7 +343,10 @@ impl PgStore {
                     Committed::New
                 }
                 // Deleted by the retention: a repeat, its bytes are gone to compare.
-                Some(None) => Committed::Repeat,
+                Some(None) => {
+                    unverified += 1;
+                    Committed::Repeat
+                }
                 Some(Some(bytes)) if bytes[..] == payload[..] => Committed::Repeat,
                 Some(Some(_)) => {
                     conflicts.push(i);
@@ -510,10 +538,28 @@ impl PgStore {
             .map_err(pg)?;
         }
         tx.commit().await.map_err(pg)?;
+        self.committed = first_id..next_id;
+        self.repeats_unverified += unverified;
         Ok(out
             .into_iter()
             .map(|c| c.unwrap_or(Committed::New))
             .collect())
+    }
+
+    /// The ids the last successful commit gave its new envelopes (in item order; empty when
+    /// it stored none).
+    pub fn committed_ids(&self) -> std::ops::Range<i64> {
+        self.committed.clone()
+    }
+
+    /// Repeats of envelopes the retention deleted, taken as redeliveries, since connecting.
+    pub fn repeats_unverified(&self) -> u64 {
+        self.repeats_unverified
+    }
+
+    /// Whether the connection has ended (a new [`PgStore::connect`] is needed).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Calls `f` with every stored envelope with an id above `after`, in id (= commit) order,
@@ -527,38 +573,52 @@ impl PgStore {
         after: i64,
         mut f: impl FnMut(i64, Envelope),
     ) -> Result<(Replay, i64), StoreError> {
-        let page = self
-            .client
-            .prepare("SELECT id, payload FROM envelopes WHERE id > $1 ORDER BY id LIMIT $2")
-            .await
-            .map_err(pg)?;
         let mut replay = Replay::default();
         let mut cursor = after;
         loop {
-            let rows = self
-                .client
-                .query(&page, &[&cursor, &REPLAY_PAGE])
-                .await
-                .map_err(pg)?;
-            for row in &rows {
-                let id: i64 = row.get(0);
-                let payload: &[u8] = row.get(1);
-                match decode(payload) {
-                    Ok(envelope) => {
-                        replay.envelopes += 1;
-                        f(id, envelope);
-                    }
-                    Err(_) => {
-                        replay.undecodable += 1;
-                        tracing::warn!(id, "stored envelope no longer decodes; skipped");
-                    }
-                }
-                cursor = id;
+            let page = self.replay_page(cursor, REPLAY_PAGE).await?;
+            replay.undecodable += page.undecodable;
+            replay.envelopes += page.envelopes.len() as u64;
+            cursor = page.cursor;
+            for (id, envelope) in page.envelopes {
+                f(id, envelope);
             }
-            if (rows.len() as i64) < REPLAY_PAGE {
+            if !page.more {
                 return Ok((replay, cursor));
             }
         }
+    }
+
+    /// Up to `limit` stored envelopes with an id above `after`, in id order: a follower's
+    /// step, bounded whatever the others committed meanwhile.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the server cannot be read.
+    pub async fn replay_page(&self, after: i64, limit: i64) -> Result<Page, StoreError> {
+        let rows = self
+            .client
+            .query(&self.hot.page, &[&after, &limit])
+            .await
+            .map_err(pg)?;
+        let mut page = Page {
+            envelopes: Vec::with_capacity(rows.len()),
+            undecodable: 0,
+            cursor: after,
+            more: rows.len() as i64 >= limit,
+        };
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let payload: &[u8] = row.get(1);
+            match decode(payload) {
+                Ok(envelope) => page.envelopes.push((id, envelope)),
+                Err(_) => {
+                    page.undecodable += 1;
+                    tracing::warn!(id, "stored envelope no longer decodes; skipped");
+                }
+            }
+            page.cursor = id;
+        }
+        Ok(page)
     }
 
     /// The id of the newest stored envelope (0: none).
