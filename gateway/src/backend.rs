@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use devtel_protocol::Envelope;
 use tokio::runtime::Handle;
@@ -71,9 +72,16 @@ pub struct Replica {
     pub followed: AtomicU64,
     /// Follow steps that failed (tried again at the next).
     pub follow_errors: AtomicU64,
+    /// Descriptions another replica received, read from the store for compact readings that
+    /// came here ([`Replica::lookup`]).
+    pub descriptions_fetched: AtomicU64,
+    /// Lookups of descriptions that failed (the readings wait for their collector's resend).
+    pub lookup_errors: AtomicU64,
     /// The connection for HTTP reads (history, conflicts), opened when first needed.
     pub config: tokio_postgres::Config,
     reader: tokio::sync::Mutex<Option<PgStore>>,
+    /// The check stage's connection for [`Replica::lookup`] (not behind a long HTTP read).
+    looker: tokio::sync::Mutex<Option<PgStore>>,
 }
 
 impl Replica {
@@ -89,8 +97,11 @@ impl Replica {
             followed_at_ms: AtomicU64::new(0),
             followed: AtomicU64::new(0),
             follow_errors: AtomicU64::new(0),
+            descriptions_fetched: AtomicU64::new(0),
+            lookup_errors: AtomicU64::new(0),
             config: postgres.config.clone(),
             reader: tokio::sync::Mutex::new(None),
+            looker: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -118,6 +129,8 @@ impl Replica {
             "followed_at_ms": self.followed_at_ms.load(Ordering::Relaxed),
             "followed_envelopes": self.followed.load(Ordering::Relaxed),
             "follow_errors": self.follow_errors.load(Ordering::Relaxed),
+            "descriptions_fetched": self.descriptions_fetched.load(Ordering::Relaxed),
+            "lookup_errors": self.lookup_errors.load(Ordering::Relaxed),
         })
     }
 
@@ -129,15 +142,58 @@ impl Replica {
         &self,
         f: impl AsyncFnOnce(&PgStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut reader = self.reader.lock().await;
-        let store = match reader.take() {
-            Some(store) if !store.is_closed() => store,
-            _ => PgStore::connect(&self.config).await?,
-        };
-        let result = f(&store).await;
-        *reader = Some(store);
-        result
+        on(&self.reader, &self.config, f).await
     }
+
+    /// The stored descriptions of the `wanted` devices (site, device), oldest first: with
+    /// `$share`, a compact reading may come to this replica while the described envelope it
+    /// refers to went to another. The collector sends compact readings only once the described
+    /// one is acknowledged, that is committed, so the store has it. A lookup that takes longer
+    /// than [`LOOKUP_TIMEOUT`] fails (the connection is opened again at the next).
+    ///
+    /// # Errors
+    /// [`StoreError`] from connecting or reading.
+    pub async fn lookup(
+        &self,
+        wanted: &[(String, String)],
+    ) -> Result<Vec<(String, String, bytes::Bytes)>, StoreError> {
+        let looked = tokio::time::timeout(
+            LOOKUP_TIMEOUT,
+            on(&self.looker, &self.config, async |s: &PgStore| {
+                s.descriptions_of(wanted).await
+            }),
+        )
+        .await;
+        match looked {
+            Ok(result) => result,
+            Err(_) => {
+                // The connection may be stuck mid-query: the next lookup opens another.
+                *self.looker.lock().await = None;
+                Err(StoreError::Timeout {
+                    what: "looking up descriptions",
+                })
+            }
+        }
+    }
+}
+
+/// Longest a lookup of descriptions holds the check stage.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `f` on the connection in `slot` (opened, or opened again after it ended).
+async fn on<T>(
+    slot: &tokio::sync::Mutex<Option<PgStore>>,
+    config: &tokio_postgres::Config,
+    f: impl AsyncFnOnce(&PgStore) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut held = slot.lock().await;
+    let store = match held.take() {
+        Some(store) if !store.is_closed() => store,
+        _ => PgStore::connect(config).await?,
+    };
+    let result = f(&store).await;
+    *held = Some(store);
+    result
 }
 
 impl Backend {

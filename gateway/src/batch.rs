@@ -207,6 +207,40 @@ pub fn check(
     out
 }
 
+/// The devices (site, device) of `batch`'s compact readings whose descriptions are not in
+/// `descriptions` and not described within the batch, each once: on a replica, what to look
+/// up in the shared store before [`check`] (another replica may have received the described
+/// envelope). Pure; at most one per message.
+pub fn undescribed(batch: &[Inbound], descriptions: &Descriptions) -> Vec<(String, String)> {
+    let mut in_batch: Vec<(&str, &str)> = Vec::new();
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    for message in batch {
+        if message.topic_cut() || message.oversize() {
+            continue;
+        }
+        let Ok(topic::Topic::Telemetry { site, device, .. }) = topic::parse(&message.topic) else {
+            continue;
+        };
+        if described(&message.payload) {
+            in_batch.push((site, device));
+        } else if compact::is_compact(&message.payload) {
+            let Ok(c) = compact::decode_compact(&message.payload) else {
+                continue;
+            };
+            if descriptions.get(site, device, c.fingerprint).is_none()
+                && !wanted.contains(&(site, device))
+            {
+                wanted.push((site, device));
+            }
+        }
+    }
+    wanted
+        .into_iter()
+        .filter(|w| !in_batch.contains(w))
+        .map(|(s, d)| (s.to_string(), d.to_string()))
+        .collect()
+}
+
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
 
 /// Whether `payload` is a described envelope of wire version 5 with one reading (what a
@@ -659,6 +693,61 @@ mod tests {
                 agg.figures(&ids, from, to),
                 agg.deliveries(),
             )
+        }
+
+        #[test]
+        fn a_replica_asks_for_the_descriptions_another_received() {
+            // With `$share` the described envelope went to another replica: this one asks the
+            // store for the device's descriptions (once per device and batch), and once it
+            // has learned what the store holds it takes the compact readings.
+            let steps: Vec<(u8, u16, u8)> = (0..6u16).map(|i| (0, i * 3, 50)).collect();
+            let sent = wire(&readings(&steps));
+            assert!(!compact::is_compact(&sent[0]));
+            assert!(sent[1..].iter().all(|p| compact::is_compact(p)));
+            let mut here = Descriptions::default();
+            let mut batch: Vec<Inbound> = sent[1..]
+                .iter()
+                .map(|p| inbound(TOPIC, p.clone()))
+                .collect();
+            // Not looked up: a status, a broken compact reading, a reading of another device
+            // that is known here.
+            batch.push(inbound("devtel/v1/collector/s1", b"{}".to_vec()));
+            batch.push(inbound(TOPIC, sent[1][..3].to_vec()));
+            assert_eq!(
+                undescribed(&batch, &here),
+                [("s1".to_string(), "k1".to_string())]
+            );
+            let refused = check(
+                &batch,
+                1_796_000_000_000,
+                DEFAULT_MAX_CLOCK_SKEW_MS,
+                &mut Vec::new(),
+                &mut here,
+            );
+            assert_eq!(
+                refused
+                    .rejected
+                    .iter()
+                    .filter(|r| r.cause == Rejection::Undescribed)
+                    .count(),
+                sent.len() - 1
+            );
+            // Described within the batch: nothing to look up.
+            let with_description: Vec<Inbound> =
+                sent.iter().map(|p| inbound(TOPIC, p.clone())).collect();
+            assert!(undescribed(&with_description, &here).is_empty());
+            // What the store answers is learned: the readings resolve.
+            here.learn("s1", "k1", &Bytes::from(sent[0].clone()));
+            assert!(undescribed(&batch, &here).is_empty());
+            let taken = check(
+                &batch[..sent.len() - 1],
+                1_796_000_000_000,
+                DEFAULT_MAX_CLOCK_SKEW_MS,
+                &mut Vec::new(),
+                &mut here,
+            );
+            assert!(taken.rejected.is_empty());
+            assert_eq!(taken.items.len(), sent.len() - 1);
         }
 
         #[test]

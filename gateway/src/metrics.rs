@@ -279,6 +279,20 @@ pub fn render(shared: &Shared) -> String {
             "Follow steps that could not read the store (tried again at the next).",
             &with(r.follow_errors.load(Ordering::Relaxed) as f64),
         );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_descriptions_fetched_total",
+            "counter",
+            "Descriptions read from the store for compact readings whose described envelope another replica received.",
+            &with(r.descriptions_fetched.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            &mut out,
+            "devtel_gateway_replica_lookup_errors_total",
+            "counter",
+            "Lookups of descriptions in the store that failed (the readings come again described).",
+            &with(r.lookup_errors.load(Ordering::Relaxed) as f64),
+        );
     }
     let raw = shared.raw_range.lock().map(|r| *r).unwrap_or_default();
     metric(

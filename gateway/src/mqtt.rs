@@ -943,6 +943,9 @@ fn check_stage(
         }
         let received_ms = now_ms();
         shared.stats.update(|c| c.received += batch.len() as u64);
+        if let Some(replica) = &shared.replica {
+            look_up_descriptions(replica, handle, shared, &batch);
+        }
         let mut boxes = spares.take(batch.len());
         let mut checked = match shared.descriptions.lock() {
             Ok(mut descriptions) => batch::check(
@@ -971,6 +974,44 @@ fn check_stage(
         };
         if to_commit.send(ready).is_err() {
             break; // the committing stage stopped
+        }
+    }
+}
+
+/// On a replica: learns from the store the descriptions of compact readings in `batch` that
+/// another replica received described ([`crate::backend::Replica::lookup`]). Without this,
+/// `$share` would hand about half of a device's compact readings to a replica that refuses
+/// them as undescribed. A lookup that fails leaves them refused: their collector sends them
+/// again, described.
+fn look_up_descriptions(
+    replica: &crate::backend::Replica,
+    handle: &Handle,
+    shared: &Shared,
+    batch: &[Inbound],
+) {
+    let wanted = match shared.descriptions.lock() {
+        Ok(descriptions) => batch::undescribed(batch, &descriptions),
+        Err(_) => return,
+    };
+    if wanted.is_empty() {
+        return;
+    }
+    match handle.block_on(replica.lookup(&wanted)) {
+        Ok(found) => {
+            replica
+                .descriptions_fetched
+                .fetch_add(found.len() as u64, Ordering::Relaxed);
+            if let Ok(mut descriptions) = shared.descriptions.lock() {
+                for (site, device, payload) in &found {
+                    descriptions.learn(site, device, payload);
+                }
+            }
+        }
+        Err(error) => {
+            replica.lookup_errors.fetch_add(1, Ordering::Relaxed);
+            shared.stats.log_limited("lookup", |since| {
+                warn!(%error, devices = wanted.len(), since_last_log = since, "looking up descriptions in the store failed; the compact readings are refused until their collectors send them described");
+            });
         }
     }
 }

@@ -704,6 +704,41 @@ impl PgStore {
             .collect())
     }
 
+    /// The kept descriptions of the `wanted` devices (site, device): (site, device, payload),
+    /// per device oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn descriptions_of(
+        &self,
+        wanted: &[(String, String)],
+    ) -> Result<Vec<(String, String, bytes::Bytes)>, StoreError> {
+        let (sites, devices): (Vec<&str>, Vec<&str>) =
+            wanted.iter().map(|(s, d)| (s.as_str(), d.as_str())).unzip();
+        let rows = self
+            .client
+            .query(
+                "SELECT d.site, d.device, d.payload
+                 FROM descriptions d
+                 JOIN unnest($1::text[], $2::text[]) AS w(site, device)
+                   ON d.site = w.site AND d.device = w.device
+                 ORDER BY d.site, d.device, d.received_ms, d.fingerprint",
+                &[&sites, &devices],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    bytes::Bytes::copy_from_slice(r.get::<_, &[u8]>(2)),
+                )
+            })
+            .collect())
+    }
+
     /// The kept descriptions: (site, device, payload), per device oldest first.
     ///
     /// # Errors
@@ -1137,6 +1172,26 @@ mod tests {
                 debug(s.history(d, 0, u64::MAX, 100).await.unwrap()),
                 debug(s.history(d, 0, u64::MAX, 2).await.unwrap()),
             ));
+        }
+        // A replica's lookup of some devices' descriptions answers what the whole list holds
+        // of them, in the same order.
+        let all = s.descriptions().await.unwrap();
+        let mut pairs: Vec<(String, String)> =
+            all.iter().map(|(s, d, _)| (s.clone(), d.clone())).collect();
+        pairs.dedup();
+        assert_eq!(s.descriptions_of(&pairs).await.unwrap(), all);
+        if let Some((site, device)) = pairs.last() {
+            let wanted = [
+                (site.clone(), device.clone()),
+                ("nowhere".into(), "none".into()),
+            ];
+            let of_one: Vec<_> = all
+                .iter()
+                .filter(|(s, d, _)| s == site && d == device)
+                .cloned()
+                .collect();
+            assert!(!of_one.is_empty());
+            assert_eq!(s.descriptions_of(&wanted).await.unwrap(), of_one);
         }
         Contents {
             history,

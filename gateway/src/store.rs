@@ -230,6 +230,12 @@ pub enum StoreError {
         /// The cause.
         source: tokio_postgres::Error,
     },
+    /// PostgreSQL did not answer in time.
+    #[error("PostgreSQL: no answer in time {what}")]
+    Timeout {
+        /// What was being done.
+        what: &'static str,
+    },
     /// The database was written by a newer gateway.
     #[error("database {path} has schema version {found}, newer than this gateway's {SCHEMA_VERSION}; upgrade the gateway")]
     TooNew {

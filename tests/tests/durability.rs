@@ -24,7 +24,7 @@ const DEVICES: &[(&str, &str, &str, &str)] = &[
     ("tplink_sg2008", "desks-1", "dock", "ba.fb2"),
 ];
 
-const UNITS: &str = "[aggregation]\ntimezone = \"Europe/Berlin\"\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nworking_hours_start = \"00:00\"\nworking_hours_end = \"24:00\"\nsla_target_percent = 99.9\n\
+pub(crate) const UNITS: &str = "[aggregation]\ntimezone = \"Europe/Berlin\"\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nworking_hours_start = \"00:00\"\nworking_hours_end = \"24:00\"\nsla_target_percent = 99.9\n\
 [[units]]\nid = \"ba\"\nname = \"Bezirksamt\"\n\
 [[units]]\nid = \"ba.it\"\nparent = \"ba\"\ncost_centre = \"9100\"\n\
 [[units]]\nid = \"ba.fb2\"\nparent = \"ba\"\n\
@@ -58,7 +58,11 @@ impl Rng {
     }
 }
 
-fn collector_conf(dir: &std::path::Path, broker: u16, sim_port: u16) -> std::path::PathBuf {
+pub(crate) fn collector_conf(
+    dir: &std::path::Path,
+    broker: u16,
+    sim_port: u16,
+) -> std::path::PathBuf {
     let mut conf = format!(
         "site = \"durable-site\"\ncollector_id = \"durable\"\nbroker = \"mqtt://127.0.0.1:{broker}\"\npoll_interval = \"1s\"\n[mqtt]\nreconnect_max = \"2s\"\n[spool]\ndir = \"{}\"\n[snmp]\ntimeout = \"1s\"\nretries = 1\n",
         dir.join("spool").display()
@@ -77,7 +81,7 @@ fn collector_conf(dir: &std::path::Path, broker: u16, sim_port: u16) -> std::pat
 }
 
 /// Everything a user or integrator reads from a gateway, for comparison.
-fn documents(http: u16) -> Value {
+pub(crate) fn documents(http: u16) -> Value {
     let mut out = serde_json::Map::new();
     for path in ["/api/units", "/api/devices"] {
         out.insert(path.into(), http_json(http, path).unwrap());
@@ -109,7 +113,7 @@ fn documents(http: u16) -> Value {
     Value::Object(out)
 }
 
-fn epoch_received(http: u16) -> Option<(u64, u64)> {
+pub(crate) fn epoch_received(http: u16) -> Option<(u64, u64)> {
     let all = http_json(http, "/api/collectors")?;
     let e = all.get("durable")?["epochs"].as_array()?.first()?.clone();
     Some((e["received"].as_u64()?, e["missing"].as_u64()?))

@@ -22,6 +22,10 @@ mod delivery;
 /// The gateway's figures survive SIGKILL at random points exactly.
 mod durability;
 
+/// Two gateway replicas on one PostgreSQL and one shared subscription: SIGKILLs and a
+/// stopped store end with the figures of one gateway.
+mod replicas;
+
 /// End to end: a reading leaves the site only when the gateway stored it; no message can stop
 /// ingest.
 mod zero_loss;
