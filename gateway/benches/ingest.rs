@@ -9,6 +9,9 @@
 //! 2. **devtel**: the gateway's MQTT side (the same code `devtel-gateway run` uses) receives
 //!    the same N envelopes, commits them to SQLite (WAL, synchronous=FULL) in batches,
 //!    aggregates them and acknowledges after each commit. Timed until the last is committed.
+//!    The same again on a PostgreSQL store (a server in a temporary folder, started by
+//!    `devtel_gateway::pg_harness`; `DEVTEL_BENCH_POSTGRES=0` leaves it out): what one replica
+//!    of a group does per message.
 //! 3. **Core**: store commit + aggregation without MQTT, per batch size, to show what one
 //!    fsync per batch costs.
 //!
@@ -22,7 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devtel_gateway::aggregate::Aggregator;
+use devtel_gateway::backend::{Backend, Replica};
 use devtel_gateway::config::Config;
+use devtel_gateway::pg_harness::TempPostgres;
 use devtel_gateway::store::{Item, Store};
 use devtel_gateway::Shared;
 use devtel_protocol::{topic, Envelope};
@@ -305,23 +310,45 @@ struct DevtelRun {
     publisher_cpu: f64,
 }
 
-async fn devtel(port: u16, dir: &Path, work: &[(String, Vec<u8>)]) -> DevtelRun {
+/// `postgres`: the URL of an empty PostgreSQL database to commit to instead of SQLite (one
+/// replica, no group: what each replica of a group does per message, without the lease).
+async fn devtel(
+    port: u16,
+    dir: &Path,
+    work: &[(String, Vec<u8>)],
+    postgres: Option<&str>,
+) -> DevtelRun {
     let db = dir.join("ingest.sqlite");
-    let _ = std::fs::remove_file(&db);
+    let store_conf = match postgres {
+        None => {
+            let _ = std::fs::remove_file(&db);
+            format!("path = \"{}\"", db.display())
+        }
+        Some(url) => format!("url = \"{url}\""),
+    };
     let config = Config::from_toml(&format!(
-        "broker = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{CLIENT}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[aggregation]\ntimezone = \"UTC\"\n",
-        db.display()
+        "broker = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"{CLIENT}\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\n{store_conf}\n[aggregation]\ntimezone = \"UTC\"\n"
     ))
     .unwrap();
-    let store = Store::open(&db).unwrap();
-    let shared = Arc::new(Shared::new(Aggregator::with_settings(config.core.clone())));
+    let store = {
+        let config = config.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || Backend::open(&config, &handle).unwrap())
+            .await
+            .unwrap()
+    };
+    let mut shared = Shared::new(Aggregator::with_settings(config.core.clone()));
+    if let Some(p) = &config.postgres {
+        shared.replica = Some(Replica::new(p, None, CLIENT.into(), 0));
+    }
+    let shared = Arc::new(shared);
     let stop = tokio_util::sync::CancellationToken::new();
     let options = devtel_gateway::mqtt::options(&config).unwrap();
     let task = tokio::spawn(devtel_gateway::mqtt::run(
         options,
         config.mqtt.reconnect_max,
         shared.clone(),
-        devtel_gateway::backend::Backend::Sqlite(store),
+        store,
         stop.clone(),
     ));
     while !shared
@@ -530,14 +557,19 @@ fn main() {
     // Warm the broker up, then measure each side ROUNDS times, interleaved, so neither gets
     // the cold start or a quiet minute of the machine alone; the best run of each is reported.
     let _ = rt.block_on(peer(port, &work[..n.min(2_000)]));
+    // For profiling one side alone: DEVTEL_BENCH_ONLY=devtel runs only the gateway.
+    let only_devtel = std::env::var("DEVTEL_BENCH_ONLY").is_ok_and(|v| v == "devtel");
     let mut peers = Vec::new();
     let mut subs = Vec::new();
     let mut devtels = Vec::new();
-    // For profiling one side alone: DEVTEL_BENCH_ONLY=devtel runs only the gateway.
-    let only_devtel = std::env::var("DEVTEL_BENCH_ONLY").is_ok_and(|v| v == "devtel");
-    for _ in 0..ROUNDS {
+    let mut on_postgres = Vec::new();
+    // The same ingest on a PostgreSQL store (a fresh database per round on a server in a
+    // temporary folder, same machine and disk); DEVTEL_BENCH_POSTGRES=0 leaves it out.
+    let pg = (!only_devtel && std::env::var("DEVTEL_BENCH_POSTGRES").map_or(true, |v| v != "0"))
+        .then(TempPostgres::start);
+    for round in 0..ROUNDS {
         if only_devtel {
-            devtels.push(rt.block_on(devtel(port, &dir, &work)));
+            devtels.push(rt.block_on(devtel(port, &dir, &work, None)));
             eprintln!("devtel: {:.2?}", devtels.last().map(|d| d.elapsed));
             continue;
         }
@@ -548,7 +580,15 @@ fn main() {
             eprintln!("peer (mosquitto_sub): {t:.2?}; {m}");
             subs.push((t, m));
         }
-        let run = rt.block_on(devtel(port, &dir, &work));
+        if let Some(pg) = &pg {
+            let name = format!("ingest_{round}");
+            rt.block_on(pg.database(&name));
+            let run = rt.block_on(devtel(port, &dir, &work, Some(&pg.url(&name))));
+            eprintln!("devtel on PostgreSQL: {:.2?}; {}", run.elapsed, run.machine);
+            on_postgres.push(run);
+        }
+        // SQLite last: the start measured below reads this run's store.
+        let run = rt.block_on(devtel(port, &dir, &work, None));
         eprintln!("devtel: {:.2?}; {}", run.elapsed, run.machine);
         devtels.push(run);
     }
@@ -595,6 +635,25 @@ fn main() {
     println!("ratio devtel / rumqttc peer: {:.2}x", d / p);
     if let Some((t, _)) = best_sub {
         println!("ratio devtel / mosquitto_sub: {:.2}x", d / rate(n, t));
+    }
+    if let Some(best_pg) = on_postgres.iter().min_by_key(|d| d.elapsed) {
+        let runs: Vec<Duration> = on_postgres.iter().map(|d| d.elapsed).collect();
+        let g = rate(n, best_pg.elapsed);
+        println!(
+            "devtel gateway on PostgreSQL (one replica):                 {g:>9.0} readings/s (runs: {runs:.2?}; fastest: {}), {} commits, {:.1} messages per commit; commit thread {:.1} us per reading",
+            best_pg.machine, best_pg.commits, best_pg.per_commit, us(best_pg.commit_cpu)
+        );
+        println!(
+            "ratio devtel on PostgreSQL / on SQLite: {:.2}x; / rumqttc peer: {:.2}x",
+            g / d,
+            g / p
+        );
+        if let Some((t, _)) = best_sub {
+            println!(
+                "ratio devtel on PostgreSQL / mosquitto_sub: {:.2}x",
+                g / rate(n, t)
+            );
+        }
     }
 
     for batch in [1, 16, 256, 1024] {

@@ -73,14 +73,16 @@ pub struct Replica {
     /// Follow steps that failed (tried again at the next).
     pub follow_errors: AtomicU64,
     /// Descriptions another replica received, read from the store for compact readings that
-    /// came here ([`Replica::lookup`]).
+    /// came here ([`Replica::look_up`]).
     pub descriptions_fetched: AtomicU64,
-    /// Lookups of descriptions that failed (the readings wait for their collector's resend).
+    /// Site claims another replica made, read from the store for readings that came here.
+    pub claims_fetched: AtomicU64,
+    /// Lookups of descriptions or claims that failed.
     pub lookup_errors: AtomicU64,
     /// The connection for HTTP reads (history, conflicts), opened when first needed.
     pub config: tokio_postgres::Config,
     reader: tokio::sync::Mutex<Option<PgStore>>,
-    /// The check stage's connection for [`Replica::lookup`] (not behind a long HTTP read).
+    /// The check stage's connection for [`Replica::look_up`] (not behind a long HTTP read).
     looker: tokio::sync::Mutex<Option<PgStore>>,
 }
 
@@ -98,6 +100,7 @@ impl Replica {
             followed: AtomicU64::new(0),
             follow_errors: AtomicU64::new(0),
             descriptions_fetched: AtomicU64::new(0),
+            claims_fetched: AtomicU64::new(0),
             lookup_errors: AtomicU64::new(0),
             config: postgres.config.clone(),
             reader: tokio::sync::Mutex::new(None),
@@ -130,6 +133,7 @@ impl Replica {
             "followed_envelopes": self.followed.load(Ordering::Relaxed),
             "follow_errors": self.follow_errors.load(Ordering::Relaxed),
             "descriptions_fetched": self.descriptions_fetched.load(Ordering::Relaxed),
+            "claims_fetched": self.claims_fetched.load(Ordering::Relaxed),
             "lookup_errors": self.lookup_errors.load(Ordering::Relaxed),
         })
     }
@@ -145,33 +149,25 @@ impl Replica {
         on(&self.reader, &self.config, f).await
     }
 
-    /// The stored descriptions of the `wanted` devices (site, device), oldest first: with
-    /// `$share`, a compact reading may come to this replica while the described envelope it
-    /// refers to went to another. The collector sends compact readings only once the described
-    /// one is acknowledged, that is committed, so the store has it. A lookup that takes longer
-    /// than [`LOOKUP_TIMEOUT`] fails (the connection is opened again at the next).
+    /// Runs `f` on the check stage's own connection: what another replica committed that
+    /// this one's check needs now (with `$share`, a compact reading may come here while the
+    /// described envelope it refers to went to another; a device's first reading may have
+    /// gone to another, which claimed it for its site). A lookup that takes longer than
+    /// [`LOOKUP_TIMEOUT`] fails (the connection is opened again at the next).
     ///
     /// # Errors
-    /// [`StoreError`] from connecting or reading.
-    pub async fn lookup(
+    /// [`StoreError`] from connecting or reading; [`StoreError::Timeout`].
+    pub async fn look_up<T>(
         &self,
-        wanted: &[(String, String)],
-    ) -> Result<Vec<(String, String, bytes::Bytes)>, StoreError> {
-        let looked = tokio::time::timeout(
-            LOOKUP_TIMEOUT,
-            on(&self.looker, &self.config, async |s: &PgStore| {
-                s.descriptions_of(wanted).await
-            }),
-        )
-        .await;
-        match looked {
+        what: &'static str,
+        f: impl AsyncFnOnce(&PgStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, on(&self.looker, &self.config, f)).await {
             Ok(result) => result,
             Err(_) => {
                 // The connection may be stuck mid-query: the next lookup opens another.
                 *self.looker.lock().await = None;
-                Err(StoreError::Timeout {
-                    what: "looking up descriptions",
-                })
+                Err(StoreError::Timeout { what })
             }
         }
     }

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::descriptions::Descriptions;
 use crate::ingest::{self, Rejection};
-use crate::sites::Owners;
+use crate::sites::{OwnerKind, Owners};
 use crate::store::Item;
 
 /// Longest topic kept of a received message; a longer one is cut (no devtel topic is that
@@ -239,6 +239,27 @@ pub fn undescribed(batch: &[Inbound], descriptions: &Descriptions) -> Vec<(Strin
         .filter(|w| !in_batch.contains(w))
         .map(|(s, d)| (s.to_string(), d.to_string()))
         .collect()
+}
+
+/// The collectors and devices of `checked`'s envelopes that `owners` knows no site of, each
+/// once: on a replica, what to look up in the shared store before [`admit`] (another replica
+/// may have seen them first, and its claim holds). Pure.
+pub fn unclaimed(checked: &Checked, owners: &Owners) -> Vec<(OwnerKind, String)> {
+    let mut out: Vec<(OwnerKind, String)> = Vec::new();
+    let mut ask = |kind: OwnerKind, id: &str| {
+        if !owners.knows(kind, id) && !out.iter().any(|(k, i)| *k == kind && i == id) {
+            out.push((kind, id.to_string()));
+        }
+    };
+    for item in &checked.items {
+        if let Item::Envelope { envelope, .. } = item {
+            ask(OwnerKind::Collector, envelope.collector.as_str());
+            for reading in &envelope.readings {
+                ask(OwnerKind::Device, reading.device());
+            }
+        }
+    }
+    out
 }
 
 type Checked1 = Result<(Item, Option<AckTarget>), (Rejection, Option<AckTarget>)>;
@@ -1106,6 +1127,69 @@ mod tests {
             Some(Item::Description { .. })
         ));
         assert!(checked.descriptions.is_empty());
+    }
+
+    #[test]
+    fn a_replica_asks_for_the_owners_it_does_not_know() {
+        // Collector ca and device d are known here (claimed by site a); cb, e and f are not:
+        // another replica may have seen them first. Each is asked for once.
+        let mut owners = Owners::default();
+        let mut claims = Vec::new();
+        owners.admit("a", "ca", ["d"], &mut claims).unwrap();
+        let batch = [
+            inbound(
+                "devtel/v1/telemetry/a/u/d",
+                envelope_at("a", "ca", 1, 1, "u", "d"),
+            ),
+            inbound(
+                "devtel/v1/telemetry/b/u/e",
+                envelope_at("b", "cb", 1, 1, "u", "e"),
+            ),
+            inbound(
+                "devtel/v1/telemetry/b/u/e",
+                envelope_at("b", "cb", 1, 2, "u", "e"),
+            ),
+            inbound(
+                "devtel/v1/telemetry/b/u/f",
+                envelope_at("b", "cb", 1, 3, "u", "f"),
+            ),
+            inbound("devtel/v1/telemetry/b/u/g", b"not an envelope".to_vec()),
+        ];
+        let checked = check(
+            &batch,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
+        assert_eq!(
+            unclaimed(&checked, &owners),
+            [
+                (OwnerKind::Collector, "cb".to_string()),
+                (OwnerKind::Device, "e".to_string()),
+                (OwnerKind::Device, "f".to_string()),
+            ]
+        );
+        // What the store answers is taken: b's device e is now refused from site a.
+        owners.restore(crate::sites::Claim {
+            kind: OwnerKind::Device,
+            id: "e".into(),
+            site: "b".into(),
+        });
+        let theft = [inbound(
+            "devtel/v1/telemetry/a/u/e",
+            envelope_at("a", "ca", 1, 4, "u", "e"),
+        )];
+        let mut checked = check(
+            &theft,
+            5,
+            DEFAULT_MAX_CLOCK_SKEW_MS,
+            &mut Vec::new(),
+            &mut Descriptions::default(),
+        );
+        assert!(unclaimed(&checked, &owners).is_empty());
+        admit(&mut checked, &mut owners);
+        assert_eq!(checked.rejected[0].cause, Rejection::ForeignDevice);
     }
 
     #[test]

@@ -25,6 +25,56 @@ pub const MAX_DEVICES: usize = 100_000;
 /// Most bytes of descriptions in memory.
 pub const MAX_BYTES: usize = 128 << 20;
 
+/// What committing a batch's descriptions leaves in a store, worked out at once: the same as
+/// storing them one by one, each followed by keeping the newest [`PER_DEVICE`] of its device
+/// (by `received_ms`, newer first, then by fingerprint), as the SQLite store does. A store
+/// then writes a whole batch in two statements. Pure.
+///
+/// `stored`: what the store holds of the batch's devices, `(site, device, fingerprint,
+/// received_ms)`; `batch`: the descriptions in commit order, `(site, device, fingerprint,
+/// received_ms)`. Returns the stored ones to delete (site, device, fingerprint) and the
+/// indices into `batch` of the descriptions to write (insert or update), at most one per
+/// fingerprint of a device (its last occurrence).
+pub fn plan_commit<'a>(
+    stored: &'a [(String, String, u32, u64)],
+    batch: &[(&'a str, &'a str, u32, u64)],
+) -> (Vec<(&'a str, &'a str, u32)>, Vec<usize>) {
+    /// A description held: fingerprint, received, the batch index it came from (none: as
+    /// stored).
+    type Held = (u32, u64, Option<usize>);
+    let mut devices: HashMap<(&str, &str), Vec<Held>> = HashMap::new();
+    for (site, device, fingerprint, received_ms) in stored {
+        devices
+            .entry((site.as_str(), device.as_str()))
+            .or_default()
+            .push((*fingerprint, *received_ms, None));
+    }
+    for (i, (site, device, fingerprint, received_ms)) in batch.iter().enumerate() {
+        let held = devices.entry((*site, *device)).or_default();
+        match held.iter_mut().find(|h| h.0 == *fingerprint) {
+            Some(h) => *h = (*fingerprint, *received_ms, Some(i)),
+            None => held.push((*fingerprint, *received_ms, Some(i))),
+        }
+        held.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        held.truncate(PER_DEVICE);
+    }
+    let delete = stored
+        .iter()
+        .filter(|(site, device, fingerprint, _)| {
+            devices
+                .get(&(site.as_str(), device.as_str()))
+                .is_none_or(|held| !held.iter().any(|h| h.0 == *fingerprint))
+        })
+        .map(|(site, device, fingerprint, _)| (site.as_str(), device.as_str(), *fingerprint))
+        .collect();
+    let mut write: Vec<usize> = devices
+        .values()
+        .flat_map(|held| held.iter().filter_map(|h| h.2))
+        .collect();
+    write.sort_unstable();
+    (delete, write)
+}
+
 /// The descriptions in memory.
 #[derive(Debug, Default)]
 pub struct Descriptions {
@@ -110,6 +160,33 @@ mod tests {
         assert_eq!(d.get("s", "c1", fps[2]), Some(&payloads[2]));
         assert!(d.get("s", "c1", fps[3]).is_none(), "the oldest went");
         assert_eq!(d.stats(), (1, 12, 0));
+    }
+
+    #[test]
+    fn a_batch_planned_at_once_leaves_what_one_by_one_does() {
+        let stored = [
+            ("s".to_string(), "d".to_string(), 1, 5),
+            ("s".to_string(), "d".to_string(), 2, 4),
+        ];
+        let batch = [
+            ("s", "d", 3, 6),
+            ("s", "d", 4, 6),
+            ("s", "d", 5, 6), // 2 (the oldest) goes
+            ("s", "d", 1, 1), // 1 again, now the oldest: stays as the fourth
+            ("s", "d", 6, 6), // 1 goes, its update with it
+            ("s", "e", 9, 2),
+        ];
+        let (mut delete, write) = plan_commit(&stored, &batch);
+        delete.sort_unstable();
+        assert_eq!(delete, [("s", "d", 1), ("s", "d", 2)]);
+        assert_eq!(write, [0, 1, 2, 4, 5]);
+        // Nothing new: nothing to do.
+        assert_eq!(plan_commit(&stored, &[]), (Vec::new(), Vec::new()));
+        // The same fingerprint twice: written once, as its last occurrence.
+        assert_eq!(
+            plan_commit(&[], &[("s", "d", 7, 1), ("s", "d", 7, 2)]),
+            (Vec::new(), vec![1])
+        );
     }
 
     #[test]

@@ -288,9 +288,16 @@ pub fn render(shared: &Shared) -> String {
         );
         metric(
             &mut out,
+            "devtel_gateway_replica_claims_fetched_total",
+            "counter",
+            "Site claims another replica made, read from the store for readings that came here.",
+            &with(r.claims_fetched.load(Ordering::Relaxed) as f64),
+        );
+        metric(
+            &mut out,
             "devtel_gateway_replica_lookup_errors_total",
             "counter",
-            "Lookups of descriptions in the store that failed (the readings come again described).",
+            "Lookups of descriptions or site claims in the store that failed.",
             &with(r.lookup_errors.load(Ordering::Relaxed) as f64),
         );
     }

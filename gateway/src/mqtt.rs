@@ -957,6 +957,9 @@ fn check_stage(
             ),
             Err(_) => break, // a panic in this stage before: stop as for a closed channel
         };
+        if let Some(replica) = &shared.replica {
+            look_up_claims(replica, handle, shared, &checked);
+        }
         if let Ok(mut owners) = shared.owners.lock() {
             batch::admit(&mut checked, &mut owners);
         }
@@ -979,7 +982,7 @@ fn check_stage(
 }
 
 /// On a replica: learns from the store the descriptions of compact readings in `batch` that
-/// another replica received described ([`crate::backend::Replica::lookup`]). Without this,
+/// another replica received described ([`crate::backend::Replica::look_up`]). Without this,
 /// `$share` would hand about half of a device's compact readings to a replica that refuses
 /// them as undescribed. A lookup that fails leaves them refused: their collector sends them
 /// again, described.
@@ -996,7 +999,10 @@ fn look_up_descriptions(
     if wanted.is_empty() {
         return;
     }
-    match handle.block_on(replica.lookup(&wanted)) {
+    let looked = replica.look_up("looking up descriptions", async |s| {
+        s.descriptions_of(&wanted).await
+    });
+    match handle.block_on(looked) {
         Ok(found) => {
             replica
                 .descriptions_fetched
@@ -1011,6 +1017,47 @@ fn look_up_descriptions(
             replica.lookup_errors.fetch_add(1, Ordering::Relaxed);
             shared.stats.log_limited("lookup", |since| {
                 warn!(%error, devices = wanted.len(), since_last_log = since, "looking up descriptions in the store failed; the compact readings are refused until their collectors send them described");
+            });
+        }
+    }
+}
+
+/// On a replica: takes from the store the site claims another replica made of collectors and
+/// devices in `checked` that this one has not seen, so that the site rules hold across the
+/// group (a device first reported by site a is a's on every replica). A lookup that fails is
+/// logged; the batch is then admitted on what this replica knows (as at its start), and the
+/// store keeps the first claim.
+fn look_up_claims(
+    replica: &crate::backend::Replica,
+    handle: &Handle,
+    shared: &Shared,
+    checked: &Checked,
+) {
+    let wanted = match shared.owners.lock() {
+        Ok(owners) => batch::unclaimed(checked, &owners),
+        Err(_) => return,
+    };
+    if wanted.is_empty() {
+        return;
+    }
+    let looked = replica.look_up("looking up site claims", async |s| {
+        s.owners_of(&wanted).await
+    });
+    match handle.block_on(looked) {
+        Ok(found) => {
+            replica
+                .claims_fetched
+                .fetch_add(found.len() as u64, Ordering::Relaxed);
+            if let Ok(mut owners) = shared.owners.lock() {
+                for claim in found {
+                    owners.restore(claim);
+                }
+            }
+        }
+        Err(error) => {
+            replica.lookup_errors.fetch_add(1, Ordering::Relaxed);
+            shared.stats.log_limited("lookup", |since| {
+                warn!(%error, ids = wanted.len(), since_last_log = since, "looking up site claims in the store failed; admitted on this replica's own");
             });
         }
     }

@@ -456,42 +456,11 @@ impl PgStore {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self::commit_descriptions(&tx, items).await?;
         for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Envelope { .. } => continue,
-                Item::Description {
-                    site,
-                    device,
-                    fingerprint,
-                    payload,
-                    received_ms,
-                } => {
-                    tx.execute(
-                        "INSERT INTO descriptions (site, device, fingerprint, received_ms, payload)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (site, device, fingerprint)
-                         DO UPDATE SET received_ms = EXCLUDED.received_ms, payload = EXCLUDED.payload",
-                        &[
-                            site,
-                            device,
-                            &i64::from(*fingerprint),
-                            &bits(*received_ms),
-                            &&payload[..],
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                    // The newest PER_DEVICE of the device stay (as in SQLite: by
-                    // received_ms, then fingerprint).
-                    tx.execute(
-                        "DELETE FROM descriptions WHERE site = $1 AND device = $2 AND fingerprint NOT IN
-                         (SELECT fingerprint FROM descriptions WHERE site = $1 AND device = $2
-                          ORDER BY received_ms DESC, fingerprint LIMIT $3)",
-                        &[site, device, &(crate::descriptions::PER_DEVICE as i64)],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
+                Item::Description { .. } => {}
                 Item::Claim(claim) => {
                     tx.execute(
                         "INSERT INTO owners (kind, id, site, since_ms) VALUES ($1, $2, $3, $4)
@@ -544,6 +513,98 @@ impl PgStore {
             .into_iter()
             .map(|c| c.unwrap_or(Committed::New))
             .collect())
+    }
+
+    /// The descriptions among `items`, in three round trips whatever their number: what the
+    /// store holds of their devices, the ones that go, the ones written — what storing them
+    /// one by one, each keeping its device's newest [`PER_DEVICE`](crate::descriptions::PER_DEVICE),
+    /// leaves ([`crate::descriptions::plan_commit`]). (A collector describes every reading of a
+    /// device for a while after a start; one by one, that was two round trips each.)
+    async fn commit_descriptions(
+        tx: &tokio_postgres::Transaction<'_>,
+        items: &[Item],
+    ) -> Result<(), StoreError> {
+        let batch: Vec<(&str, &str, u32, u64, &bytes::Bytes)> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Description {
+                    site,
+                    device,
+                    fingerprint,
+                    payload,
+                    received_ms,
+                } => Some((
+                    site.as_str(),
+                    device.as_str(),
+                    *fingerprint,
+                    *received_ms,
+                    payload,
+                )),
+                _ => None,
+            })
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut devices: Vec<(&str, &str)> = batch.iter().map(|b| (b.0, b.1)).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let (sites, names): (Vec<&str>, Vec<&str>) = devices.into_iter().unzip();
+        let stored: Vec<(String, String, u32, u64)> = tx
+            .query(
+                "SELECT d.site, d.device, d.fingerprint, d.received_ms
+                 FROM descriptions d
+                 JOIN unnest($1::text[], $2::text[]) AS w(site, device)
+                   ON d.site = w.site AND d.device = w.device",
+                &[&sites, &names],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                    unbits(r.get(3)),
+                )
+            })
+            .collect();
+        let keys: Vec<(&str, &str, u32, u64)> =
+            batch.iter().map(|b| (b.0, b.1, b.2, b.3)).collect();
+        let (delete, write) = crate::descriptions::plan_commit(&stored, &keys);
+        if !delete.is_empty() {
+            let sites: Vec<&str> = delete.iter().map(|d| d.0).collect();
+            let names: Vec<&str> = delete.iter().map(|d| d.1).collect();
+            let fingerprints: Vec<i64> = delete.iter().map(|d| i64::from(d.2)).collect();
+            tx.execute(
+                "DELETE FROM descriptions d
+                 USING unnest($1::text[], $2::text[], $3::bigint[]) AS w(site, device, fingerprint)
+                 WHERE d.site = w.site AND d.device = w.device AND d.fingerprint = w.fingerprint",
+                &[&sites, &names, &fingerprints],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        if !write.is_empty() {
+            let rows: Vec<&(&str, &str, u32, u64, &bytes::Bytes)> =
+                write.iter().map(|&i| &batch[i]).collect();
+            let sites: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            let names: Vec<&str> = rows.iter().map(|r| r.1).collect();
+            let fingerprints: Vec<i64> = rows.iter().map(|r| i64::from(r.2)).collect();
+            let received: Vec<i64> = rows.iter().map(|r| bits(r.3)).collect();
+            let payloads: Vec<&[u8]> = rows.iter().map(|r| &r.4[..]).collect();
+            tx.execute(
+                "INSERT INTO descriptions (site, device, fingerprint, received_ms, payload)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
+                 ON CONFLICT (site, device, fingerprint)
+                 DO UPDATE SET received_ms = EXCLUDED.received_ms, payload = EXCLUDED.payload",
+                &[&sites, &names, &fingerprints, &received, &payloads],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        Ok(())
     }
 
     /// The ids the last successful commit gave its new envelopes (in item order; empty when
@@ -690,6 +751,38 @@ impl PgStore {
         let rows = self
             .client
             .query("SELECT kind, id, site FROM owners ORDER BY kind, id", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(crate::sites::Claim {
+                    kind: crate::sites::OwnerKind::from_name(r.get(0))?,
+                    id: r.get(1),
+                    site: r.get(2),
+                })
+            })
+            .collect())
+    }
+
+    /// The stored claims of the `wanted` collectors and devices.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub async fn owners_of(
+        &self,
+        wanted: &[(crate::sites::OwnerKind, String)],
+    ) -> Result<Vec<crate::sites::Claim>, StoreError> {
+        let (kinds, ids): (Vec<&str>, Vec<&str>) =
+            wanted.iter().map(|(k, id)| (k.name(), id.as_str())).unzip();
+        let rows = self
+            .client
+            .query(
+                "SELECT o.kind, o.id, o.site FROM owners o
+                 JOIN unnest($1::text[], $2::text[]) AS w(kind, id)
+                   ON o.kind = w.kind AND o.id = w.id",
+                &[&kinds, &ids],
+            )
             .await
             .map_err(pg)?;
         Ok(rows
@@ -1193,6 +1286,15 @@ mod tests {
             assert!(!of_one.is_empty());
             assert_eq!(s.descriptions_of(&wanted).await.unwrap(), of_one);
         }
+        // A replica's lookup of some claims answers what the whole list holds of them.
+        let claims = s.owners().await.unwrap();
+        let mut wanted: Vec<(crate::sites::OwnerKind, String)> =
+            claims.iter().map(|c| (c.kind, c.id.clone())).collect();
+        wanted.push((crate::sites::OwnerKind::Device, "never-seen".into()));
+        assert_eq!(
+            owners(s.owners_of(&wanted).await.unwrap()),
+            owners(claims.clone())
+        );
         Contents {
             history,
             envelopes,

@@ -125,6 +125,11 @@ impl Owners {
         self.claimed[claim.kind.index()].insert(claim.id, claim.site);
     }
 
+    /// Whether `id` has an owner here (configured or claimed).
+    pub fn knows(&self, kind: OwnerKind, id: &str) -> bool {
+        self.owner(kind, id).is_some()
+    }
+
     /// Claimed collectors and devices.
     pub fn counts(&self) -> (usize, usize) {
         (

@@ -920,11 +920,14 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(wrap)?;
-            let mut prune_descriptions = tx
+            let mut stored_descriptions = tx
                 .prepare_cached(
-                    "DELETE FROM descriptions WHERE site = ?1 AND device = ?2 AND fingerprint NOT IN
-                     (SELECT fingerprint FROM descriptions WHERE site = ?1 AND device = ?2
-                      ORDER BY received_ms DESC, fingerprint LIMIT ?3)",
+                    "SELECT fingerprint, received_ms FROM descriptions WHERE site = ?1 AND device = ?2",
+                )
+                .map_err(wrap)?;
+            let mut delete_description = tx
+                .prepare_cached(
+                    "DELETE FROM descriptions WHERE site = ?1 AND device = ?2 AND fingerprint = ?3",
                 )
                 .map_err(wrap)?;
             let mut insert_owner = tx
@@ -1059,31 +1062,8 @@ impl Store {
                         }
                         out.push(Committed::New);
                     }
-                    Item::Description {
-                        site,
-                        device,
-                        fingerprint,
-                        payload,
-                        received_ms,
-                    } => {
-                        upsert_description
-                            .execute(params![
-                                site,
-                                device,
-                                fingerprint,
-                                bits(*received_ms),
-                                &payload[..]
-                            ])
-                            .map_err(wrap)?;
-                        prune_descriptions
-                            .execute(params![
-                                site,
-                                device,
-                                crate::descriptions::PER_DEVICE as i64
-                            ])
-                            .map_err(wrap)?;
-                        out.push(Committed::New);
-                    }
+                    // Written together below.
+                    Item::Description { .. } => out.push(Committed::New),
                     Item::Claim(claim) => {
                         insert_owner
                             .execute(params![claim.kind.name(), claim.id, claim.site, bits(now)])
@@ -1106,6 +1086,66 @@ impl Store {
                         delete_status.execute(params![site]).map_err(wrap)?;
                         out.push(Committed::New);
                     }
+                }
+            }
+            // The descriptions: what storing them one by one, each keeping its device's newest
+            // PER_DEVICE, leaves, with one write per surviving description instead of two
+            // statements per item (a collector describes every reading for a while after it
+            // starts).
+            let described: Vec<(&str, &str, u32, u64, &bytes::Bytes)> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Item::Description {
+                        site,
+                        device,
+                        fingerprint,
+                        payload,
+                        received_ms,
+                    } => Some((
+                        site.as_str(),
+                        device.as_str(),
+                        *fingerprint,
+                        *received_ms,
+                        payload,
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if !described.is_empty() {
+                let mut devices: Vec<(&str, &str)> = described.iter().map(|d| (d.0, d.1)).collect();
+                devices.sort_unstable();
+                devices.dedup();
+                let mut stored: Vec<(String, String, u32, u64)> = Vec::new();
+                for (site, device) in devices {
+                    let rows = stored_descriptions
+                        .query_map(params![site, device], |r| {
+                            Ok((r.get::<_, u32>(0)?, unbits(r.get(1)?)))
+                        })
+                        .map_err(wrap)?;
+                    for row in rows {
+                        let (fingerprint, received_ms) = row.map_err(wrap)?;
+                        stored.push((site.into(), device.into(), fingerprint, received_ms));
+                    }
+                }
+                let keys: Vec<(&str, &str, u32, u64)> =
+                    described.iter().map(|d| (d.0, d.1, d.2, d.3)).collect();
+                let (delete, write) = crate::descriptions::plan_commit(&stored, &keys);
+                for (site, device, fingerprint) in delete {
+                    delete_description
+                        .execute(params![site, device, fingerprint])
+                        .map_err(wrap)?;
+                }
+                for i in write {
+                    let (site, device, fingerprint, received_ms, payload) = described[i];
+                    upsert_description
+                        .execute(params![
+                            site,
+                            device,
+                            fingerprint,
+                            bits(received_ms),
+                            &payload[..]
+                        ])
+                        .map_err(wrap)?;
                 }
             }
             // Written when it took entries in this commit (an open pack that did not is
