@@ -425,6 +425,34 @@ fn restart(dir: &Path) -> (Duration, usize, Duration) {
     (from_snapshot, size as usize, started.elapsed())
 }
 
+/// A replica's start on the PostgreSQL store at `url` (the last run on it): the time to its
+/// first answer from the snapshot of its clean stop, and that of a full catch-up (the
+/// snapshots removed: every envelope read from the server and applied).
+fn restart_postgres(rt: &tokio::runtime::Runtime, url: &str) -> (Duration, Duration) {
+    let config = Config::from_toml(&format!(
+        "[store]\nurl = \"{url}\"\n[aggregation]\ntimezone = \"UTC\"\n"
+    ))
+    .unwrap();
+    let start = || {
+        let started = Instant::now();
+        let mut store = Backend::open(&config, rt.handle()).unwrap();
+        drop(devtel_gateway::rebuild_from(&config.core, &mut store, "bench").unwrap());
+        started.elapsed()
+    };
+    let from_snapshot = start();
+    rt.block_on(async {
+        let (client, connection) = url
+            .parse::<tokio_postgres::Config>()
+            .unwrap()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.execute("DELETE FROM snapshots", &[]).await.unwrap();
+    });
+    (from_snapshot, start())
+}
+
 /// Core: commit + aggregate without MQTT, `batch` envelopes per transaction.
 fn core(dir: &Path, work: &[(String, Vec<u8>)], batch: usize) -> Duration {
     let db = dir.join(format!("core-{batch}.sqlite"));
@@ -563,6 +591,7 @@ fn main() {
     let mut subs = Vec::new();
     let mut devtels = Vec::new();
     let mut on_postgres = Vec::new();
+    let mut last_pg_url = None;
     // The same ingest on a PostgreSQL store (a fresh database per round on a server in a
     // temporary folder, same machine and disk); DEVTEL_BENCH_POSTGRES=0 leaves it out.
     let pg = (!only_devtel && std::env::var("DEVTEL_BENCH_POSTGRES").map_or(true, |v| v != "0"))
@@ -586,6 +615,7 @@ fn main() {
             let run = rt.block_on(devtel(port, &dir, &work, Some(&pg.url(&name))));
             eprintln!("devtel on PostgreSQL: {:.2?}; {}", run.elapsed, run.machine);
             on_postgres.push(run);
+            last_pg_url = Some(pg.url(&name));
         }
         // SQLite last: the start measured below reads this run's store.
         let run = rt.block_on(devtel(port, &dir, &work, None));
@@ -670,6 +700,15 @@ fn main() {
         snapshot_bytes / 1024,
         full_replay.as_secs_f64() / from_snapshot.as_secs_f64().max(1e-9)
     );
+    if let Some(url) = &last_pg_url {
+        let (from_snapshot, catch_up) = restart_postgres(&rt, url);
+        println!(
+            "replica start on PostgreSQL ({n} envelopes): from its snapshot {from_snapshot:.2?}, full catch-up {catch_up:.2?} ({:.0} envelopes/s; SQLite full replay {:.0}/s, {:.2}x)",
+            rate(n, catch_up),
+            rate(n, full_replay),
+            full_replay.as_secs_f64() / catch_up.as_secs_f64()
+        );
+    }
     let (decode, commit, aggregate, delta, delta_len) = core_split(&dir, &work);
     println!(
         "core per reading: decode {decode:.1} us, commit {commit:.1} us (1,024 per transaction; of it delta {delta:.2} us, {delta_len} B), aggregate {aggregate:.1} us"

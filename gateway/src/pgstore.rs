@@ -109,6 +109,32 @@ fn unbits(v: i64) -> u64 {
     v as u64
 }
 
+/// Rows of (kind, id, site) as claims (a kind this gateway does not know is left out).
+fn claims(rows: &[tokio_postgres::Row]) -> Vec<crate::sites::Claim> {
+    rows.iter()
+        .filter_map(|r| {
+            Some(crate::sites::Claim {
+                kind: crate::sites::OwnerKind::from_name(r.get(0))?,
+                id: r.get(1),
+                site: r.get(2),
+            })
+        })
+        .collect()
+}
+
+/// Rows of (site, device, payload) as descriptions.
+fn descriptions(rows: &[tokio_postgres::Row]) -> Vec<(String, String, bytes::Bytes)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                bytes::Bytes::copy_from_slice(r.get::<_, &[u8]>(2)),
+            )
+        })
+        .collect()
+}
+
 fn pg(source: tokio_postgres::Error) -> StoreError {
     StoreError::Postgres { source }
 }
@@ -524,25 +550,7 @@ impl PgStore {
         tx: &tokio_postgres::Transaction<'_>,
         items: &[Item],
     ) -> Result<(), StoreError> {
-        let batch: Vec<(&str, &str, u32, u64, &bytes::Bytes)> = items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Description {
-                    site,
-                    device,
-                    fingerprint,
-                    payload,
-                    received_ms,
-                } => Some((
-                    site.as_str(),
-                    device.as_str(),
-                    *fingerprint,
-                    *received_ms,
-                    payload,
-                )),
-                _ => None,
-            })
-            .collect();
+        let batch = crate::store::described(items);
         if batch.is_empty() {
             return Ok(());
         }
@@ -587,7 +595,7 @@ impl PgStore {
             .map_err(pg)?;
         }
         if !write.is_empty() {
-            let rows: Vec<&(&str, &str, u32, u64, &bytes::Bytes)> =
+            let rows: Vec<&crate::store::Described<'_>> =
                 write.iter().map(|&i| &batch[i]).collect();
             let sites: Vec<&str> = rows.iter().map(|r| r.0).collect();
             let names: Vec<&str> = rows.iter().map(|r| r.1).collect();
@@ -753,16 +761,7 @@ impl PgStore {
             .query("SELECT kind, id, site FROM owners ORDER BY kind, id", &[])
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(crate::sites::Claim {
-                    kind: crate::sites::OwnerKind::from_name(r.get(0))?,
-                    id: r.get(1),
-                    site: r.get(2),
-                })
-            })
-            .collect())
+        Ok(claims(&rows))
     }
 
     /// The stored claims of the `wanted` collectors and devices.
@@ -785,16 +784,7 @@ impl PgStore {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(crate::sites::Claim {
-                    kind: crate::sites::OwnerKind::from_name(r.get(0))?,
-                    id: r.get(1),
-                    site: r.get(2),
-                })
-            })
-            .collect())
+        Ok(claims(&rows))
     }
 
     /// The kept descriptions of the `wanted` devices (site, device): (site, device, payload),
@@ -820,16 +810,7 @@ impl PgStore {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get(1),
-                    bytes::Bytes::copy_from_slice(r.get::<_, &[u8]>(2)),
-                )
-            })
-            .collect())
+        Ok(descriptions(&rows))
     }
 
     /// The kept descriptions: (site, device, payload), per device oldest first.
@@ -846,16 +827,7 @@ impl PgStore {
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get(1),
-                    bytes::Bytes::copy_from_slice(r.get::<_, &[u8]>(2)),
-                )
-            })
-            .collect())
+        Ok(descriptions(&rows))
     }
 
     /// Stores a snapshot covering the envelopes up to `through` and keeps the newest

@@ -269,6 +269,33 @@ pub enum StoreError {
     },
 }
 
+/// A description among the items of a commit: site, device, fingerprint, received, payload.
+pub(crate) type Described<'a> = (&'a str, &'a str, u32, u64, &'a bytes::Bytes);
+
+/// The descriptions among `items`, in item order (both stores write them together, see
+/// [`crate::descriptions::plan_commit`]).
+pub(crate) fn described(items: &[Item]) -> Vec<Described<'_>> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Description {
+                site,
+                device,
+                fingerprint,
+                payload,
+                received_ms,
+            } => Some((
+                site.as_str(),
+                device.as_str(),
+                *fingerprint,
+                *received_ms,
+                payload,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// One message to commit.
 #[derive(Debug, Clone)]
 pub enum Item {
@@ -1092,25 +1119,7 @@ impl Store {
             // PER_DEVICE, leaves, with one write per surviving description instead of two
             // statements per item (a collector describes every reading for a while after it
             // starts).
-            let described: Vec<(&str, &str, u32, u64, &bytes::Bytes)> = items
-                .iter()
-                .filter_map(|item| match item {
-                    Item::Description {
-                        site,
-                        device,
-                        fingerprint,
-                        payload,
-                        received_ms,
-                    } => Some((
-                        site.as_str(),
-                        device.as_str(),
-                        *fingerprint,
-                        *received_ms,
-                        payload,
-                    )),
-                    _ => None,
-                })
-                .collect();
+            let described = described(items);
             if !described.is_empty() {
                 let mut devices: Vec<(&str, &str)> = described.iter().map(|d| (d.0, d.1)).collect();
                 devices.sort_unstable();
