@@ -173,7 +173,7 @@ impl Replica {
     }
 }
 
-/// Longest a lookup of descriptions holds the check stage.
+/// Longest a lookup (descriptions, site claims) holds the check stage.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs `f` on the connection in `slot` (opened, or opened again after it ended).
