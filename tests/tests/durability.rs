@@ -113,6 +113,47 @@ pub(crate) fn documents(http: u16) -> Value {
     Value::Object(out)
 }
 
+/// Stops the collector; returns how many envelopes it produced, as its last status (read
+/// through the gateway at `http`) says.
+pub(crate) fn stop_collector(collector: &mut Proc, http: u16) -> u64 {
+    assert!(
+        collector.terminate(Duration::from_secs(15)),
+        "{}",
+        collector.log()
+    );
+    let status = wait_for(
+        "the collector's final status",
+        Duration::from_secs(10),
+        || {
+            let all = http_json(http, "/api/collectors")?;
+            let s = all.get("durable")?.get("status")?.clone();
+            (s["state"] == "offline").then_some(s)
+        },
+    );
+    status["counters"]["spooled"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no spooled count: {status}"))
+}
+
+/// Waits (60 s at most) until the gateway `name` at `http` holds all `spooled` envelopes of
+/// the collector's epoch, none missing; else fails with what it holds and its health.
+pub(crate) fn wait_all_held(name: &str, http: u16, spooled: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = epoch_received(http);
+        if held == Some((spooled, 0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} holds (received, missing) {held:?} of {spooled}: {}\n{}",
+            http_json(http, "/healthz").unwrap_or_default(),
+            http_json(http, "/api/collectors").unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub(crate) fn epoch_received(http: u16) -> Option<(u64, u64)> {
     let all = http_json(http, "/api/collectors")?;
     let e = all.get("durable")?["epochs"].as_array()?.first()?.clone();
@@ -251,33 +292,10 @@ fn a_gateway_killed_at_random_points_ends_with_the_figures_of_one_that_was_not()
         "the last restart restored a snapshot: {}",
         victim.log()
     );
-    assert!(
-        collector.terminate(Duration::from_secs(15)),
-        "{}",
-        collector.log()
-    );
-
-    // The collector's last status says how many envelopes it produced.
-    let status = wait_for(
-        "the collector's final status",
-        Duration::from_secs(10),
-        || {
-            let all = http_json(http_ref, "/api/collectors")?;
-            let s = all.get("durable")?.get("status")?.clone();
-            (s["state"] == "offline").then_some(s)
-        },
-    );
-    let spooled = status["counters"]["spooled"].as_u64().unwrap();
-    assert!(spooled >= 7 * 15, "{status}");
+    let spooled = stop_collector(&mut collector, http_ref);
+    assert!(spooled >= 7 * 15, "{spooled} envelopes");
     for (name, http) in [("reference", http_ref), ("victim", http_kill)] {
-        wait_for(
-            &format!("the {name} to hold all {spooled} envelopes"),
-            Duration::from_secs(60),
-            || {
-                epoch_received(http)
-                    .filter(|&(received, missing)| received == spooled && missing == 0)
-            },
-        );
+        wait_all_held(name, http, spooled);
     }
     // Let both publish their last documents and settle.
     std::thread::sleep(Duration::from_millis(1_500));

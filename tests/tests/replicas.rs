@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::durability::{collector_conf, documents, epoch_received, Rng, UNITS};
+use crate::durability::{collector_conf, documents, stop_collector, wait_all_held, Rng, UNITS};
 use crate::util::*;
 use devtel_gateway::pg_harness::TempPostgres;
 
@@ -187,43 +187,14 @@ fn replicas_killed_at_random_points_and_a_stopped_store_end_with_the_figures_of_
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        collector.terminate(Duration::from_secs(15)),
-        "{}",
-        collector.log()
-    );
-
-    // The collector's last status says how many envelopes it produced.
-    let status = wait_for(
-        "the collector's final status",
-        Duration::from_secs(10),
-        || {
-            let all = http_json(http_ref, "/api/collectors")?;
-            let s = all.get("durable")?.get("status")?.clone();
-            (s["state"] == "offline").then_some(s)
-        },
-    );
-    let spooled = status["counters"]["spooled"].as_u64().unwrap();
-    assert!(spooled >= 7 * 40, "{status}");
+    let spooled = stop_collector(&mut collector, http_ref);
+    assert!(spooled >= 7 * 40, "{spooled} envelopes");
     for (name, http) in [
         ("reference", http_ref),
         (names[0], https[0]),
         (names[1], https[1]),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let held = epoch_received(http);
-            if held == Some((spooled, 0)) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} holds (received, missing) {held:?} of {spooled}: {}\n{}",
-                http_json(http, "/healthz").unwrap_or_default(),
-                http_json(http, "/api/collectors").unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_all_held(name, http, spooled);
     }
     // Let the publisher publish its last documents and both settle.
     std::thread::sleep(Duration::from_millis(1_500));
